@@ -1,0 +1,489 @@
+//! Configuration: database URLs, pool settings, and where they come from.
+//!
+//! Precedence, lowest first: defaults, environment variables, options carried in the
+//! URL (`?jobprep_pool_max_size=4`), then [`crate::DbBuilder`] calls in code.
+//! Options of ours are removed from the URL before it reaches libpq.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+
+/// The database engine behind a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// A database URL whose password never shows: `Display` and `Debug` print
+/// `postgres://user:***@host/db`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    backend: Backend,
+    /// What the driver receives: a libpq URL without our options, or a SQLite path.
+    target: String,
+    /// The password as written in the URL, kept only to scrub it from messages.
+    secret: Option<String>,
+}
+
+impl DatabaseUrl {
+    /// The backend this URL selects.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The string handed to the driver. Contains the password: never log it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.target
+    }
+
+    /// Removes every spelling of this URL's password from `message`.
+    pub(crate) fn scrub(&self, message: &str) -> String {
+        match &self.secret {
+            Some(secret) if !secret.is_empty() => {
+                let decoded = percent_decode(secret);
+                message.replace(secret, "***").replace(&decoded, "***")
+            }
+            _ => message.to_owned(),
+        }
+    }
+
+    fn redacted(&self) -> String {
+        match &self.secret {
+            Some(secret) if !secret.is_empty() => self.target.replace(secret, "***"),
+            _ => self.target.clone(),
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.backend {
+            Backend::Postgres => f.write_str(&self.redacted()),
+            Backend::Sqlite => write!(f, "sqlite://{}", self.target),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+/// Connection pool settings. Defaults suit both a long-lived service and a serverless
+/// function: the pool opens connections lazily, so a cold start opens one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Most connections the pool keeps open (default 10).
+    pub max_size: u32,
+    /// Idle connections the pool keeps ready (default 0: open on demand).
+    pub min_idle: u32,
+    /// How long a caller waits for a connection before [`Error::Unavailable`] (default 5 s).
+    pub connection_timeout: Duration,
+    /// Idle connections are closed after this long (default 10 min).
+    pub idle_timeout: Option<Duration>,
+    /// Connections are replaced after this long (default 30 min).
+    pub max_lifetime: Option<Duration>,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            max_size: 10,
+            min_idle: 0,
+            connection_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(10 * 60)),
+            max_lifetime: Some(Duration::from_secs(30 * 60)),
+        }
+    }
+}
+
+impl PoolOptions {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if self.max_size == 0 {
+            return Err(Error::Config("pool max_size must be at least 1".into()));
+        }
+        if self.min_idle > self.max_size {
+            return Err(Error::Config(format!(
+                "pool min_idle ({}) exceeds max_size ({})",
+                self.min_idle, self.max_size
+            )));
+        }
+        if self.connection_timeout.is_zero() {
+            return Err(Error::Config(
+                "pool connection_timeout must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Settings a [`crate::Db`] is built from.
+#[derive(Debug, Clone)]
+pub struct DbConfig {
+    pub url: DatabaseUrl,
+    pub replicas: Vec<DatabaseUrl>,
+    pub pool: PoolOptions,
+    /// Disables prepared-statement caching, for transaction-mode poolers (PgBouncer,
+    /// Neon's `-pooler` hosts, which turn it on automatically).
+    pub pooler_safe: bool,
+    /// A replica further behind than this is skipped until it catches up.
+    pub max_replica_lag: Duration,
+}
+
+/// Environment variables read by [`DbConfig::from_env`].
+pub mod env {
+    pub const DATABASE_URL: &str = "DATABASE_URL";
+    pub const DATABASE_REPLICA_URLS: &str = "DATABASE_REPLICA_URLS";
+    pub const POOL_MAX_SIZE: &str = "JOBPREP_POOL_MAX_SIZE";
+    pub const POOL_MIN_IDLE: &str = "JOBPREP_POOL_MIN_IDLE";
+    pub const POOL_TIMEOUT_SECS: &str = "JOBPREP_POOL_TIMEOUT_SECS";
+    pub const POOL_IDLE_TIMEOUT_SECS: &str = "JOBPREP_POOL_IDLE_TIMEOUT_SECS";
+    pub const POOL_MAX_LIFETIME_SECS: &str = "JOBPREP_POOL_MAX_LIFETIME_SECS";
+    pub const POOLER_SAFE: &str = "JOBPREP_POOLER_SAFE";
+    pub const MAX_REPLICA_LAG_MS: &str = "JOBPREP_MAX_REPLICA_LAG_MS";
+    pub const SQLITE_PATH: &str = "JOBPREP_SQLITE_PATH";
+}
+
+const URL_OPTION_PREFIX: &str = "jobprep_";
+
+impl DbConfig {
+    /// A configuration for `url` with default pool settings. Options in the URL's query
+    /// string that start with `jobprep_` are applied and removed:
+    /// `jobprep_pool_max_size`, `jobprep_pool_min_idle`, `jobprep_pool_timeout_secs`,
+    /// `jobprep_pool_idle_timeout_secs`, `jobprep_pool_max_lifetime_secs`,
+    /// `jobprep_pooler_safe`, `jobprep_max_replica_lag_ms`.
+    ///
+    /// ```
+    /// use jobprep_repo::{Backend, DbConfig};
+    /// let config = DbConfig::parse("postgres://app:s3cret@db.internal/app?jobprep_pool_max_size=4")?;
+    /// assert_eq!(config.url.backend(), Backend::Postgres);
+    /// assert_eq!(config.pool.max_size, 4);
+    /// assert_eq!(config.url.to_string(), "postgres://app:***@db.internal/app");
+    /// # Ok::<(), jobprep_repo::Error>(())
+    /// ```
+    pub fn parse(url: &str) -> Result<Self> {
+        let mut config = DbConfig::with_url(parse_url_options(url)?.0);
+        config.apply_url_options(url)?;
+        Ok(config)
+    }
+
+    /// The configuration from the environment: `DATABASE_URL` (default: the embedded
+    /// SQLite file, see [`default_sqlite_path`]), `DATABASE_REPLICA_URLS`
+    /// (comma-separated), and the `JOBPREP_*` variables in [`env`].
+    pub fn from_env() -> Result<Self> {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let url = match var(env::DATABASE_URL) {
+            Some(url) => url,
+            None => default_sqlite_path()?.display().to_string(),
+        };
+        let (primary, _) = parse_url_options(&url)?;
+        let mut config = DbConfig::with_url(primary);
+        let env_options: Vec<(&str, &str)> = [
+            (env::POOL_MAX_SIZE, "pool_max_size"),
+            (env::POOL_MIN_IDLE, "pool_min_idle"),
+            (env::POOL_TIMEOUT_SECS, "pool_timeout_secs"),
+            (env::POOL_IDLE_TIMEOUT_SECS, "pool_idle_timeout_secs"),
+            (env::POOL_MAX_LIFETIME_SECS, "pool_max_lifetime_secs"),
+            (env::POOLER_SAFE, "pooler_safe"),
+            (env::MAX_REPLICA_LAG_MS, "max_replica_lag_ms"),
+        ]
+        .into_iter()
+        .collect();
+        for (variable, option) in env_options {
+            if let Some(value) = var(variable) {
+                config
+                    .set_option(option, &value)
+                    .map_err(|e| Error::Config(format!("{variable}: {e}")))?;
+            }
+        }
+        config.apply_url_options(&url)?;
+        if let Some(list) = var(env::DATABASE_REPLICA_URLS) {
+            for replica in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                config.replicas.push(parse_url_options(replica)?.0);
+            }
+        }
+        Ok(config)
+    }
+
+    fn with_url(url: DatabaseUrl) -> Self {
+        let pooler_safe = url.backend == Backend::Postgres && is_neon_pooler_host(&url.target);
+        DbConfig {
+            url,
+            replicas: Vec::new(),
+            pool: PoolOptions::default(),
+            pooler_safe,
+            max_replica_lag: Duration::from_secs(5),
+        }
+    }
+
+    fn apply_url_options(&mut self, url: &str) -> Result<()> {
+        for (key, value) in parse_url_options(url)?.1 {
+            self.set_option(&key, &value)?;
+        }
+        Ok(())
+    }
+
+    fn set_option(&mut self, key: &str, value: &str) -> Result<()> {
+        let number = || {
+            value.trim().parse::<u64>().map_err(|_| {
+                Error::Config(format!("option {key}: `{value}` is not a whole number"))
+            })
+        };
+        let seconds = |n: u64| (n > 0).then(|| Duration::from_secs(n));
+        let count = || {
+            u32::try_from(number()?)
+                .map_err(|_| Error::Config(format!("option {key}: `{value}` is too large")))
+        };
+        match key {
+            "pool_max_size" => self.pool.max_size = count()?,
+            "pool_min_idle" => self.pool.min_idle = count()?,
+            "pool_timeout_secs" => self.pool.connection_timeout = Duration::from_secs(number()?),
+            "pool_idle_timeout_secs" => self.pool.idle_timeout = seconds(number()?),
+            "pool_max_lifetime_secs" => self.pool.max_lifetime = seconds(number()?),
+            "max_replica_lag_ms" => self.max_replica_lag = Duration::from_millis(number()?),
+            "pooler_safe" => {
+                self.pooler_safe = match value.trim().to_ascii_lowercase().as_str() {
+                    "1" | "true" | "yes" | "on" => true,
+                    "0" | "false" | "no" | "off" => false,
+                    _ => {
+                        return Err(Error::Config(format!(
+                            "option {key}: `{value}` is not true or false"
+                        )))
+                    }
+                }
+            }
+            _ => {
+                return Err(Error::Config(format!(
+                    "unknown option `{URL_OPTION_PREFIX}{key}`"
+                )))
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Where the embedded SQLite database lives when no `DATABASE_URL` is set:
+/// `$JOBPREP_SQLITE_PATH` if set, else `$XDG_DATA_HOME/jobprep/jobprep.sqlite3`, else
+/// `$HOME/.local/share/jobprep/jobprep.sqlite3`, else the same under the system's
+/// temporary directory. The folder is created when missing.
+pub fn default_sqlite_path() -> Result<PathBuf> {
+    if let Some(path) = std::env::var_os(env::SQLITE_PATH).filter(|p| !p.is_empty()) {
+        return Ok(PathBuf::from(path));
+    }
+    let data_home = std::env::var_os("XDG_DATA_HOME")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|p| !p.is_empty())
+                .map(|home| PathBuf::from(home).join(".local/share"))
+        })
+        .unwrap_or_else(std::env::temp_dir);
+    let dir = data_home.join("jobprep");
+    std::fs::create_dir_all(&dir).map_err(|e| {
+        Error::Config(format!(
+            "cannot create the SQLite data folder {}: {e}",
+            dir.display()
+        ))
+    })?;
+    Ok(dir.join("jobprep.sqlite3"))
+}
+
+/// Splits a URL into what the driver receives and our `jobprep_*` options.
+fn parse_url_options(url: &str) -> Result<(DatabaseUrl, Vec<(String, String)>)> {
+    let url = url.trim();
+    if url.is_empty() {
+        return Err(Error::Config("the database URL is empty".into()));
+    }
+    if url.contains('\0') {
+        return Err(Error::Config(
+            "the database URL contains a NUL byte".into(),
+        ));
+    }
+    let (backend, rest) = if let Some(rest) = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))
+    {
+        (Backend::Postgres, rest)
+    } else if let Some(rest) = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+    {
+        (Backend::Sqlite, rest)
+    } else if let Some((scheme, _)) = url.split_once("://") {
+        let scheme: String = scheme.chars().take(32).collect();
+        return Err(Error::Config(format!(
+            "unsupported database URL scheme `{scheme}`: use postgres://, postgresql://, \
+             sqlite://PATH or a plain file path"
+        )));
+    } else {
+        (Backend::Sqlite, url)
+    };
+
+    let (head, query) = match rest.split_once('?') {
+        Some((head, query)) => (head, Some(query)),
+        None => (rest, None),
+    };
+    let mut ours = Vec::new();
+    let mut kept = Vec::new();
+    for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key.strip_prefix(URL_OPTION_PREFIX) {
+            Some(option) => ours.push((option.to_owned(), percent_decode(value))),
+            None => kept.push(pair),
+        }
+    }
+
+    let target = match backend {
+        Backend::Postgres => {
+            let mut target = format!("{}{}", &url[..url.len() - rest.len()], head);
+            if !kept.is_empty() {
+                target.push('?');
+                target.push_str(&kept.join("&"));
+            }
+            target
+        }
+        Backend::Sqlite => {
+            if !kept.is_empty() {
+                return Err(Error::Config(format!(
+                    "SQLite URLs take no options but `{URL_OPTION_PREFIX}*`; found `{}`",
+                    kept.join("&")
+                )));
+            }
+            if head.is_empty() {
+                return Err(Error::Config("the SQLite URL names no file".into()));
+            }
+            if head == ":memory:" {
+                return Err(Error::Config(
+                    "in-memory SQLite is not supported (each pooled connection would see \
+                     its own database); use a file, e.g. in a temporary folder"
+                        .into(),
+                ));
+            }
+            head.to_owned()
+        }
+    };
+    let secret = match backend {
+        Backend::Postgres => postgres_password(head, &kept),
+        Backend::Sqlite => None,
+    };
+    Ok((
+        DatabaseUrl {
+            backend,
+            target,
+            secret,
+        },
+        ours,
+    ))
+}
+
+/// The password in `user:password@host` or in a `password=` query parameter.
+fn postgres_password(authority_and_path: &str, query: &[&str]) -> Option<String> {
+    let authority = authority_and_path
+        .split('/')
+        .next()
+        .unwrap_or(authority_and_path);
+    let from_userinfo = authority
+        .rsplit_once('@')
+        .and_then(|(userinfo, _)| userinfo.split_once(':'))
+        .map(|(_, password)| password.to_owned());
+    from_userinfo.or_else(|| {
+        query
+            .iter()
+            .find_map(|pair| pair.strip_prefix("password="))
+            .map(str::to_owned)
+    })
+}
+
+fn is_neon_pooler_host(url: &str) -> bool {
+    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = after_scheme.split(['/', '?']).next().unwrap_or("");
+    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    host.split('.').next().is_some_and(|label| label.ends_with("-pooler"))
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&hi), Some(&lo)) if hex(hi).is_some() && hex(lo).is_some() => {
+                let value = hex(hi).unwrap_or(0) * 16 + hex(lo).unwrap_or(0);
+                out.push(value as u8);
+                i += 3;
+            }
+            (b'+', _, _) => {
+                out.push(b' ');
+                i += 1;
+            }
+            (byte, _, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backends_come_from_the_scheme() {
+        let pg = DbConfig::parse("postgresql://u@h/db").unwrap().url;
+        assert_eq!(pg.backend(), Backend::Postgres);
+        for sqlite in ["sqlite:///tmp/a.db", "sqlite://a.db", "sqlite:a.db", "./a.db", "/tmp/a.db"] {
+            assert_eq!(DbConfig::parse(sqlite).unwrap().url.backend(), Backend::Sqlite);
+        }
+        assert_eq!(DbConfig::parse("sqlite:///tmp/a.db").unwrap().url.expose(), "/tmp/a.db");
+        let err = DbConfig::parse("mysql://root@localhost/db").unwrap_err();
+        assert!(err.to_string().contains("unsupported database URL scheme `mysql`"), "{err}");
+    }
+
+    #[test]
+    fn our_options_are_applied_and_removed_before_libpq() {
+        let config = DbConfig::parse(
+            "postgres://u:pw@h:5432/db?sslmode=require&jobprep_pool_max_size=3&jobprep_pooler_safe=true&application_name=x",
+        )
+        .unwrap();
+        assert_eq!(config.pool.max_size, 3);
+        assert!(config.pooler_safe);
+        assert_eq!(config.url.expose(), "postgres://u:pw@h:5432/db?sslmode=require&application_name=x");
+        assert!(DbConfig::parse("postgres://h/db?jobprep_nope=1").is_err());
+        assert!(DbConfig::parse("postgres://h/db?jobprep_pool_max_size=many").is_err());
+    }
+
+    #[test]
+    fn passwords_never_show() {
+        let config = DbConfig::parse("postgres://app:p%40ss@h/db?jobprep_pool_max_size=2").unwrap();
+        for shown in [format!("{config:?}"), config.url.to_string()] {
+            assert!(!shown.contains("p%40ss") && !shown.contains("p@ss"), "{shown}");
+        }
+        assert_eq!(config.url.scrub("failed for p@ss and p%40ss"), "failed for *** and ***");
+        let query = DbConfig::parse("postgres://h/db?user=a&password=hunter2").unwrap();
+        assert!(!format!("{query:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn neon_pooler_hosts_turn_pooler_safe_mode_on() {
+        let neon = "postgres://u:p@ep-cool-123-pooler.us-east-2.aws.neon.tech/db?sslmode=require";
+        assert!(DbConfig::parse(neon).unwrap().pooler_safe);
+        assert!(!DbConfig::parse("postgres://u:p@ep-cool-123.aws.neon.tech/db").unwrap().pooler_safe);
+    }
+}

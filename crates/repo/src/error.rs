@@ -1,0 +1,260 @@
+//! Errors, and the policy behind them.
+//!
+//! - Every public function of jobprep returns [`Result<T>`] with this one [`Error`].
+//!   Its variants are the decisions a caller makes: show "not found", report a conflict,
+//!   fix the input, retry later, fix the deployment.
+//! - Database errors are classified here, once, for both backends, by [`Error::from`]
+//!   (`diesel::result::Error`), so a unique violation is [`Error::Conflict`] on
+//!   PostgreSQL and on SQLite alike, under the same constraint name.
+//! - Nothing is swallowed: an error jobprep cannot classify keeps its source in
+//!   [`Error::Database`].
+//! - Messages never carry a password: connection errors are scrubbed before they are
+//!   stored, and URLs are only ever shown through [`crate::DatabaseUrl`]'s redacted form.
+//! - Mapping to HTTP statuses or user-facing text is the embedding service's job.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// Shorthand for `std::result::Result<T, jobprep_repo::Error>`.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The kinds of rows jobprep stores, as named in errors and cache tags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Entity {
+    User,
+    JobInfo,
+    Interview,
+    Question,
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Entity::User => "user",
+            Entity::JobInfo => "job info",
+            Entity::Interview => "interview",
+            Entity::Question => "question",
+        })
+    }
+}
+
+/// Which kind of constraint a write ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConstraintKind {
+    Unique,
+    ForeignKey,
+    Check,
+    NotNull,
+}
+
+/// Everything that can go wrong in jobprep. See the module docs for the policy.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The row does not exist, or it belongs to another user (the two are
+    /// indistinguishable on purpose).
+    #[error("{entity} not found")]
+    NotFound { entity: Entity },
+
+    /// A write broke a constraint, e.g. `users_email_unique` when the email belongs to
+    /// another user. `constraint` is the PostgreSQL constraint name on both backends,
+    /// when the database reports one.
+    #[error("conflict: {kind:?} constraint {} violated", constraint.as_deref().unwrap_or("(unnamed)"))]
+    Conflict {
+        kind: ConstraintKind,
+        constraint: Option<String>,
+    },
+
+    /// The input was rejected before anything was written.
+    #[error("invalid {field}: {reason}")]
+    InvalidInput { field: &'static str, reason: String },
+
+    /// The database could not be reached in time, the connection was lost, or the
+    /// transaction lost a race (serialization failure, deadlock, SQLite busy). Nothing
+    /// of the failed call was committed, unless the connection broke during COMMIT
+    /// itself; retrying is the expected reaction.
+    #[error("database unavailable: {reason}")]
+    Unavailable { reason: String },
+
+    /// Migrations could not be applied, reverted or adopted.
+    #[error("migration failed: {0}")]
+    Migration(String),
+
+    /// The configuration (URL, pool settings, replicas) is unusable.
+    #[error("configuration error: {0}")]
+    Config(String),
+
+    /// Any other database error, kept whole.
+    #[error("database error: {0}")]
+    Database(#[source] DieselError),
+}
+
+impl Error {
+    /// Whether the same call may succeed if simply tried again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Unavailable { .. })
+    }
+
+    /// Whether the error shows the connection itself is gone (server restart, network
+    /// loss), as opposed to a transaction that lost a race.
+    pub(crate) fn is_connection_lost(&self) -> bool {
+        match self {
+            Error::Unavailable { reason } => LOST_CONNECTION
+                .iter()
+                .any(|needle| reason.contains(needle)),
+            _ => false,
+        }
+    }
+
+    pub(crate) fn invalid(field: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidInput {
+            field,
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn not_found(entity: Entity) -> Self {
+        Error::NotFound { entity }
+    }
+}
+
+impl From<DieselError> for Error {
+    fn from(error: DieselError) -> Self {
+        match error {
+            DieselError::DatabaseError(kind, info) => {
+                classify_database_error(kind, info.message(), info.constraint_name())
+                    .unwrap_or_else(|| {
+                        Error::Database(DieselError::DatabaseError(kind, info))
+                    })
+            }
+            DieselError::BrokenTransactionManager => Error::Unavailable {
+                reason: "the connection's transaction state was lost".into(),
+            },
+            other => Error::Database(other),
+        }
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    fn from(error: r2d2::Error) -> Self {
+        // r2d2 reports a timeout together with the last connection error, which the
+        // connection manager has already scrubbed of passwords.
+        Error::Unavailable {
+            reason: error.to_string(),
+        }
+    }
+}
+
+fn classify_database_error(
+    kind: DatabaseErrorKind,
+    message: &str,
+    constraint: Option<&str>,
+) -> Option<Error> {
+    let conflict = |kind| {
+        Some(Error::Conflict {
+            kind,
+            constraint: constraint
+                .map(str::to_owned)
+                .or_else(|| sqlite_constraint_name(message)),
+        })
+    };
+    match kind {
+        DatabaseErrorKind::UniqueViolation => conflict(ConstraintKind::Unique),
+        DatabaseErrorKind::ForeignKeyViolation => conflict(ConstraintKind::ForeignKey),
+        DatabaseErrorKind::CheckViolation => conflict(ConstraintKind::Check),
+        DatabaseErrorKind::NotNullViolation => conflict(ConstraintKind::NotNull),
+        DatabaseErrorKind::ClosedConnection => Some(Error::Unavailable {
+            reason: format!("connection is closed: {message}"),
+        }),
+        DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ReadOnlyTransaction => {
+            Some(Error::Unavailable {
+                reason: message.to_owned(),
+            })
+        }
+        _ if is_transient_message(message) => Some(Error::Unavailable {
+            reason: message.to_owned(),
+        }),
+        _ => None,
+    }
+}
+
+/// Errors that diesel reports as `Unknown` but that mean "try again": SQLite's busy
+/// and locked states, PostgreSQL deadlocks, and servers shutting down or restarting.
+fn is_transient_message(message: &str) -> bool {
+    const RACES: &[&str] = &[
+        "database is locked",
+        "database table is locked",
+        "deadlock detected",
+        "could not serialize access",
+        "canceling statement due to conflict with recovery",
+    ];
+    RACES
+        .iter()
+        .chain(LOST_CONNECTION)
+        .any(|needle| message.contains(needle))
+}
+
+/// Messages libpq and PostgreSQL give when a connection is gone for good.
+const LOST_CONNECTION: &[&str] = &[
+    "terminating connection",
+    "server closed the connection",
+    "connection to server",
+    "no connection to the server",
+    "the database system is",
+    "SSL connection has been closed",
+    "could not receive data from server",
+    "could not send data to server",
+    "connection is closed",
+    "Broken pipe",
+];
+
+/// SQLite names the columns of a failed UNIQUE constraint (`UNIQUE constraint failed:
+/// users.email`) and the name of a failed CHECK; map them to the constraint names that
+/// PostgreSQL reports, so callers see one vocabulary.
+fn sqlite_constraint_name(message: &str) -> Option<String> {
+    let detail = message
+        .split_once("constraint failed: ")
+        .map(|(_, detail)| detail.trim())?;
+    let name = match detail {
+        "users.email" => "users_email_unique",
+        "users.id" => "users_pkey",
+        "job_info.id" => "job_info_pkey",
+        "interviews.id" => "interviews_pkey",
+        "questions.id" => "questions_pkey",
+        other => other,
+    };
+    Some(name.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlite_unique_messages_use_postgres_constraint_names() {
+        assert_eq!(
+            sqlite_constraint_name("UNIQUE constraint failed: users.email").as_deref(),
+            Some("users_email_unique")
+        );
+        assert_eq!(
+            sqlite_constraint_name("CHECK constraint failed: questions_difficulty_check")
+                .as_deref(),
+            Some("questions_difficulty_check")
+        );
+        assert_eq!(sqlite_constraint_name("FOREIGN KEY constraint failed"), None);
+    }
+
+    #[test]
+    fn busy_and_shutdown_messages_are_retryable() {
+        for message in [
+            "database is locked",
+            "terminating connection due to administrator command",
+            "deadlock detected",
+        ] {
+            let error = classify_database_error(DatabaseErrorKind::Unknown, message, None);
+            assert!(error.is_some_and(|e| e.is_retryable()), "{message}");
+        }
+        assert!(
+            classify_database_error(DatabaseErrorKind::Unknown, "syntax error", None).is_none()
+        );
+    }
+}

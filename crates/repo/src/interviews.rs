@@ -1,0 +1,223 @@
+//! Interviews: mock interviews under a job info. Ownership goes through the job info:
+//! every query joins or filters on `job_info."userId"`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::{Nullable, Varchar};
+use jobprep_schema::sql_types;
+use jobprep_schema::{interviews, job_info};
+
+use crate::db::{on_backend, Connection};
+use crate::error::{Entity, Error, Result};
+use crate::types::{ExperienceLevel, InterviewId, JobInfoId, Timestamp, UserId};
+use crate::validate;
+
+/// An interview row.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = interviews)]
+#[serde(rename_all = "camelCase")]
+pub struct Interview {
+    pub id: InterviewId,
+    pub job_info_id: JobInfoId,
+    pub duration: String,
+    pub hume_chat_id: Option<String>,
+    pub feedback: Option<String>,
+    #[diesel(deserialize_as = Timestamp)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(deserialize_as = Timestamp)]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The parts of the job info an interview page shows.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = job_info)]
+#[serde(rename_all = "camelCase")]
+pub struct InterviewJobInfo {
+    pub id: JobInfoId,
+    pub user_id: UserId,
+    pub title: Option<String>,
+    pub description: String,
+    pub experience_level: ExperienceLevel,
+}
+
+/// An interview with its job info, as the original app's interview page reads it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InterviewWithJobInfo {
+    #[serde(flatten)]
+    pub interview: Interview,
+    pub job_info: InterviewJobInfo,
+}
+
+/// What an insert writes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewInterview {
+    pub job_info_id: JobInfoId,
+    pub duration: String,
+    #[serde(default)]
+    pub hume_chat_id: Option<String>,
+}
+
+impl NewInterview {
+    /// A new interview that has not started yet (`00:00:00`).
+    pub fn new(job_info_id: JobInfoId) -> Self {
+        NewInterview {
+            job_info_id,
+            duration: "00:00:00".into(),
+            hume_chat_id: None,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        validate::duration(&self.duration)?;
+        if let Some(chat) = &self.hume_chat_id {
+            validate::required_text("humeChatId", chat, validate::UNBOUNDED)?;
+        }
+        Ok(())
+    }
+}
+
+/// Changes to an interview: `None` leaves a column as it is; for `hume_chat_id` and
+/// `feedback`, `Some(None)` sets it to NULL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, AsChangeset, serde::Deserialize)]
+#[diesel(table_name = interviews)]
+#[serde(rename_all = "camelCase")]
+pub struct InterviewChanges {
+    #[serde(default)]
+    pub duration: Option<String>,
+    #[serde(default, deserialize_with = "crate::double_option")]
+    pub hume_chat_id: Option<Option<String>>,
+    #[serde(default, deserialize_with = "crate::double_option")]
+    pub feedback: Option<Option<String>>,
+}
+
+impl InterviewChanges {
+    pub fn validate(&self) -> Result<()> {
+        if let Some(duration) = &self.duration {
+            validate::duration(duration)?;
+        }
+        if let Some(Some(chat)) = &self.hume_chat_id {
+            validate::required_text("humeChatId", chat, validate::UNBOUNDED)?;
+        }
+        if let Some(Some(feedback)) = &self.feedback {
+            validate::bounded_text("feedback", feedback, validate::UNBOUNDED)?;
+        }
+        Ok(())
+    }
+}
+
+/// What writes return: enough to invalidate caches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = interviews)]
+#[serde(rename_all = "camelCase")]
+pub struct InterviewKey {
+    pub id: InterviewId,
+    pub job_info_id: JobInfoId,
+}
+
+/// Inserts an interview under a job info the user owns, in one statement
+/// (`INSERT ... SELECT` from the owned job info): another user's job info is
+/// [`Error::NotFound`].
+pub fn insert(conn: &mut Connection, user_id: &UserId, interview: &NewInterview) -> Result<InterviewKey> {
+    interview.validate()?;
+    let now = Timestamp::now();
+    let id = InterviewId::generate();
+    on_backend!(conn, c => diesel::insert_into(interviews::table)
+        .values(
+            job_info::table
+                .filter(job_info::id.eq(interview.job_info_id))
+                .filter(job_info::user_id.eq(user_id))
+                .select((
+                    id.into_sql::<sql_types::Uuid>(),
+                    job_info::id,
+                    interview.duration.as_str().into_sql::<Varchar>(),
+                    interview.hume_chat_id.as_deref().into_sql::<Nullable<Varchar>>(),
+                    now.into_sql::<sql_types::TimestampWithTimeZone>(),
+                    now.into_sql::<sql_types::TimestampWithTimeZone>(),
+                )),
+        )
+        .into_columns((
+            interviews::id,
+            interviews::job_info_id,
+            interviews::duration,
+            interviews::hume_chat_id,
+            interviews::created_at,
+            interviews::updated_at,
+        ))
+        .returning(InterviewKey::as_returning())
+        .get_result(c)
+        .optional())?
+    .ok_or(Error::not_found(Entity::JobInfo))
+}
+
+/// Applies `changes` to the user's interview and refreshes `updatedAt`.
+pub fn update(
+    conn: &mut Connection,
+    id: InterviewId,
+    user_id: &UserId,
+    changes: &InterviewChanges,
+) -> Result<InterviewKey> {
+    changes.validate()?;
+    let owned = job_info::table.filter(job_info::user_id.eq(user_id)).select(job_info::id);
+    on_backend!(conn, c => diesel::update(interviews::table)
+        .filter(interviews::id.eq(id))
+        .filter(interviews::job_info_id.eq_any(owned))
+        .set((changes, interviews::updated_at.eq(Timestamp::now())))
+        .returning(InterviewKey::as_returning())
+        .get_result(c)
+        .optional())?
+    .ok_or(Error::not_found(Entity::Interview))
+}
+
+/// The user's interview with its job info, in one query.
+pub fn get(conn: &mut Connection, id: InterviewId, user_id: &UserId) -> Result<InterviewWithJobInfo> {
+    on_backend!(conn, c => interviews::table
+        .inner_join(job_info::table)
+        .filter(interviews::id.eq(id))
+        .filter(job_info::user_id.eq(user_id))
+        .select((Interview::as_select(), InterviewJobInfo::as_select()))
+        .first::<(Interview, InterviewJobInfo)>(c)
+        .optional())?
+    .map(|(interview, job_info)| InterviewWithJobInfo { interview, job_info })
+    .ok_or(Error::not_found(Entity::Interview))
+}
+
+/// The interviews of the user's job info that have a chat id, most recently updated
+/// first. Someone else's job info gives an empty list, as a missing one does.
+pub fn list_for_job_info(
+    conn: &mut Connection,
+    job_info_id: JobInfoId,
+    user_id: &UserId,
+) -> Result<Vec<Interview>> {
+    Ok(on_backend!(conn, c => interviews::table
+        .inner_join(job_info::table)
+        .filter(job_info::id.eq(job_info_id))
+        .filter(job_info::user_id.eq(user_id))
+        .filter(interviews::hume_chat_id.is_not_null())
+        .order((interviews::updated_at.desc(), interviews::id.desc()))
+        .select(Interview::as_select())
+        .load(c))?)
+}
+
+/// How many of the user's interviews have a chat id (the plan quota counts these).
+pub fn count_for_user(conn: &mut Connection, user_id: &UserId) -> Result<i64> {
+    Ok(on_backend!(conn, c => interviews::table
+        .inner_join(job_info::table)
+        .filter(job_info::user_id.eq(user_id))
+        .filter(interviews::hume_chat_id.is_not_null())
+        .count()
+        .get_result(c))?)
+}
+
+/// Deletes the user's interview.
+pub fn delete(conn: &mut Connection, id: InterviewId, user_id: &UserId) -> Result<InterviewKey> {
+    let owned = job_info::table.filter(job_info::user_id.eq(user_id)).select(job_info::id);
+    on_backend!(conn, c => diesel::delete(interviews::table)
+        .filter(interviews::id.eq(id))
+        .filter(interviews::job_info_id.eq_any(owned))
+        .returning(InterviewKey::as_returning())
+        .get_result(c)
+        .optional())?
+    .ok_or(Error::not_found(Entity::Interview))
+}

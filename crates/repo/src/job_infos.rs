@@ -1,0 +1,228 @@
+//! Job infos: a job a user prepares for. Every query is scoped to the owning user.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use jobprep_schema::{interviews, job_info, questions};
+
+use crate::db::{on_backend, BackendConnection, Connection};
+use crate::error::{ConstraintKind, Entity, Error, Result};
+use crate::interviews::InterviewKey;
+use crate::questions::QuestionKey;
+use crate::types::{ExperienceLevel, JobInfoId, Timestamp, UserId};
+use crate::validate;
+
+/// A job info row.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = job_info)]
+#[serde(rename_all = "camelCase")]
+pub struct JobInfo {
+    pub id: JobInfoId,
+    pub title: Option<String>,
+    pub name: String,
+    pub experience_level: ExperienceLevel,
+    pub description: String,
+    pub user_id: UserId,
+    #[diesel(deserialize_as = Timestamp)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(deserialize_as = Timestamp)]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What an insert writes; the owner is passed separately.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewJobInfo {
+    #[serde(default)]
+    pub title: Option<String>,
+    pub name: String,
+    pub experience_level: ExperienceLevel,
+    pub description: String,
+}
+
+impl NewJobInfo {
+    pub fn new(
+        name: impl Into<String>,
+        experience_level: ExperienceLevel,
+        description: impl Into<String>,
+    ) -> Self {
+        NewJobInfo {
+            title: None,
+            name: name.into(),
+            experience_level,
+            description: description.into(),
+        }
+    }
+
+    pub fn with_title(mut self, title: impl Into<String>) -> Self {
+        self.title = Some(title.into());
+        self
+    }
+
+    /// Name and description present; title absent or present.
+    pub fn validate(&self) -> Result<()> {
+        validate::required_text("name", &self.name, validate::UNBOUNDED)?;
+        validate::required_text("description", &self.description, validate::UNBOUNDED)?;
+        if let Some(title) = &self.title {
+            validate::required_text("title", title, validate::UNBOUNDED)?;
+        }
+        Ok(())
+    }
+}
+
+/// Changes to a job info: `None` leaves a column as it is; for `title`, `Some(None)`
+/// sets it to NULL.
+#[derive(Debug, Clone, Default, PartialEq, Eq, AsChangeset, serde::Deserialize)]
+#[diesel(table_name = job_info)]
+#[serde(rename_all = "camelCase")]
+pub struct JobInfoChanges {
+    #[serde(default, deserialize_with = "crate::double_option")]
+    pub title: Option<Option<String>>,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub experience_level: Option<ExperienceLevel>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+impl JobInfoChanges {
+    pub fn validate(&self) -> Result<()> {
+        if let Some(name) = &self.name {
+            validate::required_text("name", name, validate::UNBOUNDED)?;
+        }
+        if let Some(description) = &self.description {
+            validate::required_text("description", description, validate::UNBOUNDED)?;
+        }
+        if let Some(Some(title)) = &self.title {
+            validate::required_text("title", title, validate::UNBOUNDED)?;
+        }
+        Ok(())
+    }
+}
+
+/// What writes return: enough to invalidate caches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = job_info)]
+#[serde(rename_all = "camelCase")]
+pub struct JobInfoKey {
+    pub id: JobInfoId,
+    pub user_id: UserId,
+}
+
+/// What deleting a job info removed: the job info and the rows its cascade took along.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedJobInfo {
+    #[serde(flatten)]
+    pub key: JobInfoKey,
+    pub interviews: Vec<InterviewKey>,
+    pub questions: Vec<QuestionKey>,
+}
+
+/// Inserts a job info for `user_id`, who must exist ([`Error::NotFound`] otherwise).
+pub fn insert(conn: &mut Connection, user_id: &UserId, job: &NewJobInfo) -> Result<JobInfoKey> {
+    job.validate()?;
+    let now = Timestamp::now();
+    let result = on_backend!(conn, c => diesel::insert_into(job_info::table)
+        .values((
+            job_info::id.eq(JobInfoId::generate()),
+            job_info::title.eq(job.title.as_deref()),
+            job_info::name.eq(&job.name),
+            job_info::experience_level.eq(job.experience_level),
+            job_info::description.eq(&job.description),
+            job_info::user_id.eq(user_id),
+            job_info::created_at.eq(now),
+            job_info::updated_at.eq(now),
+        ))
+        .returning(JobInfoKey::as_returning())
+        .get_result(c));
+    match result.map_err(Error::from) {
+        Err(Error::Conflict {
+            kind: ConstraintKind::ForeignKey,
+            ..
+        }) => Err(Error::not_found(Entity::User)),
+        other => other,
+    }
+}
+
+/// Applies `changes` to the user's job info and refreshes `updatedAt`.
+pub fn update(
+    conn: &mut Connection,
+    id: JobInfoId,
+    user_id: &UserId,
+    changes: &JobInfoChanges,
+) -> Result<JobInfoKey> {
+    changes.validate()?;
+    on_backend!(conn, c => diesel::update(job_info::table)
+        .filter(job_info::id.eq(id))
+        .filter(job_info::user_id.eq(user_id))
+        .set((changes, job_info::updated_at.eq(Timestamp::now())))
+        .returning(JobInfoKey::as_returning())
+        .get_result(c)
+        .optional())?
+    .ok_or(Error::not_found(Entity::JobInfo))
+}
+
+/// The user's job info.
+pub fn get(conn: &mut Connection, id: JobInfoId, user_id: &UserId) -> Result<JobInfo> {
+    on_backend!(conn, c => job_info::table
+        .filter(job_info::id.eq(id))
+        .filter(job_info::user_id.eq(user_id))
+        .select(JobInfo::as_select())
+        .first(c)
+        .optional())?
+    .ok_or(Error::not_found(Entity::JobInfo))
+}
+
+/// The user's job infos, most recently updated first.
+pub fn list_for_user(conn: &mut Connection, user_id: &UserId) -> Result<Vec<JobInfo>> {
+    Ok(on_backend!(conn, c => job_info::table
+        .filter(job_info::user_id.eq(user_id))
+        .order((job_info::updated_at.desc(), job_info::id.desc()))
+        .select(JobInfo::as_select())
+        .load(c))?)
+}
+
+/// Whether the user has any job info left.
+pub fn user_has_any(conn: &mut Connection, user_id: &UserId) -> Result<bool> {
+    Ok(on_backend!(conn, c => diesel::select(diesel::dsl::exists(
+        job_info::table.filter(job_info::user_id.eq(user_id))
+    ))
+    .get_result(c))?)
+}
+
+/// Deletes the user's job info and, by cascade, its interviews and questions.
+pub fn delete(conn: &mut Connection, id: JobInfoId, user_id: &UserId) -> Result<RemovedJobInfo> {
+    conn.transaction(|conn| {
+        // Lock the job info first on PostgreSQL, so no interview or question can be
+        // added between listing the cascade and deleting.
+        if let BackendConnection::Postgres(c) = &mut conn.inner {
+            job_info::table
+                .filter(job_info::id.eq(id))
+                .filter(job_info::user_id.eq(user_id))
+                .select(job_info::id)
+                .for_update()
+                .execute(c)?;
+        }
+        let interviews = on_backend!(conn, c => interviews::table
+            .filter(interviews::job_info_id.eq(id))
+            .select(InterviewKey::as_select())
+            .load(c))?;
+        let questions = on_backend!(conn, c => questions::table
+            .filter(questions::job_info_id.eq(id))
+            .select(QuestionKey::as_select())
+            .load(c))?;
+        let key = on_backend!(conn, c => diesel::delete(job_info::table)
+            .filter(job_info::id.eq(id))
+            .filter(job_info::user_id.eq(user_id))
+            .returning(JobInfoKey::as_returning())
+            .get_result(c)
+            .optional())?
+        .ok_or(Error::not_found(Entity::JobInfo))?;
+        Ok(RemovedJobInfo {
+            key,
+            interviews,
+            questions,
+        })
+    })
+}

@@ -1,0 +1,303 @@
+//! Questions: practice questions under a job info. Ownership goes through the job
+//! info: every query joins or filters on `job_info."userId"`.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::sql_types::Varchar;
+use jobprep_schema::sql_types;
+use jobprep_schema::{job_info, questions};
+
+use crate::config::Backend;
+use crate::db::{on_backend, Connection};
+use crate::error::{Entity, Error, Result};
+use crate::types::{JobInfoId, QuestionDifficulty, QuestionId, Timestamp, UserId};
+use crate::validate;
+
+/// A question row.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = questions)]
+#[serde(rename_all = "camelCase")]
+pub struct Question {
+    pub id: QuestionId,
+    pub job_info_id: JobInfoId,
+    pub text: String,
+    pub difficulty: QuestionDifficulty,
+    #[diesel(deserialize_as = Timestamp)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(deserialize_as = Timestamp)]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The owner of a question's job info.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize)]
+#[diesel(table_name = job_info)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionJobInfo {
+    pub id: JobInfoId,
+    pub user_id: UserId,
+}
+
+/// A question with its job info's id and owner.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionWithJobInfo {
+    #[serde(flatten)]
+    pub question: Question,
+    pub job_info: QuestionJobInfo,
+}
+
+/// What an insert writes; the job info is passed separately.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewQuestion {
+    pub text: String,
+    pub difficulty: QuestionDifficulty,
+}
+
+impl NewQuestion {
+    pub fn new(text: impl Into<String>, difficulty: QuestionDifficulty) -> Self {
+        NewQuestion {
+            text: text.into(),
+            difficulty,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        validate::required_text("text", &self.text, validate::UNBOUNDED)
+    }
+}
+
+/// Changes to a question; `None` leaves a column as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq, AsChangeset, serde::Deserialize)]
+#[diesel(table_name = questions)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionChanges {
+    #[serde(default)]
+    pub text: Option<String>,
+    #[serde(default)]
+    pub difficulty: Option<QuestionDifficulty>,
+}
+
+impl QuestionChanges {
+    pub fn validate(&self) -> Result<()> {
+        match &self.text {
+            Some(text) => validate::required_text("text", text, validate::UNBOUNDED),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What writes return: enough to invalidate caches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Queryable, Selectable, QueryableByName, serde::Serialize)]
+#[diesel(table_name = questions)]
+#[serde(rename_all = "camelCase")]
+pub struct QuestionKey {
+    pub id: QuestionId,
+    pub job_info_id: JobInfoId,
+}
+
+/// Inserts a question under a job info the user owns, in one statement: another
+/// user's job info is [`Error::NotFound`].
+pub fn insert(
+    conn: &mut Connection,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    question: &NewQuestion,
+) -> Result<QuestionKey> {
+    question.validate()?;
+    let now = Timestamp::now();
+    let id = QuestionId::generate();
+    on_backend!(conn, c => diesel::insert_into(questions::table)
+        .values(
+            job_info::table
+                .filter(job_info::id.eq(job_info_id))
+                .filter(job_info::user_id.eq(user_id))
+                .select((
+                    id.into_sql::<sql_types::Uuid>(),
+                    job_info::id,
+                    question.text.as_str().into_sql::<Varchar>(),
+                    question.difficulty.into_sql::<sql_types::QuestionDifficulty>(),
+                    now.into_sql::<sql_types::TimestampWithTimeZone>(),
+                    now.into_sql::<sql_types::TimestampWithTimeZone>(),
+                )),
+        )
+        .into_columns((
+            questions::id,
+            questions::job_info_id,
+            questions::text,
+            questions::difficulty,
+            questions::created_at,
+            questions::updated_at,
+        ))
+        .returning(QuestionKey::as_returning())
+        .get_result(c)
+        .optional())?
+    .ok_or(Error::not_found(Entity::JobInfo))
+}
+
+/// Rows per statement: 3 parameters a row keeps a chunk under SQLite's 32,766 and
+/// PostgreSQL's 65,535 parameter limits.
+const BULK_CHUNK: usize = 10_000;
+
+/// Inserts many questions under one job info the user owns: one statement (one round
+/// trip) per 10,000 rows, all in one transaction. Returns the keys in input order.
+pub fn insert_many(
+    conn: &mut Connection,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    new_questions: &[NewQuestion],
+) -> Result<Vec<QuestionKey>> {
+    for question in new_questions {
+        question.validate()?;
+    }
+    if new_questions.is_empty() {
+        // Nothing to write, but another user's job info must still be "not found".
+        crate::job_infos::get(conn, job_info_id, user_id)?;
+        return Ok(Vec::new());
+    }
+    let now = Timestamp::now();
+    let ids: Vec<QuestionId> = new_questions.iter().map(|_| QuestionId::generate()).collect();
+    let run = |conn: &mut Connection| -> Result<()> {
+        for (questions, ids) in new_questions.chunks(BULK_CHUNK).zip(ids.chunks(BULK_CHUNK)) {
+            let inserted = insert_chunk(conn, user_id, job_info_id, now, questions, ids)?;
+            if inserted != questions.len() {
+                return Err(Error::not_found(Entity::JobInfo));
+            }
+        }
+        Ok(())
+    };
+    if new_questions.len() > BULK_CHUNK {
+        conn.transaction(run)?;
+    } else {
+        run(conn)?;
+    }
+    Ok(ids
+        .into_iter()
+        .map(|id| QuestionKey { id, job_info_id })
+        .collect())
+}
+
+/// `INSERT INTO questions (...) SELECT v.*, j.id FROM (VALUES ...) v JOIN job_info j
+/// ON j.id = ? AND j."userId" = ?`: the ownership check and the insert in one statement.
+fn insert_chunk(
+    conn: &mut Connection,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    now: Timestamp,
+    questions: &[NewQuestion],
+    ids: &[QuestionId],
+) -> Result<usize> {
+    let backend = conn.backend();
+    let mut next = 0;
+    let mut placeholder = || {
+        next += 1;
+        match backend {
+            Backend::Postgres => format!("${next}"),
+            Backend::Sqlite => "?".to_owned(),
+        }
+    };
+    let mut sql = String::with_capacity(64 + questions.len() * 20);
+    sql.push_str(
+        r#"INSERT INTO "questions" ("id", "text", "difficulty", "jobInfoId", "createdAt", "updatedAt") SELECT v.column1, v.column2, v.column3, j."id", "#,
+    );
+    let created = placeholder();
+    let updated = placeholder();
+    sql.push_str(&format!("{created}, {updated} FROM (VALUES "));
+    for index in 0..questions.len() {
+        if index > 0 {
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!("({}, {}, {})", placeholder(), placeholder(), placeholder()));
+    }
+    sql.push_str(&format!(
+        r#") AS v JOIN "job_info" j ON j."id" = {} AND j."userId" = {}"#,
+        placeholder(),
+        placeholder()
+    ));
+    let inserted = on_backend!(conn, c => {
+        let mut query = diesel::sql_query(sql.as_str())
+            .into_boxed()
+            .bind::<sql_types::TimestampWithTimeZone, _>(now)
+            .bind::<sql_types::TimestampWithTimeZone, _>(now);
+        for (question, id) in questions.iter().zip(ids) {
+            query = query
+                .bind::<sql_types::Uuid, _>(*id)
+                .bind::<Varchar, _>(question.text.as_str())
+                .bind::<sql_types::QuestionDifficulty, _>(question.difficulty);
+        }
+        query
+            .bind::<sql_types::Uuid, _>(job_info_id)
+            .bind::<Varchar, _>(user_id)
+            .execute(c)
+    })?;
+    Ok(inserted)
+}
+
+/// The user's question with its job info's id and owner.
+pub fn get(conn: &mut Connection, id: QuestionId, user_id: &UserId) -> Result<QuestionWithJobInfo> {
+    on_backend!(conn, c => questions::table
+        .inner_join(job_info::table)
+        .filter(questions::id.eq(id))
+        .filter(job_info::user_id.eq(user_id))
+        .select((Question::as_select(), QuestionJobInfo::as_select()))
+        .first::<(Question, QuestionJobInfo)>(c)
+        .optional())?
+    .map(|(question, job_info)| QuestionWithJobInfo { question, job_info })
+    .ok_or(Error::not_found(Entity::Question))
+}
+
+/// The questions of the user's job info, oldest first. Someone else's job info gives
+/// an empty list, as a missing one does.
+pub fn list_for_job_info(
+    conn: &mut Connection,
+    job_info_id: JobInfoId,
+    user_id: &UserId,
+) -> Result<Vec<Question>> {
+    Ok(on_backend!(conn, c => questions::table
+        .inner_join(job_info::table)
+        .filter(job_info::id.eq(job_info_id))
+        .filter(job_info::user_id.eq(user_id))
+        .order((questions::created_at.asc(), questions::id.asc()))
+        .select(Question::as_select())
+        .load(c))?)
+}
+
+/// How many questions the user has across their job infos (the plan quota).
+pub fn count_for_user(conn: &mut Connection, user_id: &UserId) -> Result<i64> {
+    Ok(on_backend!(conn, c => questions::table
+        .inner_join(job_info::table)
+        .filter(job_info::user_id.eq(user_id))
+        .count()
+        .get_result(c))?)
+}
+
+/// Applies `changes` to the user's question and refreshes `updatedAt`.
+pub fn update(
+    conn: &mut Connection,
+    id: QuestionId,
+    user_id: &UserId,
+    changes: &QuestionChanges,
+) -> Result<QuestionKey> {
+    changes.validate()?;
+    let owned = job_info::table.filter(job_info::user_id.eq(user_id)).select(job_info::id);
+    on_backend!(conn, c => diesel::update(questions::table)
+        .filter(questions::id.eq(id))
+        .filter(questions::job_info_id.eq_any(owned))
+        .set((changes, questions::updated_at.eq(Timestamp::now())))
+        .returning(QuestionKey::as_returning())
+        .get_result(c)
+        .optional())?
+    .ok_or(Error::not_found(Entity::Question))
+}
+
+/// Deletes the user's question.
+pub fn delete(conn: &mut Connection, id: QuestionId, user_id: &UserId) -> Result<QuestionKey> {
+    let owned = job_info::table.filter(job_info::user_id.eq(user_id)).select(job_info::id);
+    on_backend!(conn, c => diesel::delete(questions::table)
+        .filter(questions::id.eq(id))
+        .filter(questions::job_info_id.eq_any(owned))
+        .returning(QuestionKey::as_returning())
+        .get_result(c)
+        .optional())?
+    .ok_or(Error::not_found(Entity::Question))
+}

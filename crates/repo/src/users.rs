@@ -1,0 +1,155 @@
+//! Users: keyed by the auth provider's id, with a unique email.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel::upsert::excluded;
+use jobprep_schema::{interviews, job_info, questions, users};
+
+use crate::db::{on_backend, BackendConnection, Connection};
+use crate::error::{Entity, Error, Result};
+use crate::interviews::InterviewKey;
+use crate::job_infos::JobInfoKey;
+use crate::questions::QuestionKey;
+use crate::types::{Timestamp, UserId};
+use crate::validate;
+
+/// A user row.
+#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize)]
+#[diesel(table_name = users)]
+#[serde(rename_all = "camelCase")]
+pub struct User {
+    pub id: UserId,
+    pub name: String,
+    pub email: String,
+    pub image_url: Option<String>,
+    #[diesel(deserialize_as = Timestamp)]
+    pub created_at: DateTime<Utc>,
+    #[diesel(deserialize_as = Timestamp)]
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What an upsert writes: everything but the timestamps.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewUser {
+    pub id: UserId,
+    pub name: String,
+    pub email: String,
+    #[serde(default)]
+    pub image_url: Option<String>,
+}
+
+impl NewUser {
+    pub fn new(id: UserId, name: impl Into<String>, email: impl Into<String>) -> Self {
+        NewUser {
+            id,
+            name: name.into(),
+            email: email.into(),
+            image_url: None,
+        }
+    }
+
+    pub fn with_image_url(mut self, image_url: impl Into<String>) -> Self {
+        self.image_url = Some(image_url.into());
+        self
+    }
+
+    /// Name present, email shaped like one, lengths within the columns' limits.
+    pub fn validate(&self) -> Result<()> {
+        validate::required_text("name", &self.name, 255)?;
+        validate::email(&self.email)?;
+        if let Some(url) = &self.image_url {
+            validate::required_text("imageUrl", url, 1000)?;
+        }
+        Ok(())
+    }
+}
+
+/// What deleting a user removed: the user and every row its cascade took along.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemovedUser {
+    pub id: UserId,
+    pub job_infos: Vec<JobInfoKey>,
+    pub interviews: Vec<InterviewKey>,
+    pub questions: Vec<QuestionKey>,
+}
+
+/// Inserts the user, or refreshes name, email, imageUrl and updatedAt of the existing
+/// one; `createdAt` is never changed. An email that belongs to another user is
+/// [`Error::Conflict`] on `users_email_unique`.
+pub fn upsert(conn: &mut Connection, user: &NewUser) -> Result<User> {
+    user.validate()?;
+    let now = Timestamp::now();
+    let row = on_backend!(conn, c => diesel::insert_into(users::table)
+        .values((
+            users::id.eq(&user.id),
+            users::name.eq(&user.name),
+            users::email.eq(&user.email),
+            users::image_url.eq(user.image_url.as_deref()),
+            users::created_at.eq(now),
+            users::updated_at.eq(now),
+        ))
+        .on_conflict(users::id)
+        .do_update()
+        .set((
+            users::name.eq(excluded(users::name)),
+            users::email.eq(excluded(users::email)),
+            users::image_url.eq(excluded(users::image_url)),
+            users::updated_at.eq(excluded(users::updated_at)),
+        ))
+        .returning(User::as_returning())
+        .get_result(c))?;
+    Ok(row)
+}
+
+/// The user with this id.
+pub fn get(conn: &mut Connection, id: &UserId) -> Result<User> {
+    on_backend!(conn, c => users::table
+        .find(id)
+        .select(User::as_select())
+        .first(c)
+        .optional())?
+    .ok_or(Error::not_found(Entity::User))
+}
+
+/// Deletes the user and, by cascade, their job infos, interviews and questions.
+/// `None` when there was no such user.
+pub fn delete(conn: &mut Connection, id: &UserId) -> Result<Option<RemovedUser>> {
+    conn.transaction(|conn| {
+        // On PostgreSQL, lock the user and their job infos first so no child row can
+        // be added between listing the cascade and deleting (SQLite's BEGIN IMMEDIATE
+        // already excludes other writers).
+        if let BackendConnection::Postgres(c) = &mut conn.inner {
+            users::table.find(id).select(users::id).for_update().load::<UserId>(c)?;
+            job_info::table
+                .filter(job_info::user_id.eq(id))
+                .select(job_info::id)
+                .for_update()
+                .execute(c)?;
+        }
+        let owned = job_info::table.filter(job_info::user_id.eq(id)).select(job_info::id);
+        let job_infos = on_backend!(conn, c => job_info::table
+            .filter(job_info::user_id.eq(id))
+            .select(JobInfoKey::as_select())
+            .load(c))?;
+        let interviews = on_backend!(conn, c => interviews::table
+            .filter(interviews::job_info_id.eq_any(owned))
+            .select(InterviewKey::as_select())
+            .load(c))?;
+        let questions = on_backend!(conn, c => questions::table
+            .filter(questions::job_info_id.eq_any(owned))
+            .select(QuestionKey::as_select())
+            .load(c))?;
+        let deleted = on_backend!(conn, c => diesel::delete(users::table.find(id))
+            .returning(users::id)
+            .get_result::<UserId>(c)
+            .optional())?;
+        Ok(deleted.map(|id| RemovedUser {
+            id,
+            job_infos,
+            interviews,
+            questions,
+        }))
+    })
+}

@@ -1,0 +1,4 @@
+pub(crate) mod interviews;
+pub(crate) mod job_info;
+pub(crate) mod questions;
+pub(crate) mod users;

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS "questions_jobInfoId_createdAt_idx";

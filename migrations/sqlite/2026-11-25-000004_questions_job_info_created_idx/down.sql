@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS "questions_jobInfoId_createdAt_idx";
