@@ -1,0 +1,278 @@
+//! The test harness: the same test on both backends, each run in a database of its own.
+//!
+//! - SQLite: a fresh file in a temporary folder.
+//! - PostgreSQL: a fresh database cloned from a migrated template (built once per
+//!   migration set, under an advisory lock, so parallel test binaries share it), dropped
+//!   when the test ends. Databases left by crashed runs are dropped on the next run.
+//!
+//! The server comes from `TEST_DATABASE_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it is unreachable the PostgreSQL
+//! half of each test is skipped with one line on stderr per test binary, unless
+//! `JOBPREP_REQUIRE_POSTGRES=1`, which makes it a failure.
+//!
+//! ```ignore
+//! jobprep_repo::backend_tests! {
+//!     fn upsert_is_idempotent(t) {
+//!         // `t: &TestDb`, run once on SQLite and once on PostgreSQL
+//!     }
+//! }
+//! ```
+#![allow(clippy::print_stderr, clippy::unwrap_used, clippy::panic)]
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once, OnceLock};
+
+use diesel::connection::SimpleConnection;
+use diesel::pg::PgConnection;
+use diesel::Connection as _;
+
+use crate::{Backend, Db, RecordingSink};
+
+/// Instantiates each test once per backend: `mod name { fn sqlite(); fn postgres(); }`.
+#[macro_export]
+macro_rules! backend_tests {
+    ($($(#[$meta:meta])* fn $name:ident($t:ident) $body:block)*) => {
+        $(
+            $(#[$meta])*
+            mod $name {
+                #[allow(unused_imports)]
+                use super::*;
+
+                #[test]
+                fn sqlite() {
+                    let $t = &$crate::testing::TestDb::new($crate::Backend::Sqlite)
+                        .expect("SQLite is always available");
+                    $body
+                }
+
+                #[test]
+                fn postgres() {
+                    let Some(test_db) = $crate::testing::TestDb::new($crate::Backend::Postgres) else {
+                        return;
+                    };
+                    let $t = &test_db;
+                    $body
+                }
+            }
+        )*
+    };
+}
+
+/// A migrated database of its own for one test, with a recording tag sink.
+pub struct TestDb {
+    pub db: Db,
+    pub sink: RecordingSink,
+    /// The URL the test database answers on (contains no password by default).
+    pub url: String,
+    _cleanup: Cleanup,
+}
+
+impl std::fmt::Debug for TestDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestDb").field("db", &self.db).finish()
+    }
+}
+
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if let Cleanup::Postgres { admin_url, name } = self {
+            if let Ok(mut admin) = PgConnection::establish(admin_url) {
+                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+            }
+        }
+    }
+}
+
+/// The PostgreSQL server tests use.
+pub fn postgres_admin_url() -> String {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .unwrap_or_else(|| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn require_postgres() -> bool {
+    std::env::var("JOBPREP_REQUIRE_POSTGRES").is_ok_and(|v| v == "1")
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl TestDb {
+    /// A migrated database on `backend`; `None` when PostgreSQL is unreachable and not
+    /// required (the skip is reported once per test binary).
+    pub fn new(backend: Backend) -> Option<TestDb> {
+        Self::create(backend, true)
+    }
+
+    /// An empty database (no migrations applied) on `backend`.
+    pub fn empty(backend: Backend) -> Option<TestDb> {
+        Self::create(backend, false)
+    }
+
+    fn create(backend: Backend, migrated: bool) -> Option<TestDb> {
+        let sink = RecordingSink::new();
+        let (url, cleanup) = match backend {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().expect("a temporary folder");
+                let url = dir.path().join("test.sqlite3").display().to_string();
+                (url, Cleanup::Sqlite(dir))
+            }
+            Backend::Postgres => {
+                let admin_url = postgres_admin_url();
+                let template = match postgres_template(&admin_url) {
+                    Ok(template) => template,
+                    Err(reason) => {
+                        if require_postgres() {
+                            panic!("PostgreSQL is required (JOBPREP_REQUIRE_POSTGRES=1) but unusable: {reason}");
+                        }
+                        static SKIP: Once = Once::new();
+                        SKIP.call_once(|| {
+                            eprintln!("skipping PostgreSQL tests: {reason} (set TEST_DATABASE_URL, or JOBPREP_REQUIRE_POSTGRES=1 to fail instead)");
+                        });
+                        return None;
+                    }
+                };
+                let name = format!(
+                    "jobprep_test_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::Relaxed)
+                );
+                let source = if migrated { template.as_str() } else { "template0" };
+                let mut admin = PgConnection::establish(&admin_url).expect("admin connection");
+                admin
+                    .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{source}\""))
+                    .expect("create the test database");
+                let url = database_url(&admin_url, &name);
+                (url, Cleanup::Postgres { admin_url, name })
+            }
+        };
+        let db = Db::builder(&url)
+            .tag_sink(Arc::new(sink.clone()))
+            .build()
+            .expect("test database handle");
+        if migrated && backend == Backend::Sqlite {
+            db.migrate().expect("migrate the SQLite test database");
+        }
+        Some(TestDb {
+            db,
+            sink,
+            url,
+            _cleanup: cleanup,
+        })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+}
+
+/// `admin_url` with its database name replaced by `name`.
+pub fn database_url(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin_url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
+    let host_part = path_start.map_or(base, |i| &base[..i]);
+    match query {
+        Some(query) => format!("{host_part}/{name}?{query}"),
+        None => format!("{host_part}/{name}"),
+    }
+}
+
+/// The name of a migrated template database, built on first use.
+fn postgres_template(admin_url: &str) -> Result<String, String> {
+    static TEMPLATE: OnceLock<Mutex<Option<Result<String, String>>>> = OnceLock::new();
+    let cell = TEMPLATE.get_or_init(|| Mutex::new(None));
+    let mut guard = cell.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(done) = guard.as_ref() {
+        return done.clone();
+    }
+    let result = build_template(admin_url);
+    *guard = Some(result.clone());
+    result
+}
+
+fn build_template(admin_url: &str) -> Result<String, String> {
+    let mut admin = PgConnection::establish(admin_url)
+        .map_err(|e| format!("cannot connect to {}: {e}", crate::DbConfig::parse(admin_url).map(|c| c.url.to_string()).unwrap_or_default()))?;
+    let name = format!("jobprep_template_{:016x}", migrations_fingerprint());
+    let sql = |admin: &mut PgConnection, sql: &str| admin.batch_execute(sql).map_err(|e| e.to_string());
+    sql(&mut admin, "SELECT pg_advisory_lock(7365426)")?;
+    let result = (|| {
+        drop_stale_test_databases(&mut admin)?;
+        let exists: bool = diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+            "EXISTS (SELECT 1 FROM pg_database WHERE datname = '{name}')"
+        )))
+        .get_result(&mut admin)
+        .map_err(|e| e.to_string())?;
+        if !exists {
+            let building = format!("{name}_building");
+            sql(&mut admin, &format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"))?;
+            sql(&mut admin, &format!("CREATE DATABASE \"{building}\" TEMPLATE template0"))?;
+            {
+                let db = Db::connect(&database_url(admin_url, &building)).map_err(|e| e.to_string())?;
+                db.migrate().map_err(|e| e.to_string())?;
+            }
+            sql(&mut admin, &format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\""))?;
+        }
+        Ok(name)
+    })();
+    sql(&mut admin, "SELECT pg_advisory_unlock(7365426)")?;
+    result
+}
+
+use diesel::RunQueryDsl as _;
+
+/// Drops test databases whose process is gone (a crashed or killed run).
+fn drop_stale_test_databases(admin: &mut PgConnection) -> Result<(), String> {
+    #[derive(diesel::QueryableByName)]
+    struct Name {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        datname: String,
+    }
+    let names: Vec<Name> = diesel::sql_query(
+        "SELECT datname FROM pg_database WHERE datname LIKE 'jobprep\\_test\\_%'",
+    )
+    .load(admin)
+    .map_err(|e| e.to_string())?;
+    for Name { datname } in names {
+        let pid = datname.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            admin
+                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+/// A hash of the PostgreSQL migrations' names, so a changed migration set builds a new
+/// template instead of reusing a stale one.
+fn migrations_fingerprint() -> u64 {
+    use diesel::migration::MigrationSource;
+    let mut hasher = DefaultHasher::new();
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/postgres");
+    if let Ok(migrations) = MigrationSource::<diesel::pg::Pg>::migrations(&crate::migrations::POSTGRES) {
+        for migration in migrations {
+            let name = migration.name().to_string();
+            name.hash(&mut hasher);
+            for file in ["up.sql", "down.sql"] {
+                std::fs::read_to_string(dir.join(&name).join(file))
+                    .unwrap_or_default()
+                    .hash(&mut hasher);
+            }
+        }
+    }
+    hasher.finish()
+}
