@@ -316,7 +316,12 @@ fn describe_schema(conn: &mut Connection) -> Result<Vec<String>> {
         BackendConnection::Postgres(c) => diesel::sql_query(DESCRIBE_POSTGRES).load(c),
         BackendConnection::Sqlite(c) => diesel::sql_query(DESCRIBE_SQLITE).load(c),
     }?;
-    Ok(lines.into_iter().map(|l| l.line).collect())
+    // SQLite keeps each object's CREATE text as written: one line per object reads and
+    // diffs better.
+    Ok(lines
+        .into_iter()
+        .map(|l| l.line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect())
 }
 
 const DESCRIBE_POSTGRES: &str = r#"
