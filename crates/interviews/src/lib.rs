@@ -1,1 +1,86 @@
-pub fn x(){}
+#![doc = include_str!("../README.md")]
+
+use jobprep_repo::{cache_rules, interviews as repo, CacheTag, Cached, Entity, Executor, Result};
+
+pub use jobprep_repo::interviews::{
+    Interview, InterviewChanges, InterviewJobInfo, InterviewKey, InterviewWithJobInfo, NewInterview,
+};
+pub use jobprep_repo::{InterviewId, JobInfoId, UserId};
+
+/// Starts an interview under a job info the user owns. Reports `global:interviews`,
+/// `jobInfo:{jobInfoId}:interviews` and `id:{id}:interviews`.
+pub fn create(
+    db: &impl Executor,
+    user_id: &UserId,
+    interview: &NewInterview,
+) -> Result<InterviewKey> {
+    db.write(|conn, tags| {
+        let key = repo::insert(conn, user_id, interview)?;
+        tags.extend(cache_rules::interview_write(&key));
+        Ok(key)
+    })
+}
+
+/// Records the chat id, duration or feedback of the user's interview. Reports the same
+/// tags as [`create`].
+pub fn update(
+    db: &impl Executor,
+    id: InterviewId,
+    user_id: &UserId,
+    changes: &InterviewChanges,
+) -> Result<InterviewKey> {
+    db.write(|conn, tags| {
+        let key = repo::update(conn, id, user_id, changes)?;
+        tags.extend(cache_rules::interview_write(&key));
+        Ok(key)
+    })
+}
+
+/// Deletes the user's interview. Reports the same tags as [`create`].
+pub fn delete(db: &impl Executor, id: InterviewId, user_id: &UserId) -> Result<InterviewKey> {
+    db.write(|conn, tags| {
+        let key = repo::delete(conn, id, user_id)?;
+        tags.extend(cache_rules::interview_write(&key));
+        Ok(key)
+    })
+}
+
+/// The user's interview with its job info; cache under `id:{id}:interviews` and
+/// `id:{jobInfoId}:jobInfos`.
+pub fn get(
+    db: &impl Executor,
+    id: InterviewId,
+    user_id: &UserId,
+) -> Result<Cached<InterviewWithJobInfo>> {
+    let found = db.read(|conn| repo::get(conn, id, user_id))?;
+    let tags = vec![
+        CacheTag::id(id, Entity::Interview),
+        CacheTag::id(found.job_info.id, Entity::JobInfo),
+    ];
+    Ok(Cached::new(found, tags))
+}
+
+/// The interviews with a chat id under the user's job info, most recently updated
+/// first; cache under `jobInfo:{jobInfoId}:interviews`.
+pub fn list_for_job_info(
+    db: &impl Executor,
+    job_info_id: JobInfoId,
+    user_id: &UserId,
+) -> Result<Cached<Vec<Interview>>> {
+    let found = db.read(|conn| repo::list_for_job_info(conn, job_info_id, user_id))?;
+    Ok(Cached::new(
+        found,
+        vec![CacheTag::job_info(job_info_id, Entity::Interview)],
+    ))
+}
+
+/// How many of the user's interviews have a chat id (the plan quota). It spans all of
+/// the user's job infos, so it is cached under `global:interviews`, which every
+/// interview write reports.
+pub fn count_for_user(db: &impl Executor, user_id: &UserId) -> Result<Cached<i64>> {
+    let count = db.read(|conn| repo::count_for_user(conn, user_id))?;
+    Ok(Cached::new(
+        count,
+        vec![CacheTag::global(Entity::Interview)],
+    ))
+}

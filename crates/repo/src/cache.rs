@@ -91,19 +91,16 @@ impl RecordingSink {
 
     /// Removes and returns every tag received so far, as strings, sorted.
     pub fn take_sorted(&self) -> Vec<String> {
-        let mut tags: Vec<String> = self
-            .take()
-            .into_iter()
-            .flatten()
-            .map(|tag| tag.0)
-            .collect();
+        let mut tags: Vec<String> = self.take().into_iter().flatten().map(|tag| tag.0).collect();
         tags.sort();
         tags
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Vec<CacheTag>>> {
         // A panic elsewhere while holding the lock leaves plain data behind; keep it.
-        self.batches.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.batches
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -129,4 +126,76 @@ impl<T> Cached<T> {
     pub fn into_inner(self) -> T {
         self.value
     }
+}
+
+/// The tags each kind of write invalidates, in one place so that cascades reuse them.
+pub mod rules {
+    use super::CacheTag;
+    use crate::error::Entity;
+    use crate::interviews::InterviewKey;
+    use crate::job_infos::{JobInfoKey, RemovedJobInfo};
+    use crate::questions::QuestionKey;
+    use crate::types::UserId;
+    use crate::users::RemovedUser;
+
+    /// A user write: `global:users`, `id:{userId}:users`.
+    pub fn user_write(id: &UserId) -> Vec<CacheTag> {
+        vec![
+            CacheTag::global(Entity::User),
+            CacheTag::id(id, Entity::User),
+        ]
+    }
+
+    /// A job info write: `global:jobInfos`, `user:{userId}:jobInfos`, `id:{id}:jobInfos`.
+    pub fn job_info_write(key: &JobInfoKey) -> Vec<CacheTag> {
+        vec![
+            CacheTag::global(Entity::JobInfo),
+            CacheTag::user(&key.user_id, Entity::JobInfo),
+            CacheTag::id(key.id, Entity::JobInfo),
+        ]
+    }
+
+    /// An interview write: `global:interviews`, `jobInfo:{jobInfoId}:interviews`,
+    /// `id:{id}:interviews`.
+    pub fn interview_write(key: &InterviewKey) -> Vec<CacheTag> {
+        vec![
+            CacheTag::global(Entity::Interview),
+            CacheTag::job_info(key.job_info_id, Entity::Interview),
+            CacheTag::id(key.id, Entity::Interview),
+        ]
+    }
+
+    /// A question write: `global:questions`, `jobInfo:{jobInfoId}:questions`,
+    /// `id:{id}:questions`.
+    pub fn question_write(key: &QuestionKey) -> Vec<CacheTag> {
+        vec![
+            CacheTag::global(Entity::Question),
+            CacheTag::job_info(key.job_info_id, Entity::Question),
+            CacheTag::id(key.id, Entity::Question),
+        ]
+    }
+
+    /// A job info delete: its own tags and those of every interview and question the
+    /// cascade removed.
+    pub fn job_info_removed(removed: &RemovedJobInfo) -> Vec<CacheTag> {
+        let mut tags = job_info_write(&removed.key);
+        tags.extend(removed.interviews.iter().flat_map(interview_write));
+        tags.extend(removed.questions.iter().flat_map(question_write));
+        tags
+    }
+
+    /// A user delete: the user's tags and those of every row the cascade removed.
+    pub fn user_removed(removed: &RemovedUser) -> Vec<CacheTag> {
+        let mut tags = user_write(&removed.id);
+        tags.extend(removed.job_infos.iter().flat_map(job_info_write));
+        tags.extend(removed.interviews.iter().flat_map(interview_write));
+        tags.extend(removed.questions.iter().flat_map(question_write));
+        tags
+    }
+}
+
+/// Drops repeated tags, keeping the first occurrence of each.
+pub(crate) fn dedup(tags: &mut Vec<CacheTag>) {
+    let mut seen = std::collections::HashSet::with_capacity(tags.len());
+    tags.retain(|tag| seen.insert(tag.clone()));
 }

@@ -309,9 +309,7 @@ fn parse_url_options(url: &str) -> Result<(DatabaseUrl, Vec<(String, String)>)> 
         return Err(Error::Config("the database URL is empty".into()));
     }
     if url.contains('\0') {
-        return Err(Error::Config(
-            "the database URL contains a NUL byte".into(),
-        ));
+        return Err(Error::Config("the database URL contains a NUL byte".into()));
     }
     let (backend, rest) = if let Some(rest) = url
         .strip_prefix("postgres://")
@@ -339,7 +337,11 @@ fn parse_url_options(url: &str) -> Result<(DatabaseUrl, Vec<(String, String)>)> 
     };
     let mut ours = Vec::new();
     let mut kept = Vec::new();
-    for pair in query.into_iter().flat_map(|q| q.split('&')).filter(|p| !p.is_empty()) {
+    for pair in query
+        .into_iter()
+        .flat_map(|q| q.split('&'))
+        .filter(|p| !p.is_empty())
+    {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         match key.strip_prefix(URL_OPTION_PREFIX) {
             Some(option) => ours.push((option.to_owned(), percent_decode(value))),
@@ -411,8 +413,12 @@ fn postgres_password(authority_and_path: &str, query: &[&str]) -> Option<String>
 fn is_neon_pooler_host(url: &str) -> bool {
     let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
     let authority = after_scheme.split(['/', '?']).next().unwrap_or("");
-    let host = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
-    host.split('.').next().is_some_and(|label| label.ends_with("-pooler"))
+    let host = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    host.split('.')
+        .next()
+        .is_some_and(|label| label.ends_with("-pooler"))
 }
 
 fn percent_decode(text: &str) -> String {
@@ -448,12 +454,28 @@ mod tests {
     fn backends_come_from_the_scheme() {
         let pg = DbConfig::parse("postgresql://u@h/db").unwrap().url;
         assert_eq!(pg.backend(), Backend::Postgres);
-        for sqlite in ["sqlite:///tmp/a.db", "sqlite://a.db", "sqlite:a.db", "./a.db", "/tmp/a.db"] {
-            assert_eq!(DbConfig::parse(sqlite).unwrap().url.backend(), Backend::Sqlite);
+        for sqlite in [
+            "sqlite:///tmp/a.db",
+            "sqlite://a.db",
+            "sqlite:a.db",
+            "./a.db",
+            "/tmp/a.db",
+        ] {
+            assert_eq!(
+                DbConfig::parse(sqlite).unwrap().url.backend(),
+                Backend::Sqlite
+            );
         }
-        assert_eq!(DbConfig::parse("sqlite:///tmp/a.db").unwrap().url.expose(), "/tmp/a.db");
+        assert_eq!(
+            DbConfig::parse("sqlite:///tmp/a.db").unwrap().url.expose(),
+            "/tmp/a.db"
+        );
         let err = DbConfig::parse("mysql://root@localhost/db").unwrap_err();
-        assert!(err.to_string().contains("unsupported database URL scheme `mysql`"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("unsupported database URL scheme `mysql`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -464,7 +486,10 @@ mod tests {
         .unwrap();
         assert_eq!(config.pool.max_size, 3);
         assert!(config.pooler_safe);
-        assert_eq!(config.url.expose(), "postgres://u:pw@h:5432/db?sslmode=require&application_name=x");
+        assert_eq!(
+            config.url.expose(),
+            "postgres://u:pw@h:5432/db?sslmode=require&application_name=x"
+        );
         assert!(DbConfig::parse("postgres://h/db?jobprep_nope=1").is_err());
         assert!(DbConfig::parse("postgres://h/db?jobprep_pool_max_size=many").is_err());
     }
@@ -473,9 +498,15 @@ mod tests {
     fn passwords_never_show() {
         let config = DbConfig::parse("postgres://app:p%40ss@h/db?jobprep_pool_max_size=2").unwrap();
         for shown in [format!("{config:?}"), config.url.to_string()] {
-            assert!(!shown.contains("p%40ss") && !shown.contains("p@ss"), "{shown}");
+            assert!(
+                !shown.contains("p%40ss") && !shown.contains("p@ss"),
+                "{shown}"
+            );
         }
-        assert_eq!(config.url.scrub("failed for p@ss and p%40ss"), "failed for *** and ***");
+        assert_eq!(
+            config.url.scrub("failed for p@ss and p%40ss"),
+            "failed for *** and ***"
+        );
         let query = DbConfig::parse("postgres://h/db?user=a&password=hunter2").unwrap();
         assert!(!format!("{query:?}").contains("hunter2"));
     }
@@ -484,6 +515,10 @@ mod tests {
     fn neon_pooler_hosts_turn_pooler_safe_mode_on() {
         let neon = "postgres://u:p@ep-cool-123-pooler.us-east-2.aws.neon.tech/db?sslmode=require";
         assert!(DbConfig::parse(neon).unwrap().pooler_safe);
-        assert!(!DbConfig::parse("postgres://u:p@ep-cool-123.aws.neon.tech/db").unwrap().pooler_safe);
+        assert!(
+            !DbConfig::parse("postgres://u:p@ep-cool-123.aws.neon.tech/db")
+                .unwrap()
+                .pooler_safe
+        );
     }
 }

@@ -73,8 +73,7 @@ impl Connection {
                 Ok(value)
             }
             Err(error) => {
-                match on_backend!(self, c => AnsiTransactionManager::rollback_transaction(c))
-                {
+                match on_backend!(self, c => AnsiTransactionManager::rollback_transaction(c)) {
                     // The caller's error explains what happened; a rollback that found
                     // the transaction already gone adds nothing.
                     Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
@@ -404,7 +403,7 @@ impl Db {
         });
         conn.note_outcome(&result);
         let (value, tags) = result?;
-        self.publish(&tags);
+        self.publish(tags);
         Ok(value)
     }
 
@@ -412,9 +411,10 @@ impl Db {
         Ok(self.inner.primary.get()?)
     }
 
-    fn publish(&self, tags: &[CacheTag]) {
+    fn publish(&self, mut tags: Vec<CacheTag>) {
+        crate::cache::dedup(&mut tags);
         if !tags.is_empty() {
-            self.inner.sink.revalidate(tags);
+            self.inner.sink.revalidate(&tags);
         }
     }
 
@@ -467,7 +467,7 @@ impl Executor for Db {
     ) -> Result<T> {
         let mut tags = Vec::new();
         let value = self.with_connection(|conn| f(conn, &mut tags))?;
-        self.publish(&tags);
+        self.publish(tags);
         Ok(value)
     }
 

@@ -98,9 +98,9 @@ impl Error {
     /// loss), as opposed to a transaction that lost a race.
     pub(crate) fn is_connection_lost(&self) -> bool {
         match self {
-            Error::Unavailable { reason } => LOST_CONNECTION
-                .iter()
-                .any(|needle| reason.contains(needle)),
+            Error::Unavailable { reason } => {
+                LOST_CONNECTION.iter().any(|needle| reason.contains(needle))
+            }
             _ => false,
         }
     }
@@ -122,9 +122,7 @@ impl From<DieselError> for Error {
         match error {
             DieselError::DatabaseError(kind, info) => {
                 classify_database_error(kind, info.message(), info.constraint_name())
-                    .unwrap_or_else(|| {
-                        Error::Database(DieselError::DatabaseError(kind, info))
-                    })
+                    .unwrap_or_else(|| Error::Database(DieselError::DatabaseError(kind, info)))
             }
             DieselError::BrokenTransactionManager => Error::Unavailable {
                 reason: "the connection's transaction state was lost".into(),
@@ -240,7 +238,10 @@ mod tests {
                 .as_deref(),
             Some("questions_difficulty_check")
         );
-        assert_eq!(sqlite_constraint_name("FOREIGN KEY constraint failed"), None);
+        assert_eq!(
+            sqlite_constraint_name("FOREIGN KEY constraint failed"),
+            None
+        );
     }
 
     #[test]

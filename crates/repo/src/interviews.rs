@@ -13,7 +13,9 @@ use crate::types::{ExperienceLevel, InterviewId, JobInfoId, Timestamp, UserId};
 use crate::validate;
 
 /// An interview row.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
+)]
 #[diesel(table_name = interviews)]
 #[serde(rename_all = "camelCase")]
 pub struct Interview {
@@ -119,7 +121,11 @@ pub struct InterviewKey {
 /// Inserts an interview under a job info the user owns, in one statement
 /// (`INSERT ... SELECT` from the owned job info): another user's job info is
 /// [`Error::NotFound`].
-pub fn insert(conn: &mut Connection, user_id: &UserId, interview: &NewInterview) -> Result<InterviewKey> {
+pub fn insert(
+    conn: &mut Connection,
+    user_id: &UserId,
+    interview: &NewInterview,
+) -> Result<InterviewKey> {
     interview.validate()?;
     let now = Timestamp::now();
     let id = InterviewId::generate();
@@ -159,7 +165,9 @@ pub fn update(
     changes: &InterviewChanges,
 ) -> Result<InterviewKey> {
     changes.validate()?;
-    let owned = job_info::table.filter(job_info::user_id.eq(user_id)).select(job_info::id);
+    let owned = job_info::table
+        .filter(job_info::user_id.eq(user_id))
+        .select(job_info::id);
     on_backend!(conn, c => diesel::update(interviews::table)
         .filter(interviews::id.eq(id))
         .filter(interviews::job_info_id.eq_any(owned))
@@ -171,7 +179,11 @@ pub fn update(
 }
 
 /// The user's interview with its job info, in one query.
-pub fn get(conn: &mut Connection, id: InterviewId, user_id: &UserId) -> Result<InterviewWithJobInfo> {
+pub fn get(
+    conn: &mut Connection,
+    id: InterviewId,
+    user_id: &UserId,
+) -> Result<InterviewWithJobInfo> {
     on_backend!(conn, c => interviews::table
         .inner_join(job_info::table)
         .filter(interviews::id.eq(id))
@@ -179,7 +191,10 @@ pub fn get(conn: &mut Connection, id: InterviewId, user_id: &UserId) -> Result<I
         .select((Interview::as_select(), InterviewJobInfo::as_select()))
         .first::<(Interview, InterviewJobInfo)>(c)
         .optional())?
-    .map(|(interview, job_info)| InterviewWithJobInfo { interview, job_info })
+    .map(|(interview, job_info)| InterviewWithJobInfo {
+        interview,
+        job_info,
+    })
     .ok_or(Error::not_found(Entity::Interview))
 }
 
@@ -212,7 +227,9 @@ pub fn count_for_user(conn: &mut Connection, user_id: &UserId) -> Result<i64> {
 
 /// Deletes the user's interview.
 pub fn delete(conn: &mut Connection, id: InterviewId, user_id: &UserId) -> Result<InterviewKey> {
-    let owned = job_info::table.filter(job_info::user_id.eq(user_id)).select(job_info::id);
+    let owned = job_info::table
+        .filter(job_info::user_id.eq(user_id))
+        .select(job_info::id);
     on_backend!(conn, c => diesel::delete(interviews::table)
         .filter(interviews::id.eq(id))
         .filter(interviews::job_info_id.eq_any(owned))

@@ -12,7 +12,9 @@ use crate::types::{ExperienceLevel, JobInfoId, Timestamp, UserId};
 use crate::validate;
 
 /// A job info row.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
+)]
 #[diesel(table_name = job_info)]
 #[serde(rename_all = "camelCase")]
 pub struct JobInfo {

@@ -16,7 +16,7 @@ pub mod users;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use cache::{CacheTag, Cached, NoopSink, RecordingSink, TagSink};
+pub use cache::{rules as cache_rules, CacheTag, Cached, NoopSink, RecordingSink, TagSink};
 pub use config::{default_sqlite_path, env, Backend, DatabaseUrl, DbConfig, PoolOptions};
 pub use db::{ConnectError, Connection, Db, DbBuilder, Executor, PoolState, Tx};
 pub use error::{ConstraintKind, Entity, Error, Result};
@@ -24,7 +24,9 @@ pub use types::{ExperienceLevel, InterviewId, JobInfoId, QuestionDifficulty, Que
 
 /// Deserializes a field that may be absent (leave unchanged), `null` (set to NULL) or a
 /// value, into `Option<Option<T>>`. Use with `#[serde(default)]`.
-pub(crate) fn double_option<'de, D, T>(deserializer: D) -> std::result::Result<Option<Option<T>>, D::Error>
+pub(crate) fn double_option<'de, D, T>(
+    deserializer: D,
+) -> std::result::Result<Option<Option<T>>, D::Error>
 where
     D: serde::Deserializer<'de>,
     T: serde::Deserialize<'de>,

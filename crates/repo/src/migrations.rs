@@ -178,7 +178,10 @@ fn migrate_locked(conn: &mut Connection) -> Result<MigrationReport> {
 /// applied. Changes nothing when the shapes differ.
 fn adopt(conn: &mut Connection) -> Result<()> {
     let found = describe_app_schema(conn)?;
-    let expected: Vec<&str> = POSTGRES_BASELINE.lines().filter(|l| !l.is_empty()).collect();
+    let expected: Vec<&str> = POSTGRES_BASELINE
+        .lines()
+        .filter(|l| !l.is_empty())
+        .collect();
     let missing: Vec<&str> = expected
         .iter()
         .filter(|line| !found.iter().any(|f| f == *line))
@@ -285,10 +288,12 @@ fn with_migration_lock<T>(
     }
     let result = f(conn);
     let unlocked = match &mut conn.inner {
-        BackendConnection::Postgres(c) => diesel::sql_query("SELECT pg_advisory_unlock($1) AS value")
-            .bind::<BigInt, _>(KEY)
-            .get_result::<Flag>(c)
-            .map(|_| ()),
+        BackendConnection::Postgres(c) => {
+            diesel::sql_query("SELECT pg_advisory_unlock($1) AS value")
+                .bind::<BigInt, _>(KEY)
+                .get_result::<Flag>(c)
+                .map(|_| ())
+        }
         BackendConnection::Sqlite(_) => Ok(()),
     };
     let value = result?;

@@ -14,7 +14,9 @@ use crate::types::{JobInfoId, QuestionDifficulty, QuestionId, Timestamp, UserId}
 use crate::validate;
 
 /// A question row.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
+)]
 #[diesel(table_name = questions)]
 #[serde(rename_all = "camelCase")]
 pub struct Question {
@@ -88,7 +90,9 @@ impl QuestionChanges {
 }
 
 /// What writes return: enough to invalidate caches.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Queryable, Selectable, QueryableByName, serde::Serialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, Queryable, Selectable, QueryableByName, serde::Serialize,
+)]
 #[diesel(table_name = questions)]
 #[serde(rename_all = "camelCase")]
 pub struct QuestionKey {
@@ -156,7 +160,10 @@ pub fn insert_many(
         return Ok(Vec::new());
     }
     let now = Timestamp::now();
-    let ids: Vec<QuestionId> = new_questions.iter().map(|_| QuestionId::generate()).collect();
+    let ids: Vec<QuestionId> = new_questions
+        .iter()
+        .map(|_| QuestionId::generate())
+        .collect();
     let run = |conn: &mut Connection| -> Result<()> {
         for (questions, ids) in new_questions.chunks(BULK_CHUNK).zip(ids.chunks(BULK_CHUNK)) {
             let inserted = insert_chunk(conn, user_id, job_info_id, now, questions, ids)?;
@@ -207,7 +214,12 @@ fn insert_chunk(
         if index > 0 {
             sql.push_str(", ");
         }
-        sql.push_str(&format!("({}, {}, {})", placeholder(), placeholder(), placeholder()));
+        sql.push_str(&format!(
+            "({}, {}, {})",
+            placeholder(),
+            placeholder(),
+            placeholder()
+        ));
     }
     sql.push_str(&format!(
         r#") AS v JOIN "job_info" j ON j."id" = {} AND j."userId" = {}"#,
@@ -279,7 +291,9 @@ pub fn update(
     changes: &QuestionChanges,
 ) -> Result<QuestionKey> {
     changes.validate()?;
-    let owned = job_info::table.filter(job_info::user_id.eq(user_id)).select(job_info::id);
+    let owned = job_info::table
+        .filter(job_info::user_id.eq(user_id))
+        .select(job_info::id);
     on_backend!(conn, c => diesel::update(questions::table)
         .filter(questions::id.eq(id))
         .filter(questions::job_info_id.eq_any(owned))
@@ -292,7 +306,9 @@ pub fn update(
 
 /// Deletes the user's question.
 pub fn delete(conn: &mut Connection, id: QuestionId, user_id: &UserId) -> Result<QuestionKey> {
-    let owned = job_info::table.filter(job_info::user_id.eq(user_id)).select(job_info::id);
+    let owned = job_info::table
+        .filter(job_info::user_id.eq(user_id))
+        .select(job_info::id);
     on_backend!(conn, c => diesel::delete(questions::table)
         .filter(questions::id.eq(id))
         .filter(questions::job_info_id.eq_any(owned))

@@ -85,7 +85,8 @@ impl Drop for Cleanup {
     fn drop(&mut self) {
         if let Cleanup::Postgres { admin_url, name } = self {
             if let Ok(mut admin) = PgConnection::establish(admin_url) {
-                let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+                let _ = admin
+                    .batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
             }
         }
     }
@@ -145,7 +146,11 @@ impl TestDb {
                     std::process::id(),
                     COUNTER.fetch_add(1, Ordering::Relaxed)
                 );
-                let source = if migrated { template.as_str() } else { "template0" };
+                let source = if migrated {
+                    template.as_str()
+                } else {
+                    "template0"
+                };
                 let mut admin = PgConnection::establish(&admin_url).expect("admin connection");
                 admin
                     .batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{source}\""))
@@ -203,10 +208,17 @@ fn postgres_template(admin_url: &str) -> Result<String, String> {
 }
 
 fn build_template(admin_url: &str) -> Result<String, String> {
-    let mut admin = PgConnection::establish(admin_url)
-        .map_err(|e| format!("cannot connect to {}: {e}", crate::DbConfig::parse(admin_url).map(|c| c.url.to_string()).unwrap_or_default()))?;
+    let mut admin = PgConnection::establish(admin_url).map_err(|e| {
+        format!(
+            "cannot connect to {}: {e}",
+            crate::DbConfig::parse(admin_url)
+                .map(|c| c.url.to_string())
+                .unwrap_or_default()
+        )
+    })?;
     let name = format!("jobprep_template_{:016x}", migrations_fingerprint());
-    let sql = |admin: &mut PgConnection, sql: &str| admin.batch_execute(sql).map_err(|e| e.to_string());
+    let sql =
+        |admin: &mut PgConnection, sql: &str| admin.batch_execute(sql).map_err(|e| e.to_string());
     sql(&mut admin, "SELECT pg_advisory_lock(7365426)")?;
     let result = (|| {
         drop_stale_test_databases(&mut admin)?;
@@ -217,13 +229,23 @@ fn build_template(admin_url: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
         if !exists {
             let building = format!("{name}_building");
-            sql(&mut admin, &format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"))?;
-            sql(&mut admin, &format!("CREATE DATABASE \"{building}\" TEMPLATE template0"))?;
+            sql(
+                &mut admin,
+                &format!("DROP DATABASE IF EXISTS \"{building}\" WITH (FORCE)"),
+            )?;
+            sql(
+                &mut admin,
+                &format!("CREATE DATABASE \"{building}\" TEMPLATE template0"),
+            )?;
             {
-                let db = Db::connect(&database_url(admin_url, &building)).map_err(|e| e.to_string())?;
+                let db =
+                    Db::connect(&database_url(admin_url, &building)).map_err(|e| e.to_string())?;
                 db.migrate().map_err(|e| e.to_string())?;
             }
-            sql(&mut admin, &format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\""))?;
+            sql(
+                &mut admin,
+                &format!("ALTER DATABASE \"{building}\" RENAME TO \"{name}\""),
+            )?;
         }
         Ok(name)
     })();
@@ -246,11 +268,16 @@ fn drop_stale_test_databases(admin: &mut PgConnection) -> Result<(), String> {
     .load(admin)
     .map_err(|e| e.to_string())?;
     for Name { datname } in names {
-        let pid = datname.split('_').nth(2).and_then(|p| p.parse::<u32>().ok());
+        let pid = datname
+            .split('_')
+            .nth(2)
+            .and_then(|p| p.parse::<u32>().ok());
         let alive = pid.is_some_and(|pid| Path::new(&format!("/proc/{pid}")).exists());
         if !alive {
             admin
-                .batch_execute(&format!("DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"))
+                .batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{datname}\" WITH (FORCE)"
+                ))
                 .map_err(|e| e.to_string())?;
         }
     }
@@ -263,7 +290,9 @@ fn migrations_fingerprint() -> u64 {
     use diesel::migration::MigrationSource;
     let mut hasher = DefaultHasher::new();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/postgres");
-    if let Ok(migrations) = MigrationSource::<diesel::pg::Pg>::migrations(&crate::migrations::POSTGRES) {
+    if let Ok(migrations) =
+        MigrationSource::<diesel::pg::Pg>::migrations(&crate::migrations::POSTGRES)
+    {
         for migration in migrations {
             let name = migration.name().to_string();
             name.hash(&mut hasher);

@@ -23,8 +23,17 @@ use crate::validate;
 /// The id the auth provider issued for a user (for example `user_2abc`): 1 to 255
 /// characters, no NUL.
 #[derive(
-    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, AsExpression, FromSqlRow,
-    serde::Serialize, serde::Deserialize,
+    Debug,
+    Clone,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    AsExpression,
+    FromSqlRow,
+    serde::Serialize,
+    serde::Deserialize,
 )]
 #[diesel(sql_type = Text)]
 #[serde(try_from = "String", into = "String")]

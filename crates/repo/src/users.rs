@@ -14,7 +14,9 @@ use crate::types::{Timestamp, UserId};
 use crate::validate;
 
 /// A user row.
-#[derive(Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, Queryable, Selectable, serde::Serialize, serde::Deserialize,
+)]
 #[diesel(table_name = users)]
 #[serde(rename_all = "camelCase")]
 pub struct User {
@@ -121,14 +123,20 @@ pub fn delete(conn: &mut Connection, id: &UserId) -> Result<Option<RemovedUser>>
         // be added between listing the cascade and deleting (SQLite's BEGIN IMMEDIATE
         // already excludes other writers).
         if let BackendConnection::Postgres(c) = &mut conn.inner {
-            users::table.find(id).select(users::id).for_update().load::<UserId>(c)?;
+            users::table
+                .find(id)
+                .select(users::id)
+                .for_update()
+                .load::<UserId>(c)?;
             job_info::table
                 .filter(job_info::user_id.eq(id))
                 .select(job_info::id)
                 .for_update()
                 .execute(c)?;
         }
-        let owned = job_info::table.filter(job_info::user_id.eq(id)).select(job_info::id);
+        let owned = job_info::table
+            .filter(job_info::user_id.eq(id))
+            .select(job_info::id);
         let job_infos = on_backend!(conn, c => job_info::table
             .filter(job_info::user_id.eq(id))
             .select(JobInfoKey::as_select())

@@ -68,7 +68,10 @@ pub(crate) fn duration(value: &str) -> Result<()> {
     if shaped {
         Ok(())
     } else {
-        Err(Error::invalid("duration", "must be HH:MM:SS, e.g. 00:12:34"))
+        Err(Error::invalid(
+            "duration",
+            "must be HH:MM:SS, e.g. 00:12:34",
+        ))
     }
 }
 
@@ -81,7 +84,9 @@ mod tests {
         for ok in ["a@b.co", "first.last+tag@sub.example.org"] {
             assert!(email(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "a", "a@b", "@b.co", "a@@b.co", "a b@c.de", "a@.co", "a@b.co."] {
+        for bad in [
+            "", "a", "a@b", "@b.co", "a@@b.co", "a b@c.de", "a@.co", "a@b.co.",
+        ] {
             assert!(email(bad).is_err(), "{bad}");
         }
     }
@@ -91,7 +96,15 @@ mod tests {
         for ok in ["00:00:00", "01:59:59", "123:00:01"] {
             assert!(duration(ok).is_ok(), "{ok}");
         }
-        for bad in ["", "1:00:00", "00:60:00", "00:00:6", "00:00:00:00", "aa:bb:cc", "-1:00:00"] {
+        for bad in [
+            "",
+            "1:00:00",
+            "00:60:00",
+            "00:00:6",
+            "00:00:00:00",
+            "aa:bb:cc",
+            "-1:00:00",
+        ] {
             assert!(duration(bad).is_err(), "{bad}");
         }
     }

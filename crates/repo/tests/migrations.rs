@@ -46,8 +46,12 @@ backend_tests! {
 }
 
 fn compat_schema_sql() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/compat/existing_app_schema.sql");
-    std::fs::read_to_string(path).expect("shared/compat/existing_app_schema.sql beside the repository")
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/compat/existing_app_schema.sql"
+    );
+    std::fs::read_to_string(path)
+        .expect("shared/compat/existing_app_schema.sql beside the repository")
 }
 
 /// A database that looks like one the original app created.
@@ -62,7 +66,8 @@ fn original_app_database() -> Option<TestDb> {
 
 #[test]
 fn postgres_fresh_migration_is_the_original_apps_schema_plus_indexes() {
-    let (Some(ours), Some(theirs)) = (TestDb::new(Backend::Postgres), original_app_database()) else {
+    let (Some(ours), Some(theirs)) = (TestDb::new(Backend::Postgres), original_app_database())
+    else {
         return;
     };
     let ours = ours.db.describe_schema().unwrap();
@@ -71,16 +76,24 @@ fn postgres_fresh_migration_is_the_original_apps_schema_plus_indexes() {
     let missing: Vec<&String> = theirs.iter().filter(|l| !ours.contains(l)).collect();
     assert!(missing.is_empty(), "missing from ours: {missing:#?}");
     assert_eq!(extra.len(), 3, "{extra:#?}");
-    assert!(extra.iter().all(|l| l.starts_with("index ")), "only indexes are added: {extra:#?}");
+    assert!(
+        extra.iter().all(|l| l.starts_with("index ")),
+        "only indexes are added: {extra:#?}"
+    );
     let baseline: Vec<&str> = migrations::POSTGRES_BASELINE.lines().collect();
     for line in &baseline {
-        assert!(theirs.iter().any(|l| l == line), "baseline line not in the app's schema: {line}");
+        assert!(
+            theirs.iter().any(|l| l == line),
+            "baseline line not in the app's schema: {line}"
+        );
     }
 }
 
 #[test]
 fn postgres_adopts_the_original_apps_database_then_is_a_no_op() {
-    let Some(t) = original_app_database() else { return };
+    let Some(t) = original_app_database() else {
+        return;
+    };
     use diesel::connection::SimpleConnection;
     use diesel::Connection;
     let mut conn = diesel::PgConnection::establish(&t.url).unwrap();
@@ -92,21 +105,29 @@ fn postgres_adopts_the_original_apps_database_then_is_a_no_op() {
     .unwrap();
     let report = t.db.migrate().unwrap();
     assert!(report.adopted);
-    assert_eq!(report.applied.len(), 3, "the baseline is recorded, the indexes applied: {report:?}");
+    assert_eq!(
+        report.applied.len(),
+        3,
+        "the baseline is recorded, the indexes applied: {report:?}"
+    );
     assert_eq!(applied(&t.db).len(), 4);
     let again = t.db.migrate().unwrap();
     assert!(!again.adopted && again.applied.is_empty(), "{again:?}");
     // The original app's rows (v4 ids from gen_random_uuid) read fine.
     let owner = jobprep_repo::UserId::new("user_old").unwrap();
     use jobprep_repo::Executor;
-    let jobs = t.db.read(|c| jobprep_repo::job_infos::list_for_user(c, &owner)).unwrap();
+    let jobs =
+        t.db.read(|c| jobprep_repo::job_infos::list_for_user(c, &owner))
+            .unwrap();
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].id.as_uuid().get_version_num(), 4);
 }
 
 #[test]
 fn postgres_refuses_a_database_whose_shape_differs_and_changes_nothing() {
-    let Some(t) = original_app_database() else { return };
+    let Some(t) = original_app_database() else {
+        return;
+    };
     use diesel::connection::SimpleConnection;
     use diesel::Connection;
     let mut conn = diesel::PgConnection::establish(&t.url).unwrap();
@@ -116,22 +137,37 @@ fn postgres_refuses_a_database_whose_shape_differs_and_changes_nothing() {
     let error = t.db.migrate().unwrap_err();
     let message = error.to_string();
     assert!(matches!(error, Error::Migration(_)), "{error:?}");
-    assert!(message.contains("expected, not found: column job_info.title"), "{message}");
-    assert!(message.contains("found, not expected: column users.nickname"), "{message}");
+    assert!(
+        message.contains("expected, not found: column job_info.title"),
+        "{message}"
+    );
+    assert!(
+        message.contains("found, not expected: column users.nickname"),
+        "{message}"
+    );
     assert_eq!(t.db.describe_schema().unwrap(), before, "nothing changed");
     assert!(applied(&t.db).is_empty());
 }
 
 #[test]
 fn postgres_migrators_running_at_once_take_turns() {
-    let Some(t) = TestDb::empty(Backend::Postgres) else { return };
+    let Some(t) = TestDb::empty(Backend::Postgres) else {
+        return;
+    };
     let handles: Vec<_> = (0..3)
         .map(|_| {
             let db = t.db.clone();
             std::thread::spawn(move || db.migrate().map(|r| r.applied.len()))
         })
         .collect();
-    let mut counts: Vec<usize> = handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect();
+    let mut counts: Vec<usize> = handles
+        .into_iter()
+        .map(|h| h.join().unwrap().unwrap())
+        .collect();
     counts.sort();
-    assert_eq!(counts, vec![0, 0, 4], "exactly one migrator applied the migrations");
+    assert_eq!(
+        counts,
+        vec![0, 0, 4],
+        "exactly one migrator applied the migrations"
+    );
 }

@@ -18,11 +18,21 @@ where
     diesel::dsl::Select<T, T::AllColumns>: diesel::query_builder::QueryFragment<diesel::pg::Pg>,
     T: diesel::query_dsl::methods::SelectDsl<T::AllColumns>,
 {
-    let sql = diesel::debug_query::<diesel::pg::Pg, _>(&diesel::query_dsl::methods::SelectDsl::select(table, T::all_columns())).to_string();
+    let sql = diesel::debug_query::<diesel::pg::Pg, _>(
+        &diesel::query_dsl::methods::SelectDsl::select(table, T::all_columns()),
+    )
+    .to_string();
     let select_list = sql.split(" FROM ").next().unwrap_or_default();
     let names: Vec<String> = select_list
         .split(", ")
-        .map(|column| column.rsplit('.').next().unwrap_or_default().trim_matches('"').to_owned())
+        .map(|column| {
+            column
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .trim_matches('"')
+                .to_owned()
+        })
         .collect();
     let types = std::any::type_name::<<T::AllColumns as Expression>::SqlType>();
     let types = split_top_level(types.trim_start_matches('(').trim_end_matches(')'));
@@ -32,7 +42,11 @@ where
         .zip(types)
         .map(|(name, ty)| {
             let nullable = ty.contains("Nullable<");
-            let inner = ty.trim_end_matches('>').rsplit("::").next().unwrap_or_default();
+            let inner = ty
+                .trim_end_matches('>')
+                .rsplit("::")
+                .next()
+                .unwrap_or_default();
             let db_type = match inner {
                 "Text" | "VarChar" | "Varchar" => "character varying",
                 "Uuid" => "uuid",
@@ -97,7 +111,9 @@ fn actual(t: &TestDb, table: &str) -> Vec<(String, String, bool)> {
         }
     };
     rows.sort_by(|a, b| a.name.cmp(&b.name));
-    rows.into_iter().map(|c| (c.name, c.db_type, c.nullable)).collect()
+    rows.into_iter()
+        .map(|c| (c.name, c.db_type, c.nullable))
+        .collect()
 }
 
 fn compare(t: &TestDb, table: &str, mut declared: Vec<(String, &'static str, bool)>) {
@@ -113,7 +129,10 @@ fn compare(t: &TestDb, table: &str, mut declared: Vec<(String, &'static str, boo
             (name, ty, nullable)
         })
         .collect();
-    assert_eq!(actual, expected, "table {table}: database (left) vs table! (right)");
+    assert_eq!(
+        actual, expected,
+        "table {table}: database (left) vs table! (right)"
+    );
 }
 
 backend_tests! {
