@@ -1,1 +1,201 @@
-fn main() {}
+//! `jobprep`: migrations, the demo, operator reads and benchmarks.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+mod demo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use jobprep_repo::{Db, DbConfig, Error, JobInfoId, UserId};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "jobprep",
+    version,
+    about = "The jobprep data layer: migrations, demo, operator reads"
+)]
+struct Cli {
+    /// postgres://..., sqlite://PATH or a file path. Default: DATABASE_URL, else the
+    /// embedded SQLite file (see README).
+    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Apply pending migrations (adopting an existing app database), or show or revert them.
+    Migrate {
+        #[command(subcommand)]
+        action: Option<MigrateAction>,
+    },
+    /// Walk the whole product once and show what each step did and which cache tags it reported.
+    Demo {
+        /// Print one JSON document instead of the readable report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read one user (JSON).
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
+    /// Read a user's job infos (JSON).
+    JobInfos {
+        #[command(subcommand)]
+        action: JobInfosAction,
+    },
+    /// Read the interviews of a job info (JSON).
+    Interviews {
+        #[command(subcommand)]
+        action: ScopedListAction,
+    },
+    /// Read the questions of a job info (JSON).
+    Questions {
+        #[command(subcommand)]
+        action: ScopedListAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateAction {
+    /// List every migration and whether it is applied.
+    Status,
+    /// Revert the most recent migration (reverting the first one drops every table).
+    Revert,
+}
+
+#[derive(Debug, Subcommand)]
+enum UserAction {
+    /// The user with this id.
+    Get { id: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum JobInfosAction {
+    /// The user's job infos, most recently updated first.
+    List {
+        #[arg(long)]
+        user: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScopedListAction {
+    /// The rows under a job info the user owns.
+    List {
+        #[arg(long)]
+        job_info: String,
+        #[arg(long)]
+        user: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            let message = error.to_string();
+            // One line, whatever the error carried.
+            eprintln!(
+                "jobprep: {}",
+                message.lines().collect::<Vec<_>>().join("; ")
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn config(url: Option<&str>) -> Result<DbConfig, Error> {
+    match url.filter(|u| !u.trim().is_empty()) {
+        Some(url) => DbConfig::parse(url),
+        None => DbConfig::from_env(),
+    }
+}
+
+fn connect(url: Option<&str>) -> Result<Db, Error> {
+    Db::from_config(config(url)?, std::sync::Arc::new(jobprep_repo::NoopSink))
+}
+
+fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| Error::Config(format!("cannot encode the result as JSON: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<(), Error> {
+    let url = cli.database_url.as_deref();
+    match cli.command {
+        Command::Migrate { action } => {
+            let db = connect(url)?;
+            match action {
+                None => {
+                    let report = db.migrate()?;
+                    if report.adopted {
+                        println!("adopted the existing database (baseline recorded as applied)");
+                    }
+                    if report.applied.is_empty() {
+                        println!("no pending migrations");
+                    }
+                    for name in &report.applied {
+                        println!("applied {name}");
+                    }
+                }
+                Some(MigrateAction::Status) => {
+                    for migration in db.migration_status()? {
+                        let state = if migration.applied {
+                            "applied"
+                        } else {
+                            "pending"
+                        };
+                        println!("{state:<8} {}", migration.name);
+                    }
+                }
+                Some(MigrateAction::Revert) => match db.revert_last_migration()? {
+                    Some(name) => println!("reverted {name}"),
+                    None => println!("nothing to revert"),
+                },
+            }
+        }
+        Command::Demo { json } => demo::run(config(url)?, json)?,
+        Command::User {
+            action: UserAction::Get { id },
+        } => {
+            let db = connect(url)?;
+            print_json(&jobprep_users::get(&db, &UserId::new(id)?)?.value)?;
+        }
+        Command::JobInfos {
+            action: JobInfosAction::List { user },
+        } => {
+            let db = connect(url)?;
+            print_json(&jobprep_job_infos::list_for_user(&db, &UserId::new(user)?)?.value)?;
+        }
+        Command::Interviews {
+            action: ScopedListAction::List { job_info, user },
+        } => {
+            let db = connect(url)?;
+            let (job_info, user) = scope(&db, &job_info, user)?;
+            print_json(&jobprep_interviews::list_for_job_info(&db, job_info, &user)?.value)?;
+        }
+        Command::Questions {
+            action: ScopedListAction::List { job_info, user },
+        } => {
+            let db = connect(url)?;
+            let (job_info, user) = scope(&db, &job_info, user)?;
+            print_json(&jobprep_questions::list_for_job_info(&db, job_info, &user)?.value)?;
+        }
+    }
+    Ok(())
+}
+
+/// A job info the user owns; one that does not exist or is someone else's is "not
+/// found" (exit code 1), as for single reads.
+fn scope(db: &Db, job_info: &str, user: String) -> Result<(JobInfoId, UserId), Error> {
+    let (job_info, user) = (job_info.parse()?, UserId::new(user)?);
+    jobprep_job_infos::get(db, job_info, &user)?;
+    Ok((job_info, user))
+}

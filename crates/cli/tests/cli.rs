@@ -1,0 +1,133 @@
+//! The `jobprep` binary, run as a user runs it, on both backends.
+
+use std::process::{Command, Output};
+
+use jobprep_repo::backend_tests;
+use jobprep_repo::testing::TestDb;
+use serde_json::Value;
+
+fn jobprep(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_jobprep"))
+        .arg("--database-url")
+        .arg(url)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("run jobprep")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+backend_tests! {
+    fn demo_walks_the_product_and_reports_tags(t) {
+        let output = jobprep(&t.url, &["demo", "--json"]);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let text = stdout(&output);
+        assert_eq!(text.trim().lines().count(), 1, "one JSON document");
+        let report: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(report["backend"], t.backend().to_string());
+        let steps = report["steps"].as_array().unwrap();
+        let step = |name: &str| steps.iter().find(|s| s["step"] == name).unwrap_or_else(|| panic!("{name}"));
+        assert_eq!(step("user signs up (upsert)")["tags"], serde_json::json!(["global:users", "id:user_demo_alice:users"]));
+        let isolation = &step("second user tries Alice's ids")["result"];
+        assert_eq!(isolation["jobInfos"], serde_json::json!([]));
+        assert_eq!(isolation["aliceJobInfo"]["error"], "job info not found");
+        assert_eq!(isolation["aliceQuestions"], serde_json::json!([]));
+        let cascade = step("delete job info (cascade)");
+        assert_eq!(cascade["result"]["questions"].as_array().unwrap().len(), 4);
+        let tags: Vec<&str> = cascade["tags"].as_array().unwrap().iter().map(|t| t.as_str().unwrap()).collect();
+        assert!(tags.contains(&"global:questions") && tags.contains(&"global:interviews"), "{tags:?}");
+        assert_eq!(step("what is left for Alice")["result"]["questions"], 0);
+
+        // The readable report, run a second time on the same database.
+        let again = jobprep(&t.url, &["demo"]);
+        assert!(again.status.success(), "{}", stderr(&again));
+        assert!(stdout(&again).contains("cache tags: global:users, id:user_demo_alice:users"));
+        assert!(stdout(&again).contains("migrations: up to date"));
+    }
+
+    fn operator_reads_print_json_or_exit_1_when_not_found(t) {
+        let user = jobprep(&t.url, &["user", "get", "user_nobody"]);
+        assert_eq!(user.status.code(), Some(1));
+        assert_eq!(stderr(&user).trim(), "jobprep: user not found");
+        assert!(stdout(&user).is_empty());
+
+        assert!(jobprep(&t.url, &["demo"]).status.success());
+        let found = jobprep(&t.url, &["user", "get", "user_demo_alice"]);
+        assert!(found.status.success(), "{}", stderr(&found));
+        let user: Value = serde_json::from_str(&stdout(&found)).unwrap();
+        assert_eq!(user["email"], "alice@demo.jobprep.dev");
+        assert!(user["imageUrl"].is_string() && user["createdAt"].is_string());
+
+        let jobs = jobprep(&t.url, &["job-infos", "list", "--user", "user_demo_alice"]);
+        assert!(jobs.status.success());
+        assert_eq!(serde_json::from_str::<Value>(&stdout(&jobs)).unwrap(), serde_json::json!([]));
+
+        let missing = "0192f0c1-8d2e-7c3a-9b4f-1e2d3c4b5a69";
+        for entity in ["interviews", "questions"] {
+            let listed = jobprep(&t.url, &[entity, "list", "--job-info", missing, "--user", "user_demo_alice"]);
+            assert_eq!(listed.status.code(), Some(1), "{entity}");
+            assert_eq!(stderr(&listed).trim(), "jobprep: job info not found");
+        }
+        let bad = jobprep(&t.url, &["questions", "list", "--job-info", "not-a-uuid", "--user", "u"]);
+        assert_eq!(bad.status.code(), Some(1));
+        assert!(stderr(&bad).starts_with("jobprep: invalid jobInfoId"), "{}", stderr(&bad));
+    }
+
+    fn migrate_status_and_revert(t) {
+        let fresh = TestDb::empty(t.backend()).unwrap();
+        let applied = jobprep(&fresh.url, &["migrate"]);
+        assert!(applied.status.success(), "{}", stderr(&applied));
+        assert_eq!(stdout(&applied).matches("applied ").count(), 4, "{}", stdout(&applied));
+        assert_eq!(stdout(&jobprep(&fresh.url, &["migrate"])).trim(), "no pending migrations");
+        let status = stdout(&jobprep(&fresh.url, &["migrate", "status"]));
+        assert_eq!(status.matches("applied ").count(), 4, "{status}");
+        let reverted = jobprep(&fresh.url, &["migrate", "revert"]);
+        assert!(stdout(&reverted).starts_with("reverted 2026-11-25-000004_questions_job_info_created_idx"), "{}", stdout(&reverted));
+        let status = stdout(&jobprep(&fresh.url, &["migrate", "status"]));
+        assert!(status.contains("pending  2026-11-25-000004"), "{status}");
+    }
+}
+
+#[test]
+fn bad_urls_fail_with_one_line_and_no_password() {
+    let output = jobprep("mysql://root:hunter2@localhost/db", &["migrate"]);
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("unsupported database URL scheme `mysql`"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"));
+
+    let unreachable = jobprep(
+        "postgres://app:hunter2@127.0.0.1:1/db?jobprep_pool_timeout_secs=1",
+        &["migrate"],
+    );
+    assert!(!unreachable.status.success());
+    let err = stderr(&unreachable);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("jobprep: database unavailable"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+}
+
+#[test]
+fn no_configuration_uses_the_embedded_sqlite_file() {
+    let home = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_jobprep"))
+        .arg("migrate")
+        .env_remove("DATABASE_URL")
+        .env_remove("JOBPREP_SQLITE_PATH")
+        .env("XDG_DATA_HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(home.path().join("jobprep/jobprep.sqlite3").exists());
+}
