@@ -65,6 +65,8 @@ enum MigrateAction {
     Status,
     /// Revert the most recent migration (reverting the first one drops every table).
     Revert,
+    /// Print the schema as the database's catalog describes it, one line per object.
+    Schema,
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,6 +155,11 @@ fn run(cli: Cli) -> Result<(), Error> {
                             "pending"
                         };
                         println!("{state:<8} {}", migration.name);
+                    }
+                }
+                Some(MigrateAction::Schema) => {
+                    for line in db.describe_schema()? {
+                        println!("{line}");
                     }
                 }
                 Some(MigrateAction::Revert) => match db.revert_last_migration()? {

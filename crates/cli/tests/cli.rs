@@ -1,5 +1,7 @@
 //! The `jobprep` binary, run as a user runs it, on both backends.
 
+#![allow(clippy::unwrap_used)]
+
 use std::process::{Command, Output};
 
 use jobprep_repo::backend_tests;

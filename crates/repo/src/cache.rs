@@ -11,9 +11,15 @@ use std::sync::{Arc, Mutex};
 use crate::error::Entity;
 
 /// A cache tag, e.g. `jobInfo:0192...:questions`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
 #[serde(transparent)]
 pub struct CacheTag(String);
+
+impl fmt::Debug for CacheTag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
 
 fn collection(entity: Entity) -> &'static str {
     match entity {

@@ -379,14 +379,16 @@ impl Db {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let db = jobprep_repo::Db::connect(&dir.path().join("tx.sqlite3").display().to_string())?;
     /// # db.migrate()?;
-    /// use jobprep_repo::{users, Error, UserId};
+    /// use jobprep_repo::{users, Error, Executor, UserId};
     /// let alice = UserId::new("user_alice")?;
     /// let outcome: Result<(), Error> = db.transaction(|tx| {
-    ///     users::upsert(tx, &users::NewUser::new(alice.clone(), "Alice", "a@example.com"))?;
+    ///     let new = users::NewUser::new(alice.clone(), "Alice", "a@example.com");
+    ///     tx.write(|conn, _| users::upsert(conn, &new))?;
     ///     Err(Error::Config("changed my mind".into())) // rolls the upsert back
     /// });
     /// assert!(outcome.is_err());
-    /// assert!(matches!(users::get(&db, &alice), Err(Error::NotFound { .. })));
+    /// let read = db.read(|conn| users::get(conn, &alice));
+    /// assert!(matches!(read, Err(Error::NotFound { .. })));
     /// # Ok(())
     /// # }
     /// ```

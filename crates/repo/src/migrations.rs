@@ -264,7 +264,7 @@ fn with_migration_lock<T>(
     conn: &mut Connection,
     f: impl FnOnce(&mut Connection) -> Result<T>,
 ) -> Result<T> {
-    const KEY: i64 = 0x6a6f_6270_7265_70; // "jobprep"
+    const KEY: i64 = 0x006a_6f62_7072_6570; // "jobprep" in ASCII
     const WAIT: Duration = Duration::from_secs(300);
     let BackendConnection::Postgres(c) = &mut conn.inner else {
         // SQLite: each migration runs in its own transaction under the file's lock.

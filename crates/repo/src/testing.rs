@@ -10,7 +10,7 @@
 //! half of each test is skipped with one line on stderr per test binary, unless
 //! `JOBPREP_REQUIRE_POSTGRES=1`, which makes it a failure.
 //!
-//! ```ignore
+//! ```text
 //! jobprep_repo::backend_tests! {
 //!     fn upsert_is_idempotent(t) {
 //!         // `t: &TestDb`, run once on SQLite and once on PostgreSQL

@@ -1,12 +1,14 @@
 //! Users: keyed by the auth provider's id, with a unique email.
 
 use chrono::{DateTime, Utc};
+use diesel::dsl::case_when;
 use diesel::prelude::*;
 use diesel::upsert::excluded;
 use jobprep_schema::{interviews, job_info, questions, users};
 
+use crate::config::Backend;
 use crate::db::{on_backend, BackendConnection, Connection};
-use crate::error::{Entity, Error, Result};
+use crate::error::{ConstraintKind, Entity, Error, Result};
 use crate::interviews::InterviewKey;
 use crate::job_infos::JobInfoKey;
 use crate::questions::QuestionKey;
@@ -82,7 +84,31 @@ pub struct RemovedUser {
 /// [`Error::Conflict`] on `users_email_unique`.
 pub fn upsert(conn: &mut Connection, user: &NewUser) -> Result<User> {
     user.validate()?;
+    // On PostgreSQL, ON CONFLICT arbitrates `users_pkey` only: when two first sign-ups
+    // of the same id race, the loser meets the winner's row in `users_email_unique`
+    // and fails once the winner commits. Tried again, it finds the row and updates it;
+    // a genuine clash with another user's email fails again. Each attempt runs in its
+    // own savepoint, so a failed one does not abort a caller's transaction.
+    let attempt = |conn: &mut Connection| conn.transaction(|c| upsert_once(c, user));
+    match attempt(conn) {
+        Err(Error::Conflict {
+            kind: ConstraintKind::Unique,
+            constraint: Some(name),
+        }) if name == "users_email_unique" && conn.backend() == Backend::Postgres => attempt(conn),
+        other => other,
+    }
+}
+
+fn upsert_once(conn: &mut Connection, user: &NewUser) -> Result<User> {
     let now = Timestamp::now();
+    // `now` is taken before the statement waits for a lock held by a concurrent upsert
+    // of the same user, so it may be older than the row's timestamps by the time it is
+    // applied: keep the newer one, so updatedAt never goes back nor below createdAt.
+    let updated_at = case_when(
+        excluded(users::updated_at).gt(users::updated_at),
+        excluded(users::updated_at),
+    )
+    .otherwise(users::updated_at);
     let row = on_backend!(conn, c => diesel::insert_into(users::table)
         .values((
             users::id.eq(&user.id),
@@ -98,7 +124,7 @@ pub fn upsert(conn: &mut Connection, user: &NewUser) -> Result<User> {
             users::name.eq(excluded(users::name)),
             users::email.eq(excluded(users::email)),
             users::image_url.eq(excluded(users::image_url)),
-            users::updated_at.eq(excluded(users::updated_at)),
+            users::updated_at.eq(updated_at),
         ))
         .returning(User::as_returning())
         .get_result(c))?;

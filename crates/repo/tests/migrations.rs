@@ -1,5 +1,7 @@
 //! Migrations on both backends: apply, revert, re-apply, adopt, refuse.
 
+#![allow(clippy::unwrap_used)]
+
 use jobprep_repo::testing::TestDb;
 use jobprep_repo::{backend_tests, migrations, Backend, Db, Error};
 

@@ -2,6 +2,8 @@
 //! same tables, same columns, same types and nullability, on both backends. Fails
 //! when a migration and the schema crate drift apart.
 
+#![allow(clippy::unwrap_used)]
+
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Applies every migration, reverts them all, and applies them again through the CLI,
+# on a throwaway SQLite file and a throwaway PostgreSQL database, comparing schemas.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build -q -p jobprep-cli
+jobprep=target/debug/jobprep
+admin=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
+work=$(mktemp -d)
+db=jobprep_ci_migrations_$$
+cleanup() {
+  rm -rf "$work"
+  psql "$admin" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true
+}
+trap cleanup EXIT
+psql "$admin" -qAtc "CREATE DATABASE $db"
+
+check() { # URL NAME DUMP-COMMAND...
+  local url=$1 name=$2; shift 2
+  "$jobprep" --database-url "$url" migrate
+  "$@" > "$work/$name.first"
+  while "$jobprep" --database-url "$url" migrate revert | grep -q '^reverted'; do :; done
+  "$jobprep" --database-url "$url" migrate status | grep -q '^applied' && { echo "$name: migrations left applied"; exit 1; }
+  "$jobprep" --database-url "$url" migrate >/dev/null
+  "$@" > "$work/$name.second"
+  diff -u "$work/$name.first" "$work/$name.second"
+  echo "$name: up, down, up gives the same schema"
+}
+
+# pg_dump (15.14+) brackets its output with a random \restrict key; drop those lines.
+pg_schema() { pg_dump --schema-only --no-owner --exclude-table=__diesel_schema_migrations "$1" | grep -v '^\\\(un\)\?restrict '; }
+
+pg_url="${admin%/*}/$db"
+check "$pg_url" postgres-catalog "$jobprep" --database-url "$pg_url" migrate schema
+check "$pg_url" postgres-pg_dump pg_schema "$pg_url"
+sqlite_url="sqlite://$work/ci.sqlite3"
+check "$sqlite_url" sqlite "$jobprep" --database-url "$sqlite_url" migrate schema
