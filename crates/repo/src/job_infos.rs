@@ -125,7 +125,11 @@ pub struct RemovedJobInfo {
 pub fn insert(conn: &mut Connection, user_id: &UserId, job: &NewJobInfo) -> Result<JobInfoKey> {
     job.validate()?;
     let now = Timestamp::now();
-    let result = on_backend!(conn, c => diesel::insert_into(job_info::table)
+    // A missing user surfaces as a foreign-key violation, which on PostgreSQL aborts
+    // the enclosing transaction; the savepoint keeps a caller's transaction usable
+    // after it handles the `NotFound`, as on SQLite.
+    let result = conn.transaction(|conn| {
+        Ok(on_backend!(conn, c => diesel::insert_into(job_info::table)
         .values((
             job_info::id.eq(JobInfoId::generate()),
             job_info::title.eq(job.title.as_deref()),
@@ -137,8 +141,9 @@ pub fn insert(conn: &mut Connection, user_id: &UserId, job: &NewJobInfo) -> Resu
             job_info::updated_at.eq(now),
         ))
         .returning(JobInfoKey::as_returning())
-        .get_result(c));
-    match result.map_err(Error::from) {
+        .get_result(c))?)
+    });
+    match result {
         Err(Error::Conflict {
             kind: ConstraintKind::ForeignKey,
             ..

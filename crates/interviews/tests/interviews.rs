@@ -1,0 +1,448 @@
+//! The interview use cases on both backends: create, get with the job info, list and
+//! count (only interviews with a chat id), update, delete, ownership through the job
+//! info, the tags each reports, validation and serialization.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use jobprep_interviews::{
+    Interview, InterviewChanges, InterviewId, InterviewKey, JobInfoId, NewInterview, UserId,
+};
+use jobprep_repo::testing::TestDb;
+use jobprep_repo::{backend_tests, job_infos, users, Entity, Error, Executor, ExperienceLevel};
+
+/// Creates a user (reporting no tags) and returns its id.
+fn user(t: &TestDb, id: &str) -> UserId {
+    let id = UserId::new(id).unwrap();
+    let local: String = id
+        .as_str()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let new = users::NewUser::new(
+        id.clone(),
+        format!("Name of {id}"),
+        format!("{local}@example.com"),
+    );
+    t.db.write(|conn, _| users::upsert(conn, &new)).unwrap();
+    id
+}
+
+/// Creates a job info for `owner` (reporting no tags).
+fn job(t: &TestDb, owner: &UserId, name: &str) -> JobInfoId {
+    let new = job_infos::NewJobInfo::new(name, ExperienceLevel::MidLevel, format!("About {name}"))
+        .with_title(format!("Title of {name}"));
+    t.db.write(|conn, _| job_infos::insert(conn, owner, &new))
+        .unwrap()
+        .id
+}
+
+/// Creates an interview, with a chat id when given, and forgets its tags.
+fn interview(t: &TestDb, owner: &UserId, job: JobInfoId, chat: Option<&str>) -> InterviewKey {
+    let new = NewInterview {
+        hume_chat_id: chat.map(str::to_owned),
+        ..NewInterview::new(job)
+    };
+    let key = jobprep_interviews::create(&t.db, owner, &new).unwrap();
+    t.sink.take();
+    key
+}
+
+fn stored(t: &TestDb, id: InterviewId, owner: &UserId) -> Interview {
+    jobprep_interviews::get(&t.db, id, owner)
+        .unwrap()
+        .value
+        .interview
+}
+
+fn listed(t: &TestDb, job: JobInfoId, owner: &UserId) -> Vec<InterviewId> {
+    jobprep_interviews::list_for_job_info(&t.db, job, owner)
+        .unwrap()
+        .value
+        .into_iter()
+        .map(|i| i.id)
+        .collect()
+}
+
+fn count(t: &TestDb, owner: &UserId) -> i64 {
+    jobprep_interviews::count_for_user(&t.db, owner)
+        .unwrap()
+        .value
+}
+
+/// Tags as sorted, de-duplicated strings.
+fn tag_set<S: Into<String>>(tags: impl IntoIterator<Item = S>) -> Vec<String> {
+    tags.into_iter()
+        .map(Into::into)
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .collect()
+}
+
+fn interview_tags(key: &InterviewKey) -> Vec<String> {
+    tag_set([
+        "global:interviews".to_owned(),
+        format!("jobInfo:{}:interviews", key.job_info_id),
+        format!("id:{}:interviews", key.id),
+    ])
+}
+
+fn strings(tags: &[jobprep_repo::CacheTag]) -> Vec<String> {
+    tags.iter().map(|tag| tag.to_string()).collect()
+}
+
+fn is_not_found<T: std::fmt::Debug>(result: jobprep_repo::Result<T>, entity: Entity) -> bool {
+    matches!(result, Err(Error::NotFound { entity: e }) if e == entity)
+}
+
+fn invalid_field<T: std::fmt::Debug>(result: jobprep_repo::Result<T>) -> &'static str {
+    match result {
+        Err(Error::InvalidInput { field, .. }) => field,
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+}
+
+fn pause() {
+    std::thread::sleep(std::time::Duration::from_millis(2));
+}
+
+fn chat(id: &str) -> InterviewChanges {
+    InterviewChanges {
+        hume_chat_id: Some(Some(id.to_owned())),
+        ..Default::default()
+    }
+}
+
+backend_tests! {
+    fn create_under_an_owned_job_info_reports_its_tags(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let key = jobprep_interviews::create(&t.db, &owner, &NewInterview::new(j)).unwrap();
+        assert_eq!(key.job_info_id, j);
+        assert_eq!(t.sink.take_sorted(), interview_tags(&key));
+
+        let row = stored(t, key.id, &owner);
+        assert_eq!(row.id, key.id);
+        assert_eq!(row.job_info_id, j);
+        assert_eq!(row.duration, "00:00:00");
+        assert_eq!(row.hume_chat_id, None);
+        assert_eq!(row.feedback, None);
+        assert_eq!(row.created_at, row.updated_at, "createdAt == updatedAt on create");
+
+        let started = NewInterview {
+            job_info_id: j,
+            duration: "123:04:05".into(),
+            hume_chat_id: Some("chat_1".into()),
+        };
+        let second = jobprep_interviews::create(&t.db, &owner, &started).unwrap();
+        let row = stored(t, second.id, &owner);
+        assert_eq!(row.duration, "123:04:05");
+        assert_eq!(row.hume_chat_id.as_deref(), Some("chat_1"));
+        assert_ne!(second.id, key.id);
+    }
+
+    fn get_returns_the_interview_with_its_job_info_and_depends_on_both_ids(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let key = interview(t, &owner, j, Some("chat_1"));
+        let cached = jobprep_interviews::get(&t.db, key.id, &owner).unwrap();
+        let info = &cached.value.job_info;
+        assert_eq!(info.id, j);
+        assert_eq!(info.user_id, owner);
+        assert_eq!(info.title.as_deref(), Some("Title of Backend"));
+        assert_eq!(info.description, "About Backend");
+        assert_eq!(info.experience_level, ExperienceLevel::MidLevel);
+        assert_eq!(cached.value.interview.id, key.id);
+        assert_eq!(cached.value.interview.hume_chat_id.as_deref(), Some("chat_1"));
+        assert_eq!(strings(&cached.tags), [format!("id:{}:interviews", key.id), format!("id:{j}:jobInfos")]);
+        assert!(t.sink.take().is_empty(), "reads report nothing");
+    }
+
+    fn list_has_only_interviews_with_a_chat_id_newest_updated_first(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let elsewhere = job(t, &owner, "Elsewhere");
+        let first = interview(t, &owner, j, Some("chat_1"));
+        pause();
+        let unstarted = interview(t, &owner, j, None);
+        pause();
+        let third = interview(t, &owner, j, Some("chat_3"));
+        pause();
+        let fourth = interview(t, &owner, j, Some("chat_4"));
+        interview(t, &owner, elsewhere, Some("chat_elsewhere"));
+        assert_eq!(listed(t, j, &owner), [fourth.id, third.id, first.id]);
+
+        pause();
+        jobprep_interviews::update(&t.db, first.id, &owner, &InterviewChanges {
+            feedback: Some(Some("Good".into())),
+            ..Default::default()
+        }).unwrap();
+        assert_eq!(listed(t, j, &owner), [first.id, fourth.id, third.id], "an update moves it to the top");
+
+        pause();
+        jobprep_interviews::update(&t.db, unstarted.id, &owner, &chat("chat_2")).unwrap();
+        assert_eq!(listed(t, j, &owner), [unstarted.id, first.id, fourth.id, third.id], "listed once it has a chat id");
+
+        let cached = jobprep_interviews::list_for_job_info(&t.db, j, &owner).unwrap();
+        assert!(cached.value.iter().all(|i| i.job_info_id == j && i.hume_chat_id.is_some()));
+        assert!(cached.value.windows(2).all(|w| w[0].updated_at >= w[1].updated_at));
+        assert_eq!(strings(&cached.tags), [format!("jobInfo:{j}:interviews")]);
+    }
+
+    fn count_counts_only_interviews_with_a_chat_id_across_the_users_job_infos(t) {
+        let owner = user(t, "user_owner");
+        let other = user(t, "user_other");
+        let a = job(t, &owner, "a");
+        let b = job(t, &owner, "b");
+        let theirs = job(t, &other, "theirs");
+        assert_eq!(count(t, &owner), 0);
+        interview(t, &owner, a, Some("chat_a1"));
+        interview(t, &owner, a, None);
+        interview(t, &owner, b, Some("chat_b1"));
+        interview(t, &owner, b, Some("chat_b2"));
+        let later = interview(t, &owner, b, None);
+        interview(t, &other, theirs, Some("chat_theirs"));
+        assert_eq!(count(t, &owner), 3);
+        assert_eq!(count(t, &other), 1);
+
+        jobprep_interviews::update(&t.db, later.id, &owner, &chat("chat_b3")).unwrap();
+        assert_eq!(count(t, &owner), 4);
+        jobprep_interviews::update(&t.db, later.id, &owner, &InterviewChanges {
+            hume_chat_id: Some(None),
+            ..Default::default()
+        }).unwrap();
+        assert_eq!(count(t, &owner), 3, "clearing the chat id uncounts it");
+
+        let cached = jobprep_interviews::count_for_user(&t.db, &owner).unwrap();
+        assert_eq!(strings(&cached.tags), ["global:interviews"]);
+    }
+
+    fn update_sets_duration_chat_id_and_feedback_and_some_none_clears(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let key = interview(t, &owner, j, None);
+        let before = stored(t, key.id, &owner);
+
+        pause();
+        let changes = InterviewChanges {
+            duration: Some("00:14:05".into()),
+            hume_chat_id: Some(Some("chat_123".into())),
+            feedback: Some(Some("Clear answers.".into())),
+        };
+        let returned = jobprep_interviews::update(&t.db, key.id, &owner, &changes).unwrap();
+        assert_eq!(returned, key);
+        assert_eq!(t.sink.take_sorted(), interview_tags(&key));
+        let updated = stored(t, key.id, &owner);
+        assert_eq!(updated.duration, "00:14:05");
+        assert_eq!(updated.hume_chat_id.as_deref(), Some("chat_123"));
+        assert_eq!(updated.feedback.as_deref(), Some("Clear answers."));
+        assert_eq!(updated.created_at, before.created_at, "createdAt never changes");
+        assert!(updated.updated_at > before.updated_at, "updatedAt is refreshed");
+
+        // None leaves a field alone.
+        pause();
+        let duration_only = InterviewChanges { duration: Some("01:00:00".into()), ..Default::default() };
+        jobprep_interviews::update(&t.db, key.id, &owner, &duration_only).unwrap();
+        let partly = stored(t, key.id, &owner);
+        assert_eq!(partly.duration, "01:00:00");
+        assert_eq!(partly.hume_chat_id.as_deref(), Some("chat_123"));
+        assert_eq!(partly.feedback.as_deref(), Some("Clear answers."));
+        assert!(partly.updated_at > updated.updated_at);
+
+        // Some(None) clears the feedback.
+        let clear = InterviewChanges { feedback: Some(None), ..Default::default() };
+        jobprep_interviews::update(&t.db, key.id, &owner, &clear).unwrap();
+        let cleared = stored(t, key.id, &owner);
+        assert_eq!(cleared.feedback, None);
+        assert_eq!(cleared.hume_chat_id.as_deref(), Some("chat_123"));
+        assert_eq!(cleared.duration, "01:00:00");
+        assert_eq!(cleared.created_at, before.created_at);
+    }
+
+    fn delete_removes_the_interview_and_reports_its_tags(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let key = interview(t, &owner, j, Some("chat_1"));
+        let kept = interview(t, &owner, j, Some("chat_2"));
+        assert_eq!(jobprep_interviews::delete(&t.db, key.id, &owner).unwrap(), key);
+        assert_eq!(t.sink.take_sorted(), interview_tags(&key));
+        assert!(is_not_found(jobprep_interviews::get(&t.db, key.id, &owner), Entity::Interview));
+        assert_eq!(listed(t, j, &owner), [kept.id]);
+        assert!(is_not_found(jobprep_interviews::delete(&t.db, key.id, &owner), Entity::Interview));
+        assert!(t.sink.take().is_empty());
+    }
+
+    fn missing_ids_are_not_found(t) {
+        let owner = user(t, "user_owner");
+        let missing = InterviewId::generate();
+        assert!(is_not_found(jobprep_interviews::get(&t.db, missing, &owner), Entity::Interview));
+        assert!(is_not_found(jobprep_interviews::update(&t.db, missing, &owner, &chat("c")), Entity::Interview));
+        assert!(is_not_found(jobprep_interviews::delete(&t.db, missing, &owner), Entity::Interview));
+        let no_job = NewInterview::new(JobInfoId::generate());
+        assert!(is_not_found(jobprep_interviews::create(&t.db, &owner, &no_job), Entity::JobInfo));
+        assert!(jobprep_interviews::list_for_job_info(&t.db, JobInfoId::generate(), &owner).unwrap().value.is_empty());
+        assert!(t.sink.take().is_empty());
+    }
+
+    fn another_user_can_neither_create_under_nor_see_nor_change_nor_delete(t) {
+        let owner = user(t, "user_owner");
+        let stranger = user(t, "user_stranger");
+        let j = job(t, &owner, "Backend");
+        let own_job = job(t, &stranger, "Stranger's");
+        let key = interview(t, &owner, j, Some("chat_1"));
+        jobprep_interviews::update(&t.db, key.id, &owner, &InterviewChanges {
+            feedback: Some(Some("private".into())),
+            ..Default::default()
+        }).unwrap();
+        t.sink.take();
+        let before = stored(t, key.id, &owner);
+
+        let under_theirs = NewInterview { hume_chat_id: Some("chat_x".into()), ..NewInterview::new(j) };
+        assert!(is_not_found(jobprep_interviews::create(&t.db, &stranger, &under_theirs), Entity::JobInfo));
+        assert!(is_not_found(jobprep_interviews::get(&t.db, key.id, &stranger), Entity::Interview));
+        let changes = InterviewChanges {
+            duration: Some("09:09:09".into()),
+            hume_chat_id: Some(None),
+            feedback: Some(Some("stolen".into())),
+        };
+        assert!(is_not_found(jobprep_interviews::update(&t.db, key.id, &stranger, &changes), Entity::Interview));
+        assert!(is_not_found(jobprep_interviews::delete(&t.db, key.id, &stranger), Entity::Interview));
+        assert!(jobprep_interviews::list_for_job_info(&t.db, j, &stranger).unwrap().value.is_empty());
+        // Passing one's own job info does not reach another's interviews either.
+        assert!(jobprep_interviews::list_for_job_info(&t.db, own_job, &stranger).unwrap().value.is_empty());
+        assert_eq!(count(t, &stranger), 0);
+
+        assert!(t.sink.take().is_empty(), "no tags for refused writes");
+        assert_eq!(stored(t, key.id, &owner), before, "the row is unchanged");
+        assert_eq!(listed(t, j, &owner), [key.id], "nothing was created under the owner's job info");
+        assert_eq!(count(t, &owner), 1);
+    }
+
+    fn invalid_input_is_refused_naming_the_field_and_writes_nothing(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        // With a chat id, a row written by mistake would show in the list and count.
+        let with = |duration: &str| NewInterview {
+            job_info_id: j,
+            duration: duration.into(),
+            hume_chat_id: Some("chat".into()),
+        };
+        for bad in ["", "1:00:00", "00:60:00", "00:00:60", "00:00", "00:00:00:00", "aa:bb:cc", "-1:00:00", "00:00:00\0", " 00:00:00"] {
+            assert_eq!(invalid_field(jobprep_interviews::create(&t.db, &owner, &with(bad))), "duration", "{bad:?}");
+        }
+        let blank_chat = NewInterview { hume_chat_id: Some("  ".into()), ..NewInterview::new(j) };
+        assert_eq!(invalid_field(jobprep_interviews::create(&t.db, &owner, &blank_chat)), "humeChatId");
+        let nul_chat = NewInterview { hume_chat_id: Some("a\0".into()), ..NewInterview::new(j) };
+        assert_eq!(invalid_field(jobprep_interviews::create(&t.db, &owner, &nul_chat)), "humeChatId");
+        assert!(listed(t, j, &owner).is_empty(), "nothing written");
+        assert_eq!(count(t, &owner), 0);
+        assert!(t.sink.take().is_empty());
+
+        let key = interview(t, &owner, j, Some("chat_1"));
+        let before = stored(t, key.id, &owner);
+        let cases: Vec<(InterviewChanges, &str)> = vec![
+            (InterviewChanges { duration: Some("12:34".into()), ..Default::default() }, "duration"),
+            (InterviewChanges { duration: Some("1:2:3".into()), ..Default::default() }, "duration"),
+            (InterviewChanges { hume_chat_id: Some(Some(String::new())), ..Default::default() }, "humeChatId"),
+            (InterviewChanges { feedback: Some(Some("nul\0".into())), ..Default::default() }, "feedback"),
+        ];
+        for (changes, field) in cases {
+            assert_eq!(invalid_field(jobprep_interviews::update(&t.db, key.id, &owner, &changes)), field, "{changes:?}");
+        }
+        assert_eq!(stored(t, key.id, &owner), before);
+        assert!(t.sink.take().is_empty());
+    }
+
+    fn text_with_quotes_semicolons_comments_and_unicode_round_trips(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let tricky = r#"'; DELETE FROM interviews; -- "quoted" $1 ? \ % _ 日本語 🚀 Ünïcödé"#;
+        let new = NewInterview { hume_chat_id: Some(format!("chat {tricky}")), ..NewInterview::new(j) };
+        let key = jobprep_interviews::create(&t.db, &owner, &new).unwrap();
+        let changes = InterviewChanges { feedback: Some(Some(format!("feedback {tricky}\nsecond line"))), ..Default::default() };
+        jobprep_interviews::update(&t.db, key.id, &owner, &changes).unwrap();
+        let row = stored(t, key.id, &owner);
+        assert_eq!(row.hume_chat_id, new.hume_chat_id);
+        assert_eq!(row.feedback.as_deref(), Some(format!("feedback {tricky}\nsecond line").as_str()));
+        assert_eq!(listed(t, j, &owner), [key.id]);
+    }
+
+    fn a_rolled_back_transaction_writes_and_reports_nothing(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let existing = interview(t, &owner, j, Some("chat_1"));
+        let before = stored(t, existing.id, &owner);
+        let outcome: jobprep_repo::Result<()> = t.db.transaction(|tx| {
+            let created = jobprep_interviews::create(tx, &owner, &NewInterview {
+                hume_chat_id: Some("chat_tx".into()),
+                ..NewInterview::new(j)
+            })?;
+            jobprep_interviews::update(tx, existing.id, &owner, &InterviewChanges {
+                feedback: Some(Some("in tx".into())),
+                ..Default::default()
+            })?;
+            let inside: Vec<InterviewId> = jobprep_interviews::list_for_job_info(tx, j, &owner)?
+                .value
+                .into_iter()
+                .map(|i| i.id)
+                .collect();
+            assert_eq!(inside, [existing.id, created.id], "visible inside, the update on top");
+            Err(Error::Config("roll back".into()))
+        });
+        assert!(matches!(outcome, Err(Error::Config(_))), "{outcome:?}");
+        assert!(t.sink.take().is_empty());
+        assert_eq!(listed(t, j, &owner), [existing.id]);
+        assert_eq!(stored(t, existing.id, &owner), before);
+    }
+
+    fn a_committed_transaction_reports_all_tags_once_after_commit(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let (first, second) = t.db.transaction(|tx| {
+            let first = jobprep_interviews::create(tx, &owner, &NewInterview::new(j))?;
+            let second = jobprep_interviews::create(tx, &owner, &NewInterview::new(j))?;
+            jobprep_interviews::update(tx, first.id, &owner, &chat("chat_1"))?;
+            jobprep_interviews::update(tx, second.id, &owner, &chat("chat_2"))?;
+            assert!(t.sink.take().is_empty(), "nothing is reported before COMMIT");
+            Ok((first, second))
+        })
+        .unwrap();
+        let batches = t.sink.take();
+        assert_eq!(batches.len(), 1, "{batches:?}");
+        let mut reported = strings(&batches[0]);
+        reported.sort();
+        assert_eq!(reported, tag_set(interview_tags(&first).into_iter().chain(interview_tags(&second))), "each tag once");
+        assert_eq!(count(t, &owner), 2);
+    }
+
+    fn interviews_serialize_with_camel_case_names(t) {
+        let owner = user(t, "user_json");
+        let j = job(t, &owner, "Backend");
+        let key = interview(t, &owner, j, Some("chat_json"));
+        let found = jobprep_interviews::get(&t.db, key.id, &owner).unwrap().value;
+
+        let json = serde_json::to_value(&found.interview).unwrap();
+        assert_eq!(json["id"], key.id.to_string());
+        assert_eq!(json["jobInfoId"], j.to_string());
+        assert_eq!(json["humeChatId"], "chat_json");
+        assert_eq!(json["duration"], "00:00:00");
+        assert!(json["feedback"].is_null());
+        assert!(json["createdAt"].is_string() && json["updatedAt"].is_string(), "{json}");
+        let keys: BTreeSet<&str> = json.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(
+            keys,
+            BTreeSet::from(["id", "jobInfoId", "duration", "humeChatId", "feedback", "createdAt", "updatedAt"])
+        );
+        let back: Interview = serde_json::from_value(json).unwrap();
+        assert_eq!(back, found.interview);
+
+        // With its job info: the interview's fields flattened, the job info nested.
+        let json = serde_json::to_value(&found).unwrap();
+        assert_eq!(json["humeChatId"], "chat_json");
+        assert_eq!(json["jobInfo"]["id"], j.to_string());
+        assert_eq!(json["jobInfo"]["userId"], "user_json");
+        assert_eq!(json["jobInfo"]["experienceLevel"], "mid-level");
+        assert_eq!(json["jobInfo"]["title"], "Title of Backend");
+        assert_eq!(json["jobInfo"]["description"], "About Backend");
+    }
+}

@@ -1,0 +1,431 @@
+//! The question use cases on both backends: insert, bulk insert, get, list, count,
+//! update, delete, ownership through the job info, the tags each reports, validation.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeSet;
+
+use jobprep_questions::{
+    JobInfoId, NewQuestion, Question, QuestionChanges, QuestionDifficulty, QuestionId, QuestionKey,
+    UserId,
+};
+use jobprep_repo::testing::TestDb;
+use jobprep_repo::{backend_tests, job_infos, users, Entity, Error, Executor, ExperienceLevel};
+
+/// Creates a user (reporting no tags) and returns its id.
+fn user(t: &TestDb, id: &str) -> UserId {
+    let id = UserId::new(id).unwrap();
+    let local: String = id
+        .as_str()
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    let new = users::NewUser::new(
+        id.clone(),
+        format!("Name of {id}"),
+        format!("{local}@example.com"),
+    );
+    t.db.write(|conn, _| users::upsert(conn, &new)).unwrap();
+    id
+}
+
+/// Creates a job info for `owner` (reporting no tags).
+fn job(t: &TestDb, owner: &UserId, name: &str) -> JobInfoId {
+    let new = job_infos::NewJobInfo::new(name, ExperienceLevel::Junior, format!("About {name}"));
+    t.db.write(|conn, _| job_infos::insert(conn, owner, &new))
+        .unwrap()
+        .id
+}
+
+/// Inserts a question and forgets its tags.
+fn question(t: &TestDb, owner: &UserId, job: JobInfoId, text: &str) -> QuestionKey {
+    let key = jobprep_questions::insert(
+        &t.db,
+        owner,
+        job,
+        &NewQuestion::new(text, QuestionDifficulty::Medium),
+    )
+    .unwrap();
+    t.sink.take();
+    key
+}
+
+fn stored(t: &TestDb, id: QuestionId, owner: &UserId) -> Question {
+    jobprep_questions::get(&t.db, id, owner)
+        .unwrap()
+        .value
+        .question
+}
+
+fn texts(t: &TestDb, job: JobInfoId, owner: &UserId) -> Vec<String> {
+    jobprep_questions::list_for_job_info(&t.db, job, owner)
+        .unwrap()
+        .value
+        .into_iter()
+        .map(|q| q.text)
+        .collect()
+}
+
+fn count(t: &TestDb, owner: &UserId) -> i64 {
+    jobprep_questions::count_for_user(&t.db, owner)
+        .unwrap()
+        .value
+}
+
+fn batch(prefix: &str, n: usize) -> Vec<NewQuestion> {
+    let difficulties = QuestionDifficulty::ALL;
+    (0..n)
+        .map(|i| {
+            NewQuestion::new(
+                format!("{prefix} {i}"),
+                difficulties[i % difficulties.len()],
+            )
+        })
+        .collect()
+}
+
+/// Tags as sorted, de-duplicated strings.
+fn tag_set<S: Into<String>>(tags: impl IntoIterator<Item = S>) -> Vec<String> {
+    tags.into_iter()
+        .map(Into::into)
+        .collect::<BTreeSet<String>>()
+        .into_iter()
+        .collect()
+}
+
+fn question_tags(key: &QuestionKey) -> Vec<String> {
+    tag_set([
+        "global:questions".to_owned(),
+        format!("jobInfo:{}:questions", key.job_info_id),
+        format!("id:{}:questions", key.id),
+    ])
+}
+
+fn strings(tags: &[jobprep_repo::CacheTag]) -> Vec<String> {
+    tags.iter().map(|tag| tag.to_string()).collect()
+}
+
+fn is_not_found<T: std::fmt::Debug>(result: jobprep_repo::Result<T>, entity: Entity) -> bool {
+    matches!(result, Err(Error::NotFound { entity: e }) if e == entity)
+}
+
+fn invalid_field<T: std::fmt::Debug>(result: jobprep_repo::Result<T>) -> &'static str {
+    match result {
+        Err(Error::InvalidInput { field, .. }) => field,
+        other => panic!("expected InvalidInput, got {other:?}"),
+    }
+}
+
+fn pause() {
+    std::thread::sleep(std::time::Duration::from_millis(2));
+}
+
+backend_tests! {
+    fn insert_under_an_owned_job_info_reports_its_tags(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let key = jobprep_questions::insert(&t.db, &owner, j, &NewQuestion::new("What is a lifetime?", QuestionDifficulty::Hard)).unwrap();
+        assert_eq!(key.job_info_id, j);
+        assert_eq!(t.sink.take_sorted(), question_tags(&key));
+        let row = stored(t, key.id, &owner);
+        assert_eq!(row.id, key.id);
+        assert_eq!(row.job_info_id, j);
+        assert_eq!(row.text, "What is a lifetime?");
+        assert_eq!(row.difficulty, QuestionDifficulty::Hard);
+        assert_eq!(row.created_at, row.updated_at, "createdAt == updatedAt on insert");
+    }
+
+    fn get_returns_the_question_with_its_job_info_and_depends_on_both_ids(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let key = question(t, &owner, j, "Why?");
+        let cached = jobprep_questions::get(&t.db, key.id, &owner).unwrap();
+        assert_eq!(cached.value.question.text, "Why?");
+        assert_eq!(cached.value.job_info.id, j);
+        assert_eq!(cached.value.job_info.user_id, owner);
+        assert_eq!(strings(&cached.tags), [format!("id:{}:questions", key.id), format!("id:{j}:jobInfos")]);
+        assert!(t.sink.take().is_empty(), "reads report nothing");
+    }
+
+    fn every_difficulty_round_trips_and_unknown_ones_are_invalid(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        for difficulty in QuestionDifficulty::ALL {
+            let key = jobprep_questions::insert(&t.db, &owner, j, &NewQuestion::new("q", *difficulty)).unwrap();
+            assert_eq!(stored(t, key.id, &owner).difficulty, *difficulty);
+        }
+        assert_eq!(invalid_field("impossible".parse::<QuestionDifficulty>()), "difficulty");
+        assert_eq!("medium".parse::<QuestionDifficulty>().unwrap(), QuestionDifficulty::Medium);
+    }
+
+    fn list_is_oldest_created_first_and_count_spans_the_users_job_infos(t) {
+        let owner = user(t, "user_owner");
+        let other = user(t, "user_other");
+        let a = job(t, &owner, "a");
+        let b = job(t, &owner, "b");
+        let theirs = job(t, &other, "theirs");
+        let first = question(t, &owner, a, "first");
+        pause();
+        question(t, &owner, a, "second");
+        pause();
+        question(t, &owner, a, "third");
+        question(t, &owner, b, "in b");
+        question(t, &other, theirs, "theirs");
+        assert_eq!(texts(t, a, &owner), ["first", "second", "third"]);
+
+        // An update changes updatedAt, not the order.
+        pause();
+        jobprep_questions::update(&t.db, first.id, &owner, &QuestionChanges { text: Some("first, edited".into()), ..Default::default() }).unwrap();
+        assert_eq!(texts(t, a, &owner), ["first, edited", "second", "third"]);
+
+        let cached = jobprep_questions::list_for_job_info(&t.db, a, &owner).unwrap();
+        assert!(cached.value.windows(2).all(|w| w[0].created_at <= w[1].created_at));
+        assert_eq!(strings(&cached.tags), [format!("jobInfo:{a}:questions")]);
+
+        assert_eq!(count(t, &owner), 4);
+        assert_eq!(count(t, &other), 1);
+        let cached = jobprep_questions::count_for_user(&t.db, &owner).unwrap();
+        assert_eq!(strings(&cached.tags), ["global:questions"]);
+    }
+
+    fn insert_many_writes_a_thousand_rows_in_order_and_reports_every_tag(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let new = batch("Question", 1000);
+        let keys = jobprep_questions::insert_many(&t.db, &owner, j, &new).unwrap();
+        assert_eq!(keys.len(), 1000);
+        assert!(keys.iter().all(|k| k.job_info_id == j));
+        assert_eq!(keys.iter().map(|k| k.id).collect::<BTreeSet<_>>().len(), 1000, "distinct ids");
+
+        let batches = t.sink.take();
+        assert_eq!(batches.len(), 1, "one batch for the whole insert");
+        let reported = tag_set(batches.concat().into_iter().map(|tag| tag.to_string()));
+        assert_eq!(reported.len(), 1002);
+        assert_eq!(reported, tag_set(keys.iter().flat_map(question_tags)));
+
+        let listed = jobprep_questions::list_for_job_info(&t.db, j, &owner).unwrap().value;
+        assert_eq!(listed.len(), 1000);
+        assert!(listed.windows(2).all(|w| w[0].created_at <= w[1].created_at), "oldest createdAt first");
+        let listed_texts: Vec<&str> = listed.iter().map(|q| q.text.as_str()).collect();
+        let new_texts: Vec<&str> = new.iter().map(|q| q.text.as_str()).collect();
+        assert_eq!(listed_texts, new_texts, "listed in input order");
+        let listed_ids: Vec<QuestionId> = listed.iter().map(|q| q.id).collect();
+        let key_ids: Vec<QuestionId> = keys.iter().map(|k| k.id).collect();
+        assert_eq!(listed_ids, key_ids, "keys are returned in input order");
+        assert!(listed.iter().zip(&new).all(|(row, new)| row.difficulty == new.difficulty));
+        assert!(listed.iter().all(|q| q.created_at == q.updated_at));
+        assert_eq!(count(t, &owner), 1000);
+    }
+
+    fn insert_many_over_one_chunk_writes_everything(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let keys = jobprep_questions::insert_many(&t.db, &owner, j, &batch("Bulk", 10_001)).unwrap();
+        assert_eq!(keys.len(), 10_001);
+        assert_eq!(count(t, &owner), 10_001);
+        let listed = texts(t, j, &owner);
+        assert_eq!(listed.first().map(String::as_str), Some("Bulk 0"));
+        assert_eq!(listed.last().map(String::as_str), Some("Bulk 10000"));
+        assert_eq!(t.sink.take_sorted().len(), 10_003);
+    }
+
+    fn insert_many_of_nothing_checks_ownership_and_reports_nothing(t) {
+        let owner = user(t, "user_owner");
+        let stranger = user(t, "user_stranger");
+        let j = job(t, &owner, "Backend");
+        assert_eq!(jobprep_questions::insert_many(&t.db, &owner, j, &[]).unwrap(), Vec::<QuestionKey>::new());
+        assert!(is_not_found(jobprep_questions::insert_many(&t.db, &stranger, j, &[]), Entity::JobInfo));
+        assert!(is_not_found(jobprep_questions::insert_many(&t.db, &owner, JobInfoId::generate(), &[]), Entity::JobInfo));
+        assert!(t.sink.take().is_empty());
+        assert_eq!(count(t, &owner), 0);
+    }
+
+    fn insert_many_with_one_invalid_row_writes_nothing(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let mut new = batch("Question", 5);
+        new[3].text = "   ".into();
+        assert_eq!(invalid_field(jobprep_questions::insert_many(&t.db, &owner, j, &new)), "text");
+        new[3].text = "nul\0".into();
+        assert_eq!(invalid_field(jobprep_questions::insert_many(&t.db, &owner, j, &new)), "text");
+        assert_eq!(count(t, &owner), 0);
+        assert!(t.sink.take().is_empty());
+    }
+
+    fn update_changes_text_and_difficulty_and_refreshes_updated_at(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let key = question(t, &owner, j, "Original");
+        let before = stored(t, key.id, &owner);
+
+        pause();
+        let returned = jobprep_questions::update(&t.db, key.id, &owner, &QuestionChanges {
+            text: Some("Edited".into()),
+            difficulty: Some(QuestionDifficulty::Easy),
+        }).unwrap();
+        assert_eq!(returned, key);
+        assert_eq!(t.sink.take_sorted(), question_tags(&key));
+        let edited = stored(t, key.id, &owner);
+        assert_eq!(edited.text, "Edited");
+        assert_eq!(edited.difficulty, QuestionDifficulty::Easy);
+        assert_eq!(edited.created_at, before.created_at, "createdAt never changes");
+        assert!(edited.updated_at > before.updated_at, "updatedAt is refreshed");
+
+        pause();
+        jobprep_questions::update(&t.db, key.id, &owner, &QuestionChanges {
+            difficulty: Some(QuestionDifficulty::Hard),
+            ..Default::default()
+        }).unwrap();
+        let harder = stored(t, key.id, &owner);
+        assert_eq!(harder.text, "Edited", "None leaves the text alone");
+        assert_eq!(harder.difficulty, QuestionDifficulty::Hard);
+        assert!(harder.updated_at > edited.updated_at);
+        assert_eq!(harder.created_at, before.created_at);
+    }
+
+    fn delete_removes_the_question_and_reports_its_tags(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let key = question(t, &owner, j, "doomed");
+        question(t, &owner, j, "kept");
+        assert_eq!(jobprep_questions::delete(&t.db, key.id, &owner).unwrap(), key);
+        assert_eq!(t.sink.take_sorted(), question_tags(&key));
+        assert!(is_not_found(jobprep_questions::get(&t.db, key.id, &owner), Entity::Question));
+        assert_eq!(texts(t, j, &owner), ["kept"]);
+        assert_eq!(count(t, &owner), 1);
+        assert!(is_not_found(jobprep_questions::delete(&t.db, key.id, &owner), Entity::Question));
+        assert!(t.sink.take().is_empty());
+    }
+
+    fn missing_ids_are_not_found(t) {
+        let owner = user(t, "user_owner");
+        let missing = QuestionId::generate();
+        assert!(is_not_found(jobprep_questions::get(&t.db, missing, &owner), Entity::Question));
+        let changes = QuestionChanges { text: Some("x".into()), ..Default::default() };
+        assert!(is_not_found(jobprep_questions::update(&t.db, missing, &owner, &changes), Entity::Question));
+        assert!(is_not_found(jobprep_questions::delete(&t.db, missing, &owner), Entity::Question));
+        let new = NewQuestion::new("q", QuestionDifficulty::Easy);
+        assert!(is_not_found(jobprep_questions::insert(&t.db, &owner, JobInfoId::generate(), &new), Entity::JobInfo));
+        assert!(t.sink.take().is_empty());
+    }
+
+    fn another_user_can_neither_insert_under_nor_see_nor_change_nor_delete(t) {
+        let owner = user(t, "user_owner");
+        let stranger = user(t, "user_stranger");
+        let j = job(t, &owner, "Backend");
+        let own_job = job(t, &stranger, "Stranger's");
+        let key = question(t, &owner, j, "Private question");
+        let before = stored(t, key.id, &owner);
+
+        let new = NewQuestion::new("Injected", QuestionDifficulty::Easy);
+        assert!(is_not_found(jobprep_questions::insert(&t.db, &stranger, j, &new), Entity::JobInfo));
+        assert!(is_not_found(jobprep_questions::insert_many(&t.db, &stranger, j, &batch("Injected", 3)), Entity::JobInfo));
+        assert!(is_not_found(jobprep_questions::insert_many(&t.db, &stranger, j, &[]), Entity::JobInfo));
+        assert!(is_not_found(jobprep_questions::get(&t.db, key.id, &stranger), Entity::Question));
+        let changes = QuestionChanges { text: Some("Stolen".into()), difficulty: Some(QuestionDifficulty::Hard) };
+        assert!(is_not_found(jobprep_questions::update(&t.db, key.id, &stranger, &changes), Entity::Question));
+        assert!(is_not_found(jobprep_questions::delete(&t.db, key.id, &stranger), Entity::Question));
+        assert!(jobprep_questions::list_for_job_info(&t.db, j, &stranger).unwrap().value.is_empty());
+        assert!(jobprep_questions::list_for_job_info(&t.db, own_job, &stranger).unwrap().value.is_empty());
+        assert_eq!(count(t, &stranger), 0);
+
+        assert!(t.sink.take().is_empty(), "no tags for refused writes");
+        assert_eq!(stored(t, key.id, &owner), before, "the row is unchanged");
+        assert_eq!(texts(t, j, &owner), ["Private question"], "nothing was inserted under it");
+        assert_eq!(count(t, &owner), 1);
+    }
+
+    fn invalid_input_is_refused_naming_the_field_and_writes_nothing(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        for bad in ["", "  \n ", "nul\0byte"] {
+            let new = NewQuestion::new(bad, QuestionDifficulty::Easy);
+            assert_eq!(invalid_field(jobprep_questions::insert(&t.db, &owner, j, &new)), "text", "{bad:?}");
+        }
+        assert_eq!(count(t, &owner), 0, "nothing written");
+
+        let key = question(t, &owner, j, "Fine");
+        let before = stored(t, key.id, &owner);
+        for bad in ["", " ", "\0"] {
+            let changes = QuestionChanges { text: Some(bad.into()), difficulty: Some(QuestionDifficulty::Hard) };
+            assert_eq!(invalid_field(jobprep_questions::update(&t.db, key.id, &owner, &changes)), "text", "{bad:?}");
+        }
+        assert_eq!(stored(t, key.id, &owner), before);
+        assert!(t.sink.take().is_empty());
+    }
+
+    fn text_with_quotes_semicolons_comments_and_unicode_round_trips(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let tricky = [
+            r#"'; DROP TABLE questions; --"#,
+            r#"Robert"); DELETE FROM job_info; /*"#,
+            "placeholders $1 ? :name @p1",
+            "日本語の質問 🚀 Ünïcödé\nwith a newline and a tab\t",
+            r"back\slash % _ ''",
+        ];
+        let single = jobprep_questions::insert(&t.db, &owner, j, &NewQuestion::new(tricky[0], QuestionDifficulty::Easy)).unwrap();
+        assert_eq!(stored(t, single.id, &owner).text, tricky[0]);
+        jobprep_questions::update(&t.db, single.id, &owner, &QuestionChanges { text: Some(tricky[1].into()), ..Default::default() }).unwrap();
+        assert_eq!(stored(t, single.id, &owner).text, tricky[1]);
+
+        // The bulk insert builds its statement text itself: the values must stay bound.
+        let new: Vec<NewQuestion> = tricky.iter().map(|text| NewQuestion::new(*text, QuestionDifficulty::Medium)).collect();
+        let keys = jobprep_questions::insert_many(&t.db, &owner, j, &new).unwrap();
+        for (key, text) in keys.iter().zip(tricky) {
+            assert_eq!(stored(t, key.id, &owner).text, text);
+        }
+        assert_eq!(count(t, &owner), 1 + tricky.len() as i64);
+    }
+
+    fn a_rolled_back_transaction_writes_and_reports_nothing(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let existing = question(t, &owner, j, "existing");
+        let before = stored(t, existing.id, &owner);
+        let outcome: jobprep_repo::Result<()> = t.db.transaction(|tx| {
+            jobprep_questions::insert(tx, &owner, j, &NewQuestion::new("in tx", QuestionDifficulty::Easy))?;
+            jobprep_questions::insert_many(tx, &owner, j, &batch("bulk in tx", 10))?;
+            jobprep_questions::update(tx, existing.id, &owner, &QuestionChanges { text: Some("changed".into()), ..Default::default() })?;
+            assert_eq!(jobprep_questions::count_for_user(tx, &owner)?.value, 12, "visible inside");
+            Err(Error::Config("roll back".into()))
+        });
+        assert!(matches!(outcome, Err(Error::Config(_))), "{outcome:?}");
+        assert!(t.sink.take().is_empty());
+        assert_eq!(texts(t, j, &owner), ["existing"]);
+        assert_eq!(stored(t, existing.id, &owner), before);
+    }
+
+    fn a_failed_write_inside_a_transaction_can_be_handled_and_the_rest_commits(t) {
+        let owner = user(t, "user_owner");
+        let stranger = user(t, "user_stranger");
+        let j = job(t, &owner, "Backend");
+        let kept = t.db.transaction(|tx| {
+            let kept = jobprep_questions::insert(tx, &owner, j, &NewQuestion::new("kept", QuestionDifficulty::Easy))?;
+            let refused = jobprep_questions::insert(tx, &stranger, j, &NewQuestion::new("refused", QuestionDifficulty::Easy));
+            assert!(matches!(refused, Err(Error::NotFound { .. })), "{refused:?}");
+            Ok(kept)
+        })
+        .unwrap();
+        assert_eq!(texts(t, j, &owner), ["kept"]);
+        assert_eq!(t.sink.take_sorted(), question_tags(&kept));
+    }
+
+    fn a_committed_transaction_reports_all_tags_once_after_commit(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let keys = t.db.transaction(|tx| {
+            let mut keys = jobprep_questions::insert_many(tx, &owner, j, &batch("q", 3))?;
+            keys.push(jobprep_questions::insert(tx, &owner, j, &NewQuestion::new("one more", QuestionDifficulty::Hard))?);
+            jobprep_questions::update(tx, keys[0].id, &owner, &QuestionChanges { text: Some("edited".into()), ..Default::default() })?;
+            assert!(t.sink.take().is_empty(), "nothing is reported before COMMIT");
+            Ok(keys)
+        })
+        .unwrap();
+        let batches = t.sink.take();
+        assert_eq!(batches.len(), 1, "{batches:?}");
+        let mut reported = strings(&batches[0]);
+        reported.sort();
+        assert_eq!(reported, tag_set(keys.iter().flat_map(question_tags)), "each tag once");
+        assert_eq!(count(t, &owner), 4);
+    }
+}
