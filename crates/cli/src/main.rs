@@ -1,6 +1,7 @@
 //! `jobprep`: migrations, the demo, operator reads and benchmarks.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+mod bench;
 mod demo;
 
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure each operation through jobprep against raw SQL, in the same run.
+    Bench(bench::BenchArgs),
     /// Read one user (JSON).
     User {
         #[command(subcommand)]
@@ -169,6 +172,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             }
         }
         Command::Demo { json } => demo::run(config(url)?, json)?,
+        Command::Bench(args) => bench::run(config(url)?, args)?,
         Command::User {
             action: UserAction::Get { id },
         } => {

@@ -83,10 +83,27 @@ impl Connection {
         }
     }
 
+    /// Runs a statement whose failure the caller may handle (a constraint violation)
+    /// so that the failure cannot poison an enclosing transaction: PostgreSQL aborts a
+    /// transaction on any error, so inside one the statement gets a savepoint. Outside a
+    /// transaction nothing is added; a failed autocommit statement leaves nothing behind.
+    pub(crate) fn guarded<T>(&mut self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        if self.transaction_depth()?.is_some() {
+            self.transaction(f)
+        } else {
+            f(self)
+        }
+    }
+
+    fn transaction_depth(&mut self) -> Result<Option<std::num::NonZeroU32>> {
+        Ok(
+            on_backend!(self, c => AnsiTransactionManager::transaction_manager_status_mut(c)
+            .transaction_depth())?,
+        )
+    }
+
     fn begin(&mut self) -> Result<()> {
-        let depth = on_backend!(self, c => AnsiTransactionManager::transaction_manager_status_mut(c)
-            .transaction_depth()
-            .map_err(Error::from)?);
+        let depth = self.transaction_depth()?;
         match &mut self.inner {
             BackendConnection::Sqlite(c) if depth.is_none() => {
                 AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?

@@ -125,10 +125,10 @@ pub struct RemovedJobInfo {
 pub fn insert(conn: &mut Connection, user_id: &UserId, job: &NewJobInfo) -> Result<JobInfoKey> {
     job.validate()?;
     let now = Timestamp::now();
-    // A missing user surfaces as a foreign-key violation, which on PostgreSQL aborts
-    // the enclosing transaction; the savepoint keeps a caller's transaction usable
-    // after it handles the `NotFound`, as on SQLite.
-    let result = conn.transaction(|conn| {
+    // A missing user surfaces as a foreign-key violation, which on PostgreSQL aborts an
+    // enclosing transaction; `guarded` keeps a caller's transaction usable after it
+    // handles the `NotFound`, as on SQLite.
+    let result = conn.guarded(|conn| {
         Ok(on_backend!(conn, c => diesel::insert_into(job_info::table)
         .values((
             job_info::id.eq(JobInfoId::generate()),

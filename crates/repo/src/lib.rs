@@ -13,6 +13,8 @@ pub mod migrations;
 pub mod questions;
 pub mod users;
 
+#[cfg(feature = "bench")]
+pub mod bench;
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -87,9 +87,9 @@ pub fn upsert(conn: &mut Connection, user: &NewUser) -> Result<User> {
     // On PostgreSQL, ON CONFLICT arbitrates `users_pkey` only: when two first sign-ups
     // of the same id race, the loser meets the winner's row in `users_email_unique`
     // and fails once the winner commits. Tried again, it finds the row and updates it;
-    // a genuine clash with another user's email fails again. Each attempt runs in its
-    // own savepoint, so a failed one does not abort a caller's transaction.
-    let attempt = |conn: &mut Connection| conn.transaction(|c| upsert_once(c, user));
+    // a genuine clash with another user's email fails again. `guarded` keeps a failed
+    // attempt from aborting a caller's transaction.
+    let attempt = |conn: &mut Connection| conn.guarded(|c| upsert_once(c, user));
     match attempt(conn) {
         Err(Error::Conflict {
             kind: ConstraintKind::Unique,
