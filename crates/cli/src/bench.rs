@@ -94,7 +94,7 @@ pub fn run(base: DbConfig, args: BenchArgs) -> Result<(), Error> {
             )));
         }
     }
-    if args.clients == 0 || args.users == 0 || !(args.seconds > 0.0) {
+    if args.clients == 0 || args.users == 0 || args.seconds.is_nan() || args.seconds <= 0.0 {
         return Err(Error::Config(
             "--clients, --users and --seconds must be positive".into(),
         ));
@@ -311,7 +311,7 @@ where
                 let make = &make;
                 scope.spawn(move || {
                     let mut op = make(client)?;
-                    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (client as u64 + 1) * 0x2545_F491);
+                    let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((client as u64 + 1) * 0x2545_F491));
                     let deadline = Instant::now() + duration;
                     let (mut units, mut latencies) = (0, Vec::with_capacity(65_536));
                     while Instant::now() < deadline {
@@ -475,6 +475,7 @@ fn raw_op<'a>(
 ) -> Result<impl FnMut(&mut Rng) -> Result<u64, Error> + 'a, Error> {
     let mut conn = RawConnection::connect(config)?;
     let op = op.to_owned();
+    let job = bench_job();
     let question = NewQuestion::new(
         "How do you size a connection pool?",
         QuestionDifficulty::Medium,
@@ -488,7 +489,7 @@ fn raw_op<'a>(
                 conn.upsert_user(&u.id, &u.name, &u.email)?;
             }
             "insert_job_info" => {
-                conn.insert_job_info(user, ExperienceLevel::Senior)?;
+                conn.insert_job_info(user, &job)?;
             }
             "get_job_info" => {
                 conn.get_job_info(*job_id, user)?;

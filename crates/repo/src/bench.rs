@@ -1,21 +1,26 @@
 //! Support for `jobprep bench` (feature `bench`): a scratch database, and the raw
-//! baseline, which sends the same SQL as the repositories through a bare diesel
-//! connection (no pool, no validation, no executor, no cache tags), so the benchmark
-//! measures exactly what the layer costs.
+//! baseline: the repositories' queries, written again with diesel's query builder (so
+//! the SQL text is the same and is prepared and cached the same way) and run on a bare
+//! connection: no pool, no validation, no executor, no cache tags. The benchmark
+//! then measures exactly what the layer costs.
 
 use diesel::connection::SimpleConnection;
+use diesel::dsl::case_when;
 use diesel::pg::PgConnection;
-use diesel::sql_types::{BigInt, Nullable, Varchar};
+use diesel::prelude::*;
+use diesel::sql_types::Varchar;
 use diesel::sqlite::SqliteConnection;
-use diesel::{Connection as _, QueryableByName, RunQueryDsl};
-use jobprep_schema::sql_types::{
-    ExperienceLevel as SqlLevel, QuestionDifficulty as SqlDifficulty, TimestampWithTimeZone, Uuid,
-};
+use diesel::upsert::excluded;
+use jobprep_schema::sql_types::{QuestionDifficulty as SqlDifficulty, TimestampWithTimeZone, Uuid};
+use jobprep_schema::{interviews, job_info, questions, users};
 
 use crate::config::{Backend, DbConfig};
 use crate::error::{Error, Result};
-use crate::questions::NewQuestion;
-use crate::types::{ExperienceLevel, InterviewId, JobInfoId, QuestionId, Timestamp, UserId};
+use crate::interviews::Interview;
+use crate::job_infos::{JobInfo, JobInfoKey, NewJobInfo};
+use crate::questions::{NewQuestion, QuestionKey};
+use crate::types::{JobInfoId, QuestionId, Timestamp, UserId};
+use crate::users::User;
 
 /// A database of the benchmark's own, dropped (PostgreSQL) or deleted (SQLite) on drop.
 #[derive(Debug)]
@@ -113,83 +118,6 @@ impl std::fmt::Debug for RawConnection {
     }
 }
 
-/// The columns every row read returns, decoded as the repositories decode them.
-#[derive(Debug, QueryableByName)]
-pub struct RawJobInfo {
-    #[diesel(sql_type = Uuid)]
-    pub id: JobInfoId,
-    #[diesel(sql_type = Nullable<Varchar>)]
-    pub title: Option<String>,
-    #[diesel(sql_type = Varchar)]
-    pub name: String,
-    #[diesel(sql_type = SqlLevel, column_name = "experienceLevel")]
-    pub experience_level: ExperienceLevel,
-    #[diesel(sql_type = Varchar)]
-    pub description: String,
-    #[diesel(sql_type = Varchar, column_name = "userId")]
-    pub user_id: UserId,
-    #[diesel(sql_type = TimestampWithTimeZone, column_name = "createdAt")]
-    pub created_at: Timestamp,
-    #[diesel(sql_type = TimestampWithTimeZone, column_name = "updatedAt")]
-    pub updated_at: Timestamp,
-}
-
-#[derive(Debug, QueryableByName)]
-pub struct RawInterview {
-    #[diesel(sql_type = Uuid)]
-    pub id: InterviewId,
-    #[diesel(sql_type = Uuid, column_name = "jobInfoId")]
-    pub job_info_id: JobInfoId,
-    #[diesel(sql_type = Varchar)]
-    pub duration: String,
-    #[diesel(sql_type = Nullable<Varchar>, column_name = "humeChatId")]
-    pub hume_chat_id: Option<String>,
-    #[diesel(sql_type = Nullable<Varchar>)]
-    pub feedback: Option<String>,
-    #[diesel(sql_type = TimestampWithTimeZone, column_name = "createdAt")]
-    pub created_at: Timestamp,
-    #[diesel(sql_type = TimestampWithTimeZone, column_name = "updatedAt")]
-    pub updated_at: Timestamp,
-}
-
-#[derive(Debug, QueryableByName)]
-pub struct RawUser {
-    #[diesel(sql_type = Varchar)]
-    pub id: UserId,
-    #[diesel(sql_type = Varchar)]
-    pub name: String,
-    #[diesel(sql_type = Varchar)]
-    pub email: String,
-    #[diesel(sql_type = Nullable<Varchar>, column_name = "imageUrl")]
-    pub image_url: Option<String>,
-    #[diesel(sql_type = TimestampWithTimeZone, column_name = "createdAt")]
-    pub created_at: Timestamp,
-    #[diesel(sql_type = TimestampWithTimeZone, column_name = "updatedAt")]
-    pub updated_at: Timestamp,
-}
-
-#[derive(Debug, QueryableByName)]
-pub struct RawJobInfoKey {
-    #[diesel(sql_type = Uuid)]
-    pub id: JobInfoId,
-    #[diesel(sql_type = Varchar, column_name = "userId")]
-    pub user_id: UserId,
-}
-
-#[derive(Debug, QueryableByName)]
-pub struct RawQuestionKey {
-    #[diesel(sql_type = Uuid)]
-    pub id: QuestionId,
-    #[diesel(sql_type = Uuid, column_name = "jobInfoId")]
-    pub job_info_id: JobInfoId,
-}
-
-#[derive(Debug, QueryableByName)]
-struct RawCount {
-    #[diesel(sql_type = BigInt)]
-    count: i64,
-}
-
 /// `$n` placeholders as PostgreSQL takes them, `?n` as SQLite does.
 fn placeholders(sql: &str, backend: Backend) -> String {
     match backend {
@@ -207,14 +135,6 @@ macro_rules! on_bare {
         }
     };
 }
-
-const UPSERT_USER: &str = r#"INSERT INTO "users" ("id", "name", "email", "imageUrl", "createdAt", "updatedAt") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT ("id") DO UPDATE SET "name" = excluded."name", "email" = excluded."email", "imageUrl" = excluded."imageUrl", "updatedAt" = CASE WHEN (excluded."updatedAt" > "users"."updatedAt") THEN excluded."updatedAt" ELSE "users"."updatedAt" END RETURNING "users"."id", "users"."name", "users"."email", "users"."imageUrl", "users"."createdAt", "users"."updatedAt""#;
-const INSERT_JOB_INFO: &str = r#"INSERT INTO "job_info" ("id", "title", "name", "experienceLevel", "description", "userId", "createdAt", "updatedAt") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING "job_info"."id", "job_info"."userId""#;
-const GET_JOB_INFO: &str = r#"SELECT "job_info"."id", "job_info"."title", "job_info"."name", "job_info"."experienceLevel", "job_info"."description", "job_info"."userId", "job_info"."createdAt", "job_info"."updatedAt" FROM "job_info" WHERE (("job_info"."id" = $1) AND ("job_info"."userId" = $2)) LIMIT $3"#;
-const LIST_JOB_INFOS: &str = r#"SELECT "job_info"."id", "job_info"."title", "job_info"."name", "job_info"."experienceLevel", "job_info"."description", "job_info"."userId", "job_info"."createdAt", "job_info"."updatedAt" FROM "job_info" WHERE ("job_info"."userId" = $1) ORDER BY "job_info"."updatedAt" DESC, "job_info"."id" DESC"#;
-const LIST_INTERVIEWS: &str = r#"SELECT "interviews"."id", "interviews"."jobInfoId", "interviews"."duration", "interviews"."humeChatId", "interviews"."feedback", "interviews"."createdAt", "interviews"."updatedAt" FROM ("interviews" INNER JOIN "job_info" ON ("interviews"."jobInfoId" = "job_info"."id")) WHERE ((("job_info"."id" = $1) AND ("job_info"."userId" = $2)) AND ("interviews"."humeChatId" IS NOT NULL)) ORDER BY "interviews"."updatedAt" DESC, "interviews"."id" DESC"#;
-const INSERT_QUESTION: &str = r#"INSERT INTO "questions" ("id", "jobInfoId", "text", "difficulty", "createdAt", "updatedAt") SELECT $1, "job_info"."id", $2, $3, $4, $5 FROM "job_info" WHERE (("job_info"."id" = $6) AND ("job_info"."userId" = $7)) RETURNING "questions"."id", "questions"."jobInfoId""#;
-const COUNT_INTERVIEWS: &str = r#"SELECT COUNT(*) AS count FROM ("interviews" INNER JOIN "job_info" ON ("interviews"."jobInfoId" = "job_info"."id")) WHERE (("job_info"."userId" = $1) AND ("interviews"."humeChatId" IS NOT NULL))"#;
 
 impl RawConnection {
     /// Opens a bare connection with the same per-connection settings as the pool's.
@@ -245,62 +165,68 @@ impl RawConnection {
     }
 
     /// The upsert of `jobprep_repo::users::upsert`, returning the row.
-    pub fn upsert_user(&mut self, id: &UserId, name: &str, email: &str) -> Result<RawUser> {
+    pub fn upsert_user(&mut self, id: &UserId, name: &str, email: &str) -> Result<User> {
         let now = Timestamp::now();
-        let sql = placeholders(UPSERT_USER, self.backend());
-        let rows: Vec<RawUser> = on_bare!(self, c => diesel::sql_query(&sql)
-            .bind::<Varchar, _>(id)
-            .bind::<Varchar, _>(name)
-            .bind::<Varchar, _>(email)
-            .bind::<Nullable<Varchar>, _>(None::<&str>)
-            .bind::<TimestampWithTimeZone, _>(now)
-            .bind::<TimestampWithTimeZone, _>(now)
-            .load(c))?;
-        rows.into_iter()
-            .next()
-            .ok_or(Error::not_found(crate::Entity::User))
+        let updated_at = case_when(
+            excluded(users::updated_at).gt(users::updated_at),
+            excluded(users::updated_at),
+        )
+        .otherwise(users::updated_at);
+        Ok(on_bare!(self, c => diesel::insert_into(users::table)
+            .values((
+                users::id.eq(id),
+                users::name.eq(name),
+                users::email.eq(email),
+                users::image_url.eq(None::<&str>),
+                users::created_at.eq(now),
+                users::updated_at.eq(now),
+            ))
+            .on_conflict(users::id)
+            .do_update()
+            .set((
+                users::name.eq(excluded(users::name)),
+                users::email.eq(excluded(users::email)),
+                users::image_url.eq(excluded(users::image_url)),
+                users::updated_at.eq(updated_at),
+            ))
+            .returning(User::as_returning())
+            .get_result(c))?)
     }
 
     /// The insert of `jobprep_repo::job_infos::insert`, returning `{id, userId}`.
-    pub fn insert_job_info(
-        &mut self,
-        user_id: &UserId,
-        level: ExperienceLevel,
-    ) -> Result<RawJobInfoKey> {
+    pub fn insert_job_info(&mut self, user_id: &UserId, job: &NewJobInfo) -> Result<JobInfoKey> {
         let now = Timestamp::now();
-        let sql = placeholders(INSERT_JOB_INFO, self.backend());
-        let rows: Vec<RawJobInfoKey> = on_bare!(self, c => diesel::sql_query(&sql)
-            .bind::<Uuid, _>(JobInfoId::generate())
-            .bind::<Nullable<Varchar>, _>(Some("Bench title"))
-            .bind::<Varchar, _>("Bench job")
-            .bind::<SqlLevel, _>(level)
-            .bind::<Varchar, _>("A job for the benchmark")
-            .bind::<Varchar, _>(user_id)
-            .bind::<TimestampWithTimeZone, _>(now)
-            .bind::<TimestampWithTimeZone, _>(now)
-            .load(c))?;
-        rows.into_iter()
-            .next()
-            .ok_or(Error::not_found(crate::Entity::User))
+        Ok(on_bare!(self, c => diesel::insert_into(job_info::table)
+            .values((
+                job_info::id.eq(JobInfoId::generate()),
+                job_info::title.eq(job.title.as_deref()),
+                job_info::name.eq(&job.name),
+                job_info::experience_level.eq(job.experience_level),
+                job_info::description.eq(&job.description),
+                job_info::user_id.eq(user_id),
+                job_info::created_at.eq(now),
+                job_info::updated_at.eq(now),
+            ))
+            .returning(JobInfoKey::as_returning())
+            .get_result(c))?)
     }
 
     /// The owner-scoped read of `jobprep_repo::job_infos::get`.
-    pub fn get_job_info(&mut self, id: JobInfoId, user_id: &UserId) -> Result<RawJobInfo> {
-        let sql = placeholders(GET_JOB_INFO, self.backend());
-        let rows: Vec<RawJobInfo> = on_bare!(self, c => diesel::sql_query(&sql)
-            .bind::<Uuid, _>(id)
-            .bind::<Varchar, _>(user_id)
-            .bind::<BigInt, _>(1_i64)
-            .load(c))?;
-        rows.into_iter()
-            .next()
-            .ok_or(Error::not_found(crate::Entity::JobInfo))
+    pub fn get_job_info(&mut self, id: JobInfoId, user_id: &UserId) -> Result<JobInfo> {
+        Ok(on_bare!(self, c => job_info::table
+            .filter(job_info::id.eq(id))
+            .filter(job_info::user_id.eq(user_id))
+            .select(JobInfo::as_select())
+            .first(c))?)
     }
 
     /// `jobprep_repo::job_infos::list_for_user`.
-    pub fn list_job_infos(&mut self, user_id: &UserId) -> Result<Vec<RawJobInfo>> {
-        let sql = placeholders(LIST_JOB_INFOS, self.backend());
-        Ok(on_bare!(self, c => diesel::sql_query(&sql).bind::<Varchar, _>(user_id).load(c))?)
+    pub fn list_job_infos(&mut self, user_id: &UserId) -> Result<Vec<JobInfo>> {
+        Ok(on_bare!(self, c => job_info::table
+            .filter(job_info::user_id.eq(user_id))
+            .order((job_info::updated_at.desc(), job_info::id.desc()))
+            .select(JobInfo::as_select())
+            .load(c))?)
     }
 
     /// `jobprep_repo::interviews::list_for_job_info`.
@@ -308,11 +234,14 @@ impl RawConnection {
         &mut self,
         job_info_id: JobInfoId,
         user_id: &UserId,
-    ) -> Result<Vec<RawInterview>> {
-        let sql = placeholders(LIST_INTERVIEWS, self.backend());
-        Ok(on_bare!(self, c => diesel::sql_query(&sql)
-            .bind::<Uuid, _>(job_info_id)
-            .bind::<Varchar, _>(user_id)
+    ) -> Result<Vec<Interview>> {
+        Ok(on_bare!(self, c => interviews::table
+            .inner_join(job_info::table)
+            .filter(job_info::id.eq(job_info_id))
+            .filter(job_info::user_id.eq(user_id))
+            .filter(interviews::hume_chat_id.is_not_null())
+            .order((interviews::updated_at.desc(), interviews::id.desc()))
+            .select(Interview::as_select())
             .load(c))?)
     }
 
@@ -322,21 +251,33 @@ impl RawConnection {
         user_id: &UserId,
         job_info_id: JobInfoId,
         question: &NewQuestion,
-    ) -> Result<RawQuestionKey> {
+    ) -> Result<QuestionKey> {
         let now = Timestamp::now();
-        let sql = placeholders(INSERT_QUESTION, self.backend());
-        let rows: Vec<RawQuestionKey> = on_bare!(self, c => diesel::sql_query(&sql)
-            .bind::<Uuid, _>(QuestionId::generate())
-            .bind::<Varchar, _>(question.text.as_str())
-            .bind::<SqlDifficulty, _>(question.difficulty)
-            .bind::<TimestampWithTimeZone, _>(now)
-            .bind::<TimestampWithTimeZone, _>(now)
-            .bind::<Uuid, _>(job_info_id)
-            .bind::<Varchar, _>(user_id)
-            .load(c))?;
-        rows.into_iter()
-            .next()
-            .ok_or(Error::not_found(crate::Entity::JobInfo))
+        let id = QuestionId::generate();
+        Ok(on_bare!(self, c => diesel::insert_into(questions::table)
+            .values(
+                job_info::table
+                    .filter(job_info::id.eq(job_info_id))
+                    .filter(job_info::user_id.eq(user_id))
+                    .select((
+                        id.into_sql::<Uuid>(),
+                        job_info::id,
+                        question.text.as_str().into_sql::<Varchar>(),
+                        question.difficulty.into_sql::<SqlDifficulty>(),
+                        now.into_sql::<TimestampWithTimeZone>(),
+                        now.into_sql::<TimestampWithTimeZone>(),
+                    )),
+            )
+            .into_columns((
+                questions::id,
+                questions::job_info_id,
+                questions::text,
+                questions::difficulty,
+                questions::created_at,
+                questions::updated_at,
+            ))
+            .returning(QuestionKey::as_returning())
+            .get_result(c))?)
     }
 
     /// The bulk insert of `jobprep_repo::questions::insert_many`: one statement with the
@@ -385,9 +326,11 @@ impl RawConnection {
 
     /// `jobprep_repo::interviews::count_for_user`.
     pub fn count_interviews_for_user(&mut self, user_id: &UserId) -> Result<i64> {
-        let sql = placeholders(COUNT_INTERVIEWS, self.backend());
-        let rows: Vec<RawCount> =
-            on_bare!(self, c => diesel::sql_query(&sql).bind::<Varchar, _>(user_id).load(c))?;
-        Ok(rows.into_iter().next().map_or(0, |r| r.count))
+        Ok(on_bare!(self, c => interviews::table
+            .inner_join(job_info::table)
+            .filter(job_info::user_id.eq(user_id))
+            .filter(interviews::hume_chat_id.is_not_null())
+            .count()
+            .get_result(c))?)
     }
 }
