@@ -32,7 +32,7 @@ pub fn insert_many(
 ) -> Result<Vec<QuestionKey>> {
     db.write(|conn, tags| {
         let keys = repo::insert_many(conn, user_id, job_info_id, questions)?;
-        tags.extend(keys.iter().flat_map(cache_rules::question_write));
+        tags.extend(cache_rules::questions_write(job_info_id, &keys));
         Ok(keys)
     })
 }

@@ -217,7 +217,7 @@ impl RawConnection {
             .filter(job_info::id.eq(id))
             .filter(job_info::user_id.eq(user_id))
             .select(JobInfo::as_select())
-            .first(c))?)
+            .get_result(c))?)
     }
 
     /// `jobprep_repo::job_infos::list_for_user`.

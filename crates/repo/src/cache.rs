@@ -141,7 +141,7 @@ pub mod rules {
     use crate::interviews::InterviewKey;
     use crate::job_infos::{JobInfoKey, RemovedJobInfo};
     use crate::questions::QuestionKey;
-    use crate::types::UserId;
+    use crate::types::{JobInfoId, UserId};
     use crate::users::RemovedUser;
 
     /// A user write: `global:users`, `id:{userId}:users`.
@@ -181,6 +181,19 @@ pub mod rules {
         ]
     }
 
+    /// Questions written together under one job info: the shared tags once, then each
+    /// question's `id:` tag.
+    pub fn questions_write(job_info_id: JobInfoId, keys: &[QuestionKey]) -> Vec<CacheTag> {
+        let mut tags = Vec::with_capacity(keys.len() + 2);
+        tags.push(CacheTag::global(Entity::Question));
+        tags.push(CacheTag::job_info(job_info_id, Entity::Question));
+        tags.extend(
+            keys.iter()
+                .map(|key| CacheTag::id(key.id, Entity::Question)),
+        );
+        tags
+    }
+
     /// A job info delete: its own tags and those of every interview and question the
     /// cascade removed.
     pub fn job_info_removed(removed: &RemovedJobInfo) -> Vec<CacheTag> {
@@ -202,6 +215,16 @@ pub mod rules {
 
 /// Drops repeated tags, keeping the first occurrence of each.
 pub(crate) fn dedup(tags: &mut Vec<CacheTag>) {
-    let mut seen = std::collections::HashSet::with_capacity(tags.len());
-    tags.retain(|tag| seen.insert(tag.clone()));
+    if tags.len() < 2 {
+        return;
+    }
+    let keep: Vec<bool> = {
+        let mut seen = std::collections::HashSet::with_capacity(tags.len());
+        tags.iter().map(|tag| seen.insert(tag.as_str())).collect()
+    };
+    let mut index = 0;
+    tags.retain(|_| {
+        index += 1;
+        keep[index - 1]
+    });
 }

@@ -189,7 +189,7 @@ pub fn get(
         .filter(interviews::id.eq(id))
         .filter(job_info::user_id.eq(user_id))
         .select((Interview::as_select(), InterviewJobInfo::as_select()))
-        .first::<(Interview, InterviewJobInfo)>(c)
+        .get_result::<(Interview, InterviewJobInfo)>(c)
         .optional())?
     .map(|(interview, job_info)| InterviewWithJobInfo {
         interview,

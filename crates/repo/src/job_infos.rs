@@ -176,7 +176,7 @@ pub fn get(conn: &mut Connection, id: JobInfoId, user_id: &UserId) -> Result<Job
         .filter(job_info::id.eq(id))
         .filter(job_info::user_id.eq(user_id))
         .select(JobInfo::as_select())
-        .first(c)
+        .get_result(c)
         .optional())?
     .ok_or(Error::not_found(Entity::JobInfo))
 }

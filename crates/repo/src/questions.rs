@@ -252,7 +252,7 @@ pub fn get(conn: &mut Connection, id: QuestionId, user_id: &UserId) -> Result<Qu
         .filter(questions::id.eq(id))
         .filter(job_info::user_id.eq(user_id))
         .select((Question::as_select(), QuestionJobInfo::as_select()))
-        .first::<(Question, QuestionJobInfo)>(c)
+        .get_result::<(Question, QuestionJobInfo)>(c)
         .optional())?
     .map(|(question, job_info)| QuestionWithJobInfo { question, job_info })
     .ok_or(Error::not_found(Entity::Question))

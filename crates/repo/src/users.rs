@@ -136,7 +136,7 @@ pub fn get(conn: &mut Connection, id: &UserId) -> Result<User> {
     on_backend!(conn, c => users::table
         .find(id)
         .select(User::as_select())
-        .first(c)
+        .get_result(c)
         .optional())?
     .ok_or(Error::not_found(Entity::User))
 }
