@@ -182,8 +182,11 @@ pub mod rules {
     }
 
     /// Questions written together under one job info: the shared tags once, then each
-    /// question's `id:` tag.
+    /// question's `id:` tag. Nothing written, nothing reported.
     pub fn questions_write(job_info_id: JobInfoId, keys: &[QuestionKey]) -> Vec<CacheTag> {
+        if keys.is_empty() {
+            return Vec::new();
+        }
         let mut tags = Vec::with_capacity(keys.len() + 2);
         tags.push(CacheTag::global(Entity::Question));
         tags.push(CacheTag::job_info(job_info_id, Entity::Question));
