@@ -14,6 +14,7 @@ pub fn create(
     user_id: &UserId,
     interview: &NewInterview,
 ) -> Result<InterviewKey> {
+    jobprep_repo::span!("interviews.create");
     db.write(|conn, tags| {
         let key = repo::insert(conn, user_id, interview)?;
         tags.extend(cache_rules::interview_write(&key));
@@ -29,6 +30,7 @@ pub fn update(
     user_id: &UserId,
     changes: &InterviewChanges,
 ) -> Result<InterviewKey> {
+    jobprep_repo::span!("interviews.update");
     db.write(|conn, tags| {
         let key = repo::update(conn, id, user_id, changes)?;
         tags.extend(cache_rules::interview_write(&key));
@@ -38,6 +40,7 @@ pub fn update(
 
 /// Deletes the user's interview. Reports the same tags as [`create`].
 pub fn delete(db: &impl Executor, id: InterviewId, user_id: &UserId) -> Result<InterviewKey> {
+    jobprep_repo::span!("interviews.delete");
     db.write(|conn, tags| {
         let key = repo::delete(conn, id, user_id)?;
         tags.extend(cache_rules::interview_write(&key));
@@ -52,6 +55,7 @@ pub fn get(
     id: InterviewId,
     user_id: &UserId,
 ) -> Result<Cached<InterviewWithJobInfo>> {
+    jobprep_repo::span!("interviews.get");
     let found = db.read(|conn| repo::get(conn, id, user_id))?;
     let tags = vec![
         CacheTag::id(id, Entity::Interview),
@@ -67,6 +71,7 @@ pub fn list_for_job_info(
     job_info_id: JobInfoId,
     user_id: &UserId,
 ) -> Result<Cached<Vec<Interview>>> {
+    jobprep_repo::span!("interviews.list_for_job_info");
     let found = db.read(|conn| repo::list_for_job_info(conn, job_info_id, user_id))?;
     Ok(Cached::new(
         found,
@@ -78,6 +83,7 @@ pub fn list_for_job_info(
 /// the user's job infos, so it is cached under `global:interviews`, which every
 /// interview write reports.
 pub fn count_for_user(db: &impl Executor, user_id: &UserId) -> Result<Cached<i64>> {
+    jobprep_repo::span!("interviews.count_for_user");
     let count = db.read(|conn| repo::count_for_user(conn, user_id))?;
     Ok(Cached::new(
         count,

@@ -15,6 +15,7 @@ pub fn insert(
     job_info_id: JobInfoId,
     question: &NewQuestion,
 ) -> Result<QuestionKey> {
+    jobprep_repo::span!("questions.insert");
     db.write(|conn, tags| {
         let key = repo::insert(conn, user_id, job_info_id, question)?;
         tags.extend(cache_rules::question_write(&key));
@@ -30,6 +31,7 @@ pub fn insert_many(
     job_info_id: JobInfoId,
     questions: &[NewQuestion],
 ) -> Result<Vec<QuestionKey>> {
+    jobprep_repo::span!("questions.insert_many");
     db.write(|conn, tags| {
         let keys = repo::insert_many(conn, user_id, job_info_id, questions)?;
         tags.extend(cache_rules::questions_write(job_info_id, &keys));
@@ -45,6 +47,7 @@ pub fn update(
     user_id: &UserId,
     changes: &QuestionChanges,
 ) -> Result<QuestionKey> {
+    jobprep_repo::span!("questions.update");
     db.write(|conn, tags| {
         let key = repo::update(conn, id, user_id, changes)?;
         tags.extend(cache_rules::question_write(&key));
@@ -54,6 +57,7 @@ pub fn update(
 
 /// Deletes the user's question. Reports the same tags as [`insert`].
 pub fn delete(db: &impl Executor, id: QuestionId, user_id: &UserId) -> Result<QuestionKey> {
+    jobprep_repo::span!("questions.delete");
     db.write(|conn, tags| {
         let key = repo::delete(conn, id, user_id)?;
         tags.extend(cache_rules::question_write(&key));
@@ -68,6 +72,7 @@ pub fn get(
     id: QuestionId,
     user_id: &UserId,
 ) -> Result<Cached<QuestionWithJobInfo>> {
+    jobprep_repo::span!("questions.get");
     let found = db.read(|conn| repo::get(conn, id, user_id))?;
     let tags = vec![
         CacheTag::id(id, Entity::Question),
@@ -83,6 +88,7 @@ pub fn list_for_job_info(
     job_info_id: JobInfoId,
     user_id: &UserId,
 ) -> Result<Cached<Vec<Question>>> {
+    jobprep_repo::span!("questions.list_for_job_info");
     let found = db.read(|conn| repo::list_for_job_info(conn, job_info_id, user_id))?;
     Ok(Cached::new(
         found,
@@ -93,6 +99,7 @@ pub fn list_for_job_info(
 /// How many questions the user has (the plan quota). It spans all of the user's job
 /// infos, so it is cached under `global:questions`, which every question write reports.
 pub fn count_for_user(db: &impl Executor, user_id: &UserId) -> Result<Cached<i64>> {
+    jobprep_repo::span!("questions.count_for_user");
     let count = db.read(|conn| repo::count_for_user(conn, user_id))?;
     Ok(Cached::new(count, vec![CacheTag::global(Entity::Question)]))
 }

@@ -141,6 +141,8 @@ pub struct DbConfig {
     pub pooler_safe: bool,
     /// A replica further behind than this is skipped until it catches up.
     pub max_replica_lag: Duration,
+    /// Statements slower than this are logged as slow (feature `tracing`).
+    pub slow_query_threshold: Duration,
 }
 
 /// Environment variables read by [`DbConfig::from_env`].
@@ -154,6 +156,7 @@ pub mod env {
     pub const POOL_MAX_LIFETIME_SECS: &str = "JOBPREP_POOL_MAX_LIFETIME_SECS";
     pub const POOLER_SAFE: &str = "JOBPREP_POOLER_SAFE";
     pub const MAX_REPLICA_LAG_MS: &str = "JOBPREP_MAX_REPLICA_LAG_MS";
+    pub const SLOW_QUERY_MS: &str = "JOBPREP_SLOW_QUERY_MS";
     pub const SQLITE_PATH: &str = "JOBPREP_SQLITE_PATH";
 }
 
@@ -164,7 +167,7 @@ impl DbConfig {
     /// string that start with `jobprep_` are applied and removed:
     /// `jobprep_pool_max_size`, `jobprep_pool_min_idle`, `jobprep_pool_timeout_secs`,
     /// `jobprep_pool_idle_timeout_secs`, `jobprep_pool_max_lifetime_secs`,
-    /// `jobprep_pooler_safe`, `jobprep_max_replica_lag_ms`.
+    /// `jobprep_pooler_safe`, `jobprep_max_replica_lag_ms`, `jobprep_slow_query_ms`.
     ///
     /// ```
     /// use jobprep_repo::{Backend, DbConfig};
@@ -199,6 +202,7 @@ impl DbConfig {
             (env::POOL_MAX_LIFETIME_SECS, "pool_max_lifetime_secs"),
             (env::POOLER_SAFE, "pooler_safe"),
             (env::MAX_REPLICA_LAG_MS, "max_replica_lag_ms"),
+            (env::SLOW_QUERY_MS, "slow_query_ms"),
         ]
         .into_iter()
         .collect();
@@ -226,6 +230,7 @@ impl DbConfig {
             pool: PoolOptions::default(),
             pooler_safe,
             max_replica_lag: Duration::from_secs(5),
+            slow_query_threshold: Duration::from_millis(200),
         }
     }
 
@@ -254,6 +259,7 @@ impl DbConfig {
             "pool_idle_timeout_secs" => self.pool.idle_timeout = seconds(number()?),
             "pool_max_lifetime_secs" => self.pool.max_lifetime = seconds(number()?),
             "max_replica_lag_ms" => self.max_replica_lag = Duration::from_millis(number()?),
+            "slow_query_ms" => self.slow_query_threshold = Duration::from_millis(number()?),
             "pooler_safe" => {
                 self.pooler_safe = match value.trim().to_ascii_lowercase().as_str() {
                     "1" | "true" | "yes" | "on" => true,

@@ -7,6 +7,7 @@
 //! [`Tx`] inside [`Db::transaction`].
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use diesel::connection::{AnsiTransactionManager, CacheSize, SimpleConnection, TransactionManager};
@@ -133,6 +134,8 @@ impl Connection {
 struct ConnectionManager {
     url: DatabaseUrl,
     pooler_safe: bool,
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    slow_query: std::time::Duration,
 }
 
 /// Why a connection could not be opened; the message never contains the password.
@@ -170,6 +173,16 @@ impl r2d2::ManageConnection for ConnectionManager {
                 BackendConnection::Sqlite(conn)
             }
         };
+        #[cfg(feature = "tracing")]
+        let inner = {
+            let mut inner = inner;
+            let timer = crate::observe::QueryTimer::new(self.slow_query);
+            match &mut inner {
+                BackendConnection::Postgres(c) => c.set_instrumentation(timer),
+                BackendConnection::Sqlite(c) => c.set_instrumentation(timer),
+            }
+            inner
+        };
         Ok(Connection { inner, lost: false })
     }
 
@@ -184,10 +197,12 @@ impl r2d2::ManageConnection for ConnectionManager {
 
 type Pool = r2d2::Pool<ConnectionManager>;
 
-fn build_pool(url: &DatabaseUrl, options: &PoolOptions, pooler_safe: bool) -> Pool {
+fn build_pool(url: &DatabaseUrl, config: &DbConfig) -> Pool {
+    let options: &PoolOptions = &config.pool;
     let manager = ConnectionManager {
         url: url.clone(),
-        pooler_safe,
+        pooler_safe: config.pooler_safe,
+        slow_query: config.slow_query_threshold,
     };
     r2d2::Pool::builder()
         .max_size(options.max_size)
@@ -227,6 +242,10 @@ struct DbInner {
     config: DbConfig,
     primary: Pool,
     sink: Arc<dyn TagSink>,
+    /// Checkouts that found no idle connection and had to wait (or open one).
+    waits: AtomicU64,
+    /// Checkouts that gave up after the connection timeout.
+    timeouts: AtomicU64,
 }
 
 impl std::fmt::Debug for Db {
@@ -247,6 +266,10 @@ pub struct PoolState {
     pub idle: u32,
     /// The most connections the pool will open.
     pub max_size: u32,
+    /// Checkouts so far that found no idle connection and waited (or opened one).
+    pub waits: u64,
+    /// Checkouts so far that gave up after the connection timeout.
+    pub timeouts: u64,
 }
 
 /// Builds a [`Db`] with settings beyond the URL.
@@ -357,12 +380,14 @@ impl Db {
                 "read replicas are not supported by this version of jobprep".into(),
             ));
         }
-        let primary = build_pool(&config.url, &config.pool, config.pooler_safe);
+        let primary = build_pool(&config.url, &config);
         Ok(Db {
             inner: Arc::new(DbInner {
                 config,
                 primary,
                 sink,
+                waits: AtomicU64::new(0),
+                timeouts: AtomicU64::new(0),
             }),
         })
     }
@@ -384,6 +409,8 @@ impl Db {
             connections: state.connections,
             idle: state.idle_connections,
             max_size: self.inner.primary.max_size(),
+            waits: self.inner.waits.load(Ordering::Relaxed),
+            timeouts: self.inner.timeouts.load(Ordering::Relaxed),
         }
     }
 
@@ -427,7 +454,14 @@ impl Db {
     }
 
     fn checkout(&self) -> Result<r2d2::PooledConnection<ConnectionManager>> {
-        Ok(self.inner.primary.get()?)
+        if let Some(conn) = self.inner.primary.try_get() {
+            return Ok(conn);
+        }
+        self.inner.waits.fetch_add(1, Ordering::Relaxed);
+        self.inner.primary.get().map_err(|error| {
+            self.inner.timeouts.fetch_add(1, Ordering::Relaxed);
+            Error::from(error)
+        })
     }
 
     fn publish(&self, mut tags: Vec<CacheTag>) {

@@ -4,6 +4,8 @@ mod cache;
 mod config;
 mod db;
 mod error;
+#[cfg(feature = "tracing")]
+mod observe;
 mod types;
 mod validate;
 
@@ -35,3 +37,25 @@ where
 {
     serde::Deserialize::deserialize(deserializer).map(Some)
 }
+
+/// Enters a `tracing` span named after a use case for the rest of the scope (feature
+/// `tracing`); expands to nothing without the feature, so the feature crates can use it
+/// unconditionally.
+#[cfg(feature = "tracing")]
+#[macro_export]
+macro_rules! span {
+    ($name:literal) => {
+        let _jobprep_span = $crate::__tracing::info_span!(target: "jobprep", "jobprep", op = $name).entered();
+    };
+}
+
+/// Enters a `tracing` span named after a use case (feature `tracing`; here disabled).
+#[cfg(not(feature = "tracing"))]
+#[macro_export]
+macro_rules! span {
+    ($name:literal) => {};
+}
+
+#[cfg(feature = "tracing")]
+#[doc(hidden)]
+pub use tracing as __tracing;

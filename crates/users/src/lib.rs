@@ -8,6 +8,7 @@ pub use jobprep_repo::UserId;
 /// Signs a user up or refreshes their profile (name, email, imageUrl) from the auth
 /// provider. Reports `global:users` and `id:{userId}:users`.
 pub fn upsert(db: &impl Executor, user: &NewUser) -> Result<User> {
+    jobprep_repo::span!("users.upsert");
     db.write(|conn, tags| {
         let row = repo::upsert(conn, user)?;
         tags.extend(cache_rules::user_write(&row.id));
@@ -17,6 +18,7 @@ pub fn upsert(db: &impl Executor, user: &NewUser) -> Result<User> {
 
 /// The user with this id; cache it under `id:{userId}:users`.
 pub fn get(db: &impl Executor, id: &UserId) -> Result<Cached<User>> {
+    jobprep_repo::span!("users.get");
     let user = db.read(|conn| repo::get(conn, id))?;
     Ok(Cached::new(user, vec![CacheTag::id(id, Entity::User)]))
 }
@@ -24,6 +26,7 @@ pub fn get(db: &impl Executor, id: &UserId) -> Result<Cached<User>> {
 /// Deletes the user and, by cascade, everything they own. `None` when there was no
 /// such user. Reports the user's tags and those of every removed row.
 pub fn delete(db: &impl Executor, id: &UserId) -> Result<Option<RemovedUser>> {
+    jobprep_repo::span!("users.delete");
     db.write(|conn, tags| {
         let removed = repo::delete(conn, id)?;
         if let Some(removed) = &removed {
