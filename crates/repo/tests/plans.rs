@@ -1,0 +1,106 @@
+//! The reads that list or count for a user use indexes: with 100,000 job infos on
+//! PostgreSQL, EXPLAIN the exact SQL jobprep sends (captured from its query
+//! instrumentation) and require index scans, no sequential scan of a big table.
+#![cfg(feature = "tracing")]
+#![allow(clippy::unwrap_used)]
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use diesel::connection::SimpleConnection;
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use jobprep_repo::testing::TestDb;
+use jobprep_repo::{interviews, job_infos, questions, Backend, Db, Executor, JobInfoId, UserId};
+
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The SQL of the statements `f` runs, in order.
+fn statements_of(f: impl FnOnce()) -> Vec<String> {
+    let sink = Captured::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::DEBUG)
+        .with_ansi(false)
+        .without_time()
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    text.lines()
+        .filter_map(|line| line.split_once(" sql=").map(|(_, sql)| sql.to_owned()))
+        .collect()
+}
+
+#[derive(QueryableByName)]
+struct PlanLine {
+    #[diesel(sql_type = Text, column_name = "QUERY PLAN")]
+    line: String,
+}
+
+fn plan(conn: &mut PgConnection, sql: &str, args: &str) -> String {
+    conn.batch_execute("DEALLOCATE ALL").unwrap();
+    conn.batch_execute(&format!("PREPARE q AS {sql}")).unwrap();
+    let lines: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN EXECUTE q({args})")).load(conn).unwrap();
+    lines.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n")
+}
+
+#[test]
+fn postgres_user_scoped_lists_and_counts_use_indexes_at_100k_job_infos() {
+    let Some(t) = TestDb::new(Backend::Postgres) else { return };
+    let mut conn = PgConnection::establish(&t.url).unwrap();
+    conn.batch_execute(
+        r#"
+        INSERT INTO users (id, name, email)
+            SELECT 'user_' || n, 'User ' || n, 'user' || n || '@example.com' FROM generate_series(1, 1000) n;
+        INSERT INTO job_info (name, "experienceLevel", description, "userId")
+            SELECT 'Job ' || n, 'senior', 'Seeded', 'user_' || (n % 1000 + 1) FROM generate_series(1, 100000) n;
+        INSERT INTO interviews ("jobInfoId", duration, "humeChatId")
+            SELECT id, '00:10:00', 'chat_' || id FROM job_info;
+        INSERT INTO questions ("jobInfoId", text, difficulty)
+            SELECT id, 'Question', 'easy' FROM job_info;
+        ANALYZE;
+        "#,
+    )
+    .unwrap();
+    let db = Db::connect(&t.url).unwrap();
+    let user = UserId::new("user_42").unwrap();
+    let job: JobInfoId = db.read(|c| job_infos::list_for_user(c, &user)).unwrap()[0].id;
+
+    let reads = statements_of(|| {
+        db.read(|c| job_infos::list_for_user(c, &user)).unwrap();
+        db.read(|c| job_infos::user_has_any(c, &user)).unwrap();
+        db.read(|c| interviews::count_for_user(c, &user)).unwrap();
+        db.read(|c| questions::count_for_user(c, &user)).unwrap();
+        db.read(|c| interviews::list_for_job_info(c, job, &user)).unwrap();
+        db.read(|c| questions::list_for_job_info(c, job, &user)).unwrap();
+    });
+    assert_eq!(reads.len(), 6, "{reads:#?}");
+    let by_user = "'user_42'";
+    let by_job = format!("'{job}', 'user_42'");
+    for (sql, args) in [
+        (&reads[0], by_user.to_owned()),
+        (&reads[1], by_user.to_owned()),
+        (&reads[2], by_user.to_owned()),
+        (&reads[3], by_user.to_owned()),
+        (&reads[4], by_job.clone()),
+        (&reads[5], by_job.clone()),
+    ] {
+        let plan = plan(&mut conn, sql, &args);
+        assert!(plan.contains("Index"), "no index used:\n{sql}\n{plan}");
+        for table in ["job_info", "interviews", "questions"] {
+            assert!(!plan.contains(&format!("Seq Scan on {table}")), "sequential scan:\n{sql}\n{plan}");
+        }
+    }
+}
