@@ -494,8 +494,9 @@ mod sealed {
 /// a caller's transaction ([`Tx`]). Every repository and use-case function takes
 /// `&impl Executor`, so the same call works in both places.
 pub trait Executor: sealed::Sealed {
-    /// Runs a read.
-    fn read<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T>;
+    /// Runs a read. On a [`Db`] with read replicas it may run on a replica, and run
+    /// again on the primary if the replica fails mid-way: reads must not write.
+    fn read<T>(&self, f: impl Fn(&mut Connection) -> Result<T>) -> Result<T>;
 
     /// Runs a write; the tags `f` pushes are reported once the write has committed.
     /// A write that needs several statements wraps them in its own transaction (a
@@ -510,7 +511,7 @@ pub trait Executor: sealed::Sealed {
 }
 
 impl Executor for Db {
-    fn read<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    fn read<T>(&self, f: impl Fn(&mut Connection) -> Result<T>) -> Result<T> {
         self.with_connection(f)
     }
 
@@ -556,7 +557,7 @@ impl Tx<'_> {
 }
 
 impl Executor for Tx<'_> {
-    fn read<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+    fn read<T>(&self, f: impl Fn(&mut Connection) -> Result<T>) -> Result<T> {
         self.run(f)
     }
 

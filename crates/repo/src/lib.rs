@@ -15,6 +15,8 @@ pub mod migrations;
 pub mod questions;
 pub mod users;
 
+#[cfg(feature = "tokio")]
+pub mod asynch;
 #[cfg(feature = "bench")]
 pub mod bench;
 #[cfg(feature = "testing")]

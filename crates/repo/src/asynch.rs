@@ -1,0 +1,1 @@
+//! The async facade for tokio services (feature `tokio`).
