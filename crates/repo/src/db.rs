@@ -7,7 +7,7 @@
 //! [`Tx`] inside [`Db::transaction`].
 
 use std::cell::RefCell;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use diesel::connection::{AnsiTransactionManager, CacheSize, SimpleConnection, TransactionManager};
@@ -19,6 +19,7 @@ use diesel::Connection as _;
 use crate::cache::{CacheTag, NoopSink, TagSink};
 use crate::config::{Backend, DatabaseUrl, DbConfig, PoolOptions};
 use crate::error::{Error, Result};
+use crate::replicas::{self, Replica, RoutingState, WalPosition};
 
 /// A database connection of either backend. Opaque outside this crate: only the
 /// repository modules run queries on it.
@@ -120,7 +121,7 @@ impl Connection {
         Ok(())
     }
 
-    fn note_outcome<T>(&mut self, result: &Result<T>) {
+    pub(crate) fn note_outcome<T>(&mut self, result: &Result<T>) {
         if let Err(error) = result {
             if error.is_connection_lost() {
                 self.lost = true;
@@ -131,7 +132,7 @@ impl Connection {
 
 /// Opens connections for the pool, chosen by the URL's backend.
 #[derive(Debug)]
-struct ConnectionManager {
+pub(crate) struct ConnectionManager {
     url: DatabaseUrl,
     pooler_safe: bool,
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
@@ -241,6 +242,11 @@ pub struct Db {
 struct DbInner {
     config: DbConfig,
     primary: Pool,
+    replicas: Vec<Replica>,
+    next_replica: AtomicUsize,
+    primary_reads: AtomicU64,
+    /// The WAL position of the latest write made through this handle (0: none yet).
+    last_write: AtomicU64,
     sink: Arc<dyn TagSink>,
     /// Checkouts that found no idle connection and had to wait (or open one).
     waits: AtomicU64,
@@ -321,6 +327,26 @@ impl DbBuilder {
         self
     }
 
+    /// Adds a streaming read replica (PostgreSQL only); reads are spread over the
+    /// healthy ones. See [`crate::replicas`] for the consistency each read gets.
+    pub fn replica(mut self, url: &str) -> Self {
+        if let Ok(config) = &mut self.config {
+            match DbConfig::parse(url) {
+                Ok(replica) => config.replicas.push(replica.url),
+                Err(error) => self.config = Err(format!("replica URL: {error}")),
+            }
+        }
+        self
+    }
+
+    /// Replicas further behind than this are skipped (default 5 s).
+    pub fn max_replica_lag(mut self, lag: std::time::Duration) -> Self {
+        if let Ok(config) = &mut self.config {
+            config.max_replica_lag = lag;
+        }
+        self
+    }
+
     /// Where committed writes report their cache tags (default: nowhere).
     pub fn tag_sink(mut self, sink: Arc<dyn TagSink>) -> Self {
         self.sink = Some(sink);
@@ -375,16 +401,36 @@ impl Db {
 
     fn from_parts(config: DbConfig, sink: Arc<dyn TagSink>) -> Result<Db> {
         config.pool.validate()?;
-        if !config.replicas.is_empty() {
+        if !config.replicas.is_empty() && config.url.backend() != Backend::Postgres {
             return Err(Error::Config(
-                "read replicas are not supported by this version of jobprep".into(),
+                "read replicas need PostgreSQL: the primary is a SQLite file, which has \
+                 no replicas; remove DATABASE_REPLICA_URLS or use a postgres:// URL"
+                    .into(),
             ));
         }
+        if let Some(replica) = config
+            .replicas
+            .iter()
+            .find(|r| r.backend() != Backend::Postgres)
+        {
+            return Err(Error::Config(format!(
+                "replica {replica} is not a PostgreSQL URL; replicas must be postgres://"
+            )));
+        }
         let primary = build_pool(&config.url, &config);
+        let replicas = config
+            .replicas
+            .iter()
+            .map(|url| Replica::new(url.clone(), build_pool(url, &config)))
+            .collect();
         Ok(Db {
             inner: Arc::new(DbInner {
                 config,
                 primary,
+                replicas,
+                next_replica: AtomicUsize::new(0),
+                primary_reads: AtomicU64::new(0),
+                last_write: AtomicU64::new(0),
                 sink,
                 waits: AtomicU64::new(0),
                 timeouts: AtomicU64::new(0),
@@ -437,6 +483,15 @@ impl Db {
     /// # }
     /// ```
     pub fn transaction<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.transaction_tracked(f).map(|(value, _)| value)
+    }
+
+    /// [`Db::transaction`], also returning the WAL position of the commit when the
+    /// handle has replicas.
+    fn transaction_tracked<T>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T>,
+    ) -> Result<(T, Option<WalPosition>)> {
         let mut conn = self.checkout()?;
         let result = conn.transaction(|c| {
             let tx = Tx {
@@ -449,8 +504,97 @@ impl Db {
         });
         conn.note_outcome(&result);
         let (value, tags) = result?;
+        let position = self.position_after_write(&mut conn);
         self.publish(tags);
-        Ok(value)
+        Ok((value, position))
+    }
+
+    /// After a committed write, with replicas: the primary's WAL position, which is at
+    /// or past the commit. If it cannot be read, the write still stands; the position
+    /// is then "unknown", which sends a session's reads to the primary.
+    fn position_after_write(&self, conn: &mut Connection) -> Option<WalPosition> {
+        if self.inner.replicas.is_empty() {
+            return None;
+        }
+        let position = replicas::current_position(conn);
+        conn.note_outcome(&position);
+        let position = position.unwrap_or(WalPosition::UNKNOWN);
+        self.inner
+            .last_write
+            .fetch_max(position.as_u64(), Ordering::Relaxed);
+        Some(position)
+    }
+
+    /// Runs a read on a replica fit for it (round-robin over the healthy ones, caught
+    /// up to `position` when given), else on the primary.
+    fn read_routed<T>(
+        &self,
+        position: Option<WalPosition>,
+        f: impl Fn(&mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        let replicas = &self.inner.replicas;
+        if replicas.is_empty() {
+            return self.with_connection(f);
+        }
+        if position != Some(WalPosition::UNKNOWN) {
+            let start = self.inner.next_replica.fetch_add(1, Ordering::Relaxed);
+            for offset in 0..replicas.len() {
+                let replica = &replicas[(start + offset) % replicas.len()];
+                if let Some(result) =
+                    replica.try_read(position, self.inner.config.max_replica_lag, &f)
+                {
+                    return result;
+                }
+            }
+        }
+        self.inner.primary_reads.fetch_add(1, Ordering::Relaxed);
+        self.with_connection(f)
+    }
+
+    fn write_tracked<T>(
+        &self,
+        f: impl FnOnce(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
+    ) -> Result<(T, Option<WalPosition>)> {
+        let mut tags = Vec::new();
+        let mut conn = self.checkout()?;
+        let result = f(&mut conn, &mut tags);
+        conn.note_outcome(&result);
+        let value = result?;
+        let position = self.position_after_write(&mut conn);
+        drop(conn);
+        self.publish(tags);
+        Ok((value, position))
+    }
+
+    /// Reads served by the primary and, per replica, health, lag and reads served.
+    pub fn routing_state(&self) -> RoutingState {
+        RoutingState {
+            primary_reads: self.inner.primary_reads.load(Ordering::Relaxed),
+            replicas: self.inner.replicas.iter().map(Replica::state).collect(),
+        }
+    }
+
+    /// The WAL position of the latest write made through this handle (with replicas).
+    pub fn last_write_position(&self) -> Option<WalPosition> {
+        match self.inner.last_write.load(Ordering::Relaxed) {
+            0 => None,
+            position => Some(WalPosition::from_u64(position)),
+        }
+    }
+
+    /// A session: reads through it see every write made through it (read-your-writes),
+    /// even when they are served by replicas. Cheap; make one per request or user.
+    pub fn session(&self) -> Session {
+        self.session_at(None)
+    }
+
+    /// A session that must see everything up to `position` (e.g. carried over from a
+    /// previous request), and its own writes from now on.
+    pub fn session_at(&self, position: Option<WalPosition>) -> Session {
+        Session {
+            db: self.clone(),
+            position: AtomicU64::new(position.map_or(0, WalPosition::as_u64)),
+        }
     }
 
     fn checkout(&self) -> Result<r2d2::PooledConnection<ConnectionManager>> {
@@ -488,6 +632,61 @@ mod sealed {
     pub trait Sealed {}
     impl Sealed for super::Db {}
     impl Sealed for super::Tx<'_> {}
+    impl Sealed for super::Session {}
+}
+
+/// A [`Db`] that remembers the WAL position of its latest write, so that its reads,
+/// wherever they are routed, see that write (read-your-writes). Without replicas it
+/// behaves exactly like the `Db`. Make one per request or per user; carry
+/// [`Session::position`] across requests to keep a user's reads consistent.
+#[derive(Debug)]
+pub struct Session {
+    db: Db,
+    /// 0: nothing to wait for.
+    position: AtomicU64,
+}
+
+impl Session {
+    /// The position reads of this session must have reached, if any.
+    pub fn position(&self) -> Option<WalPosition> {
+        match self.position.load(Ordering::Relaxed) {
+            0 => None,
+            position => Some(WalPosition::from_u64(position)),
+        }
+    }
+
+    fn record(&self, position: Option<WalPosition>) {
+        if let Some(position) = position {
+            self.position
+                .fetch_max(position.as_u64(), Ordering::Relaxed);
+        }
+    }
+
+    /// [`Db::transaction`], remembering the commit's position.
+    pub fn transaction<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let (value, position) = self.db.transaction_tracked(f)?;
+        self.record(position);
+        Ok(value)
+    }
+}
+
+impl Executor for Session {
+    fn read<T>(&self, f: impl Fn(&mut Connection) -> Result<T>) -> Result<T> {
+        self.db.read_routed(self.position(), f)
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
+    ) -> Result<T> {
+        let (value, position) = self.db.write_tracked(f)?;
+        self.record(position);
+        Ok(value)
+    }
+
+    fn backend(&self) -> Backend {
+        self.db.backend()
+    }
 }
 
 /// Where a repository call runs: on the [`Db`] (a pooled connection per call) or inside
@@ -512,17 +711,14 @@ pub trait Executor: sealed::Sealed {
 
 impl Executor for Db {
     fn read<T>(&self, f: impl Fn(&mut Connection) -> Result<T>) -> Result<T> {
-        self.with_connection(f)
+        self.read_routed(None, f)
     }
 
     fn write<T>(
         &self,
         f: impl FnOnce(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
     ) -> Result<T> {
-        let mut tags = Vec::new();
-        let value = self.with_connection(|conn| f(conn, &mut tags))?;
-        self.publish(tags);
-        Ok(value)
+        self.write_tracked(f).map(|(value, _)| value)
     }
 
     fn backend(&self) -> Backend {

@@ -13,6 +13,7 @@ pub mod interviews;
 pub mod job_infos;
 pub mod migrations;
 pub mod questions;
+pub mod replicas;
 pub mod users;
 
 #[cfg(feature = "tokio")]
@@ -24,8 +25,9 @@ pub mod testing;
 
 pub use cache::{rules as cache_rules, CacheTag, Cached, NoopSink, RecordingSink, TagSink};
 pub use config::{default_sqlite_path, env, Backend, DatabaseUrl, DbConfig, PoolOptions};
-pub use db::{ConnectError, Connection, Db, DbBuilder, Executor, PoolState, Tx};
+pub use db::{ConnectError, Connection, Db, DbBuilder, Executor, PoolState, Session, Tx};
 pub use error::{ConstraintKind, Entity, Error, Result};
+pub use replicas::{ReplicaState, RoutingState, WalPosition};
 pub use types::{ExperienceLevel, InterviewId, JobInfoId, QuestionDifficulty, QuestionId, UserId};
 
 /// Deserializes a field that may be absent (leave unchanged), `null` (set to NULL) or a

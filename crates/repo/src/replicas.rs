@@ -1,0 +1,297 @@
+//! Read replicas: routing reads to streaming standbys, with read-your-writes.
+//!
+//! A [`Db`](crate::Db) built with replica URLs keeps one pool per replica. Reads go to a
+//! healthy replica, round-robin; writes, transactions and everything inside
+//! `db.transaction(..)` go to the primary.
+//!
+//! - **Consistency.** A read made on the `Db` itself may be stale by the replica's lag
+//!   (at most the configured `max_replica_lag`, default 5 s, or the replica is skipped).
+//!   For read-your-writes, read through a [`Session`]: it remembers the WAL position of
+//!   its latest write (PostgreSQL LSN), and its reads go to a replica only if that
+//!   replica has replayed past it (`pg_last_wal_replay_lsn()`), otherwise to the
+//!   primary. The position can be carried across requests ([`WalPosition`] prints and
+//!   parses as `16/B374D848`), the way large PostgreSQL deployments keep sessions
+//!   sticky by LSN.
+//! - **Failures.** A replica that cannot be reached, errors, is not in recovery, or lags
+//!   beyond the bound is skipped and retried after a pause; its reads go to the primary.
+//!   A read never fails because of a replica while the primary is up.
+//! - **State.** [`Db::routing_state`](crate::Db::routing_state) tells, per replica,
+//!   whether it is healthy, its lag, its replay position and the reads it served.
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use diesel::sql_types::{BigInt, Bool, Text};
+use diesel::{QueryableByName, RunQueryDsl};
+
+use crate::config::DatabaseUrl;
+use crate::db::{BackendConnection, Connection};
+use crate::error::{Error, Result};
+
+/// How often a replica's health and lag are re-read on the read path.
+pub(crate) const CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a failed replica is left alone before it is tried again.
+pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(2);
+/// The longest a read waits for a replica connection before using the primary.
+pub(crate) const CHECKOUT_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A position in PostgreSQL's write-ahead log (an LSN), e.g. `16/B374D848`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct WalPosition(u64);
+
+impl WalPosition {
+    /// A write whose position could not be read: nothing but the primary is known to
+    /// have it.
+    pub(crate) const UNKNOWN: WalPosition = WalPosition(u64::MAX);
+
+    pub(crate) fn as_u64(self) -> u64 {
+        self.0
+    }
+
+    pub(crate) fn from_u64(position: u64) -> Self {
+        WalPosition(position)
+    }
+}
+
+impl fmt::Display for WalPosition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+impl FromStr for WalPosition {
+    type Err = Error;
+    fn from_str(text: &str) -> Result<Self> {
+        let invalid = || Error::invalid("walPosition", "must look like 16/B374D848");
+        let (high, low) = text.trim().split_once('/').ok_or_else(invalid)?;
+        let high = u32::from_str_radix(high, 16).map_err(|_| invalid())?;
+        let low = u32::from_str_radix(low, 16).map_err(|_| invalid())?;
+        Ok(WalPosition((u64::from(high) << 32) | u64::from(low)))
+    }
+}
+
+impl serde::Serialize for WalPosition {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// What [`Db::routing_state`](crate::Db::routing_state) reports for one replica.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplicaState {
+    /// The replica's URL, password hidden.
+    pub url: String,
+    /// Reachable, in recovery and within the lag bound at the last check.
+    pub healthy: bool,
+    /// Replay lag at the last check.
+    pub lag_ms: Option<u64>,
+    /// WAL replayed at the last check.
+    pub replayed: Option<WalPosition>,
+    /// Reads this replica served.
+    pub reads: u64,
+    /// Connections open and idle in its pool.
+    pub connections: u32,
+    pub idle: u32,
+}
+
+/// Routing counters: reads served by the primary, and each replica's state.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RoutingState {
+    pub primary_reads: u64,
+    pub replicas: Vec<ReplicaState>,
+}
+
+#[derive(Debug)]
+struct Health {
+    healthy: bool,
+    lag: Option<Duration>,
+    replayed: Option<WalPosition>,
+    /// When the replica is next checked (or, when unhealthy, tried again).
+    next_check: Instant,
+}
+
+/// One replica: its pool and what the read path last learned about it.
+pub(crate) struct Replica {
+    pub(crate) url: DatabaseUrl,
+    pub(crate) pool: r2d2::Pool<crate::db::ConnectionManager>,
+    health: Mutex<Health>,
+    reads: AtomicU64,
+}
+
+#[derive(QueryableByName)]
+struct Status {
+    #[diesel(sql_type = Bool)]
+    in_recovery: bool,
+    #[diesel(sql_type = Text)]
+    replayed: String,
+    #[diesel(sql_type = BigInt)]
+    lag_ms: i64,
+}
+
+#[derive(QueryableByName)]
+struct Position {
+    #[diesel(sql_type = Text)]
+    position: String,
+}
+
+/// The primary's current WAL position: at or past every commit made before it.
+pub(crate) fn current_position(conn: &mut Connection) -> Result<WalPosition> {
+    let BackendConnection::Postgres(c) = &mut conn.inner else {
+        return Err(Error::Config(
+            "WAL positions exist only on PostgreSQL".into(),
+        ));
+    };
+    let row: Position =
+        diesel::sql_query("SELECT pg_current_wal_lsn()::text AS position").get_result(c)?;
+    row.position.parse()
+}
+
+fn replay_status(conn: &mut Connection) -> Result<Status> {
+    let BackendConnection::Postgres(c) = &mut conn.inner else {
+        return Err(Error::Config("read replicas need PostgreSQL".into()));
+    };
+    // Caught up (nothing received but not replayed) means no lag, however long ago the
+    // last write was; otherwise the lag is the age of the last replayed transaction.
+    Ok(diesel::sql_query(
+        "SELECT pg_is_in_recovery() AS in_recovery, \
+                COALESCE(pg_last_wal_replay_lsn()::text, '0/0') AS replayed, \
+                CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 \
+                     ELSE COALESCE((EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) * 1000)::bigint, 0) \
+                END AS lag_ms",
+    )
+    .get_result(c)?)
+}
+
+/// Whether the replica behind `conn` has replayed past `position` (asked live).
+fn replayed_past(conn: &mut Connection, position: WalPosition) -> Result<(bool, WalPosition)> {
+    let status = replay_status(conn)?;
+    let replayed: WalPosition = status.replayed.parse()?;
+    Ok((replayed >= position, replayed))
+}
+
+impl Replica {
+    pub(crate) fn new(url: DatabaseUrl, pool: r2d2::Pool<crate::db::ConnectionManager>) -> Self {
+        Replica {
+            url,
+            pool,
+            health: Mutex::new(Health {
+                healthy: true,
+                lag: None,
+                replayed: None,
+                next_check: Instant::now(),
+            }),
+            reads: AtomicU64::new(0),
+        }
+    }
+
+    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
+        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn mark_down(&self) {
+        let mut health = self.health();
+        health.healthy = false;
+        health.next_check = Instant::now() + RETRY_AFTER;
+    }
+
+    pub(crate) fn state(&self) -> ReplicaState {
+        let health = self.health();
+        let pool = self.pool.state();
+        ReplicaState {
+            url: self.url.to_string(),
+            healthy: health.healthy,
+            lag_ms: health
+                .lag
+                .map(|lag| u64::try_from(lag.as_millis()).unwrap_or(u64::MAX)),
+            replayed: health.replayed,
+            reads: self.reads.load(Ordering::Relaxed),
+            connections: pool.connections,
+            idle: pool.idle_connections,
+        }
+    }
+
+    /// Runs the read `f` here if this replica is fit for it; `None` means "use
+    /// another": unhealthy, unreachable, lagging, behind `position`, or failed with a
+    /// retryable error (then marked down).
+    pub(crate) fn try_read<T>(
+        &self,
+        position: Option<WalPosition>,
+        max_lag: Duration,
+        f: &impl Fn(&mut Connection) -> Result<T>,
+    ) -> Option<Result<T>> {
+        let now = Instant::now();
+        let check_due = {
+            let mut health = self.health();
+            if now < health.next_check && !health.healthy {
+                return None;
+            }
+            let due = now >= health.next_check;
+            if due {
+                // This caller does the check; others use the last result meanwhile.
+                health.next_check = now + CHECK_INTERVAL;
+            }
+            due
+        };
+        let Ok(mut conn) = self.pool.get_timeout(CHECKOUT_TIMEOUT) else {
+            self.mark_down();
+            return None;
+        };
+        if check_due {
+            match replay_status(&mut conn) {
+                Ok(status) => {
+                    let lag = Duration::from_millis(u64::try_from(status.lag_ms).unwrap_or(0));
+                    let mut health = self.health();
+                    health.lag = Some(lag);
+                    health.replayed = status.replayed.parse().ok();
+                    health.healthy = status.in_recovery && lag <= max_lag;
+                    if !health.healthy {
+                        return None;
+                    }
+                }
+                Err(error) => {
+                    conn.note_outcome::<()>(&Err(error));
+                    self.mark_down();
+                    return None;
+                }
+            }
+        }
+        if let Some(position) = position {
+            let known = self.health().replayed;
+            if known.is_none_or(|replayed| replayed < position) {
+                match replayed_past(&mut conn, position) {
+                    Ok((caught_up, replayed)) => {
+                        self.health().replayed = Some(replayed);
+                        if !caught_up {
+                            return None;
+                        }
+                    }
+                    Err(error) => {
+                        conn.note_outcome::<()>(&Err(error));
+                        self.mark_down();
+                        return None;
+                    }
+                }
+            }
+        }
+        let result = f(&mut conn);
+        conn.note_outcome(&result);
+        match result {
+            Err(error) if error.is_retryable() => {
+                self.mark_down();
+                None
+            }
+            other => {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+                Some(other)
+            }
+        }
+    }
+}
