@@ -41,3 +41,12 @@ export JOBPREP_REPLICA_PGDATA="$work/replica"
 export JOBPREP_PG_CTL="$bin/pg_ctl"
 export JOBPREP_REPLICA_LOG="$work/replica.log"
 cargo test -q -p jobprep-repo --test replicas -- --ignored --test-threads=1 2>&1 | tail -n 25
+
+# Read throughput through the replica router against raw reads on the primary, same
+# client count (BENCHMARKS.md). Short by default so CI keeps it working.
+seconds=${JOBPREP_REPLICA_BENCH_SECONDS:-0.5}
+cargo build -q --release -p jobprep-cli
+for clients in 1 4; do
+  target/release/jobprep --database-url "$JOBPREP_PRIMARY_URL" bench --users 200 --seconds "$seconds" \
+    --clients "$clients" --ops get_job_info,list_job_infos,list_interviews --replica "$JOBPREP_REPLICA_URL" 2>/dev/null
+done

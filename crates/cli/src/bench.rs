@@ -27,6 +27,10 @@ pub struct BenchArgs {
     /// Only these operations (comma-separated); default: all.
     #[arg(long, value_delimiter = ',')]
     ops: Vec<String>,
+    /// A streaming replica of the server (repeatable): reads then go through the
+    /// replica router, and are compared with raw reads on the primary.
+    #[arg(long = "replica")]
+    replicas: Vec<String>,
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
@@ -75,6 +79,7 @@ struct ColdStart {
 #[derive(Debug, Serialize)]
 struct Report {
     backend: String,
+    replicas: usize,
     clients: usize,
     users: usize,
     seconds: f64,
@@ -105,11 +110,19 @@ pub fn run(base: DbConfig, args: BenchArgs) -> Result<(), Error> {
     let mut config = DbConfig::parse(&scratch.url)?;
     config.pool.max_size = u32::try_from(args.clients).unwrap_or(u32::MAX).max(1);
     config.pooler_safe = base.pooler_safe;
+    for replica in &args.replicas {
+        config
+            .replicas
+            .push(DbConfig::parse(&scratch.on_server(replica))?.url);
+    }
     let db = Db::from_config(config.clone(), Arc::new(NoopSink))?;
     db.migrate()?;
     let progress = Progress::new(!args.json || std::io::stderr().is_terminal());
 
     let dataset = seed(&db, args.users, &progress)?;
+    if !args.replicas.is_empty() {
+        wait_for_replicas(&db, &dataset)?;
+    }
     let cold_start = cold_start(&config, &dataset)?;
 
     let per_side = Duration::from_secs_f64(args.seconds);
@@ -131,6 +144,7 @@ pub fn run(base: DbConfig, args: BenchArgs) -> Result<(), Error> {
     }
     let report = Report {
         backend: db.backend().to_string(),
+        replicas: args.replicas.len(),
         clients: args.clients,
         users: args.users,
         seconds: args.seconds,
@@ -151,8 +165,16 @@ pub fn run(base: DbConfig, args: BenchArgs) -> Result<(), Error> {
 
 fn print_table(report: &Report) {
     println!(
-        "jobprep bench: {}, {} clients, {} users, {:.1}s per side",
-        report.backend, report.clients, report.users, report.seconds
+        "jobprep bench: {}{}, {} clients, {} users, {:.1}s per side",
+        report.backend,
+        if report.replicas > 0 {
+            format!(" with {} replica(s) for reads", report.replicas)
+        } else {
+            String::new()
+        },
+        report.clients,
+        report.users,
+        report.seconds
     );
     println!(
         "{:<28} {:>12} {:>12} {:>7} {:>8} {:>8}",
@@ -254,8 +276,31 @@ fn seed(db: &Db, users: usize, progress: &Progress) -> Result<Dataset, Error> {
     Ok(dataset)
 }
 
+/// Waits (up to a minute) until the replicas have replayed the seeded data.
+fn wait_for_replicas(db: &Db, data: &Dataset) -> Result<(), Error> {
+    let (user, job) = data
+        .jobs
+        .last()
+        .ok_or_else(|| Error::Config("nothing was seeded".into()))?;
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(60) {
+        let before = db.routing_state().primary_reads;
+        let found = jobprep_job_infos::get(db, *job, user).is_ok();
+        if found && db.routing_state().primary_reads == before {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(Error::Unavailable {
+        reason: "the replicas did not catch up with the seeded data within a minute".into(),
+    })
+}
+
 fn cold_start(config: &DbConfig, dataset: &Dataset) -> Result<ColdStart, Error> {
-    let db = Db::from_config(config.clone(), Arc::new(NoopSink))?;
+    // On the primary alone: the point is what a new process's first query costs.
+    let mut config = config.clone();
+    config.replicas.clear();
+    let db = Db::from_config(config, Arc::new(NoopSink))?;
     let (user, job) = &dataset.jobs[0];
     let started = Instant::now();
     jobprep_job_infos::get(&db, *job, user)?;

@@ -30,6 +30,17 @@ pub struct ScratchDatabase {
     cleanup: ScratchCleanup,
 }
 
+impl ScratchDatabase {
+    /// The scratch database on another server of the same cluster, e.g. a streaming
+    /// replica, which receives it by replication.
+    pub fn on_server(&self, server_url: &str) -> String {
+        match &self.cleanup {
+            ScratchCleanup::Postgres { name, .. } => replace_database(server_url, name),
+            ScratchCleanup::Sqlite { .. } => server_url.to_owned(),
+        }
+    }
+}
+
 #[derive(Debug)]
 enum ScratchCleanup {
     Postgres { admin_url: String, name: String },
