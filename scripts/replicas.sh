@@ -44,9 +44,12 @@ cargo test -q -p jobprep-repo --test replicas -- --ignored --test-threads=1 2>&1
 
 # Read throughput through the replica router against raw reads on the primary, same
 # client count (BENCHMARKS.md). Short by default so CI keeps it working.
+# JOBPREP_BENCH_RELEASE=1 measures an optimized build (for BENCHMARKS.md).
 seconds=${JOBPREP_REPLICA_BENCH_SECONDS:-0.5}
-cargo build -q --release -p jobprep-cli
+profile=debug
+if [ "${JOBPREP_BENCH_RELEASE:-0}" = 1 ]; then profile=release; fi
+cargo build -q --profile "$([ $profile = debug ] && echo dev || echo release)" -p jobprep-cli
 for clients in 1 4; do
-  target/release/jobprep --database-url "$JOBPREP_PRIMARY_URL" bench --users 200 --seconds "$seconds" \
+  "target/$profile/jobprep" --database-url "$JOBPREP_PRIMARY_URL" bench --users 200 --seconds "$seconds" \
     --clients "$clients" --ops get_job_info,list_job_infos,list_interviews --replica "$JOBPREP_REPLICA_URL" 2>/dev/null
 done
