@@ -29,6 +29,9 @@ fn readme_starts_with_the_two_newcomer_commands() {
         .collect();
     assert_eq!(
         block,
-        ["cargo run -p jobprep-cli -- demo", "cargo test --workspace"]
+        [
+            "cargo run -p jobprep-cli -- demo",
+            "cargo test --workspace --all-features"
+        ]
     );
 }

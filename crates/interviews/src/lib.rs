@@ -7,6 +7,9 @@ pub use jobprep_repo::interviews::{
 };
 pub use jobprep_repo::{InterviewId, JobInfoId, UserId};
 
+#[cfg(feature = "tokio")]
+pub mod asynch;
+
 /// Starts an interview under a job info the user owns. Reports `global:interviews`,
 /// `jobInfo:{jobInfoId}:interviews` and `id:{id}:interviews`.
 pub fn create(

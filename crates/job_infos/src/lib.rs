@@ -7,6 +7,9 @@ pub use jobprep_repo::job_infos::{
 };
 pub use jobprep_repo::{ExperienceLevel, JobInfoId, UserId};
 
+#[cfg(feature = "tokio")]
+pub mod asynch;
+
 /// Creates a job info for the user. Reports `global:jobInfos`,
 /// `user:{userId}:jobInfos` and `id:{id}:jobInfos`.
 pub fn insert(db: &impl Executor, user_id: &UserId, job: &NewJobInfo) -> Result<JobInfoKey> {

@@ -7,6 +7,9 @@ pub use jobprep_repo::questions::{
 };
 pub use jobprep_repo::{JobInfoId, QuestionDifficulty, QuestionId, UserId};
 
+#[cfg(feature = "tokio")]
+pub mod asynch;
+
 /// Adds a question under a job info the user owns. Reports `global:questions`,
 /// `jobInfo:{jobInfoId}:questions` and `id:{id}:questions`.
 pub fn insert(

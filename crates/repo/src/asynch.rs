@@ -1,1 +1,298 @@
 //! The async facade for tokio services (feature `tokio`).
+//!
+//! jobprep is synchronous: a call holds a pooled connection and blocks its thread until
+//! the database answers. [`AsyncDb`] lets an async service (axum, actix-web, a lambda)
+//! use it without stalling the runtime: every call runs on tokio's blocking pool
+//! ([`tokio::task::spawn_blocking`]) and the caller's task simply awaits it. The feature
+//! crates (`jobprep-users`, ...) have a `tokio` feature with an `asynch` module holding
+//! the same use cases as `async fn`s over an [`AsyncDb`].
+//!
+//! ```
+//! # fn main() -> jobprep_repo::Result<()> {
+//! # let dir = tempfile::tempdir().unwrap();
+//! # let url = dir.path().join("async.sqlite3").display().to_string();
+//! use jobprep_repo::asynch::AsyncDb;
+//! use jobprep_repo::{users, Db, Error, Executor, UserId};
+//!
+//! let runtime = tokio::runtime::Builder::new_current_thread()
+//!     .enable_all()
+//!     .build()
+//!     .expect("a tokio runtime");
+//! runtime.block_on(async {
+//!     let db = AsyncDb::new(Db::connect(&url)?); // cheap to clone, like `Db`
+//!     db.migrate().await?;
+//!
+//!     let ada = UserId::new("user_ada")?;
+//!     let new = users::NewUser::new(ada.clone(), "Ada", "ada@example.com");
+//!     // The closure runs on the blocking pool with the synchronous `Db`.
+//!     db.run(move |db| db.write(|conn, _tags| users::upsert(conn, &new)))
+//!         .await?;
+//!
+//!     // A transaction: everything inside commits together, or nothing does.
+//!     let id = ada.clone();
+//!     let outcome: Result<(), Error> = db
+//!         .transaction(move |tx| {
+//!             tx.write(|conn, _| users::delete(conn, &id))?;
+//!             Err(Error::Config("changed my mind".into())) // rolls the delete back
+//!         })
+//!         .await;
+//!     assert!(outcome.is_err());
+//!
+//!     let user = db.run(move |db| db.read(|conn| users::get(conn, &ada))).await?;
+//!     assert_eq!(user.name, "Ada");
+//!     Ok(())
+//! })
+//! # }
+//! ```
+//!
+//! Things to know:
+//!
+//! - **Dropping the future does not cancel the call.** A database call cannot be
+//!   interrupted once it started, so a call whose caller went away (a client that
+//!   disconnected, a `select!` that took another branch, a timeout) still runs to its
+//!   end, and a write still commits; only its result is discarded.
+//! - **Concurrency.** Each call occupies one blocking-pool thread while it waits for a
+//!   connection (up to the pool's connection timeout) and while it runs. The pool's
+//!   `max_size` bounds the calls that reach the database at once; tokio's
+//!   `max_blocking_threads` (512 by default) bounds the threads.
+//! - **Errors.** Everything arrives as [`Error`]: a closure that panicked, and a call the
+//!   runtime dropped before running it (it is shutting down), are
+//!   [`Error::Unavailable`]; an `AsyncDb` awaited outside a tokio runtime is
+//!   [`Error::Config`]. No panic reaches the caller.
+
+use crate::db::{Db, Tx};
+use crate::error::{Error, Result};
+use crate::migrations::MigrationReport;
+use crate::Backend;
+
+/// A [`Db`] for async code: the same handle (cheap to clone, one pool inside), with
+/// every call run on tokio's blocking pool. Build one with [`AsyncDb::new`] or
+/// `db.into()`; [`AsyncDb::sync`] gives the [`Db`] back.
+#[derive(Clone, Debug)]
+pub struct AsyncDb {
+    db: Db,
+}
+
+impl From<Db> for AsyncDb {
+    fn from(db: Db) -> Self {
+        AsyncDb::new(db)
+    }
+}
+
+impl From<AsyncDb> for Db {
+    fn from(db: AsyncDb) -> Self {
+        db.db
+    }
+}
+
+impl AsyncDb {
+    /// Wraps a handle; opens no connection.
+    pub fn new(db: Db) -> Self {
+        AsyncDb { db }
+    }
+
+    /// The synchronous handle, for code that already runs off the runtime (inside
+    /// [`AsyncDb::run`], or on a thread of its own). Calling it from async code blocks
+    /// the runtime's thread.
+    pub fn sync(&self) -> &Db {
+        &self.db
+    }
+
+    /// The backend this handle talks to (no I/O).
+    pub fn backend(&self) -> Backend {
+        self.db.backend()
+    }
+
+    /// Runs `f` with the synchronous [`Db`] on tokio's blocking pool and awaits it. Use
+    /// it for any synchronous jobprep call, e.g. a feature crate's use case:
+    /// `db.run(move |db| jobprep_users::get(db, &id)).await`.
+    ///
+    /// A panic in `f` is caught and returned as [`Error::Unavailable`]; see the module
+    /// docs for cancellation.
+    pub async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Db) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.db.clone();
+        self.spawn(move || f(&db)).await
+    }
+
+    /// Runs `f` in one transaction (see [`Db::transaction`]) on the blocking pool: every
+    /// write inside commits together or not at all, and cache tags reach the sink only
+    /// after COMMIT. The transaction lives on one blocking thread from BEGIN to COMMIT,
+    /// so `f` is synchronous: it cannot await.
+    pub async fn transaction<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce(&Tx<'_>) -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let db = self.db.clone();
+        self.spawn(move || db.transaction(f)).await
+    }
+
+    /// Applies every pending migration (see [`Db::migrate`]).
+    pub async fn migrate(&self) -> Result<MigrationReport> {
+        self.run(|db| db.migrate()).await
+    }
+
+    async fn spawn<T, F>(&self, f: F) -> Result<T>
+    where
+        F: FnOnce() -> Result<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        // `spawn_blocking` panics outside a runtime; say so as an error instead.
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            Error::Config(
+                "jobprep's AsyncDb was used outside a tokio runtime (call it from a task \
+                 of a tokio runtime)"
+                    .into(),
+            )
+        })?;
+        #[cfg(feature = "tracing")]
+        let f = {
+            // Keep the caller's span (a request's, say) around the blocking work.
+            let span = tracing::Span::current();
+            move || span.in_scope(f)
+        };
+        match runtime.spawn_blocking(f).await {
+            Ok(result) => result,
+            Err(error) if error.is_panic() => Err(Error::Unavailable {
+                reason: format!(
+                    "the blocking database call panicked: {}",
+                    self.db
+                        .config()
+                        .url
+                        .scrub(&panic_message(error.into_panic()))
+                ),
+            }),
+            Err(_) => Err(Error::Unavailable {
+                reason: "the blocking database call was cancelled: the tokio runtime is \
+                         shutting down"
+                    .into(),
+            }),
+        }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => match payload.downcast::<&'static str>() {
+            Ok(message) => (*message).to_owned(),
+            Err(_) => "(a panic without a message)".to_owned(),
+        },
+    }
+}
+
+#[cfg(all(test, feature = "testing"))]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::future::Future as _;
+
+    use super::*;
+    use crate::{users, Executor, UserId};
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    fn new_user(id: &str) -> users::NewUser {
+        users::NewUser::new(UserId::new(id).unwrap(), id, format!("{id}@example.com"))
+    }
+
+    crate::backend_tests! {
+        fn run_and_transaction_reach_the_database(t) {
+            let db = AsyncDb::from(t.db.clone());
+            runtime().block_on(async {
+                let ada = new_user("user_ada");
+                db.run(move |db| db.write(|conn, _| users::upsert(conn, &ada)))
+                    .await
+                    .unwrap();
+
+                // Rolled back: the second upsert is not there, the first still is.
+                let bob = new_user("user_bob");
+                let rolled_back: Result<()> = db
+                    .transaction(move |tx| {
+                        tx.write(|conn, _| users::upsert(conn, &bob))?;
+                        Err(Error::Config("roll back".into()))
+                    })
+                    .await;
+                assert!(matches!(rolled_back, Err(Error::Config(_))));
+                let bob = UserId::new("user_bob").unwrap();
+                let read = db.run(move |db| db.read(|conn| users::get(conn, &bob))).await;
+                assert!(matches!(read, Err(Error::NotFound { .. })), "{read:?}");
+
+                let carl = new_user("user_carl");
+                let id = db
+                    .transaction(move |tx| tx.write(|conn, _| users::upsert(conn, &carl)))
+                    .await
+                    .unwrap()
+                    .id;
+                let read = db.run(move |db| db.read(|conn| users::get(conn, &id))).await;
+                assert_eq!(read.unwrap().name, "user_carl");
+            });
+        }
+
+        fn a_panic_becomes_an_error_and_the_pool_recovers(t) {
+            let db = AsyncDb::new(t.db.clone());
+            runtime().block_on(async {
+                let panicked: Result<()> = db.run(|_| panic!("boom")).await;
+                match panicked {
+                    Err(Error::Unavailable { reason }) => assert!(reason.contains("boom"), "{reason}"),
+                    other => panic!("expected Unavailable, got {other:?}"),
+                }
+                // A panic in the middle of a transaction: its connection is dropped,
+                // nothing it wrote is committed.
+                let ada = new_user("user_ada");
+                let panicked: Result<()> = db
+                    .transaction(move |tx| {
+                        tx.write(|conn, _| users::upsert(conn, &ada))?;
+                        panic!("in a transaction")
+                    })
+                    .await;
+                assert!(matches!(panicked, Err(Error::Unavailable { .. })));
+                let ada = UserId::new("user_ada").unwrap();
+                let read = db.run(move |db| db.read(|conn| users::get(conn, &ada))).await;
+                assert!(matches!(read, Err(Error::NotFound { .. })), "{read:?}");
+            });
+        }
+
+        fn a_running_call_does_not_block_the_runtime(t) {
+            // One runtime thread: if the call ran on it, the task that unblocks the
+            // call could never run.
+            let db = AsyncDb::new(t.db.clone());
+            runtime().block_on(async {
+                let (sender, receiver) = std::sync::mpsc::channel::<()>();
+                let call = db.run(move |_| {
+                    receiver
+                        .recv_timeout(std::time::Duration::from_secs(10))
+                        .map_err(|_| Error::Config("the runtime was blocked".into()))
+                });
+                let unblock = tokio::spawn(async move { sender.send(()) });
+                call.await.unwrap();
+                unblock.await.unwrap().unwrap();
+            });
+        }
+    }
+
+    #[test]
+    fn outside_a_runtime_is_an_error_not_a_panic() {
+        let dir = tempfile::tempdir().unwrap();
+        let db =
+            AsyncDb::new(Db::connect(&dir.path().join("x.sqlite3").display().to_string()).unwrap());
+        // Poll the future by hand, with no tokio runtime around.
+        let waker = std::task::Waker::noop();
+        let mut context = std::task::Context::from_waker(waker);
+        let mut call = std::pin::pin!(db.run(|_| Ok(())));
+        match call.as_mut().poll(&mut context) {
+            std::task::Poll::Ready(Err(Error::Config(message))) => {
+                assert!(message.contains("tokio runtime"), "{message}")
+            }
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+}

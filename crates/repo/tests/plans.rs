@@ -52,13 +52,21 @@ struct PlanLine {
 fn plan(conn: &mut PgConnection, sql: &str, args: &str) -> String {
     conn.batch_execute("DEALLOCATE ALL").unwrap();
     conn.batch_execute(&format!("PREPARE q AS {sql}")).unwrap();
-    let lines: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN EXECUTE q({args})")).load(conn).unwrap();
-    lines.into_iter().map(|l| l.line).collect::<Vec<_>>().join("\n")
+    let lines: Vec<PlanLine> = diesel::sql_query(format!("EXPLAIN EXECUTE q({args})"))
+        .load(conn)
+        .unwrap();
+    lines
+        .into_iter()
+        .map(|l| l.line)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 #[test]
 fn postgres_user_scoped_lists_and_counts_use_indexes_at_100k_job_infos() {
-    let Some(t) = TestDb::new(Backend::Postgres) else { return };
+    let Some(t) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
     let mut conn = PgConnection::establish(&t.url).unwrap();
     conn.batch_execute(
         r#"
@@ -83,8 +91,10 @@ fn postgres_user_scoped_lists_and_counts_use_indexes_at_100k_job_infos() {
         db.read(|c| job_infos::user_has_any(c, &user)).unwrap();
         db.read(|c| interviews::count_for_user(c, &user)).unwrap();
         db.read(|c| questions::count_for_user(c, &user)).unwrap();
-        db.read(|c| interviews::list_for_job_info(c, job, &user)).unwrap();
-        db.read(|c| questions::list_for_job_info(c, job, &user)).unwrap();
+        db.read(|c| interviews::list_for_job_info(c, job, &user))
+            .unwrap();
+        db.read(|c| questions::list_for_job_info(c, job, &user))
+            .unwrap();
     });
     assert_eq!(reads.len(), 6, "{reads:#?}");
     let by_user = "'user_42'";
@@ -100,7 +110,10 @@ fn postgres_user_scoped_lists_and_counts_use_indexes_at_100k_job_infos() {
         let plan = plan(&mut conn, sql, &args);
         assert!(plan.contains("Index"), "no index used:\n{sql}\n{plan}");
         for table in ["job_info", "interviews", "questions"] {
-            assert!(!plan.contains(&format!("Seq Scan on {table}")), "sequential scan:\n{sql}\n{plan}");
+            assert!(
+                !plan.contains(&format!("Seq Scan on {table}")),
+                "sequential scan:\n{sql}\n{plan}"
+            );
         }
     }
 }

@@ -14,7 +14,9 @@ struct Count {
 
 #[test]
 fn postgres_sslmode_require_connects_over_tls() {
-    let Some(t) = TestDb::new(Backend::Postgres) else { return };
+    let Some(t) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
     let db = Db::connect(&format!("{}?sslmode=require", t.url)).unwrap();
     let read = db.read(|c| users::get(c, &UserId::new("user_tls").unwrap()));
     assert!(matches!(read, Err(Error::NotFound { .. })), "{read:?}");
@@ -27,5 +29,8 @@ fn postgres_sslmode_require_connects_over_tls() {
     .bind::<diesel::sql_types::Text, _>(&name)
     .get_result(&mut admin)
     .unwrap();
-    assert_eq!(encrypted.n, 1, "the pool's one connection uses TLS (the server needs ssl = on)");
+    assert_eq!(
+        encrypted.n, 1,
+        "the pool's one connection uses TLS (the server needs ssl = on)"
+    );
 }

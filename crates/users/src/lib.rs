@@ -5,6 +5,9 @@ use jobprep_repo::{cache_rules, users as repo, CacheTag, Cached, Entity, Executo
 pub use jobprep_repo::users::{NewUser, RemovedUser, User};
 pub use jobprep_repo::UserId;
 
+#[cfg(feature = "tokio")]
+pub mod asynch;
+
 /// Signs a user up or refreshes their profile (name, email, imageUrl) from the auth
 /// provider. Reports `global:users` and `id:{userId}:users`.
 pub fn upsert(db: &impl Executor, user: &NewUser) -> Result<User> {

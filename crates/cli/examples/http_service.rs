@@ -1,0 +1,566 @@
+//! An HTTP service over jobprep's async facade: axum on tokio, every database call on
+//! tokio's blocking pool through `AsyncDb`, JSON with the original app's field names.
+//!
+//! ```sh
+//! cargo run -p jobprep-cli --example http_service                  # embedded SQLite, 127.0.0.1:3000
+//! cargo run -p jobprep-cli --example http_service -- --database-url postgres://... --bind 127.0.0.1:8080
+//! curl -X PUT localhost:3000/users/me -H 'x-user-id: user_1' \
+//!      -d '{"name": "Ada", "email": "ada@example.com"}'
+//! curl -X POST localhost:3000/job-infos -H 'x-user-id: user_1' \
+//!      -d '{"name": "SRE", "experienceLevel": "senior", "description": "On call"}'
+//! ```
+//!
+//! The caller is the `x-user-id` header, trusted as it is: it stands in for the user id
+//! your authentication layer verified. Every route reads and writes only that user's
+//! rows; another user's id answers 404, like a missing one.
+//!
+//! | route | does |
+//! |---|---|
+//! | `PUT /users/me`, `GET /users/me`, `DELETE /users/me` | upsert (`{name, email, imageUrl?}`), read, delete with everything the user owns |
+//! | `GET /users/me/usage` | `{interviews, questions}`: the plan quotas |
+//! | `POST /job-infos`, `GET /job-infos` | create (`{name, experienceLevel, description, title?}`), list |
+//! | `GET`, `PATCH`, `DELETE /job-infos/{id}` | read, change, delete with its interviews and questions |
+//! | `POST`, `GET /job-infos/{id}/interviews` | start one (`{duration?, humeChatId?}`), list those with a chat id |
+//! | `GET`, `PATCH`, `DELETE /interviews/{id}` | read (with its job info), record `humeChatId`/`duration`/`feedback`, delete |
+//! | `POST`, `GET /job-infos/{id}/questions` | add one (`{text, difficulty}`) or many (an array), list |
+//! | `GET`, `PATCH`, `DELETE /questions/{id}` | read, change, delete |
+//!
+//! Creations answer 201 with the new row's key; reads carry the cache tags they depend
+//! on in `x-cache-tags`. Errors are `{"error": ...}`: 400 (with `"field"` when one is to
+//! blame), 401 (no or bad `x-user-id`), 404, 409 (with `"constraint"`), 503 (retry),
+//! 500 (details only in the service's log).
+//!
+//! `tests/http_service.rs` includes this file and drives [`serve`] on both backends.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use clap::Parser;
+use jobprep_interviews::{asynch as interviews, InterviewChanges, NewInterview};
+use jobprep_job_infos::{asynch as job_infos, JobInfoChanges, NewJobInfo};
+use jobprep_questions::{asynch as questions, NewQuestion, QuestionChanges};
+use jobprep_repo::asynch::AsyncDb;
+use jobprep_repo::{CacheTag, Cached, Db, Error, InterviewId, JobInfoId, QuestionId};
+use jobprep_users::{asynch as users, NewUser, UserId};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::net::TcpListener;
+
+/// The request header that names the caller.
+pub const USER_HEADER: &str = "x-user-id";
+
+#[derive(Debug, Parser)]
+#[command(about = "jobprep over HTTP (an example service)")]
+struct Args {
+    /// postgres://..., sqlite://PATH or a file path. Default: DATABASE_URL, else the
+    /// embedded SQLite file.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    database_url: Option<String>,
+
+    /// The address to listen on.
+    #[arg(long, env = "JOBPREP_HTTP_BIND", default_value = "127.0.0.1:3000")]
+    bind: SocketAddr,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    let db = match open(args.database_url.as_deref()).await {
+        Ok(db) => db,
+        Err(error) => {
+            eprintln!("http_service: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match TcpListener::bind(args.bind).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("http_service: cannot listen on {}: {error}", args.bind);
+            return ExitCode::FAILURE;
+        }
+    };
+    println!("jobprep on http://{} ({})", args.bind, db.backend());
+    let ctrl_c = async {
+        // Without a signal handler, run until killed.
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    match serve_with_shutdown(listener, db, ctrl_c).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("http_service: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The handle for `database_url` (default: `DATABASE_URL`, else the embedded SQLite
+/// file), migrated.
+pub async fn open(database_url: Option<&str>) -> jobprep_repo::Result<AsyncDb> {
+    let db = match database_url.filter(|url| !url.trim().is_empty()) {
+        Some(url) => Db::connect(url)?,
+        None => Db::from_env()?,
+    };
+    let db = AsyncDb::new(db);
+    db.migrate().await?;
+    Ok(db)
+}
+
+/// Serves the API on `listener` until the task is dropped.
+pub async fn serve(listener: TcpListener, db: AsyncDb) -> std::io::Result<()> {
+    serve_with_shutdown(listener, db, std::future::pending()).await
+}
+
+/// Serves the API on `listener` until `shutdown` completes, then lets the requests in
+/// flight finish.
+pub async fn serve_with_shutdown(
+    listener: TcpListener,
+    db: AsyncDb,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(db))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// Every route, over `db`.
+pub fn router(db: AsyncDb) -> Router {
+    Router::new()
+        .route("/users/me", get(get_me).put(put_me).delete(delete_me))
+        .route("/users/me/usage", get(usage))
+        .route("/job-infos", get(list_job_infos).post(create_job_info))
+        .route(
+            "/job-infos/{id}",
+            get(get_job_info)
+                .patch(update_job_info)
+                .delete(delete_job_info),
+        )
+        .route(
+            "/job-infos/{id}/interviews",
+            get(list_interviews).post(create_interview),
+        )
+        .route(
+            "/job-infos/{id}/questions",
+            get(list_questions).post(create_questions),
+        )
+        .route(
+            "/interviews/{id}",
+            get(get_interview)
+                .patch(update_interview)
+                .delete(delete_interview),
+        )
+        .route(
+            "/questions/{id}",
+            get(get_question)
+                .patch(update_question)
+                .delete(delete_question),
+        )
+        .fallback(|| async { ApiError::NoRoute })
+        .with_state(db)
+}
+
+// ---- users ----
+
+/// The profile the auth provider knows; the id is the caller's.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Profile {
+    name: String,
+    email: String,
+    #[serde(default)]
+    image_url: Option<String>,
+}
+
+async fn put_me(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    JsonBody(profile): JsonBody<Profile>,
+) -> Result<Response, ApiError> {
+    let user = NewUser {
+        id: me,
+        name: profile.name,
+        email: profile.email,
+        image_url: profile.image_url,
+    };
+    Ok(Json(users::upsert(&db, user).await?).into_response())
+}
+
+async fn get_me(State(db): State<AsyncDb>, Owner(me): Owner) -> Result<Response, ApiError> {
+    Ok(cached(users::get(&db, me).await?))
+}
+
+async fn delete_me(State(db): State<AsyncDb>, Owner(me): Owner) -> Result<Response, ApiError> {
+    match users::delete(&db, me).await? {
+        Some(removed) => Ok(Json(removed).into_response()),
+        None => Err(Error::NotFound {
+            entity: jobprep_repo::Entity::User,
+        }
+        .into()),
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Usage {
+    interviews: i64,
+    questions: i64,
+}
+
+async fn usage(State(db): State<AsyncDb>, Owner(me): Owner) -> Result<Response, ApiError> {
+    // Two independent reads, in flight at once.
+    let (interviews, questions) = tokio::try_join!(
+        interviews::count_for_user(&db, me.clone()),
+        questions::count_for_user(&db, me),
+    )?;
+    let tags = [interviews.tags, questions.tags].concat();
+    let usage = Usage {
+        interviews: interviews.value,
+        questions: questions.value,
+    };
+    Ok(cached(Cached::new(usage, tags)))
+}
+
+// ---- job infos ----
+
+async fn create_job_info(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    JsonBody(job): JsonBody<NewJobInfo>,
+) -> Result<Response, ApiError> {
+    Ok(created(job_infos::insert(&db, me, job).await?))
+}
+
+async fn list_job_infos(State(db): State<AsyncDb>, Owner(me): Owner) -> Result<Response, ApiError> {
+    Ok(cached(job_infos::list_for_user(&db, me).await?))
+}
+
+async fn get_job_info(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    Id(id): Id<JobInfoId>,
+) -> Result<Response, ApiError> {
+    Ok(cached(job_infos::get(&db, id, me).await?))
+}
+
+async fn update_job_info(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    Id(id): Id<JobInfoId>,
+    JsonBody(changes): JsonBody<JobInfoChanges>,
+) -> Result<Response, ApiError> {
+    Ok(Json(job_infos::update(&db, id, me, changes).await?).into_response())
+}
+
+async fn delete_job_info(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    Id(id): Id<JobInfoId>,
+) -> Result<Response, ApiError> {
+    Ok(Json(job_infos::delete(&db, id, me).await?).into_response())
+}
+
+// ---- interviews ----
+
+/// A new interview; the job info comes from the path.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct InterviewForm {
+    #[serde(default)]
+    duration: Option<String>,
+    #[serde(default)]
+    hume_chat_id: Option<String>,
+}
+
+async fn create_interview(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    Id(job_info_id): Id<JobInfoId>,
+    JsonBody(form): JsonBody<InterviewForm>,
+) -> Result<Response, ApiError> {
+    let mut interview = NewInterview::new(job_info_id);
+    if let Some(duration) = form.duration {
+        interview.duration = duration;
+    }
+    interview.hume_chat_id = form.hume_chat_id;
+    Ok(created(interviews::create(&db, me, interview).await?))
+}
+
+async fn list_interviews(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    Id(job_info_id): Id<JobInfoId>,
+) -> Result<Response, ApiError> {
+    Ok(cached(
+        interviews::list_for_job_info(&db, job_info_id, me).await?,
+    ))
+}
+
+async fn get_interview(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    Id(id): Id<InterviewId>,
+) -> Result<Response, ApiError> {
+    Ok(cached(interviews::get(&db, id, me).await?))
+}
+
+async fn update_interview(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    Id(id): Id<InterviewId>,
+    JsonBody(changes): JsonBody<InterviewChanges>,
+) -> Result<Response, ApiError> {
+    Ok(Json(interviews::update(&db, id, me, changes).await?).into_response())
+}
+
+async fn delete_interview(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    Id(id): Id<InterviewId>,
+) -> Result<Response, ApiError> {
+    Ok(Json(interviews::delete(&db, id, me).await?).into_response())
+}
+
+// ---- questions ----
+
+async fn create_questions(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    Id(job_info_id): Id<JobInfoId>,
+    JsonBody(body): JsonBody<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    if body.is_array() {
+        let many: Vec<NewQuestion> = from_json(body)?;
+        Ok(created(
+            questions::insert_many(&db, me, job_info_id, many).await?,
+        ))
+    } else {
+        let one: NewQuestion = from_json(body)?;
+        Ok(created(questions::insert(&db, me, job_info_id, one).await?))
+    }
+}
+
+async fn list_questions(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    Id(job_info_id): Id<JobInfoId>,
+) -> Result<Response, ApiError> {
+    Ok(cached(
+        questions::list_for_job_info(&db, job_info_id, me).await?,
+    ))
+}
+
+async fn get_question(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    Id(id): Id<QuestionId>,
+) -> Result<Response, ApiError> {
+    Ok(cached(questions::get(&db, id, me).await?))
+}
+
+async fn update_question(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    Id(id): Id<QuestionId>,
+    JsonBody(changes): JsonBody<QuestionChanges>,
+) -> Result<Response, ApiError> {
+    Ok(Json(questions::update(&db, id, me, changes).await?).into_response())
+}
+
+async fn delete_question(
+    State(db): State<AsyncDb>,
+    Owner(me): Owner,
+    Id(id): Id<QuestionId>,
+) -> Result<Response, ApiError> {
+    Ok(Json(questions::delete(&db, id, me).await?).into_response())
+}
+
+// ---- responses ----
+
+/// 201 with the new row's key (or keys).
+fn created(value: impl Serialize) -> Response {
+    (StatusCode::CREATED, Json(value)).into_response()
+}
+
+/// A read's value, with the cache tags it depends on in `x-cache-tags`.
+fn cached<T: Serialize>(read: Cached<T>) -> Response {
+    let tags: Vec<&str> = read.tags.iter().map(CacheTag::as_str).collect();
+    let mut response = Json(read.value).into_response();
+    if let Ok(value) = HeaderValue::from_str(&tags.join(", ")) {
+        response.headers_mut().insert("x-cache-tags", value);
+    }
+    response
+}
+
+// ---- extractors ----
+
+/// The caller, from the `x-user-id` header (401 when missing or not a valid user id).
+#[derive(Debug)]
+pub struct Owner(pub UserId);
+
+impl<S: Send + Sync> FromRequestParts<S> for Owner {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let header = parts
+            .headers
+            .get(USER_HEADER)
+            .ok_or(ApiError::Unauthenticated)?;
+        let id = header.to_str().map_err(|_| ApiError::Unauthenticated)?;
+        UserId::new(id)
+            .map(Owner)
+            .map_err(|_| ApiError::Unauthenticated)
+    }
+}
+
+/// A typed id from the path's `{id}`; one that does not parse is a 400 naming the
+/// field (`jobInfoId`, ...).
+#[derive(Debug)]
+pub struct Id<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Id<T>
+where
+    S: Send + Sync,
+    T: std::str::FromStr<Err = Error>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let Path(text) = Path::<String>::from_request_parts(parts, state)
+            .await
+            .map_err(|rejection| ApiError::Request(rejection.status(), rejection.body_text()))?;
+        Ok(Id(text.parse()?))
+    }
+}
+
+/// A JSON body (an empty body reads as `{}`). A body that does not deserialize is a
+/// 400 naming the offending field, as the data layer's own validation does.
+#[derive(Debug)]
+pub struct JsonBody<T>(pub T);
+
+impl<S, T> FromRequest<S> for JsonBody<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| ApiError::Request(rejection.status(), rejection.body_text()))?;
+        let bytes: &[u8] = if bytes.trim_ascii().is_empty() {
+            b"{}"
+        } else {
+            &bytes
+        };
+        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
+        deserializer.end().map_err(|error| ApiError::Json {
+            field: None,
+            message: error.to_string(),
+        })?;
+        Ok(JsonBody(value))
+    }
+}
+
+fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+    serde_path_to_error::deserialize(value).map_err(json_error)
+}
+
+fn json_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let path = error.path().to_string();
+    ApiError::Json {
+        // "." is the body itself (a missing field is named in the message), "?" a
+        // place the parser could not name (malformed JSON).
+        field: (path != "." && path != "?").then_some(path),
+        message: error.into_inner().to_string(),
+    }
+}
+
+// ---- errors ----
+
+/// Everything a request can fail with, and its HTTP answer.
+#[derive(Debug)]
+pub enum ApiError {
+    /// From the data layer.
+    Db(Error),
+    /// No `x-user-id`, or not a valid user id.
+    Unauthenticated,
+    /// The body is not the JSON this route takes.
+    Json {
+        field: Option<String>,
+        message: String,
+    },
+    /// The request itself is unusable (body too large, path not decodable, ...).
+    Request(StatusCode, String),
+    /// No such route.
+    NoRoute,
+}
+
+impl From<Error> for ApiError {
+    fn from(error: Error) -> Self {
+        ApiError::Db(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = |error: String| serde_json::json!({ "error": error });
+        let (status, body) = match self {
+            ApiError::Db(Error::NotFound { entity }) => {
+                (StatusCode::NOT_FOUND, body(format!("{entity} not found")))
+            }
+            ApiError::Db(error @ Error::InvalidInput { field, .. }) => (
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": error.to_string(), "field": field }),
+            ),
+            ApiError::Db(Error::Conflict { constraint, .. }) => (
+                StatusCode::CONFLICT,
+                serde_json::json!({
+                    "error": "the write conflicts with existing data",
+                    "constraint": constraint,
+                }),
+            ),
+            ApiError::Db(error @ Error::Unavailable { .. }) => {
+                eprintln!("http_service: 503: {error}");
+                let mut response = (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(body("the database is unavailable; try again".into())),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                return response;
+            }
+            ApiError::Db(error) => {
+                // Configuration, migration and unclassified database errors: the
+                // details are for the operator, not the client.
+                eprintln!("http_service: 500: {error}");
+                (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    body("internal error".into()),
+                )
+            }
+            ApiError::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                body(format!("missing or invalid {USER_HEADER} header")),
+            ),
+            ApiError::Json { field, message } => (
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({ "error": format!("invalid JSON body: {message}"), "field": field }),
+            ),
+            ApiError::Request(status, message) => (status, body(message)),
+            ApiError::NoRoute => (StatusCode::NOT_FOUND, body("no such route".into())),
+        };
+        (status, Json(body)).into_response()
+    }
+}

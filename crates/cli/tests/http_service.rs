@@ -1,0 +1,405 @@
+//! `examples/http_service.rs` end to end, on both backends: the service listens on a
+//! loopback port of its own and a real HTTP client (ureq, 10 s timeouts) walks the
+//! product flow, checks ownership and error answers, then sends concurrent requests.
+#![allow(clippy::unwrap_used, clippy::print_stderr)]
+
+use std::sync::Barrier;
+use std::time::{Duration, Instant};
+
+use jobprep_repo::backend_tests;
+use jobprep_repo::testing::TestDb;
+use serde_json::{json, Value};
+
+#[allow(dead_code)]
+#[path = "../examples/http_service.rs"]
+mod service;
+
+const TIMEOUT: Duration = Duration::from_secs(10);
+const CONCURRENT: usize = 32;
+
+/// The service on its own runtime and loopback port.
+struct Server {
+    runtime: tokio::runtime::Runtime,
+    base: String,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Server {
+    fn start(url: &str) -> Server {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let (listener, db) = runtime.block_on(async {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            (listener, service::open(Some(url)).await.unwrap())
+        });
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = runtime.spawn(service::serve_with_shutdown(listener, db, async {
+            let _ = stopped.await;
+        }));
+        Server {
+            runtime,
+            base,
+            stop,
+            task,
+        }
+    }
+
+    /// Shuts down gracefully, within the timeout.
+    fn stop(self) {
+        self.stop.send(()).unwrap();
+        let served = self
+            .runtime
+            .block_on(async { tokio::time::timeout(TIMEOUT, self.task).await });
+        served
+            .expect("the server stops within the timeout")
+            .unwrap()
+            .unwrap();
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    body: Value,
+    tags: Option<String>,
+}
+
+#[derive(Clone)]
+struct Client {
+    agent: ureq::Agent,
+    base: String,
+}
+
+impl Client {
+    fn new(server: &Server) -> Client {
+        let agent = ureq::Agent::config_builder()
+            .timeout_global(Some(TIMEOUT))
+            .http_status_as_error(false)
+            .build()
+            .into();
+        Client {
+            agent,
+            base: server.base.clone(),
+        }
+    }
+
+    /// Sends `body` (JSON) as `user`, or with no `x-user-id` when `user` is `None`.
+    fn call(&self, method: &str, path: &str, user: Option<&str>, body: Option<Value>) -> Reply {
+        let body = body.map(|b| b.to_string()).unwrap_or_default();
+        self.raw(method, path, user, body)
+    }
+
+    fn raw(&self, method: &str, path: &str, user: Option<&str>, body: String) -> Reply {
+        let mut request = ureq::http::Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        if let Some(user) = user {
+            request = request.header(service::USER_HEADER, user);
+        }
+        let request = request
+            .header("content-type", "application/json")
+            .body(body)
+            .unwrap();
+        let mut response = self
+            .agent
+            .run(request)
+            .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+        let status = response.status().as_u16();
+        let tags = response
+            .headers()
+            .get("x-cache-tags")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let text = response.body_mut().read_to_string().unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"))
+        };
+        Reply { status, body, tags }
+    }
+
+    fn get(&self, path: &str, user: &str) -> Reply {
+        self.call("GET", path, Some(user), None)
+    }
+
+    fn post(&self, path: &str, user: &str, body: Value) -> Reply {
+        self.call("POST", path, Some(user), Some(body))
+    }
+
+    fn put(&self, path: &str, user: &str, body: Value) -> Reply {
+        self.call("PUT", path, Some(user), Some(body))
+    }
+
+    fn patch(&self, path: &str, user: &str, body: Value) -> Reply {
+        self.call("PATCH", path, Some(user), Some(body))
+    }
+
+    fn delete(&self, path: &str, user: &str) -> Reply {
+        self.call("DELETE", path, Some(user), None)
+    }
+}
+
+/// Asserts the status, showing the reply when it differs; returns the body.
+#[track_caller]
+fn expect(reply: Reply, status: u16) -> Value {
+    assert_eq!(reply.status, status, "{reply:?}");
+    reply.body
+}
+
+/// Asserts a 400 that names `field`.
+#[track_caller]
+fn expect_invalid(reply: Reply, field: &str) {
+    let body = expect(reply, 400);
+    let named = body["field"].as_str().unwrap_or_default();
+    assert!(named.ends_with(field), "expected field {field}: {body}");
+    assert!(body["error"].is_string(), "{body}");
+}
+
+const ADA: &str = "user_ada";
+const EVE: &str = "user_eve";
+
+backend_tests! {
+    fn http_service_serves_the_product_flow(t) {
+        product_flow(t);
+    }
+}
+
+fn product_flow(t: &TestDb) {
+    let started = Instant::now();
+    let server = Server::start(&t.url);
+    let http = Client::new(&server);
+
+    // Who is calling: no header, or one that is not a user id, is 401.
+    let anonymous = expect(http.call("GET", "/users/me", None, None), 401);
+    assert!(anonymous["error"].as_str().unwrap().contains("x-user-id"));
+    expect(http.get("/job-infos", ""), 401);
+
+    // Users: upsert from the body, the id from the header.
+    expect(http.get("/users/me", ADA), 404);
+    let profile = json!({"name": "Ada", "email": "ada@example.com"});
+    let ada = expect(http.put("/users/me", ADA, profile), 200);
+    assert_eq!(ada["id"], ADA);
+    assert!(
+        ada["createdAt"].is_string() && ada["imageUrl"].is_null(),
+        "{ada}"
+    );
+    let me = http.get("/users/me", ADA);
+    assert_eq!(me.tags.as_deref(), Some("id:user_ada:users"));
+    assert_eq!(expect(me, 200)["email"], "ada@example.com");
+    let bad = json!({"name": "Ada", "email": "nope"});
+    expect_invalid(http.put("/users/me", ADA, bad), "email");
+    let stolen = json!({"name": "Eve", "email": "ada@example.com"});
+    let taken = expect(http.put("/users/me", EVE, stolen), 409);
+    assert_eq!(taken["constraint"], "users_email_unique");
+    let own = json!({"name": "Eve", "email": "eve@example.com"});
+    expect(http.put("/users/me", EVE, own), 200);
+
+    // Job infos.
+    let form = json!({
+        "name": "Backend engineer",
+        "title": "Senior backend engineer",
+        "experienceLevel": "mid-level",
+        "description": "Rust and PostgreSQL",
+    });
+    let key = expect(http.post("/job-infos", ADA, form), 201);
+    assert_eq!(key["userId"], ADA);
+    let job = key["id"].as_str().unwrap().to_owned();
+    let blank = json!({"name": " ", "experienceLevel": "junior", "description": "x"});
+    expect_invalid(http.post("/job-infos", ADA, blank), "name");
+    let wizard = json!({"name": "x", "experienceLevel": "wizard", "description": "x"});
+    expect_invalid(http.post("/job-infos", ADA, wizard), "experienceLevel");
+    let incomplete = json!({"name": "x", "experienceLevel": "junior"});
+    let missing = expect(http.post("/job-infos", ADA, incomplete), 400);
+    assert!(
+        missing["error"].as_str().unwrap().contains("description"),
+        "{missing}"
+    );
+    let malformed = http.raw("POST", "/job-infos", Some(ADA), r#"{"name": "#.into());
+    let malformed = expect(malformed, 400);
+    assert!(
+        malformed["error"].as_str().unwrap().contains("EOF"),
+        "{malformed}"
+    );
+    assert_eq!(malformed["field"], "name", "where the JSON broke off");
+    expect_invalid(http.get("/job-infos/not-a-uuid", ADA), "jobInfoId");
+    let changes = json!({"title": null, "name": "Staff backend engineer"});
+    assert_eq!(
+        expect(http.patch(&format!("/job-infos/{job}"), ADA, changes), 200),
+        key
+    );
+    let read = http.get(&format!("/job-infos/{job}"), ADA);
+    assert_eq!(read.tags, Some(format!("id:{job}:jobInfos")));
+    let read = expect(read, 200);
+    assert_eq!(read["name"], "Staff backend engineer");
+    assert_eq!(read["experienceLevel"], "mid-level");
+    assert!(read["title"].is_null(), "{read}");
+
+    // Interviews: started, then finished with a chat id, duration and feedback.
+    let interviews = format!("/job-infos/{job}/interviews");
+    let started_one = expect(http.post(&interviews, ADA, json!({})), 201);
+    assert_eq!(started_one["jobInfoId"], job.as_str());
+    let interview = started_one["id"].as_str().unwrap().to_owned();
+    // Only interviews with a chat id are listed.
+    assert_eq!(expect(http.get(&interviews, ADA), 200), json!([]));
+    let finished = json!({
+        "humeChatId": "chat_1",
+        "duration": "00:21:09",
+        "feedback": "Solid answers.",
+    });
+    expect(
+        http.patch(&format!("/interviews/{interview}"), ADA, finished),
+        200,
+    );
+    let too_vague = json!({"duration": "soon"});
+    let reply = http.patch(&format!("/interviews/{interview}"), ADA, too_vague);
+    expect_invalid(reply, "duration");
+    let read = expect(http.get(&format!("/interviews/{interview}"), ADA), 200);
+    assert_eq!(read["humeChatId"], "chat_1");
+    assert_eq!(read["duration"], "00:21:09");
+    assert_eq!(read["feedback"], "Solid answers.");
+    assert_eq!(read["jobInfo"]["id"], job.as_str());
+    let listed = expect(http.get(&interviews, ADA), 200);
+    assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed[0]["id"], interview.as_str());
+
+    // Questions: one, or many at once.
+    let questions = format!("/job-infos/{job}/questions");
+    let one = json!({"text": "Explain MVCC.", "difficulty": "hard"});
+    assert_eq!(
+        expect(http.post(&questions, ADA, one), 201)["jobInfoId"],
+        job.as_str()
+    );
+    let many = json!([
+        {"text": "Design a rate limiter.", "difficulty": "medium"},
+        {"text": "What is a B-tree?", "difficulty": "easy"},
+    ]);
+    let keys = expect(http.post(&questions, ADA, many), 201);
+    assert_eq!(keys.as_array().unwrap().len(), 2, "{keys}");
+    let one_bad = json!([
+        {"text": "Fine.", "difficulty": "easy"},
+        {"text": "Bad.", "difficulty": "impossible"},
+    ]);
+    expect_invalid(http.post(&questions, ADA, one_bad), "difficulty");
+    let empty = json!({"text": "", "difficulty": "easy"});
+    expect_invalid(http.post(&questions, ADA, empty), "text");
+    let listed = expect(http.get(&questions, ADA), 200);
+    assert_eq!(
+        texts(&listed),
+        [
+            "Explain MVCC.",
+            "Design a rate limiter.",
+            "What is a B-tree?"
+        ]
+    );
+    let question = listed[0]["id"].as_str().unwrap().to_owned();
+    let easier = json!({"difficulty": "medium"});
+    expect(
+        http.patch(&format!("/questions/{question}"), ADA, easier),
+        200,
+    );
+    let read = expect(http.get(&format!("/questions/{question}"), ADA), 200);
+    assert_eq!(read["difficulty"], "medium");
+    let usage = json!({"interviews": 1, "questions": 3});
+    assert_eq!(expect(http.get("/users/me/usage", ADA), 200), usage);
+
+    // Everything of Ada's is invisible to Eve: 404 or empty, never Ada's data.
+    assert_eq!(expect(http.get("/job-infos", EVE), 200), json!([]));
+    for path in [
+        format!("/job-infos/{job}"),
+        format!("/interviews/{interview}"),
+        format!("/questions/{question}"),
+    ] {
+        expect(http.get(&path, EVE), 404);
+        expect(http.patch(&path, EVE, json!({})), 404);
+        expect(http.delete(&path, EVE), 404);
+    }
+    assert_eq!(expect(http.get(&interviews, EVE), 200), json!([]));
+    assert_eq!(expect(http.get(&questions, EVE), 200), json!([]));
+    let sneaky = json!({"text": "Mine now?", "difficulty": "easy"});
+    expect(http.post(&questions, EVE, sneaky), 404);
+    expect(http.post(&interviews, EVE, json!({})), 404);
+    let nothing = json!({"interviews": 0, "questions": 0});
+    assert_eq!(expect(http.get("/users/me/usage", EVE), 200), nothing);
+    assert_eq!(
+        expect(http.get("/job-infos", ADA), 200)
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    expect(http.get("/no/such/route", ADA), 404);
+
+    // Concurrent requests, from as many threads at once: every one succeeds and every
+    // write is visible afterwards.
+    let concurrent = Instant::now();
+    let barrier = Barrier::new(CONCURRENT);
+    let statuses: Vec<[u16; 3]> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..CONCURRENT)
+            .map(|i| {
+                let (http, barrier, questions, job) = (&http, &barrier, &questions, &job);
+                scope.spawn(move || {
+                    barrier.wait();
+                    let text = format!("Concurrent question {i}");
+                    let question = json!({"text": text, "difficulty": "easy"});
+                    let name = format!("Job {i}");
+                    let form =
+                        json!({"name": name, "experienceLevel": "junior", "description": "Load"});
+                    [
+                        http.post(questions, ADA, question).status,
+                        http.post("/job-infos", ADA, form).status,
+                        http.get(&format!("/job-infos/{job}"), ADA).status,
+                    ]
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    assert!(
+        statuses.iter().all(|s| *s == [201, 201, 200]),
+        "{statuses:?}"
+    );
+    let concurrent = concurrent.elapsed();
+    let listed = expect(http.get(&questions, ADA), 200);
+    let texts = texts(&listed);
+    assert_eq!(texts.len(), 3 + CONCURRENT);
+    for i in 0..CONCURRENT {
+        let text = format!("Concurrent question {i}");
+        assert!(texts.contains(&text.as_str()), "{text} is missing");
+    }
+    let jobs = expect(http.get("/job-infos", ADA), 200);
+    assert_eq!(jobs.as_array().unwrap().len(), 1 + CONCURRENT);
+
+    // Deleting the job info takes its interviews and questions along.
+    let removed = expect(http.delete(&format!("/job-infos/{job}"), ADA), 200);
+    assert_eq!(removed["interviews"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        removed["questions"].as_array().unwrap().len(),
+        3 + CONCURRENT
+    );
+    expect(http.get(&format!("/job-infos/{job}"), ADA), 404);
+    expect(http.get(&format!("/interviews/{interview}"), ADA), 404);
+    let nothing = json!({"interviews": 0, "questions": 0});
+    assert_eq!(expect(http.get("/users/me/usage", ADA), 200), nothing);
+
+    drop(http);
+    server.stop();
+    eprintln!(
+        "{}: whole flow {:?}, {CONCURRENT} concurrent clients {:?}",
+        t.db.backend(),
+        started.elapsed(),
+        concurrent
+    );
+}
+
+fn texts(questions: &Value) -> Vec<&str> {
+    let questions = questions.as_array().unwrap();
+    questions
+        .iter()
+        .map(|q| q["text"].as_str().unwrap())
+        .collect()
+}

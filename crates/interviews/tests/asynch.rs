@@ -1,0 +1,72 @@
+//! The async use cases (feature `tokio`) on both backends: the same values, cache tags
+//! and errors as their synchronous twins.
+#![cfg(feature = "tokio")]
+#![allow(clippy::unwrap_used)]
+
+use jobprep_interviews::asynch::{self, AsyncDb};
+use jobprep_interviews::{InterviewChanges, NewInterview, UserId};
+use jobprep_repo::{backend_tests, job_infos, users, Error, Executor, ExperienceLevel};
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+backend_tests! {
+    fn async_use_cases_match_the_sync_ones(t) {
+        let db = AsyncDb::from(t.db.clone());
+        let owner = UserId::new("user_async").unwrap();
+        let job = t.db.write(|conn, _| {
+            users::upsert(conn, &users::NewUser::new(owner.clone(), "Ada", "ada@example.com"))?;
+            let job = job_infos::NewJobInfo::new("SRE", ExperienceLevel::Junior, "On call");
+            job_infos::insert(conn, &owner, &job)
+        })
+        .unwrap();
+        let stranger = UserId::new("user_stranger").unwrap();
+        block_on(async {
+            let key = asynch::create(&db, owner.clone(), NewInterview::new(job.id)).await.unwrap();
+            let id = key.id;
+            assert_eq!(
+                t.sink.take_sorted(),
+                [
+                    "global:interviews".to_owned(),
+                    format!("id:{id}:interviews"),
+                    format!("jobInfo:{}:interviews", job.id),
+                ]
+            );
+            // Only interviews with a chat id are listed and counted.
+            assert!(asynch::list_for_job_info(&db, job.id, owner.clone()).await.unwrap().value.is_empty());
+            let changes = InterviewChanges {
+                hume_chat_id: Some(Some("chat_1".into())),
+                duration: Some("00:10:00".into()),
+                feedback: Some(Some("Good".into())),
+            };
+            assert_eq!(asynch::update(&db, id, owner.clone(), changes).await.unwrap(), key);
+            assert_eq!(asynch::count_for_user(&db, owner.clone()).await.unwrap().value, 1);
+
+            let read = asynch::get(&db, id, owner.clone()).await.unwrap();
+            assert_eq!(read, jobprep_interviews::get(&t.db, id, &owner).unwrap());
+            assert_eq!(read.value.interview.feedback.as_deref(), Some("Good"));
+            let list = asynch::list_for_job_info(&db, job.id, owner.clone()).await.unwrap();
+            assert_eq!(list, jobprep_interviews::list_for_job_info(&t.db, job.id, &owner).unwrap());
+            assert_eq!(list.value, [read.value.interview]);
+
+            let bad = InterviewChanges {
+                duration: Some("ten minutes".into()),
+                ..Default::default()
+            };
+            let err = asynch::update(&db, id, owner.clone(), bad).await.unwrap_err();
+            assert!(matches!(err, Error::InvalidInput { field: "duration", .. }), "{err:?}");
+            let err = asynch::get(&db, id, stranger.clone()).await.unwrap_err();
+            assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+            let err = asynch::delete(&db, id, stranger).await.unwrap_err();
+            assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+
+            assert_eq!(asynch::delete(&db, id, owner.clone()).await.unwrap(), key);
+            assert_eq!(asynch::count_for_user(&db, owner).await.unwrap().value, 0);
+        });
+    }
+}

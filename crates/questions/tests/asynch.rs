@@ -1,0 +1,72 @@
+//! The async use cases (feature `tokio`) on both backends: the same values, cache tags
+//! and errors as their synchronous twins.
+#![cfg(feature = "tokio")]
+#![allow(clippy::unwrap_used)]
+
+use jobprep_questions::asynch::{self, AsyncDb};
+use jobprep_questions::{NewQuestion, QuestionChanges, QuestionDifficulty, UserId};
+use jobprep_repo::{backend_tests, job_infos, users, Error, Executor, ExperienceLevel};
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+backend_tests! {
+    fn async_use_cases_match_the_sync_ones(t) {
+        let db = AsyncDb::from(t.db.clone());
+        let owner = UserId::new("user_async").unwrap();
+        let job = t.db.write(|conn, _| {
+            users::upsert(conn, &users::NewUser::new(owner.clone(), "Ada", "ada@example.com"))?;
+            let job = job_infos::NewJobInfo::new("SRE", ExperienceLevel::Junior, "On call");
+            job_infos::insert(conn, &owner, &job)
+        })
+        .unwrap();
+        let stranger = UserId::new("user_stranger").unwrap();
+        block_on(async {
+            let one = NewQuestion::new("Explain MVCC.", QuestionDifficulty::Hard);
+            let key = asynch::insert(&db, owner.clone(), job.id, one).await.unwrap();
+            let id = key.id;
+            assert_eq!(
+                t.sink.take_sorted(),
+                [
+                    "global:questions".to_owned(),
+                    format!("id:{id}:questions"),
+                    format!("jobInfo:{}:questions", job.id),
+                ]
+            );
+            let many = ["Design a rate limiter.", "What is a B-tree?"]
+                .map(|text| NewQuestion::new(text, QuestionDifficulty::Medium))
+                .to_vec();
+            assert_eq!(asynch::insert_many(&db, owner.clone(), job.id, many).await.unwrap().len(), 2);
+            assert_eq!(asynch::count_for_user(&db, owner.clone()).await.unwrap().value, 3);
+
+            let changes = QuestionChanges {
+                difficulty: Some(QuestionDifficulty::Easy),
+                ..Default::default()
+            };
+            assert_eq!(asynch::update(&db, id, owner.clone(), changes).await.unwrap(), key);
+            let read = asynch::get(&db, id, owner.clone()).await.unwrap();
+            assert_eq!(read, jobprep_questions::get(&t.db, id, &owner).unwrap());
+            assert_eq!(read.value.question.difficulty, QuestionDifficulty::Easy);
+            let list = asynch::list_for_job_info(&db, job.id, owner.clone()).await.unwrap();
+            assert_eq!(list, jobprep_questions::list_for_job_info(&t.db, job.id, &owner).unwrap());
+            assert_eq!(list.value.len(), 3);
+
+            let blank = NewQuestion::new(" ", QuestionDifficulty::Easy);
+            let err = asynch::insert(&db, owner.clone(), job.id, blank).await.unwrap_err();
+            assert!(matches!(err, Error::InvalidInput { field: "text", .. }), "{err:?}");
+            let err = asynch::get(&db, id, stranger.clone()).await.unwrap_err();
+            assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+            let other = NewQuestion::new("Sneaky?", QuestionDifficulty::Easy);
+            let err = asynch::insert(&db, stranger, job.id, other).await.unwrap_err();
+            assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+
+            assert_eq!(asynch::delete(&db, id, owner.clone()).await.unwrap(), key);
+            assert_eq!(asynch::count_for_user(&db, owner).await.unwrap().value, 2);
+        });
+    }
+}

@@ -1,0 +1,44 @@
+//! The async use cases (feature `tokio`) on both backends: the same values, cache tags
+//! and errors as their synchronous twins.
+#![cfg(feature = "tokio")]
+#![allow(clippy::unwrap_used)]
+
+use jobprep_repo::{backend_tests, Error};
+use jobprep_users::asynch::{self, AsyncDb};
+use jobprep_users::{NewUser, UserId};
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(future)
+}
+
+backend_tests! {
+    fn async_use_cases_match_the_sync_ones(t) {
+        let db = AsyncDb::from(t.db.clone());
+        let id = UserId::new("user_async").unwrap();
+        block_on(async {
+            let new = NewUser::new(id.clone(), "Ada", "ada@example.com");
+            let user = asynch::upsert(&db, new).await.unwrap();
+            assert_eq!(
+                t.sink.take_sorted(),
+                ["global:users", "id:user_async:users"]
+            );
+
+            let read = asynch::get(&db, id.clone()).await.unwrap();
+            assert_eq!(read, jobprep_users::get(&t.db, &id).unwrap());
+            assert_eq!(read.value, user);
+
+            let bad = NewUser::new(id.clone(), "Ada", "not-an-email");
+            let err = asynch::upsert(&db, bad).await.unwrap_err();
+            assert!(matches!(err, Error::InvalidInput { field: "email", .. }), "{err:?}");
+
+            assert!(asynch::delete(&db, id.clone()).await.unwrap().is_some());
+            assert!(asynch::delete(&db, id.clone()).await.unwrap().is_none());
+            let gone = asynch::get(&db, id.clone()).await.unwrap_err();
+            assert!(matches!(gone, Error::NotFound { .. }), "{gone:?}");
+        });
+    }
+}
