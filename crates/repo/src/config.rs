@@ -185,7 +185,7 @@ impl DbConfig {
 
     /// The configuration from the environment: `DATABASE_URL` (default: the embedded
     /// SQLite file, see [`default_sqlite_path`]), `DATABASE_REPLICA_URLS`
-    /// (comma-separated), and the `JOBPREP_*` variables in [`env`].
+    /// (comma-separated), and the `JOBPREP_*` variables in [`env`](mod@env).
     pub fn from_env() -> Result<Self> {
         let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
         let url = match var(env::DATABASE_URL) {

@@ -23,7 +23,7 @@ pub const POSTGRES: EmbeddedMigrations = embed_migrations!("../../migrations/pos
 /// The SQLite migrations, embedded at build time.
 pub const SQLITE: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
 
-/// The baseline schema as PostgreSQL's catalog describes it (see [`describe_schema`]),
+/// The baseline schema as PostgreSQL's catalog describes it (see [`Db::describe_schema`]),
 /// for the original app's tables and types. Adoption compares against it; the tests
 /// check that both `existing_app_schema.sql` and our first migration produce exactly it.
 pub const POSTGRES_BASELINE: &str = include_str!("../../../migrations/postgres/baseline.schema");

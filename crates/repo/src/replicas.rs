@@ -6,7 +6,7 @@
 //!
 //! - **Consistency.** A read made on the `Db` itself may be stale by the replica's lag
 //!   (at most the configured `max_replica_lag`, default 5 s, or the replica is skipped).
-//!   For read-your-writes, read through a [`Session`]: it remembers the WAL position of
+//!   For read-your-writes, read through a [`Session`](crate::Session): it remembers the WAL position of
 //!   its latest write (PostgreSQL LSN), and its reads go to a replica only if that
 //!   replica has replayed past it (`pg_last_wal_replay_lsn()`), otherwise to the
 //!   primary. The position can be carried across requests ([`WalPosition`] prints and
