@@ -1,0 +1,639 @@
+//! Database restart under load (issue "Reliability", item 1).
+//!
+//! Run by `bash scripts/fault-restart.sh`, which starts a throwaway PostgreSQL cluster on
+//! its own loopback port and sets:
+//!
+//! - `JOBPREP_FAULT_URL`: a `postgres://` URL of a database on that cluster;
+//! - `JOBPREP_FAULT_PGDATA`: the cluster's data directory;
+//! - `JOBPREP_FAULT_PGCTL`: a `pg_ctl` that runs as the cluster's owner.
+//!
+//! Writer threads insert users and job infos through the public API (single writes and
+//! transactions) while the server goes away three times: `pg_ctl restart -m fast`,
+//! `pg_ctl restart -m immediate`, then `pg_ctl stop -m immediate`, 5 s down (longer than
+//! the pool's connection timeout), `pg_ctl start`. Afterwards:
+//!
+//! - (a) every write whose call returned `Ok` is in the database;
+//! - (b) every error was `Error::Unavailable` (`is_retryable()`), seen during an outage;
+//! - (c) no call blocked longer than the pool's connection timeout plus a margin;
+//! - (d) writes succeed again by themselves within a few seconds of the server being back.
+//!
+//! Every check is evaluated and printed; the test fails if any of them failed.
+
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
+
+use std::collections::{BTreeMap, HashSet};
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use jobprep_repo::job_infos::{self, NewJobInfo};
+use jobprep_repo::users::{self, NewUser};
+use jobprep_repo::{Db, Error, Executor, ExperienceLevel, JobInfoId, UserId};
+use jobprep_schema::{job_info, users as users_table};
+
+const WRITERS: usize = 4;
+/// The pool's wait for a connection; every call during an outage is bounded by it.
+const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
+/// What a call may take beyond the connection timeout (one statement on loopback, a
+/// loaded 2-core CI machine).
+const MARGIN: Duration = Duration::from_millis(1500);
+/// How soon after `pg_ctl` reports the server back every writer must succeed again.
+const RECOVERY_LIMIT: Duration = Duration::from_secs(5);
+/// Load before the first restart and after each recovery.
+const STEADY: Duration = Duration::from_secs(2);
+/// The whole test stops by itself after this, whatever happens.
+const WATCHDOG: Duration = Duration::from_secs(150);
+
+struct FaultEnv {
+    url: String,
+    pgdata: String,
+    pgctl: String,
+}
+
+impl FaultEnv {
+    fn from_env() -> FaultEnv {
+        let var = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{name} is not set: this test restarts a PostgreSQL server and runs \
+                         only against the throwaway cluster of `bash scripts/fault-restart.sh`"
+                    )
+                })
+        };
+        FaultEnv {
+            url: var("JOBPREP_FAULT_URL"),
+            pgdata: var("JOBPREP_FAULT_PGDATA"),
+            pgctl: var("JOBPREP_FAULT_PGCTL"),
+        }
+    }
+
+    /// Runs `pg_ctl ACTION -D PGDATA ARGS... -w -t 60` (bounded) and checks it succeeded.
+    fn pg_ctl(&self, action: &str, args: &[&str]) {
+        let output = Command::new(&self.pgctl)
+            .args([action, "-D", &self.pgdata])
+            .args(args)
+            .args(["-w", "-t", "60"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.pgctl));
+        assert!(
+            output.status.success(),
+            "pg_ctl {action} {args:?} failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    /// Injects `fault`; returns once the server accepts connections again.
+    fn inject(&self, fault: Fault) {
+        // The server's output goes to a file: a pipe it inherited would stay open.
+        let log = format!("{}/server.log", self.pgdata);
+        match fault {
+            Fault::Restart(mode) => self.pg_ctl("restart", &["-m", mode, "-l", &log]),
+            Fault::StopStart(mode, down) => {
+                self.pg_ctl("stop", &["-m", mode]);
+                std::thread::sleep(down);
+                self.pg_ctl("start", &["-l", &log]);
+            }
+        }
+    }
+
+    /// When the postmaster started: changes on every restart.
+    fn postmaster_start_time(&self) -> String {
+        let mut conn = diesel::PgConnection::establish(&self.url).unwrap();
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(
+            "pg_postmaster_start_time()::text",
+        ))
+        .get_result(&mut conn)
+        .unwrap()
+    }
+}
+
+/// How the server goes away.
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    /// `pg_ctl restart -m MODE`: down for a fraction of a second.
+    Restart(&'static str),
+    /// `pg_ctl stop -m MODE`, down this long (beyond the pool's connection timeout, so
+    /// callers wait for connections that cannot be made), then `pg_ctl start`.
+    StopStart(&'static str, Duration),
+}
+
+impl std::fmt::Display for Fault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Fault::Restart(mode) => write!(f, "restart -m {mode}"),
+            Fault::StopStart(mode, down) => {
+                write!(f, "stop -m {mode}, {}s down, start", down.as_secs())
+            }
+        }
+    }
+}
+
+/// The three outages, in order.
+const FAULTS: [Fault; 3] = [
+    Fault::Restart("fast"),
+    Fault::Restart("immediate"),
+    Fault::StopStart("immediate", Duration::from_secs(5)),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Op {
+    User,
+    JobInfo,
+    Transaction,
+}
+
+#[derive(Debug)]
+struct Failure {
+    kind: &'static str,
+    retryable: bool,
+    message: String,
+}
+
+#[derive(Debug)]
+struct Call {
+    op: Op,
+    start: Duration,
+    end: Duration,
+    outcome: Result<(), Failure>,
+}
+
+#[derive(Debug, Default)]
+struct WriterLog {
+    calls: Vec<Call>,
+    users: Vec<UserId>,
+    jobs: Vec<(JobInfoId, UserId)>,
+}
+
+fn kind(error: &Error) -> &'static str {
+    match error {
+        Error::NotFound { .. } => "NotFound",
+        Error::Conflict { .. } => "Conflict",
+        Error::InvalidInput { .. } => "InvalidInput",
+        Error::Unavailable { .. } => "Unavailable",
+        Error::Migration(_) => "Migration",
+        Error::Config(_) => "Config",
+        Error::Database(_) => "Database",
+        _ => "other",
+    }
+}
+
+struct Shared {
+    epoch: Instant,
+    stop: AtomicBool,
+    /// Per writer: when its latest successful call ended, in microseconds since `epoch`.
+    last_ok: Vec<AtomicU64>,
+}
+
+fn job() -> NewJobInfo {
+    NewJobInfo::new(
+        "Fault-injection job",
+        ExperienceLevel::Senior,
+        "Inserted while the server restarts.",
+    )
+}
+
+fn writer(db: Db, w: usize, run: String, shared: Arc<Shared>) -> WriterLog {
+    let owner = UserId::new(format!("{run}-w{w}")).unwrap();
+    let mut owner_acked = false;
+    let mut log = WriterLog::default();
+    let mut i: u64 = 0;
+    while !shared.stop.load(Ordering::Relaxed) {
+        i += 1;
+        let fresh_user = || {
+            let id = UserId::new(format!("{run}-w{w}-u{i}")).unwrap();
+            let new = NewUser::new(
+                id.clone(),
+                "Fault",
+                format!("{run}-w{w}-u{i}@fault.example"),
+            );
+            (id, new)
+        };
+        let op = match i % 3 {
+            _ if !owner_acked => Op::User,
+            0 => Op::User,
+            1 => Op::JobInfo,
+            _ => Op::Transaction,
+        };
+        let start = shared.epoch.elapsed();
+        let result: Result<(), Error> = match op {
+            Op::User if !owner_acked => {
+                let new = NewUser::new(owner.clone(), "Owner", format!("{run}-w{w}@fault.example"));
+                db.write(|c, _| users::upsert(c, &new)).map(|_| {
+                    owner_acked = true;
+                    log.users.push(owner.clone());
+                })
+            }
+            Op::User => {
+                let (id, new) = fresh_user();
+                db.write(|c, _| users::upsert(c, &new))
+                    .map(|_| log.users.push(id))
+            }
+            Op::JobInfo => db
+                .write(|c, _| job_infos::insert(c, &owner, &job()))
+                .map(|key| log.jobs.push((key.id, owner.clone()))),
+            Op::Transaction => {
+                let (id, new) = fresh_user();
+                db.transaction(|tx| {
+                    tx.write(|c, _| users::upsert(c, &new))?;
+                    let a = tx.write(|c, _| job_infos::insert(c, &id, &job()))?;
+                    let b = tx.write(|c, _| job_infos::insert(c, &id, &job()))?;
+                    Ok([a.id, b.id])
+                })
+                .map(|jobs| {
+                    log.users.push(id.clone());
+                    log.jobs.extend(jobs.map(|job| (job, id.clone())));
+                })
+            }
+        };
+        let end = shared.epoch.elapsed();
+        if result.is_ok() {
+            shared.last_ok[w].store(end.as_micros() as u64, Ordering::Relaxed);
+        }
+        log.calls.push(Call {
+            op,
+            start,
+            end,
+            outcome: result.map_err(|e| Failure {
+                kind: kind(&e),
+                retryable: e.is_retryable(),
+                message: e.to_string(),
+            }),
+        });
+    }
+    log
+}
+
+struct Outage {
+    fault: Fault,
+    /// When the fault was injected.
+    begin: Duration,
+    /// When `pg_ctl` reported the server back.
+    back: Duration,
+    /// Errors ending in `begin..=until` belong to this outage: up to RECOVERY_LIMIT
+    /// after `back`, or the next outage.
+    until: Duration,
+}
+
+impl Outage {
+    fn covers(&self, t: Duration) -> bool {
+        t >= self.begin && t <= self.until
+    }
+}
+
+/// Waits until every writer has succeeded after `back`, or `limit` has passed.
+fn wait_for_recovery(shared: &Shared, back: Duration, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let recovered = shared
+            .last_ok
+            .iter()
+            .all(|t| Duration::from_micros(t.load(Ordering::Relaxed)) > back);
+        if recovered {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}
+
+/// A message with its numbers blanked, so that the same failure counts once.
+fn shape(message: &str) -> String {
+    let first_line = message.lines().next().unwrap_or("");
+    let mut out = String::new();
+    let mut in_number = false;
+    for ch in first_line.chars() {
+        if ch.is_ascii_digit() {
+            if !in_number {
+                out.push('N');
+            }
+            in_number = true;
+        } else {
+            in_number = false;
+            out.push(ch);
+        }
+    }
+    out
+}
+
+#[test]
+#[ignore = "restarts a PostgreSQL server: run `bash scripts/fault-restart.sh`, which starts a throwaway one"]
+fn acknowledged_writes_survive_server_restarts_and_the_pool_recovers() {
+    let env = FaultEnv::from_env();
+    std::thread::spawn(|| {
+        std::thread::sleep(WATCHDOG);
+        eprintln!("fault_restart: still running after {WATCHDOG:?}; aborting");
+        std::process::exit(101);
+    });
+
+    let db = Db::builder(&env.url)
+        .max_size(WRITERS as u32)
+        .connection_timeout(CONNECTION_TIMEOUT)
+        .build()
+        .unwrap();
+    db.migrate().unwrap();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    let run = format!("fault-{nanos}");
+
+    let shared = Arc::new(Shared {
+        epoch: Instant::now(),
+        stop: AtomicBool::new(false),
+        last_ok: (0..WRITERS).map(|_| AtomicU64::new(0)).collect(),
+    });
+    let handles: Vec<JoinHandle<WriterLog>> = (0..WRITERS)
+        .map(|w| {
+            let (db, run, shared) = (db.clone(), run.clone(), shared.clone());
+            std::thread::spawn(move || writer(db, w, run, shared))
+        })
+        .collect();
+
+    std::thread::sleep(STEADY);
+    let mut outages: Vec<Outage> = Vec::new();
+    for fault in FAULTS {
+        let start_time_before = env.postmaster_start_time();
+        let begin = shared.epoch.elapsed();
+        if let Some(previous) = outages.last_mut() {
+            previous.until = previous.until.min(begin);
+        }
+        env.inject(fault);
+        let back = shared.epoch.elapsed();
+        assert_ne!(
+            start_time_before,
+            env.postmaster_start_time(),
+            "{fault} did not restart the server"
+        );
+        outages.push(Outage {
+            fault,
+            begin,
+            back,
+            until: back + RECOVERY_LIMIT,
+        });
+        wait_for_recovery(&shared, back, RECOVERY_LIMIT * 3);
+        std::thread::sleep(STEADY);
+    }
+    shared.stop.store(true, Ordering::Relaxed);
+
+    let mut failures: Vec<String> = Vec::new();
+    let mut logs = Vec::new();
+    for (w, handle) in handles.into_iter().enumerate() {
+        match handle.join() {
+            Ok(log) => logs.push(log),
+            Err(panic) => {
+                let text = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_default();
+                failures.push(format!("writer {w} panicked: {text}"));
+            }
+        }
+    }
+    let calls: Vec<&Call> = logs.iter().flat_map(|l| &l.calls).collect();
+    let errors: Vec<(&Call, &Failure)> = calls
+        .iter()
+        .filter_map(|c| c.outcome.as_ref().err().map(|f| (*c, f)))
+        .collect();
+
+    println!("fault-restart measurements ({WRITERS} writers, pool of {WRITERS}, connection timeout {CONNECTION_TIMEOUT:?})");
+    for o in &outages {
+        let seen: Vec<Duration> = errors
+            .iter()
+            .filter(|(c, _)| o.covers(c.end))
+            .map(|(c, _)| c.end)
+            .collect();
+        let since_begin = |t: Option<&Duration>| t.map_or("-".into(), |t| secs(*t - o.begin));
+        println!(
+            "  {}: pg_ctl took {}, {} failed calls, from {} to {} after the fault",
+            o.fault,
+            secs(o.back - o.begin),
+            seen.len(),
+            since_begin(seen.iter().min()),
+            since_begin(seen.iter().max()),
+        );
+    }
+
+    // (a) Every acknowledged write is in the database.
+    let acked_users: HashSet<UserId> = logs.iter().flat_map(|l| l.users.clone()).collect();
+    let acked_jobs: HashSet<(JobInfoId, UserId)> =
+        logs.iter().flat_map(|l| l.jobs.clone()).collect();
+    let mut check = diesel::PgConnection::establish(&env.url).unwrap();
+    let pattern = format!("{run}-%");
+    let present_users: HashSet<UserId> = users_table::table
+        .filter(users_table::id.like(&pattern))
+        .select(users_table::id)
+        .load::<UserId>(&mut check)
+        .unwrap()
+        .into_iter()
+        .collect();
+    let present_jobs: HashSet<(JobInfoId, UserId)> = job_info::table
+        .filter(job_info::user_id.like(&pattern))
+        .select((job_info::id, job_info::user_id))
+        .load::<(JobInfoId, UserId)>(&mut check)
+        .unwrap()
+        .into_iter()
+        .collect();
+    let missing_users = acked_users.difference(&present_users).count();
+    let missing_jobs = acked_jobs.difference(&present_jobs).count();
+    let unacked_users = present_users.difference(&acked_users).count();
+    let unacked_jobs = present_jobs.difference(&acked_jobs).count();
+    println!(
+        "  writes acknowledged: {} calls ({} users, {} job infos); in the database: {} users, {} job infos",
+        calls.len() - errors.len(),
+        acked_users.len(),
+        acked_jobs.len(),
+        present_users.len(),
+        present_jobs.len()
+    );
+    println!(
+        "  committed although the call failed (the connection broke during COMMIT): {unacked_users} users, {unacked_jobs} job infos"
+    );
+    // A failed call may still have committed (the connection broke during COMMIT): a
+    // user call one user, a job info call one job info, a transaction both of its own.
+    let failed = |op: Op| errors.iter().filter(|(c, _)| c.op == op).count();
+    let (failed_users, failed_jobs, failed_tx) = (
+        failed(Op::User),
+        failed(Op::JobInfo),
+        failed(Op::Transaction),
+    );
+    if missing_users + missing_jobs > 0
+        || unacked_users > failed_users + failed_tx
+        || unacked_jobs > failed_jobs + 2 * failed_tx
+    {
+        failures.push(format!(
+            "(a) acknowledged writes missing: {missing_users} users, {missing_jobs} job infos; \
+             rows no call acknowledged: {unacked_users} users, {unacked_jobs} job infos, \
+             for {failed_users} failed user calls, {failed_jobs} job info calls, \
+             {failed_tx} transactions"
+        ));
+    } else {
+        println!(
+            "check (a) every acknowledged write is present: ok ({} users, {} job infos)",
+            acked_users.len(),
+            acked_jobs.len()
+        );
+    }
+
+    // (b) Every error is Unavailable (retryable) and happened during an outage.
+    let mut by_kind: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_message: BTreeMap<(&str, String), usize> = BTreeMap::new();
+    let mut by_op: BTreeMap<Op, (usize, usize)> = BTreeMap::new();
+    for call in &calls {
+        let entry = by_op.entry(call.op).or_default();
+        entry.0 += 1;
+        entry.1 += usize::from(call.outcome.is_err());
+    }
+    for (_, failure) in &errors {
+        *by_kind.entry(failure.kind).or_default() += 1;
+        *by_message
+            .entry((failure.kind, shape(&failure.message)))
+            .or_default() += 1;
+    }
+    println!("  calls by operation (total, failed): {by_op:?}");
+    println!("  errors by kind: {by_kind:?}");
+    for ((kind, message), n) in &by_message {
+        println!("    {n:>5} x {kind}: {message}");
+    }
+    let not_retryable: Vec<&Failure> = errors
+        .iter()
+        .filter(|(_, f)| !f.retryable || f.kind != "Unavailable")
+        .map(|(_, f)| *f)
+        .collect();
+    let outside_outage: Vec<&Call> = errors
+        .iter()
+        .filter(|(c, _)| !outages.iter().any(|o| o.covers(c.end)))
+        .map(|(c, _)| *c)
+        .collect();
+    if !not_retryable.is_empty() || !outside_outage.is_empty() {
+        failures.push(format!(
+            "(b) {} errors were not Unavailable: {:#?}; {} errors happened outside the outages: {:#?}",
+            not_retryable.len(),
+            not_retryable.iter().take(5).collect::<Vec<_>>(),
+            outside_outage.len(),
+            outside_outage.iter().take(5).collect::<Vec<_>>()
+        ));
+    } else {
+        println!(
+            "check (b) every error is Unavailable and retryable, during an outage: ok ({} errors)",
+            errors.len()
+        );
+    }
+
+    // (c) No call blocked longer than the connection timeout plus a margin.
+    let mut durations: Vec<Duration> = calls.iter().map(|c| c.end - c.start).collect();
+    durations.sort();
+    let max = durations.last().copied().unwrap_or_default();
+    let p99 = durations
+        .get(durations.len().saturating_sub(1) * 99 / 100)
+        .copied()
+        .unwrap_or_default();
+    let max_failed = errors
+        .iter()
+        .map(|(c, _)| c.end - c.start)
+        .max()
+        .unwrap_or_default();
+    println!(
+        "  call duration: p99 {}, max {}, longest failed call {}",
+        secs(p99),
+        secs(max),
+        secs(max_failed)
+    );
+    if max > CONNECTION_TIMEOUT + MARGIN {
+        failures.push(format!(
+            "(c) a call blocked for {} (limit {} = connection timeout {} + margin {})",
+            secs(max),
+            secs(CONNECTION_TIMEOUT + MARGIN),
+            secs(CONNECTION_TIMEOUT),
+            secs(MARGIN)
+        ));
+    } else {
+        println!(
+            "check (c) no call blocked longer than {} + {}: ok (max {})",
+            secs(CONNECTION_TIMEOUT),
+            secs(MARGIN),
+            secs(max)
+        );
+    }
+
+    // (d) After each restart, every writer succeeds again within RECOVERY_LIMIT.
+    let mut recovery_failures = Vec::new();
+    let mut recoveries = Vec::new();
+    for o in &outages {
+        let per_writer: Vec<Option<Duration>> = logs
+            .iter()
+            .map(|log| {
+                log.calls
+                    .iter()
+                    .find(|c| c.outcome.is_ok() && c.start >= o.back)
+                    .map(|c| c.end - o.back)
+            })
+            .collect();
+        let worst = per_writer
+            .iter()
+            .copied()
+            .try_fold(Duration::ZERO, |acc, t| t.map(|t| acc.max(t)));
+        match worst {
+            Some(t) if t <= RECOVERY_LIMIT => {
+                recoveries.push(format!("{}: {}", o.fault, secs(t)));
+            }
+            _ => recovery_failures.push(format!(
+                "{}: first successful write per writer after the server was back: {per_writer:?}",
+                o.fault
+            )),
+        }
+    }
+    if recovery_failures.is_empty() {
+        println!(
+            "check (d) every writer succeeds again within {} of the server being back: ok ({})",
+            secs(RECOVERY_LIMIT),
+            recoveries.join(", ")
+        );
+    } else {
+        failures.push(format!(
+            "(d) no recovery within {}: {recovery_failures:?}",
+            secs(RECOVERY_LIMIT)
+        ));
+    }
+    // (e) The outages were felt: the long one made callers wait out the connection
+    // timeout, so (b), (c) and (d) were checked on the pool's timeout path too, not only
+    // on connections that broke.
+    let long_outage_waits = outages
+        .iter()
+        .filter(|o| matches!(o.fault, Fault::StopStart(..)))
+        .map(|o| {
+            errors
+                .iter()
+                .filter(|(c, _)| o.covers(c.end) && c.end - c.start >= CONNECTION_TIMEOUT)
+                .count()
+        })
+        .sum::<usize>();
+    if long_outage_waits == 0 {
+        failures.push(format!(
+            "(e) no call waited out the {} connection timeout during the stop/start outage",
+            secs(CONNECTION_TIMEOUT)
+        ));
+    } else {
+        println!(
+            "check (e) the outages were felt: ok ({} failed calls, {long_outage_waits} of them waited out the connection timeout)",
+            errors.len()
+        );
+    }
+    println!("  pool at the end: {:?}", db.pool_state());
+
+    for failure in &failures {
+        println!("check FAILED {failure}");
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}
