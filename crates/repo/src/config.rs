@@ -327,7 +327,13 @@ fn parse_url_options(url: &str) -> Result<(DatabaseUrl, Vec<(String, String)>)> 
         .or_else(|| url.strip_prefix("sqlite:"))
     {
         (Backend::Sqlite, rest)
-    } else if let Some((scheme, _)) = url.split_once("://") {
+    } else if url.to_ascii_lowercase().starts_with("postgres") {
+        // `postgres:/...`, `postgres//...`: a mistyped PostgreSQL URL, not a file name.
+        // Never echo it: it may hold a password.
+        return Err(Error::Config(
+            "malformed PostgreSQL URL: it must start with postgres:// or postgresql://".into(),
+        ));
+    } else if let Some(scheme) = url_scheme(url) {
         let scheme: String = scheme.chars().take(32).collect();
         return Err(Error::Config(format!(
             "unsupported database URL scheme `{scheme}`: use postgres://, postgresql://, \
@@ -366,9 +372,14 @@ fn parse_url_options(url: &str) -> Result<(DatabaseUrl, Vec<(String, String)>)> 
         }
         Backend::Sqlite => {
             if !kept.is_empty() {
+                // Name the keys only: a value could be a secret.
+                let keys: Vec<&str> = kept
+                    .iter()
+                    .map(|pair| pair.split_once('=').map_or(*pair, |(key, _)| key))
+                    .collect();
                 return Err(Error::Config(format!(
                     "SQLite URLs take no options but `{URL_OPTION_PREFIX}*`; found `{}`",
-                    kept.join("&")
+                    keys.join("`, `")
                 )));
             }
             if head.is_empty() {
@@ -396,6 +407,16 @@ fn parse_url_options(url: &str) -> Result<(DatabaseUrl, Vec<(String, String)>)> 
         },
         ours,
     ))
+}
+
+/// The scheme of `scheme:rest` (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`),
+/// if the text starts with one. A file path has none (`./a.db`, `/srv/a.db`, `a.db`).
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once(':')?;
+    let mut chars = scheme.chars();
+    let shaped = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    shaped.then_some(scheme)
 }
 
 /// The password in `user:password@host` or in a `password=` query parameter.

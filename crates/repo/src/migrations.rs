@@ -68,7 +68,22 @@ impl Db {
     /// module docs). Safe to run from several processes at once on PostgreSQL: they
     /// take turns on an advisory lock. Running it again is a no-op.
     pub fn migrate(&self) -> Result<MigrationReport> {
+        self.refuse_through_a_pooler()?;
         self.with_connection(|conn| with_migration_lock(conn, migrate_locked))
+    }
+
+    /// Migrations hold a session-level advisory lock and run `CREATE INDEX
+    /// CONCURRENTLY` outside a transaction; a transaction-mode pooler can move either
+    /// to another server connection. Use the direct (non-pooler) URL for migrations.
+    fn refuse_through_a_pooler(&self) -> Result<()> {
+        if self.config().pooler_safe {
+            return Err(Error::Config(
+                "migrations need a direct connection, not a transaction-mode pooler (pooler-safe \
+                 mode is on): run `jobprep migrate` with the database's direct URL"
+                    .into(),
+            ));
+        }
+        Ok(())
     }
 
     /// Every known migration, oldest first, and whether it is applied.
@@ -88,6 +103,7 @@ impl Db {
     /// Reverts the most recent migration; `None` when nothing is applied. Reverting the
     /// first migration drops every table, data included.
     pub fn revert_last_migration(&self) -> Result<Option<String>> {
+        self.refuse_through_a_pooler()?;
         self.with_connection(|conn| {
             with_migration_lock(conn, |conn| {
                 if applied_versions(conn)?.is_empty() {

@@ -21,6 +21,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
+use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once, OnceLock};
@@ -136,7 +137,12 @@ impl TestDb {
                         }
                         static SKIP: Once = Once::new();
                         SKIP.call_once(|| {
-                            eprintln!("skipping PostgreSQL tests: {reason} (set TEST_DATABASE_URL, or JOBPREP_REQUIRE_POSTGRES=1 to fail instead)");
+                            // Straight to the process's stderr: libtest captures the
+                            // output of `eprintln!` in passing tests.
+                            let _ = writeln!(
+                                std::io::stderr(),
+                                "skipping PostgreSQL tests: {reason} (set TEST_DATABASE_URL, or JOBPREP_REQUIRE_POSTGRES=1 to fail instead)"
+                            );
                         });
                         return None;
                     }

@@ -27,6 +27,15 @@ backend_tests! {
         assert_eq!(db.pool_state().connections, 1);
     }
 
+    fn migrations_refuse_to_run_through_a_transaction_pooler(t) {
+        let db = Db::builder(&t.url).pooler_safe(true).build().unwrap();
+        for error in [db.migrate().unwrap_err(), db.revert_last_migration().unwrap_err()] {
+            assert!(matches!(error, Error::Config(_)), "{error:?}");
+            assert!(error.to_string().contains("direct URL"), "{error}");
+        }
+        assert_eq!(t.db.migration_status().unwrap().iter().filter(|m| m.applied).count(), 4, "nothing reverted");
+    }
+
     fn waits_and_timeouts_are_counted(t) {
         let db = Db::builder(&t.url)
             .max_size(1)
