@@ -153,6 +153,9 @@ cargo build -q -p jobprep-cli
 cargo test -q -p jobprep-repo --test pooler --no-run
 
 echo "== jobprep demo --json through PgBouncer (pooler-safe)"
+# Migrations need a session: they run on the server directly, as users are told to.
+direct="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
+target/debug/jobprep --database-url "${direct%/*}/$db" migrate >/dev/null
 if timeout -k 5 60 target/debug/jobprep --database-url "$url?jobprep_pooler_safe=true" demo --json \
   >"$work/demo.json" 2>"$work/demo.err" \
   && grep -q '"backend":"postgres"' "$work/demo.json" \

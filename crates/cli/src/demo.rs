@@ -70,7 +70,20 @@ pub fn run(config: DbConfig, json: bool) -> Result<(), Error> {
     let sink = RecordingSink::new();
     let database = config.url.to_string();
     let db = Db::from_config(config, Arc::new(sink.clone()))?;
-    let migrations = db.migrate()?;
+    let migrations = if db.config().pooler_safe {
+        // Through a transaction pooler migrations cannot run; they must already have
+        // been applied over the direct URL.
+        if db.migration_status()?.iter().any(|m| !m.applied) {
+            return Err(Error::Config(
+                "the database has pending migrations, and they cannot run through a \
+                 transaction pooler: run `jobprep migrate` with the direct URL first"
+                    .into(),
+            ));
+        }
+        Vec::new()
+    } else {
+        db.migrate()?.applied
+    };
     let mut r = Recorder {
         sink,
         steps: Vec::new(),
@@ -204,7 +217,7 @@ pub fn run(config: DbConfig, json: bool) -> Result<(), Error> {
     let report = Report {
         backend: db.backend().to_string(),
         database,
-        migrations_applied: migrations.applied,
+        migrations_applied: migrations,
         steps: r.steps,
     };
     if json {
