@@ -19,6 +19,7 @@ use diesel::Connection as _;
 use crate::cache::{CacheTag, NoopSink, TagSink};
 use crate::config::{Backend, DatabaseUrl, DbConfig, PoolOptions};
 use crate::error::{Error, Result};
+use crate::pool::ShardedPool;
 use crate::replicas::{self, Replica, RoutingState, WalPosition};
 
 /// A database connection of either backend. Opaque outside this crate: only the
@@ -196,10 +197,9 @@ impl r2d2::ManageConnection for ConnectionManager {
     }
 }
 
-type Pool = r2d2::Pool<ConnectionManager>;
+pub(crate) type Pool = r2d2::Pool<ConnectionManager>;
 
-fn build_pool(url: &DatabaseUrl, config: &DbConfig) -> Pool {
-    let options: &PoolOptions = &config.pool;
+pub(crate) fn build_pool(url: &DatabaseUrl, config: &DbConfig, options: &PoolOptions) -> Pool {
     let manager = ConnectionManager {
         url: url.clone(),
         pooler_safe: config.pooler_safe,
@@ -241,7 +241,7 @@ pub struct Db {
 
 struct DbInner {
     config: DbConfig,
-    primary: Pool,
+    primary: ShardedPool,
     replicas: Vec<Replica>,
     next_replica: AtomicUsize,
     primary_reads: AtomicU64,
@@ -417,11 +417,11 @@ impl Db {
                 "replica {replica} is not a PostgreSQL URL; replicas must be postgres://"
             )));
         }
-        let primary = build_pool(&config.url, &config);
+        let primary = ShardedPool::new(&config.url, &config);
         let replicas = config
             .replicas
             .iter()
-            .map(|url| Replica::new(url.clone(), build_pool(url, &config)))
+            .map(|url| Replica::new(url.clone(), build_pool(url, &config, &config.pool)))
             .collect();
         Ok(Db {
             inner: Arc::new(DbInner {
@@ -450,11 +450,11 @@ impl Db {
 
     /// Connections open and idle in the pool right now.
     pub fn pool_state(&self) -> PoolState {
-        let state = self.inner.primary.state();
+        let (connections, idle, max_size) = self.inner.primary.state();
         PoolState {
-            connections: state.connections,
-            idle: state.idle_connections,
-            max_size: self.inner.primary.max_size(),
+            connections,
+            idle,
+            max_size,
             waits: self.inner.waits.load(Ordering::Relaxed),
             timeouts: self.inner.timeouts.load(Ordering::Relaxed),
         }
@@ -602,9 +602,8 @@ impl Db {
             return Ok(conn);
         }
         self.inner.waits.fetch_add(1, Ordering::Relaxed);
-        self.inner.primary.get().map_err(|error| {
+        self.inner.primary.get().inspect_err(|_| {
             self.inner.timeouts.fetch_add(1, Ordering::Relaxed);
-            Error::from(error)
         })
     }
 

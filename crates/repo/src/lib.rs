@@ -6,6 +6,7 @@ mod db;
 mod error;
 #[cfg(feature = "tracing")]
 mod observe;
+mod pool;
 mod types;
 mod validate;
 
