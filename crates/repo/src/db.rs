@@ -421,7 +421,7 @@ impl Db {
         let replicas = config
             .replicas
             .iter()
-            .map(|url| Replica::new(url.clone(), build_pool(url, &config, &config.pool)))
+            .map(|url| Replica::new(url.clone(), ShardedPool::new(url, &config)))
             .collect();
         Ok(Db {
             inner: Arc::new(DbInner {

@@ -81,13 +81,18 @@ impl ShardedPool {
 
     /// A connection, waiting up to the connection timeout.
     pub(crate) fn get(&self) -> Result<Pooled> {
+        self.get_within(self.timeout)
+    }
+
+    /// A connection, waiting up to `timeout`.
+    pub(crate) fn get_within(&self, timeout: Duration) -> Result<Pooled> {
         let started = Instant::now();
         let home = self.home();
         // r2d2 attaches the connection error (why nothing could be opened) to one
         // timeout only: keep the most telling one.
         let mut best_error: Option<r2d2::Error> = None;
         for attempt in 0.. {
-            let remaining = self.timeout.saturating_sub(started.elapsed());
+            let remaining = timeout.saturating_sub(started.elapsed());
             if remaining.is_zero() {
                 break;
             }

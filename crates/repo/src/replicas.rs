@@ -20,8 +20,7 @@
 
 use std::fmt;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use diesel::sql_types::{BigInt, Bool, Text};
@@ -30,6 +29,7 @@ use diesel::{QueryableByName, RunQueryDsl};
 use crate::config::DatabaseUrl;
 use crate::db::{BackendConnection, Connection};
 use crate::error::{Error, Result};
+use crate::pool::ShardedPool;
 
 /// How often a replica's health and lag are re-read on the read path.
 pub(crate) const CHECK_INTERVAL: Duration = Duration::from_secs(1);
@@ -109,20 +109,21 @@ pub struct RoutingState {
     pub replicas: Vec<ReplicaState>,
 }
 
-#[derive(Debug)]
-struct Health {
-    healthy: bool,
-    lag: Option<Duration>,
-    replayed: Option<WalPosition>,
-    /// When the replica is next checked (or, when unhealthy, tried again).
-    next_check: Instant,
-}
-
-/// One replica: its pool and what the read path last learned about it.
+/// One replica: its pool and what the read path last learned about it. Every read
+/// consults this, so it is kept in atomics: no lock on the read path.
 pub(crate) struct Replica {
     pub(crate) url: DatabaseUrl,
-    pub(crate) pool: r2d2::Pool<crate::db::ConnectionManager>,
-    health: Mutex<Health>,
+    pool: ShardedPool,
+    /// Reachable, in recovery and within the lag bound at the last check.
+    healthy: AtomicBool,
+    /// Milliseconds since `epoch` when the replica is next checked (or, unhealthy,
+    /// tried again).
+    next_check_ms: AtomicU64,
+    /// Lag at the last check, in ms (`u64::MAX`: not measured yet).
+    lag_ms: AtomicU64,
+    /// WAL replayed at the last look (0: unknown).
+    replayed: AtomicU64,
+    epoch: Instant,
     reads: AtomicU64,
 }
 
@@ -178,43 +179,56 @@ fn replayed_past(conn: &mut Connection, position: WalPosition) -> Result<(bool, 
 }
 
 impl Replica {
-    pub(crate) fn new(url: DatabaseUrl, pool: r2d2::Pool<crate::db::ConnectionManager>) -> Self {
+    pub(crate) fn new(url: DatabaseUrl, pool: ShardedPool) -> Self {
         Replica {
             url,
             pool,
-            health: Mutex::new(Health {
-                healthy: true,
-                lag: None,
-                replayed: None,
-                next_check: Instant::now(),
-            }),
+            healthy: AtomicBool::new(true),
+            next_check_ms: AtomicU64::new(0),
+            lag_ms: AtomicU64::new(u64::MAX),
+            replayed: AtomicU64::new(0),
+            epoch: Instant::now(),
             reads: AtomicU64::new(0),
         }
     }
 
-    fn health(&self) -> std::sync::MutexGuard<'_, Health> {
-        self.health.lock().unwrap_or_else(|p| p.into_inner())
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn millis(duration: Duration) -> u64 {
+        u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
     }
 
     fn mark_down(&self) {
-        let mut health = self.health();
-        health.healthy = false;
-        health.next_check = Instant::now() + RETRY_AFTER;
+        self.healthy.store(false, Ordering::Relaxed);
+        self.next_check_ms.store(
+            self.now_ms().saturating_add(Self::millis(RETRY_AFTER)),
+            Ordering::Relaxed,
+        );
+    }
+
+    fn replayed(&self) -> Option<WalPosition> {
+        match self.replayed.load(Ordering::Relaxed) {
+            0 => None,
+            position => Some(WalPosition(position)),
+        }
+    }
+
+    fn note_replayed(&self, position: WalPosition) {
+        self.replayed.fetch_max(position.0, Ordering::Relaxed);
     }
 
     pub(crate) fn state(&self) -> ReplicaState {
-        let health = self.health();
-        let pool = self.pool.state();
+        let (connections, idle, _) = self.pool.state();
         ReplicaState {
             url: self.url.to_string(),
-            healthy: health.healthy,
-            lag_ms: health
-                .lag
-                .map(|lag| u64::try_from(lag.as_millis()).unwrap_or(u64::MAX)),
-            replayed: health.replayed,
+            healthy: self.healthy.load(Ordering::Relaxed),
+            lag_ms: Some(self.lag_ms.load(Ordering::Relaxed)).filter(|&lag| lag != u64::MAX),
+            replayed: self.replayed(),
             reads: self.reads.load(Ordering::Relaxed),
-            connections: pool.connections,
-            idle: pool.idle_connections,
+            connections,
+            idle,
         }
     }
 
@@ -227,32 +241,41 @@ impl Replica {
         max_lag: Duration,
         f: &impl Fn(&mut Connection) -> Result<T>,
     ) -> Option<Result<T>> {
-        let now = Instant::now();
-        let check_due = {
-            let mut health = self.health();
-            if now < health.next_check && !health.healthy {
-                return None;
-            }
-            let due = now >= health.next_check;
-            if due {
-                // This caller does the check; others use the last result meanwhile.
-                health.next_check = now + CHECK_INTERVAL;
-            }
-            due
-        };
-        let Ok(mut conn) = self.pool.get_timeout(CHECKOUT_TIMEOUT) else {
+        let now = self.now_ms();
+        let next_check = self.next_check_ms.load(Ordering::Relaxed);
+        let due = now >= next_check;
+        if !due && !self.healthy.load(Ordering::Relaxed) {
+            return None;
+        }
+        // One caller claims a due check; the others go on with the last result.
+        let check = due
+            && self
+                .next_check_ms
+                .compare_exchange(
+                    next_check,
+                    now.saturating_add(Self::millis(CHECK_INTERVAL)),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok();
+        if due && !check && !self.healthy.load(Ordering::Relaxed) {
+            return None;
+        }
+        let Ok(mut conn) = self.pool.get_within(CHECKOUT_TIMEOUT) else {
             self.mark_down();
             return None;
         };
-        if check_due {
+        if check {
             match replay_status(&mut conn) {
                 Ok(status) => {
                     let lag = Duration::from_millis(u64::try_from(status.lag_ms).unwrap_or(0));
-                    let mut health = self.health();
-                    health.lag = Some(lag);
-                    health.replayed = status.replayed.parse().ok();
-                    health.healthy = status.in_recovery && lag <= max_lag;
-                    if !health.healthy {
+                    self.lag_ms.store(Self::millis(lag), Ordering::Relaxed);
+                    if let Ok(replayed) = status.replayed.parse() {
+                        self.note_replayed(replayed);
+                    }
+                    let healthy = status.in_recovery && lag <= max_lag;
+                    self.healthy.store(healthy, Ordering::Relaxed);
+                    if !healthy {
                         return None;
                     }
                 }
@@ -264,11 +287,10 @@ impl Replica {
             }
         }
         if let Some(position) = position {
-            let known = self.health().replayed;
-            if known.is_none_or(|replayed| replayed < position) {
+            if self.replayed().is_none_or(|replayed| replayed < position) {
                 match replayed_past(&mut conn, position) {
                     Ok((caught_up, replayed)) => {
-                        self.health().replayed = Some(replayed);
+                        self.note_replayed(replayed);
                         if !caught_up {
                             return None;
                         }
