@@ -9,25 +9,8 @@ use jobprep_job_infos::{
     ExperienceLevel, JobInfo, JobInfoChanges, JobInfoId, JobInfoKey, NewJobInfo, UserId,
 };
 use jobprep_questions::{NewQuestion, QuestionDifficulty, QuestionKey};
-use jobprep_repo::testing::TestDb;
-use jobprep_repo::{backend_tests, users, Entity, Error, Executor};
-
-/// Creates a user (reporting no tags) and returns its id.
-fn user(t: &TestDb, id: &str) -> UserId {
-    let id = UserId::new(id).unwrap();
-    let local: String = id
-        .as_str()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    let new = users::NewUser::new(
-        id.clone(),
-        format!("Name of {id}"),
-        format!("{local}@example.com"),
-    );
-    t.db.write(|conn, _| users::upsert(conn, &new)).unwrap();
-    id
-}
+use jobprep_repo::testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
+use jobprep_repo::{backend_tests, Entity, Error};
 
 fn new_job(name: &str) -> NewJobInfo {
     NewJobInfo::new(
@@ -57,15 +40,6 @@ fn names(t: &TestDb, owner: &UserId) -> Vec<String> {
         .collect()
 }
 
-/// Tags as sorted, de-duplicated strings.
-fn tag_set<S: Into<String>>(tags: impl IntoIterator<Item = S>) -> Vec<String> {
-    tags.into_iter()
-        .map(Into::into)
-        .collect::<BTreeSet<String>>()
-        .into_iter()
-        .collect()
-}
-
 fn job_tags(key: &JobInfoKey) -> Vec<String> {
     tag_set([
         "global:jobInfos".to_owned(),
@@ -88,21 +62,6 @@ fn question_tags(key: &QuestionKey) -> Vec<String> {
         format!("jobInfo:{}:questions", key.job_info_id),
         format!("id:{}:questions", key.id),
     ]
-}
-
-fn is_not_found<T: std::fmt::Debug>(result: jobprep_repo::Result<T>, entity: Entity) -> bool {
-    matches!(result, Err(Error::NotFound { entity: e }) if e == entity)
-}
-
-fn invalid_field<T: std::fmt::Debug>(result: jobprep_repo::Result<T>) -> &'static str {
-    match result {
-        Err(Error::InvalidInput { field, .. }) => field,
-        other => panic!("expected InvalidInput, got {other:?}"),
-    }
-}
-
-fn pause() {
-    std::thread::sleep(std::time::Duration::from_millis(2));
 }
 
 /// Two interviews and two questions under the job info.

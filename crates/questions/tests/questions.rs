@@ -8,25 +8,8 @@ use jobprep_questions::{
     JobInfoId, NewQuestion, Question, QuestionChanges, QuestionDifficulty, QuestionId, QuestionKey,
     UserId,
 };
-use jobprep_repo::testing::TestDb;
-use jobprep_repo::{backend_tests, job_infos, users, Entity, Error, Executor, ExperienceLevel};
-
-/// Creates a user (reporting no tags) and returns its id.
-fn user(t: &TestDb, id: &str) -> UserId {
-    let id = UserId::new(id).unwrap();
-    let local: String = id
-        .as_str()
-        .chars()
-        .filter(char::is_ascii_alphanumeric)
-        .collect();
-    let new = users::NewUser::new(
-        id.clone(),
-        format!("Name of {id}"),
-        format!("{local}@example.com"),
-    );
-    t.db.write(|conn, _| users::upsert(conn, &new)).unwrap();
-    id
-}
+use jobprep_repo::testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
+use jobprep_repo::{backend_tests, job_infos, Entity, Error, Executor, ExperienceLevel};
 
 /// Creates a job info for `owner` (reporting no tags).
 fn job(t: &TestDb, owner: &UserId, name: &str) -> JobInfoId {
@@ -83,15 +66,6 @@ fn batch(prefix: &str, n: usize) -> Vec<NewQuestion> {
         .collect()
 }
 
-/// Tags as sorted, de-duplicated strings.
-fn tag_set<S: Into<String>>(tags: impl IntoIterator<Item = S>) -> Vec<String> {
-    tags.into_iter()
-        .map(Into::into)
-        .collect::<BTreeSet<String>>()
-        .into_iter()
-        .collect()
-}
-
 fn question_tags(key: &QuestionKey) -> Vec<String> {
     tag_set([
         "global:questions".to_owned(),
@@ -102,21 +76,6 @@ fn question_tags(key: &QuestionKey) -> Vec<String> {
 
 fn strings(tags: &[jobprep_repo::CacheTag]) -> Vec<String> {
     tags.iter().map(|tag| tag.to_string()).collect()
-}
-
-fn is_not_found<T: std::fmt::Debug>(result: jobprep_repo::Result<T>, entity: Entity) -> bool {
-    matches!(result, Err(Error::NotFound { entity: e }) if e == entity)
-}
-
-fn invalid_field<T: std::fmt::Debug>(result: jobprep_repo::Result<T>) -> &'static str {
-    match result {
-        Err(Error::InvalidInput { field, .. }) => field,
-        other => panic!("expected InvalidInput, got {other:?}"),
-    }
-}
-
-fn pause() {
-    std::thread::sleep(std::time::Duration::from_millis(2));
 }
 
 backend_tests! {

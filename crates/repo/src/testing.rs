@@ -311,3 +311,59 @@ fn migrations_fingerprint() -> u64 {
     }
     hasher.finish()
 }
+
+/// Fixtures and assertions the tests of every crate share.
+mod fixtures {
+    use std::collections::BTreeSet;
+
+    use super::TestDb;
+    use crate::{users, Entity, Error, Executor, UserId};
+
+    /// Creates a user below the use cases (so no cache tags are reported) and returns
+    /// its id; the email is made from the id's letters and digits.
+    pub fn user(t: &TestDb, id: &str) -> UserId {
+        let id = UserId::new(id).expect("a valid user id");
+        let local: String = id
+            .as_str()
+            .chars()
+            .filter(char::is_ascii_alphanumeric)
+            .collect();
+        let new = users::NewUser::new(
+            id.clone(),
+            format!("Name of {id}"),
+            format!("{local}@example.com"),
+        );
+        t.db.write(|conn, _| users::upsert(conn, &new))
+            .expect("create the user");
+        id
+    }
+
+    /// Tags as sorted, de-duplicated strings.
+    pub fn tag_set<S: Into<String>>(tags: impl IntoIterator<Item = S>) -> Vec<String> {
+        tags.into_iter()
+            .map(Into::into)
+            .collect::<BTreeSet<String>>()
+            .into_iter()
+            .collect()
+    }
+
+    /// Whether `result` is `NotFound` for `entity`.
+    pub fn is_not_found<T: std::fmt::Debug>(result: crate::Result<T>, entity: Entity) -> bool {
+        matches!(result, Err(Error::NotFound { entity: e }) if e == entity)
+    }
+
+    /// The field an `InvalidInput` names; panics on any other outcome.
+    pub fn invalid_field<T: std::fmt::Debug>(result: crate::Result<T>) -> &'static str {
+        match result {
+            Err(Error::InvalidInput { field, .. }) => field,
+            other => panic!("expected InvalidInput, got {other:?}"),
+        }
+    }
+
+    /// Long enough for the clock to move past a stored timestamp (microseconds).
+    pub fn pause() {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+pub use fixtures::{invalid_field, is_not_found, pause, tag_set, user};

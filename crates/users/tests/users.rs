@@ -2,12 +2,12 @@
 //! each reports, input validation, and concurrent sign-ups.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::HashSet;
 
 use jobprep_interviews::{InterviewChanges, NewInterview};
 use jobprep_job_infos::{ExperienceLevel, NewJobInfo};
 use jobprep_questions::{NewQuestion, QuestionDifficulty};
-use jobprep_repo::testing::TestDb;
+use jobprep_repo::testing::{invalid_field, pause, tag_set, TestDb};
 use jobprep_repo::{backend_tests, ConstraintKind, Entity, Error, JobInfoId};
 use jobprep_users::{NewUser, User, UserId};
 
@@ -44,28 +44,8 @@ fn is_missing(t: &TestDb, id: &UserId) -> bool {
     )
 }
 
-/// Tags as sorted, de-duplicated strings.
-fn tag_set<S: Into<String>>(tags: impl IntoIterator<Item = S>) -> Vec<String> {
-    tags.into_iter()
-        .map(Into::into)
-        .collect::<BTreeSet<String>>()
-        .into_iter()
-        .collect()
-}
-
 fn user_tags(id: &UserId) -> Vec<String> {
     vec!["global:users".to_owned(), format!("id:{id}:users")]
-}
-
-fn invalid_field<T: std::fmt::Debug>(result: jobprep_repo::Result<T>) -> &'static str {
-    match result {
-        Err(Error::InvalidInput { field, .. }) => field,
-        other => panic!("expected InvalidInput, got {other:?}"),
-    }
-}
-
-fn pause() {
-    std::thread::sleep(std::time::Duration::from_millis(2));
 }
 
 /// A job info for `owner` with two interviews (one with a chat id) and two questions.
