@@ -23,4 +23,29 @@ fn the_global_handle_is_built_once_and_shared() {
     );
     assert!(first.pool_state().connections >= 1);
     assert!(dir.path().join("global.sqlite3").exists());
+
+    // Pool settings come from the environment too; URL options override them.
+    std::env::set_var("JOBPREP_POOL_MAX_SIZE", "7");
+    std::env::set_var("JOBPREP_POOL_TIMEOUT_SECS", "3");
+    std::env::set_var("JOBPREP_POOLER_SAFE", "true");
+    std::env::set_var(
+        "DATABASE_URL",
+        "postgres://app:pw@db.internal/app?jobprep_pool_max_size=9",
+    );
+    let config = jobprep_repo::DbConfig::from_env().unwrap();
+    assert_eq!(
+        config.pool.max_size, 9,
+        "the URL option wins over the environment"
+    );
+    assert_eq!(
+        config.pool.connection_timeout,
+        std::time::Duration::from_secs(3)
+    );
+    assert!(config.pooler_safe);
+    std::env::set_var("JOBPREP_POOL_MAX_SIZE", "lots");
+    let error = jobprep_repo::DbConfig::from_env().unwrap_err();
+    assert!(
+        error.to_string().contains("JOBPREP_POOL_MAX_SIZE"),
+        "{error}"
+    );
 }

@@ -179,3 +179,33 @@ backend_tests! {
         }
     }
 }
+
+#[test]
+fn postgres_an_enum_label_jobprep_does_not_know_is_an_error_not_a_panic() {
+    let Some(t) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
+    let mut conn = PgConnection::establish(&t.url).unwrap();
+    // A new label cannot be used in the batch (transaction) that adds it.
+    conn.batch_execute("ALTER TYPE job_infos_experience_level ADD VALUE 'principal'")
+        .unwrap();
+    conn.batch_execute(
+        r#"INSERT INTO users (id, name, email) VALUES ('user_enum', 'Enum', 'enum@example.com');
+           INSERT INTO job_info (name, "experienceLevel", description, "userId")
+               VALUES ('Staff', 'principal', 'Added by another app', 'user_enum');"#,
+    )
+    .unwrap();
+    let owner = jobprep_repo::UserId::new("user_enum").unwrap();
+    use jobprep_repo::Executor;
+    let read =
+        t.db.read(|c| jobprep_repo::job_infos::list_for_user(c, &owner));
+    let error = read.unwrap_err();
+    assert!(
+        matches!(error, jobprep_repo::Error::Database(_)),
+        "{error:?}"
+    );
+    assert!(
+        error.to_string().contains("experienceLevel"),
+        "names the field and its labels: {error}"
+    );
+}
