@@ -5,15 +5,8 @@
 
 use jobprep_questions::asynch::{self, AsyncDb};
 use jobprep_questions::{NewQuestion, QuestionChanges, QuestionDifficulty, UserId};
+use jobprep_repo::testing::block_on;
 use jobprep_repo::{backend_tests, job_infos, users, Error, Executor, ExperienceLevel};
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
 
 backend_tests! {
     fn async_use_cases_match_the_sync_ones(t) {

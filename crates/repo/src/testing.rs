@@ -367,3 +367,14 @@ mod fixtures {
 }
 
 pub use fixtures::{invalid_field, is_not_found, pause, tag_set, user};
+
+/// Runs `future` to completion on a fresh single-threaded runtime, for tests of the
+/// async facade (feature `tokio`) written as plain `#[test]`s.
+#[cfg(feature = "tokio")]
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+        .block_on(future)
+}

@@ -2,36 +2,11 @@
 #![cfg(feature = "tracing")]
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+#[path = "support/logs.rs"]
+mod logs;
 
 use jobprep_repo::{backend_tests, job_infos, users, Db, Executor, ExperienceLevel, UserId};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-fn captured_logs(f: impl FnOnce()) -> String {
-    let sink = Captured::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    let bytes = sink.0.lock().unwrap().clone();
-    String::from_utf8(bytes).unwrap()
-}
+use logs::logs_of;
 
 fn with_option(url: &str, option: &str) -> String {
     let separator = if url.contains('?') { '&' } else { '?' };
@@ -42,7 +17,7 @@ backend_tests! {
     fn slow_queries_are_warned_with_their_sql_but_no_bind_values(t) {
         let db = Db::connect(&with_option(&t.url, "jobprep_slow_query_ms=0")).unwrap();
         let owner = UserId::new("user_traced").unwrap();
-        let logs = captured_logs(|| {
+        let logs = logs_of(|| {
             db.write(|conn, _| users::upsert(conn, &users::NewUser::new(owner.clone(), "Traced", "secret-email@example.com")))
                 .unwrap();
             db.read(|conn| job_infos::list_for_user(conn, &owner)).unwrap();
@@ -57,7 +32,7 @@ backend_tests! {
         let owner = UserId::new("user_spans").unwrap();
         db.write(|conn, _| users::upsert(conn, &users::NewUser::new(owner.clone(), "Spans", "spans@example.com")))
             .unwrap();
-        let logs = captured_logs(|| {
+        let logs = logs_of(|| {
             jobprep_repo::span!("job_infos.insert");
             db.write(|conn, _| {
                 job_infos::insert(conn, &owner, &job_infos::NewJobInfo::new("SRE", ExperienceLevel::Junior, "pager"))
@@ -72,7 +47,7 @@ backend_tests! {
 
 #[test]
 fn connection_urls_and_passwords_are_never_logged() {
-    let logs = captured_logs(|| {
+    let logs = logs_of(|| {
         let db = Db::builder("postgres://app:Pa55-w0rd@127.0.0.1:1/db?jobprep_slow_query_ms=0")
             .connection_timeout(std::time::Duration::from_millis(200))
             .build()

@@ -4,40 +4,19 @@
 #![cfg(feature = "tracing")]
 #![allow(clippy::unwrap_used)]
 
-use std::io::Write;
-use std::sync::{Arc, Mutex};
+#[path = "support/logs.rs"]
+mod logs;
 
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use jobprep_repo::testing::TestDb;
 use jobprep_repo::{interviews, job_infos, questions, Backend, Db, Executor, JobInfoId, UserId};
-
-#[derive(Clone, Default)]
-struct Captured(Arc<Mutex<Vec<u8>>>);
-
-impl Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use logs::logs_of;
 
 /// The SQL of the statements `f` runs, in order.
 fn statements_of(f: impl FnOnce()) -> Vec<String> {
-    let sink = Captured::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::DEBUG)
-        .with_ansi(false)
-        .without_time()
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    let text = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let text = logs_of(f);
     text.lines()
         .filter_map(|line| line.split_once(" sql=").map(|(_, sql)| sql.to_owned()))
         .collect()

@@ -3,17 +3,10 @@
 #![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used)]
 
+use jobprep_repo::testing::block_on;
 use jobprep_repo::{backend_tests, Error};
 use jobprep_users::asynch::{self, AsyncDb};
 use jobprep_users::{NewUser, UserId};
-
-fn block_on<F: std::future::Future>(future: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(future)
-}
 
 backend_tests! {
     fn async_use_cases_match_the_sync_ones(t) {
