@@ -47,14 +47,8 @@ backend_tests! {
     }
 }
 
-fn compat_schema_sql() -> String {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/compat/existing_app_schema.sql"
-    );
-    std::fs::read_to_string(path)
-        .expect("shared/compat/existing_app_schema.sql beside the repository")
-}
+/// The original app's schema, kept in this repository (see the file's header).
+const ORIGINAL_APP_SCHEMA: &str = include_str!("fixtures/original_app_schema.sql");
 
 /// A database that looks like one the original app created.
 fn original_app_database() -> Option<TestDb> {
@@ -62,7 +56,7 @@ fn original_app_database() -> Option<TestDb> {
     use diesel::Connection;
     let t = TestDb::empty(Backend::Postgres)?;
     let mut conn = diesel::PgConnection::establish(&t.url).unwrap();
-    conn.batch_execute(&compat_schema_sql()).unwrap();
+    conn.batch_execute(ORIGINAL_APP_SCHEMA).unwrap();
     Some(t)
 }
 
