@@ -4,83 +4,12 @@
 //! URL (`?jobprep_pool_max_size=4`), then [`crate::DbBuilder`] calls in code.
 //! Options of ours are removed from the URL before it reaches libpq.
 
-use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::database_url::OPTION_PREFIX;
+pub use crate::database_url::{Backend, DatabaseUrl};
 use crate::error::{Error, Result};
-
-/// The database engine behind a URL.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Backend {
-    Postgres,
-    Sqlite,
-}
-
-impl fmt::Display for Backend {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Backend::Postgres => "postgres",
-            Backend::Sqlite => "sqlite",
-        })
-    }
-}
-
-/// A database URL whose password never shows: `Display` and `Debug` print
-/// `postgres://user:***@host/db`.
-#[derive(Clone, PartialEq, Eq)]
-pub struct DatabaseUrl {
-    backend: Backend,
-    /// What the driver receives: a libpq URL without our options, or a SQLite path.
-    target: String,
-    /// The password as written in the URL, kept only to scrub it from messages.
-    secret: Option<String>,
-}
-
-impl DatabaseUrl {
-    /// The backend this URL selects.
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
-    /// The string handed to the driver. Contains the password: never log it.
-    pub(crate) fn expose(&self) -> &str {
-        &self.target
-    }
-
-    /// Removes every spelling of this URL's password from `message`.
-    pub(crate) fn scrub(&self, message: &str) -> String {
-        match &self.secret {
-            Some(secret) if !secret.is_empty() => {
-                let decoded = percent_decode(secret);
-                message.replace(secret, "***").replace(&decoded, "***")
-            }
-            _ => message.to_owned(),
-        }
-    }
-
-    fn redacted(&self) -> String {
-        match &self.secret {
-            Some(secret) if !secret.is_empty() => self.target.replace(secret, "***"),
-            _ => self.target.clone(),
-        }
-    }
-}
-
-impl fmt::Display for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.backend {
-            Backend::Postgres => f.write_str(&self.redacted()),
-            Backend::Sqlite => write!(f, "sqlite://{}", self.target),
-        }
-    }
-}
-
-impl fmt::Debug for DatabaseUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "DatabaseUrl({self})")
-    }
-}
 
 /// Connection pool settings. Defaults suit both a long-lived service and a serverless
 /// function: the pool opens connections lazily, so a cold start opens one.
@@ -160,8 +89,6 @@ pub mod env {
     pub const SQLITE_PATH: &str = "JOBPREP_SQLITE_PATH";
 }
 
-const URL_OPTION_PREFIX: &str = "jobprep_";
-
 impl DbConfig {
     /// A configuration for `url` with default pool settings. Options in the URL's query
     /// string that start with `jobprep_` are applied and removed:
@@ -178,7 +105,7 @@ impl DbConfig {
     /// # Ok::<(), jobprep_repo::Error>(())
     /// ```
     pub fn parse(url: &str) -> Result<Self> {
-        let mut config = DbConfig::with_url(parse_url_options(url)?.0);
+        let mut config = DbConfig::with_url(DatabaseUrl::parse(url)?.0);
         config.apply_url_options(url)?;
         Ok(config)
     }
@@ -192,7 +119,7 @@ impl DbConfig {
             Some(url) => url,
             None => default_sqlite_path()?.display().to_string(),
         };
-        let (primary, _) = parse_url_options(&url)?;
+        let (primary, _) = DatabaseUrl::parse(&url)?;
         let mut config = DbConfig::with_url(primary);
         let env_options: Vec<(&str, &str)> = [
             (env::POOL_MAX_SIZE, "pool_max_size"),
@@ -216,14 +143,14 @@ impl DbConfig {
         config.apply_url_options(&url)?;
         if let Some(list) = var(env::DATABASE_REPLICA_URLS) {
             for replica in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                config.replicas.push(parse_url_options(replica)?.0);
+                config.replicas.push(DatabaseUrl::parse(replica)?.0);
             }
         }
         Ok(config)
     }
 
     fn with_url(url: DatabaseUrl) -> Self {
-        let pooler_safe = url.backend == Backend::Postgres && is_neon_pooler_host(&url.target);
+        let pooler_safe = is_neon_pooler_host(&url);
         DbConfig {
             url,
             replicas: Vec::new(),
@@ -235,7 +162,7 @@ impl DbConfig {
     }
 
     fn apply_url_options(&mut self, url: &str) -> Result<()> {
-        for (key, value) in parse_url_options(url)?.1 {
+        for (key, value) in DatabaseUrl::parse(url)?.1 {
             self.set_option(&key, &value)?;
         }
         Ok(())
@@ -273,7 +200,7 @@ impl DbConfig {
             }
             _ => {
                 return Err(Error::Config(format!(
-                    "unknown option `{URL_OPTION_PREFIX}{key}`"
+                    "unknown option `{OPTION_PREFIX}{key}`"
                 )))
             }
         }
@@ -308,202 +235,18 @@ pub fn default_sqlite_path() -> Result<PathBuf> {
     Ok(dir.join("jobprep.sqlite3"))
 }
 
-/// Splits a URL into what the driver receives and our `jobprep_*` options.
-fn parse_url_options(url: &str) -> Result<(DatabaseUrl, Vec<(String, String)>)> {
-    let url = url.trim();
-    if url.is_empty() {
-        return Err(Error::Config("the database URL is empty".into()));
-    }
-    if url.contains('\0') {
-        return Err(Error::Config("the database URL contains a NUL byte".into()));
-    }
-    let (backend, rest) = if let Some(rest) = url
-        .strip_prefix("postgres://")
-        .or_else(|| url.strip_prefix("postgresql://"))
-    {
-        (Backend::Postgres, rest)
-    } else if let Some(rest) = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))
-    {
-        (Backend::Sqlite, rest)
-    } else if url.to_ascii_lowercase().starts_with("postgres") {
-        // `postgres:/...`, `postgres//...`: a mistyped PostgreSQL URL, not a file name.
-        // Never echo it: it may hold a password.
-        return Err(Error::Config(
-            "malformed PostgreSQL URL: it must start with postgres:// or postgresql://".into(),
-        ));
-    } else if let Some(scheme) = url_scheme(url) {
-        let scheme: String = scheme.chars().take(32).collect();
-        return Err(Error::Config(format!(
-            "unsupported database URL scheme `{scheme}`: use postgres://, postgresql://, \
-             sqlite://PATH or a plain file path"
-        )));
-    } else {
-        (Backend::Sqlite, url)
-    };
-
-    let (head, query) = match rest.split_once('?') {
-        Some((head, query)) => (head, Some(query)),
-        None => (rest, None),
-    };
-    let mut ours = Vec::new();
-    let mut kept = Vec::new();
-    for pair in query
-        .into_iter()
-        .flat_map(|q| q.split('&'))
-        .filter(|p| !p.is_empty())
-    {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key.strip_prefix(URL_OPTION_PREFIX) {
-            Some(option) => ours.push((option.to_owned(), percent_decode(value))),
-            None => kept.push(pair),
-        }
-    }
-
-    let target = match backend {
-        Backend::Postgres => {
-            let mut target = format!("{}{}", &url[..url.len() - rest.len()], head);
-            if !kept.is_empty() {
-                target.push('?');
-                target.push_str(&kept.join("&"));
-            }
-            target
-        }
-        Backend::Sqlite => {
-            if !kept.is_empty() {
-                // Name the keys only: a value could be a secret.
-                let keys: Vec<&str> = kept
-                    .iter()
-                    .map(|pair| pair.split_once('=').map_or(*pair, |(key, _)| key))
-                    .collect();
-                return Err(Error::Config(format!(
-                    "SQLite URLs take no options but `{URL_OPTION_PREFIX}*`; found `{}`",
-                    keys.join("`, `")
-                )));
-            }
-            if head.is_empty() {
-                return Err(Error::Config("the SQLite URL names no file".into()));
-            }
-            if head == ":memory:" {
-                return Err(Error::Config(
-                    "in-memory SQLite is not supported (each pooled connection would see \
-                     its own database); use a file, e.g. in a temporary folder"
-                        .into(),
-                ));
-            }
-            head.to_owned()
-        }
-    };
-    let secret = match backend {
-        Backend::Postgres => postgres_password(head, &kept),
-        Backend::Sqlite => None,
-    };
-    Ok((
-        DatabaseUrl {
-            backend,
-            target,
-            secret,
-        },
-        ours,
-    ))
-}
-
-/// The scheme of `scheme:rest` (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`),
-/// if the text starts with one. A file path has none (`./a.db`, `/srv/a.db`, `a.db`).
-fn url_scheme(text: &str) -> Option<&str> {
-    let (scheme, _) = text.split_once(':')?;
-    let mut chars = scheme.chars();
-    let shaped = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
-        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
-    shaped.then_some(scheme)
-}
-
-/// The password in `user:password@host` or in a `password=` query parameter.
-fn postgres_password(authority_and_path: &str, query: &[&str]) -> Option<String> {
-    let authority = authority_and_path
-        .split('/')
-        .next()
-        .unwrap_or(authority_and_path);
-    let from_userinfo = authority
-        .rsplit_once('@')
-        .and_then(|(userinfo, _)| userinfo.split_once(':'))
-        .map(|(_, password)| password.to_owned());
-    from_userinfo.or_else(|| {
-        query
-            .iter()
-            .find_map(|pair| pair.strip_prefix("password="))
-            .map(str::to_owned)
+/// Neon's transaction-pooler endpoints end their first host label in `-pooler`.
+fn is_neon_pooler_host(url: &DatabaseUrl) -> bool {
+    url.host().is_some_and(|host| {
+        host.split('.')
+            .next()
+            .is_some_and(|label| label.ends_with("-pooler"))
     })
-}
-
-fn is_neon_pooler_host(url: &str) -> bool {
-    let after_scheme = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = after_scheme.split(['/', '?']).next().unwrap_or("");
-    let host = authority
-        .rsplit_once('@')
-        .map_or(authority, |(_, host)| host);
-    host.split('.')
-        .next()
-        .is_some_and(|label| label.ends_with("-pooler"))
-}
-
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
-            (b'%', Some(&hi), Some(&lo)) if hex(hi).is_some() && hex(lo).is_some() => {
-                let value = hex(hi).unwrap_or(0) * 16 + hex(lo).unwrap_or(0);
-                out.push(value as u8);
-                i += 3;
-            }
-            (b'+', _, _) => {
-                out.push(b' ');
-                i += 1;
-            }
-            (byte, _, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backends_come_from_the_scheme() {
-        let pg = DbConfig::parse("postgresql://u@h/db").unwrap().url;
-        assert_eq!(pg.backend(), Backend::Postgres);
-        for sqlite in [
-            "sqlite:///tmp/a.db",
-            "sqlite://a.db",
-            "sqlite:a.db",
-            "./a.db",
-            "/tmp/a.db",
-        ] {
-            assert_eq!(
-                DbConfig::parse(sqlite).unwrap().url.backend(),
-                Backend::Sqlite
-            );
-        }
-        assert_eq!(
-            DbConfig::parse("sqlite:///tmp/a.db").unwrap().url.expose(),
-            "/tmp/a.db"
-        );
-        let err = DbConfig::parse("mysql://root@localhost/db").unwrap_err();
-        assert!(
-            err.to_string()
-                .contains("unsupported database URL scheme `mysql`"),
-            "{err}"
-        );
-    }
 
     #[test]
     fn our_options_are_applied_and_removed_before_libpq() {

@@ -136,21 +136,92 @@ impl Connection {
 pub(crate) struct ConnectionManager {
     url: DatabaseUrl,
     pooler_safe: bool,
+    /// Shared by the pool's shards.
+    outcomes: Arc<ConnectOutcomes>,
     #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     slow_query: std::time::Duration,
 }
 
 /// Why a connection could not be opened; the message never contains the password.
 #[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct ConnectError(String);
+#[error("{message}")]
+pub struct ConnectError {
+    message: String,
+}
+
+/// What the pool's connection attempts found, shared by its shards. Waiters for a
+/// connection read it: a failure no retry can fix (a bad option, a database or role
+/// that does not exist, a file that cannot be opened) reaches the caller at once as
+/// [`Error::Config`] instead of after the pool's full connection timeout, and a timeout
+/// names the last failure. A successful connection clears both.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectOutcomes(std::sync::Mutex<Outcomes>);
+
+#[derive(Debug, Default)]
+struct Outcomes {
+    last_error: Option<String>,
+    permanent: Option<String>,
+}
+
+impl ConnectOutcomes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Outcomes> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, result: &std::result::Result<Connection, ConnectError>) {
+        let mut outcomes = self.lock();
+        match result {
+            Ok(_) => *outcomes = Outcomes::default(),
+            Err(error) => {
+                outcomes.last_error = Some(error.message.clone());
+                outcomes.permanent = crate::error::is_permanent_connect_failure(&error.message)
+                    .then(|| error.message.clone());
+            }
+        }
+    }
+
+    /// The failure no retry can fix, while no connection has succeeded since.
+    pub(crate) fn permanent(&self) -> Option<Error> {
+        self.lock()
+            .permanent
+            .as_ref()
+            .map(|message| Error::Config(format!("cannot connect to the database: {message}")))
+    }
+
+    /// Why the latest attempt failed, if it did.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.lock().last_error.clone()
+    }
+}
 
 impl r2d2::ManageConnection for ConnectionManager {
     type Connection = Connection;
     type Error = ConnectError;
 
     fn connect(&self) -> std::result::Result<Connection, ConnectError> {
-        let scrubbed = |e: &dyn std::fmt::Display| ConnectError(self.url.scrub(&e.to_string()));
+        let result = self.open();
+        self.outcomes.record(&result);
+        result
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), ConnectError> {
+        on_backend!(conn, c => c.ping()).map_err(|e| ConnectError {
+            message: self.url.scrub(&e.to_string()),
+        })
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.lost || on_backend!(conn, c => c.is_broken())
+    }
+}
+
+impl ConnectionManager {
+    fn open(&self) -> std::result::Result<Connection, ConnectError> {
+        let scrubbed = |e: &dyn std::fmt::Display| ConnectError {
+            message: self.url.scrub(&e.to_string()),
+        };
         let inner = match self.url.backend() {
             Backend::Postgres => {
                 let mut conn =
@@ -187,22 +258,20 @@ impl r2d2::ManageConnection for ConnectionManager {
         };
         Ok(Connection { inner, lost: false })
     }
-
-    fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), ConnectError> {
-        on_backend!(conn, c => c.ping()).map_err(|e| ConnectError(e.to_string()))
-    }
-
-    fn has_broken(&self, conn: &mut Connection) -> bool {
-        conn.lost || on_backend!(conn, c => c.is_broken())
-    }
 }
 
 pub(crate) type Pool = r2d2::Pool<ConnectionManager>;
 
-pub(crate) fn build_pool(url: &DatabaseUrl, config: &DbConfig, options: &PoolOptions) -> Pool {
+pub(crate) fn build_pool(
+    url: &DatabaseUrl,
+    config: &DbConfig,
+    options: &PoolOptions,
+    outcomes: Arc<ConnectOutcomes>,
+) -> Pool {
     let manager = ConnectionManager {
         url: url.clone(),
         pooler_safe: config.pooler_safe,
+        outcomes,
         slow_query: config.slow_query_threshold,
     };
     r2d2::Pool::builder()

@@ -191,6 +191,29 @@ fn is_transient_message(message: &str) -> bool {
         .any(|needle| message.contains(needle))
 }
 
+/// Whether a failed connection attempt can never succeed as configured: libpq refused
+/// an option, the database or role does not exist, authentication was refused, or the
+/// SQLite file cannot be opened. A refused or reset connection, and a server starting
+/// up or shutting down, are not in this list: they pass.
+pub(crate) fn is_permanent_connect_failure(message: &str) -> bool {
+    const PERMANENT: &[&str] = &[
+        // libpq's option checks: `invalid sslmode value`, `invalid URI query
+        // parameter`, `invalid integer value ... for connection option "port"`,
+        // `invalid connection option`, `invalid percent-encoded token`.
+        "invalid ",
+        "missing \"=\"",
+        "does not exist",
+        "authentication failed",
+        "no pg_hba.conf entry",
+        "no password supplied",
+        "server does not support ssl",
+        "unable to open database file",
+        "file is not a database",
+    ];
+    let message = message.to_ascii_lowercase();
+    PERMANENT.iter().any(|needle| message.contains(needle))
+}
+
 /// Messages libpq and PostgreSQL give when a connection is gone for good.
 const LOST_CONNECTION: &[&str] = &[
     "terminating connection",

@@ -2,6 +2,7 @@
 
 mod cache;
 mod config;
+mod database_url;
 mod db;
 mod error;
 #[cfg(feature = "tracing")]

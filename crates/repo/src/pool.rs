@@ -16,7 +16,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::config::{DatabaseUrl, DbConfig};
-use crate::db::{build_pool, ConnectionManager};
+use std::sync::Arc;
+
+use crate::db::{build_pool, ConnectOutcomes, ConnectionManager};
 use crate::error::{Error, Result};
 
 type Pooled = r2d2::PooledConnection<ConnectionManager>;
@@ -24,9 +26,14 @@ type Pooled = r2d2::PooledConnection<ConnectionManager>;
 /// How long a waiter blocks on its home shard before looking at the others again.
 const SLICE: Duration = Duration::from_millis(5);
 
+/// How long a waiter blocks on a connection being opened before it checks whether the
+/// attempt failed for good (see `ConnectOutcomes`).
+const OPEN_SLICE: Duration = Duration::from_millis(20);
+
 pub(crate) struct ShardedPool {
     shards: Vec<r2d2::Pool<ConnectionManager>>,
     timeout: Duration,
+    outcomes: Arc<ConnectOutcomes>,
 }
 
 /// Spreads threads over shards: each thread keeps the index it drew first.
@@ -54,17 +61,19 @@ impl ShardedPool {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let count = (max_size as usize).min(cores * 2).max(1) as u32;
         let share = |total: u32, index: u32| total / count + u32::from(index < total % count);
+        let outcomes = Arc::new(ConnectOutcomes::default());
         let shards = (0..count)
             .map(|index| {
                 let mut options = config.pool.clone();
                 options.max_size = share(max_size, index);
                 options.min_idle = share(config.pool.min_idle, index).min(options.max_size);
-                build_pool(url, config, &options)
+                build_pool(url, config, &options, outcomes.clone())
             })
             .collect();
         ShardedPool {
             shards,
             timeout: config.pool.connection_timeout,
+            outcomes,
         }
     }
 
@@ -88,45 +97,51 @@ impl ShardedPool {
     pub(crate) fn get_within(&self, timeout: Duration) -> Result<Pooled> {
         let started = Instant::now();
         let home = self.home();
-        // r2d2 attaches the connection error (why nothing could be opened) to one
-        // timeout only: keep the most telling one.
-        let mut best_error: Option<r2d2::Error> = None;
+        let count = self.shards.len();
+        // Each waiter asks for at most one new connection (so a cold start opens exactly
+        // one), then watches for it in short slices, so that an attempt that failed
+        // for good ends the wait at once.
+        let mut asked_to_open = false;
         for attempt in 0.. {
             let remaining = timeout.saturating_sub(started.elapsed());
             if remaining.is_zero() {
                 break;
             }
-            let count = self.shards.len();
-            // A shard with room (home first) opens a connection: wait for that one
-            // (so a cold start opens exactly one). With every shard full, wait in
-            // slices, going round, until a connection comes back anywhere.
             let with_room = (0..count)
                 .map(|offset| (home + offset) % count)
                 .find(|&index| has_room(&self.shards[index]));
-            let (shard, wait) = match with_room {
-                Some(index) => (&self.shards[index], remaining),
-                None => (&self.shards[(home + attempt) % count], remaining.min(SLICE)),
-            };
-            match shard.get_timeout(wait) {
-                Ok(conn) => return Ok(conn),
-                Err(error) => {
-                    let telling = |e: &r2d2::Error| e.to_string().len();
-                    if best_error
-                        .as_ref()
-                        .is_none_or(|best| telling(&error) > telling(best))
-                    {
-                        best_error = Some(error);
-                    }
+            let waited = match with_room {
+                // r2d2 opens a connection for a caller that finds room.
+                Some(index) if !asked_to_open => {
+                    asked_to_open = true;
+                    self.shards[index]
+                        .get_timeout(remaining.min(OPEN_SLICE))
+                        .ok()
                 }
+                // Our connection is being opened: asking again would open another.
+                Some(_) => {
+                    std::thread::sleep(remaining.min(SLICE));
+                    self.try_get()
+                }
+                // Every shard full: wait for a connection to come back, going round.
+                None => self.shards[(home + attempt) % count]
+                    .get_timeout(remaining.min(SLICE))
+                    .ok(),
+            };
+            if let Some(conn) = waited {
+                return Ok(conn);
             }
             if let Some(conn) = self.try_get() {
                 return Ok(conn);
             }
+            if let Some(error) = self.outcomes.permanent() {
+                return Err(error);
+            }
         }
-        Err(match best_error {
-            Some(error) => Error::from(error),
-            None => Error::Unavailable {
-                reason: "timed out waiting for connection".into(),
+        Err(Error::Unavailable {
+            reason: match self.outcomes.last_error() {
+                Some(error) => format!("timed out waiting for a connection: {error}"),
+                None => "timed out waiting for a connection".into(),
             },
         })
     }

@@ -1,0 +1,387 @@
+//! Database URLs: which backend, what the driver receives, and how a URL is shown.
+//!
+//! PostgreSQL URLs are parsed with the `url` crate and redacted by parsed component:
+//! the userinfo password and every `password` / `sslpassword` query parameter (keys
+//! compared after percent-decoding, as libpq does). A URL that does not parse is refused
+//! before libpq sees it, so no driver error can echo it. Options of ours
+//! (`jobprep_*`) are taken out of the query before the URL reaches the driver.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use percent_encoding::percent_decode_str;
+
+use crate::error::{Error, Result};
+
+/// The database engine behind a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Backend::Postgres => "postgres",
+            Backend::Sqlite => "sqlite",
+        })
+    }
+}
+
+/// A database URL whose secrets never show: `Display` and `Debug` print
+/// `postgres://user:***@host/db?sslpassword=***`.
+///
+/// ```
+/// use jobprep_repo::DbConfig;
+/// let config = DbConfig::parse("postgres://app:pw1@db/app?password=pw2&sslpassword=pw3")?;
+/// assert_eq!(
+///     config.url.to_string(),
+///     "postgres://app:***@db/app?password=***&sslpassword=***"
+/// );
+/// # Ok::<(), jobprep_repo::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl {
+    backend: Backend,
+    /// What the driver receives: a libpq URL without our options, or a SQLite path.
+    target: String,
+    /// The URL as shown, every secret replaced by `***`.
+    shown: String,
+    /// Every spelling (as written, percent-decoded) of every secret, longest first, so
+    /// that driver messages can be scrubbed of them.
+    secrets: Vec<String>,
+}
+
+/// Query keys whose values are secrets (libpq's connection keywords).
+const SECRET_KEYS: &[&str] = &["password", "sslpassword"];
+
+/// The prefix of our own options in a URL's query string.
+pub(crate) const OPTION_PREFIX: &str = "jobprep_";
+
+/// Shown in place of a secret.
+const HIDDEN: &str = "***";
+
+impl DatabaseUrl {
+    /// Parses `text` (a `postgres://` or `postgresql://` URL, `sqlite://PATH`,
+    /// `sqlite:PATH` or a plain file path) and returns it with our `jobprep_*` options,
+    /// percent-decoded, in the order written.
+    pub(crate) fn parse(text: &str) -> Result<(DatabaseUrl, Vec<(String, String)>)> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(Error::Config("the database URL is empty".into()));
+        }
+        if text.contains('\0') {
+            return Err(Error::Config("the database URL contains a NUL byte".into()));
+        }
+        let lower = text.to_ascii_lowercase();
+        if lower.starts_with("postgres://") || lower.starts_with("postgresql://") {
+            parse_postgres(text)
+        } else if let Some(rest) = strip_prefix_ignore_case(text, "sqlite://")
+            .or_else(|| strip_prefix_ignore_case(text, "sqlite:"))
+        {
+            parse_sqlite(rest)
+        } else if lower.starts_with("postgres") {
+            // `postgres:/...`, `postgres//...`: a mistyped PostgreSQL URL, not a file
+            // name. Never echo it: it may hold a password.
+            Err(Error::Config(
+                "malformed PostgreSQL URL: it must start with postgres:// or postgresql://".into(),
+            ))
+        } else if let Some(scheme) = url_scheme(text) {
+            let scheme: String = scheme.chars().take(32).collect();
+            Err(Error::Config(format!(
+                "unsupported database URL scheme `{scheme}`: use postgres://, postgresql://, \
+                 sqlite://PATH or a plain file path"
+            )))
+        } else {
+            parse_sqlite(text)
+        }
+    }
+
+    /// The backend this URL selects.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The string handed to the driver. Contains the password: never log it.
+    pub(crate) fn expose(&self) -> &str {
+        &self.target
+    }
+
+    /// Removes every spelling of this URL's secrets from `message`.
+    pub(crate) fn scrub(&self, message: &str) -> String {
+        let mut message = message.to_owned();
+        for secret in &self.secrets {
+            message = message.replace(secret.as_str(), HIDDEN);
+        }
+        message
+    }
+
+    /// The host of a PostgreSQL URL, if it names one (not a socket folder in `?host=`).
+    pub(crate) fn host(&self) -> Option<String> {
+        match self.backend {
+            Backend::Postgres => ::url::Url::parse(&self.target)
+                .ok()
+                .and_then(|url| url.host_str().map(str::to_owned)),
+            Backend::Sqlite => None,
+        }
+    }
+
+    /// The same server with another database: the path of a PostgreSQL URL, or another
+    /// file in the same folder for SQLite.
+    pub fn with_database(&self, name: &str) -> Result<DatabaseUrl> {
+        match self.backend {
+            Backend::Postgres => {
+                let mut url = ::url::Url::parse(&self.target)
+                    .map_err(|e| Error::Config(format!("malformed PostgreSQL URL: {e}")))?;
+                url.set_path(&format!("/{name}"));
+                Ok(DatabaseUrl::parse(url.as_str())?.0)
+            }
+            Backend::Sqlite => {
+                let path = std::path::Path::new(&self.target).with_file_name(name);
+                Ok(DatabaseUrl::parse(&path.display().to_string())?.0)
+            }
+        }
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.shown)
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({})", self.shown)
+    }
+}
+
+fn strip_prefix_ignore_case<'a>(text: &'a str, prefix: &str) -> Option<&'a str> {
+    let head = text.get(..prefix.len())?;
+    head.eq_ignore_ascii_case(prefix)
+        .then(|| &text[prefix.len()..])
+}
+
+fn decode(text: &str) -> Cow<'_, str> {
+    percent_decode_str(text).decode_utf8_lossy()
+}
+
+/// One `key=value` pair of a raw query string, as written.
+struct QueryPair<'a> {
+    raw: &'a str,
+    key: Cow<'a, str>,
+    raw_value: &'a str,
+}
+
+fn query_pairs(query: &str) -> impl Iterator<Item = QueryPair<'_>> {
+    query.split('&').filter(|p| !p.is_empty()).map(|raw| {
+        let (key, raw_value) = raw.split_once('=').unwrap_or((raw, ""));
+        QueryPair {
+            raw,
+            key: decode(key),
+            raw_value,
+        }
+    })
+}
+
+fn parse_postgres(text: &str) -> Result<(DatabaseUrl, Vec<(String, String)>)> {
+    let url = ::url::Url::parse(text).map_err(|error| {
+        // The parser's message names the part that is wrong, never the input.
+        let hint = if text.contains(',') {
+            " (several hosts go in the query string: ?host=h1,h2&port=5432,5433)"
+        } else {
+            ""
+        };
+        Error::Config(format!("malformed PostgreSQL URL: {error}{hint}"))
+    })?;
+    let mut secrets = Vec::new();
+    let mut keep_secret = |raw: &str| {
+        if !raw.is_empty() {
+            secrets.push(raw.to_owned());
+            secrets.push(decode(raw).into_owned());
+        }
+    };
+    if let Some(password) = url.password() {
+        keep_secret(password);
+    }
+    let mut ours = Vec::new();
+    let mut kept = Vec::new();
+    let mut shown_query = Vec::new();
+    for pair in query_pairs(url.query().unwrap_or("")) {
+        if let Some(option) = pair.key.strip_prefix(OPTION_PREFIX) {
+            ours.push((option.to_owned(), decode(pair.raw_value).into_owned()));
+            continue;
+        }
+        kept.push(pair.raw);
+        if SECRET_KEYS
+            .iter()
+            .any(|key| pair.key.eq_ignore_ascii_case(key))
+        {
+            keep_secret(pair.raw_value);
+            let raw_key = pair.raw.split_once('=').map_or(pair.raw, |(key, _)| key);
+            shown_query.push(format!("{raw_key}={HIDDEN}"));
+        } else {
+            shown_query.push(pair.raw.to_owned());
+        }
+    }
+    let mut target = url.clone();
+    target.set_query((!kept.is_empty()).then(|| kept.join("&")).as_deref());
+    let mut shown = url;
+    if shown.password().is_some() {
+        // Only fails for URLs without a host, which cannot carry a userinfo password.
+        let _ = shown.set_password(Some(HIDDEN));
+    }
+    shown.set_query(
+        (!shown_query.is_empty())
+            .then(|| shown_query.join("&"))
+            .as_deref(),
+    );
+    shown.set_fragment(None);
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    secrets.dedup();
+    let url = DatabaseUrl {
+        backend: Backend::Postgres,
+        target: target.into(),
+        shown: shown.into(),
+        secrets,
+    };
+    Ok((url, ours))
+}
+
+fn parse_sqlite(rest: &str) -> Result<(DatabaseUrl, Vec<(String, String)>)> {
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, query),
+        None => (rest, ""),
+    };
+    let mut ours = Vec::new();
+    let mut others = Vec::new();
+    for pair in query_pairs(query) {
+        match pair.key.strip_prefix(OPTION_PREFIX) {
+            Some(option) => ours.push((option.to_owned(), decode(pair.raw_value).into_owned())),
+            None => others.push(pair.key.into_owned()),
+        }
+    }
+    if !others.is_empty() {
+        // Name the keys only: a value could be a secret.
+        return Err(Error::Config(format!(
+            "SQLite URLs take no options but `{OPTION_PREFIX}*`; found `{}`",
+            others.join("`, `")
+        )));
+    }
+    if path.is_empty() {
+        return Err(Error::Config("the SQLite URL names no file".into()));
+    }
+    if path == ":memory:" {
+        return Err(Error::Config(
+            "in-memory SQLite is not supported (each pooled connection would see its own \
+             database); use a file, e.g. in a temporary folder"
+                .into(),
+        ));
+    }
+    let url = DatabaseUrl {
+        backend: Backend::Sqlite,
+        target: path.to_owned(),
+        shown: format!("sqlite://{path}"),
+        secrets: Vec::new(),
+    };
+    Ok((url, ours))
+}
+
+/// The scheme of `scheme:rest` (RFC 3986: a letter, then letters, digits, `+`, `-`, `.`),
+/// if the text starts with one. A file path has none (`./a.db`, `/srv/a.db`, `a.db`).
+fn url_scheme(text: &str) -> Option<&str> {
+    let (scheme, _) = text.split_once(':')?;
+    let mut chars = scheme.chars();
+    let shaped = chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    shaped.then_some(scheme)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> DatabaseUrl {
+        DatabaseUrl::parse(text).unwrap().0
+    }
+
+    #[test]
+    fn backends_come_from_the_scheme() {
+        assert_eq!(parse("postgresql://u@h/db").backend(), Backend::Postgres);
+        assert_eq!(parse("POSTGRES://u@h/db").backend(), Backend::Postgres);
+        for sqlite in [
+            "sqlite:///tmp/a.db",
+            "sqlite://a.db",
+            "sqlite:a.db",
+            "./a.db",
+            "/tmp/a.db",
+        ] {
+            assert_eq!(parse(sqlite).backend(), Backend::Sqlite, "{sqlite}");
+        }
+        assert_eq!(parse("sqlite:///tmp/a.db").expose(), "/tmp/a.db");
+        let err = DatabaseUrl::parse("mysql://root@localhost/db").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("unsupported database URL scheme `mysql`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn our_options_are_taken_out_before_libpq() {
+        let (url, ours) = DatabaseUrl::parse(
+            "postgres://u:pw@h:5432/db?sslmode=require&jobprep_pool_max_size=3&application_name=x%20y",
+        )
+        .unwrap();
+        assert_eq!(ours, vec![("pool_max_size".to_owned(), "3".to_owned())]);
+        assert_eq!(
+            url.expose(),
+            "postgres://u:pw@h:5432/db?sslmode=require&application_name=x%20y"
+        );
+    }
+
+    #[test]
+    fn every_secret_is_hidden_and_scrubbed() {
+        let url = parse(
+            "postgres://u:p%40ss@h/db?password=a&pass%77ord=b&sslpassword=c&PASSWORD=d&user=e",
+        );
+        assert_eq!(
+            url.to_string(),
+            "postgres://u:***@h/db?password=***&pass%77ord=***&sslpassword=***&PASSWORD=***&user=e"
+        );
+        assert_eq!(url.scrub("p@ss p%40ss"), "*** ***");
+        assert_eq!(url.host().as_deref(), Some("h"));
+    }
+
+    #[test]
+    fn unparseable_urls_are_refused_without_echo() {
+        for text in [
+            "postgres://u:secret@[::1/db?password=p2",
+            "postgres://u:secret@h:99999/db",
+            "postgres://u:secret@h1:5432,h2:5433/db",
+        ] {
+            let error = DatabaseUrl::parse(text).unwrap_err();
+            let message = error.to_string();
+            assert!(matches!(error, Error::Config(_)), "{text}: {error:?}");
+            assert!(
+                !message.contains("secret") && !message.contains("p2"),
+                "{message}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_database_name_can_be_replaced() {
+        let url = parse("postgres://u:pw@h:5432/app?sslmode=disable");
+        assert_eq!(
+            url.with_database("other").unwrap().expose(),
+            "postgres://u:pw@h:5432/other?sslmode=disable"
+        );
+        let file = parse("/tmp/x/a.sqlite3");
+        assert_eq!(
+            file.with_database("b.sqlite3").unwrap().expose(),
+            "/tmp/x/b.sqlite3"
+        );
+    }
+}
