@@ -115,6 +115,19 @@ impl Error {
     pub(crate) fn not_found(entity: Entity) -> Self {
         Error::NotFound { entity }
     }
+
+    /// For a write under a parent row: a foreign-key violation means the parent is
+    /// missing, either never there or deleted by a concurrent transaction after this
+    /// statement found it. Either way the caller sees the documented `NotFound`.
+    pub(crate) fn parent_missing(self, parent: Entity) -> Self {
+        match self {
+            Error::Conflict {
+                kind: ConstraintKind::ForeignKey,
+                ..
+            } => Error::not_found(parent),
+            other => other,
+        }
+    }
 }
 
 impl From<DieselError> for Error {

@@ -129,7 +129,11 @@ pub fn insert(
     interview.validate()?;
     let now = Timestamp::now();
     let id = InterviewId::generate();
-    on_backend!(conn, c => diesel::insert_into(interviews::table)
+    // The job info may be deleted by another transaction after this statement found
+    // it: the foreign key then fails, which `parent_missing` reports as `NotFound`, and
+    // `guarded` keeps from aborting a caller's transaction.
+    conn.guarded(|conn| {
+        on_backend!(conn, c => diesel::insert_into(interviews::table)
         .values(
             job_info::table
                 .filter(job_info::id.eq(interview.job_info_id))
@@ -154,7 +158,9 @@ pub fn insert(
         .returning(InterviewKey::as_returning())
         .get_result(c)
         .optional())?
-    .ok_or(Error::not_found(Entity::JobInfo))
+        .ok_or(Error::not_found(Entity::JobInfo))
+    })
+    .map_err(|error| error.parent_missing(Entity::JobInfo))
 }
 
 /// Applies `changes` to the user's interview and refreshes `updatedAt`.

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use jobprep_schema::{interviews, job_info, questions};
 
 use crate::db::{on_backend, BackendConnection, Connection};
-use crate::error::{ConstraintKind, Entity, Error, Result};
+use crate::error::{Entity, Error, Result};
 use crate::interviews::InterviewKey;
 use crate::questions::QuestionKey;
 use crate::types::{ExperienceLevel, JobInfoId, Timestamp, UserId};
@@ -128,7 +128,7 @@ pub fn insert(conn: &mut Connection, user_id: &UserId, job: &NewJobInfo) -> Resu
     // A missing user surfaces as a foreign-key violation, which on PostgreSQL aborts an
     // enclosing transaction; `guarded` keeps a caller's transaction usable after it
     // handles the `NotFound`, as on SQLite.
-    let result = conn.guarded(|conn| {
+    conn.guarded(|conn| {
         Ok(on_backend!(conn, c => diesel::insert_into(job_info::table)
         .values((
             job_info::id.eq(JobInfoId::generate()),
@@ -142,14 +142,8 @@ pub fn insert(conn: &mut Connection, user_id: &UserId, job: &NewJobInfo) -> Resu
         ))
         .returning(JobInfoKey::as_returning())
         .get_result(c))?)
-    });
-    match result {
-        Err(Error::Conflict {
-            kind: ConstraintKind::ForeignKey,
-            ..
-        }) => Err(Error::not_found(Entity::User)),
-        other => other,
-    }
+    })
+    .map_err(|error| error.parent_missing(Entity::User))
 }
 
 /// Applies `changes` to the user's job info and refreshes `updatedAt`.

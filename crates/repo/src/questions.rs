@@ -111,7 +111,10 @@ pub fn insert(
     question.validate()?;
     let now = Timestamp::now();
     let id = QuestionId::generate();
-    on_backend!(conn, c => diesel::insert_into(questions::table)
+    // A job info deleted concurrently after this statement found it fails the foreign
+    // key: `NotFound`, as for a missing one (see `interviews::insert`).
+    conn.guarded(|conn| {
+        on_backend!(conn, c => diesel::insert_into(questions::table)
         .values(
             job_info::table
                 .filter(job_info::id.eq(job_info_id))
@@ -136,7 +139,9 @@ pub fn insert(
         .returning(QuestionKey::as_returning())
         .get_result(c)
         .optional())?
-    .ok_or(Error::not_found(Entity::JobInfo))
+        .ok_or(Error::not_found(Entity::JobInfo))
+    })
+    .map_err(|error| error.parent_missing(Entity::JobInfo))
 }
 
 /// Rows per statement: 3 parameters a row keeps a chunk under SQLite's 32,766 and
@@ -173,11 +178,12 @@ pub fn insert_many(
         }
         Ok(())
     };
-    if new_questions.len() > BULK_CHUNK {
-        conn.transaction(run)?;
+    let written = if new_questions.len() > BULK_CHUNK {
+        conn.transaction(run)
     } else {
-        run(conn)?;
-    }
+        conn.guarded(run)
+    };
+    written.map_err(|error| error.parent_missing(Entity::JobInfo))?;
     Ok(ids
         .into_iter()
         .map(|id| QuestionKey { id, job_info_id })
