@@ -35,3 +35,59 @@ fn readme_starts_with_the_two_newcomer_commands() {
         ]
     );
 }
+
+/// Every README and every doc comment in the crates' sources: what users copy.
+fn documentation() -> Vec<(std::path::PathBuf, String)> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut files = vec![root.join("README.md")];
+    for krate in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
+        files.push(krate.path().join("README.md"));
+        let mut folders = vec![krate.path().join("src")];
+        while let Some(folder) = folders.pop() {
+            for entry in std::fs::read_dir(&folder).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    folders.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    files.push(path);
+                }
+            }
+        }
+    }
+    files
+        .into_iter()
+        .filter_map(|path| {
+            let text = std::fs::read_to_string(&path).ok()?;
+            let docs: String = if path.extension().is_some_and(|e| e == "md") {
+                text
+            } else {
+                text.lines()
+                    .map(str::trim_start)
+                    .filter(|line| line.starts_with("///") || line.starts_with("//!"))
+                    .map(|line| format!("{line}\n"))
+                    .collect()
+            };
+            Some((path, docs))
+        })
+        .collect()
+}
+
+#[test]
+fn documented_writes_never_drop_their_cache_tags() {
+    let mut offenders = Vec::new();
+    for (path, docs) in documentation() {
+        for line in docs.lines() {
+            // A write closure whose tag list is ignored: copied, it silently drops the
+            // tags the product revalidates. Examples go through the use cases, or
+            // push the tags of what they wrote.
+            if line.contains("write(|conn, _|") || line.contains("write(|conn, _tags|") {
+                offenders.push(format!("{}: {}", path.display(), line.trim()));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "examples that drop cache tags:\n{}",
+        offenders.join("\n")
+    );
+}

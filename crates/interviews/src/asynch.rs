@@ -55,6 +55,16 @@ pub async fn list_for_job_info(
         .await
 }
 
+/// [`crate::list_all_for_job_info`] on the blocking pool.
+pub async fn list_all_for_job_info(
+    db: &AsyncDb,
+    job_info_id: JobInfoId,
+    user_id: UserId,
+) -> Result<Cached<Vec<Interview>>> {
+    db.run(move |db| crate::list_all_for_job_info(db, job_info_id, &user_id))
+        .await
+}
+
 /// [`crate::count_for_user`] on the blocking pool.
 pub async fn count_for_user(db: &AsyncDb, user_id: UserId) -> Result<Cached<i64>> {
     db.run(move |db| crate::count_for_user(db, &user_id)).await

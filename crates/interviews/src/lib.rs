@@ -67,8 +67,10 @@ pub fn get(
     Ok(Cached::new(found, tags))
 }
 
-/// The interviews with a chat id under the user's job info, most recently updated
-/// first; cache under `jobInfo:{jobInfoId}:interviews`.
+/// The interviews with a chat id (those held) under the user's job info, most
+/// recently updated first; cache under `jobInfo:{jobInfoId}:interviews` and
+/// `id:{jobInfoId}:jobInfos` (the list is empty once the job info is gone). Another
+/// user's job info gives an empty list, as a missing one does.
 pub fn list_for_job_info(
     db: &impl Executor,
     job_info_id: JobInfoId,
@@ -78,7 +80,22 @@ pub fn list_for_job_info(
     let found = db.read(|conn| repo::list_for_job_info(conn, job_info_id, user_id))?;
     Ok(Cached::new(
         found,
-        vec![CacheTag::job_info(job_info_id, Entity::Interview)],
+        cache_rules::interviews_read(job_info_id),
+    ))
+}
+
+/// Every interview under the user's job info, held or not, most recently updated
+/// first; cached under the same tags as [`list_for_job_info`].
+pub fn list_all_for_job_info(
+    db: &impl Executor,
+    job_info_id: JobInfoId,
+    user_id: &UserId,
+) -> Result<Cached<Vec<Interview>>> {
+    jobprep_repo::span!("interviews.list_all_for_job_info");
+    let found = db.read(|conn| repo::list_all_for_job_info(conn, job_info_id, user_id))?;
+    Ok(Cached::new(
+        found,
+        cache_rules::interviews_read(job_info_id),
     ))
 }
 

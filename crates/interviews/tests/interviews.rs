@@ -145,7 +145,30 @@ backend_tests! {
         let cached = jobprep_interviews::list_for_job_info(&t.db, j, &owner).unwrap();
         assert!(cached.value.iter().all(|i| i.job_info_id == j && i.hume_chat_id.is_some()));
         assert!(cached.value.windows(2).all(|w| w[0].updated_at >= w[1].updated_at));
-        assert_eq!(strings(&cached.tags), [format!("jobInfo:{j}:interviews")]);
+        assert_eq!(
+            strings(&cached.tags),
+            [format!("jobInfo:{j}:interviews"), format!("id:{j}:jobInfos")],
+            "the list depends on the job info too"
+        );
+    }
+
+    fn list_all_has_every_interview_held_or_not_newest_updated_first(t) {
+        let owner = user(t, "user_owner");
+        let stranger = user(t, "user_stranger");
+        let j = job(t, &owner, "Backend");
+        let held = interview(t, &owner, j, Some("chat_1"));
+        pause();
+        let unstarted = interview(t, &owner, j, None);
+        let all = jobprep_interviews::list_all_for_job_info(&t.db, j, &owner).unwrap();
+        let ids: Vec<InterviewId> = all.value.iter().map(|i| i.id).collect();
+        assert_eq!(ids, [unstarted.id, held.id]);
+        assert_eq!(listed(t, j, &owner), [held.id], "the plain list keeps only held ones");
+        assert_eq!(
+            strings(&all.tags),
+            [format!("jobInfo:{j}:interviews"), format!("id:{j}:jobInfos")]
+        );
+        let theirs = jobprep_interviews::list_all_for_job_info(&t.db, j, &stranger).unwrap();
+        assert!(theirs.value.is_empty(), "another user's job info lists nothing");
     }
 
     fn count_counts_only_interviews_with_a_chat_id_across_the_users_job_infos(t) {

@@ -12,7 +12,7 @@
 //! # let dir = tempfile::tempdir().unwrap();
 //! # let url = dir.path().join("async.sqlite3").display().to_string();
 //! use jobprep_repo::asynch::AsyncDb;
-//! use jobprep_repo::{users, Db, Error, Executor, UserId};
+//! use jobprep_repo::{cache_rules, users, Db, Error, Executor, UserId};
 //!
 //! let runtime = tokio::runtime::Builder::new_current_thread()
 //!     .enable_all()
@@ -24,15 +24,27 @@
 //!
 //!     let ada = UserId::new("user_ada")?;
 //!     let new = users::NewUser::new(ada.clone(), "Ada", "ada@example.com");
-//!     // The closure runs on the blocking pool with the synchronous `Db`.
-//!     db.run(move |db| db.write(|conn, _tags| users::upsert(conn, &new)))
-//!         .await?;
+//!     // The closure runs on the blocking pool with the synchronous `Db`; the write
+//!     // reports its cache tags (a feature crate's use case does this for you).
+//!     db.run(move |db| {
+//!         db.write(|conn, tags| {
+//!             let user = users::upsert(conn, &new)?;
+//!             tags.extend(cache_rules::user_write(&user.id));
+//!             Ok(user)
+//!         })
+//!     })
+//!     .await?;
 //!
 //!     // A transaction: everything inside commits together, or nothing does.
 //!     let id = ada.clone();
 //!     let outcome: Result<(), Error> = db
 //!         .transaction(move |tx| {
-//!             tx.write(|conn, _| users::delete(conn, &id))?;
+//!             tx.write(|conn, tags| {
+//!                 if let Some(removed) = users::delete(conn, &id)? {
+//!                     tags.extend(cache_rules::user_removed(&removed));
+//!                 }
+//!                 Ok(())
+//!             })?;
 //!             Err(Error::Config("changed my mind".into())) // rolls the delete back
 //!         })
 //!         .await;

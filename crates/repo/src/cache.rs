@@ -197,6 +197,16 @@ pub mod rules {
         tags
     }
 
+    /// What a list of a job info's interviews depends on: the interviews under it
+    /// (`jobInfo:{jobInfoId}:interviews`) and the job info itself
+    /// (`id:{jobInfoId}:jobInfos`), as the original app caches it.
+    pub fn interviews_read(job_info_id: JobInfoId) -> Vec<CacheTag> {
+        vec![
+            CacheTag::job_info(job_info_id, Entity::Interview),
+            CacheTag::id(job_info_id, Entity::JobInfo),
+        ]
+    }
+
     /// A job info delete: its own tags and those of every interview and question the
     /// cascade removed.
     pub fn job_info_removed(removed: &RemovedJobInfo) -> Vec<CacheTag> {

@@ -538,11 +538,15 @@ impl Db {
     /// # let dir = tempfile::tempdir().unwrap();
     /// # let db = jobprep_repo::Db::connect(&dir.path().join("tx.sqlite3").display().to_string())?;
     /// # db.migrate()?;
-    /// use jobprep_repo::{users, Error, Executor, UserId};
+    /// use jobprep_repo::{cache_rules, users, Error, Executor, UserId};
     /// let alice = UserId::new("user_alice")?;
     /// let outcome: Result<(), Error> = db.transaction(|tx| {
     ///     let new = users::NewUser::new(alice.clone(), "Alice", "a@example.com");
-    ///     tx.write(|conn, _| users::upsert(conn, &new))?;
+    ///     tx.write(|conn, tags| {
+    ///         let user = users::upsert(conn, &new)?;
+    ///         tags.extend(cache_rules::user_write(&user.id)); // reported only after COMMIT
+    ///         Ok(user)
+    ///     })?;
     ///     Err(Error::Config("changed my mind".into())) // rolls the upsert back
     /// });
     /// assert!(outcome.is_err());

@@ -52,6 +52,31 @@ pub struct InterviewWithJobInfo {
 }
 
 /// What an insert writes.
+///
+/// Text rules, checked by [`validate`](Self::validate) before anything is written,
+/// each failure an [`Error::InvalidInput`] naming the field in its JSON spelling:
+/// required text must hold something other than whitespace (`"  "` counts as empty),
+/// no text may contain NUL (PostgreSQL cannot store it), and lengths count characters,
+/// not bytes, as PostgreSQL's `varchar(n)` does.
+///
+/// - `duration`: `HH:MM:SS` exactly: hours of 2 to 6 digits, minutes and seconds of
+///   2 digits from `00` to `59`, ASCII digits only, nothing around it (`00:12:34`,
+///   `123:00:01`; not `1:00:00`, `00:60:00`, `00:12:34.5` or ` 00:12:34`).
+/// - `humeChatId`: optional; when set, required text.
+///
+/// ```
+/// use jobprep_repo::{interviews::NewInterview, Error, JobInfoId};
+/// let mut interview = NewInterview::new(JobInfoId::generate());
+/// assert_eq!(interview.duration, "00:00:00");
+/// for ok in ["00:12:34", "123:00:01"] {
+///     interview.duration = ok.into();
+///     assert!(interview.validate().is_ok(), "{ok}");
+/// }
+/// for bad in ["1:00:00", "00:60:00", "00:12:34.5", " 00:12:34"] {
+///     interview.duration = bad.into();
+///     assert!(matches!(interview.validate(), Err(Error::InvalidInput { field: "duration", .. })));
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewInterview {
@@ -81,7 +106,8 @@ impl NewInterview {
 }
 
 /// Changes to an interview: `None` leaves a column as it is; for `hume_chat_id` and
-/// `feedback`, `Some(None)` sets it to NULL.
+/// `feedback`, `Some(None)` sets it to NULL. A value that is set follows the rules of
+/// [`NewInterview`]; `feedback`, when set, is required text (not blank, no NUL).
 #[derive(Debug, Clone, Default, PartialEq, Eq, AsChangeset, serde::Deserialize)]
 #[diesel(table_name = interviews)]
 #[serde(rename_all = "camelCase")]
@@ -103,7 +129,7 @@ impl InterviewChanges {
             validate::required_text("humeChatId", chat, validate::UNBOUNDED)?;
         }
         if let Some(Some(feedback)) = &self.feedback {
-            validate::bounded_text("feedback", feedback, validate::UNBOUNDED)?;
+            validate::required_text("feedback", feedback, validate::UNBOUNDED)?;
         }
         Ok(())
     }
@@ -204,21 +230,51 @@ pub fn get(
     .ok_or(Error::not_found(Entity::Interview))
 }
 
-/// The interviews of the user's job info that have a chat id, most recently updated
-/// first. Someone else's job info gives an empty list, as a missing one does.
+/// The interviews of the user's job info that have a chat id (those held, as the
+/// original app lists them), most recently updated first. Someone else's job info
+/// gives an empty list, as a missing one does.
 pub fn list_for_job_info(
     conn: &mut Connection,
     job_info_id: JobInfoId,
     user_id: &UserId,
 ) -> Result<Vec<Interview>> {
-    Ok(on_backend!(conn, c => interviews::table
-        .inner_join(job_info::table)
-        .filter(job_info::id.eq(job_info_id))
-        .filter(job_info::user_id.eq(user_id))
-        .filter(interviews::hume_chat_id.is_not_null())
-        .order((interviews::updated_at.desc(), interviews::id.desc()))
-        .select(Interview::as_select())
-        .load(c))?)
+    list(conn, job_info_id, user_id, HeldOnly(true))
+}
+
+/// Every interview of the user's job info, with a chat id or not, most recently
+/// updated first. Someone else's job info gives an empty list.
+pub fn list_all_for_job_info(
+    conn: &mut Connection,
+    job_info_id: JobInfoId,
+    user_id: &UserId,
+) -> Result<Vec<Interview>> {
+    list(conn, job_info_id, user_id, HeldOnly(false))
+}
+
+/// Whether a list keeps only interviews that have a chat id.
+struct HeldOnly(bool);
+
+fn list(
+    conn: &mut Connection,
+    job_info_id: JobInfoId,
+    user_id: &UserId,
+    held_only: HeldOnly,
+) -> Result<Vec<Interview>> {
+    Ok(on_backend!(conn, c => {
+        let query = interviews::table
+            .inner_join(job_info::table)
+            .filter(job_info::id.eq(job_info_id))
+            .filter(job_info::user_id.eq(user_id))
+            .order((interviews::updated_at.desc(), interviews::id.desc()))
+            .select(Interview::as_select())
+            .into_boxed();
+        let query = if held_only.0 {
+            query.filter(interviews::hume_chat_id.is_not_null())
+        } else {
+            query
+        };
+        query.load(c)
+    })?)
 }
 
 /// How many of the user's interviews have a chat id (the plan quota counts these).

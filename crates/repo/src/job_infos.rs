@@ -31,6 +31,15 @@ pub struct JobInfo {
 }
 
 /// What an insert writes; the owner is passed separately.
+///
+/// Text rules, checked by [`validate`](Self::validate) before anything is written,
+/// each failure an [`Error::InvalidInput`] naming the field in its JSON spelling:
+/// required text must hold something other than whitespace (`"  "` counts as empty),
+/// no text may contain NUL (PostgreSQL cannot store it), and lengths count characters,
+/// not bytes, as PostgreSQL's `varchar(n)` does.
+///
+/// - `name`, `description`: required, no length limit.
+/// - `title`: optional; when set, required text.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewJobInfo {
@@ -72,7 +81,7 @@ impl NewJobInfo {
 }
 
 /// Changes to a job info: `None` leaves a column as it is; for `title`, `Some(None)`
-/// sets it to NULL.
+/// sets it to NULL. A value that is set follows the rules of [`NewJobInfo`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, AsChangeset, serde::Deserialize)]
 #[diesel(table_name = job_info)]
 #[serde(rename_all = "camelCase")]

@@ -49,6 +49,15 @@ pub struct QuestionWithJobInfo {
 }
 
 /// What an insert writes; the job info is passed separately.
+///
+/// Text rules, checked by [`validate`](Self::validate) before anything is written,
+/// each failure an [`Error::InvalidInput`] naming the field in its JSON spelling:
+/// required text must hold something other than whitespace (`"  "` counts as empty),
+/// no text may contain NUL (PostgreSQL cannot store it), and lengths count characters,
+/// not bytes, as PostgreSQL's `varchar(n)` does.
+///
+/// - `text`: required, no length limit.
+/// - `difficulty`: one of `easy`, `medium`, `hard` (checked when deserialized).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewQuestion {
@@ -69,7 +78,8 @@ impl NewQuestion {
     }
 }
 
-/// Changes to a question; `None` leaves a column as it is.
+/// Changes to a question; `None` leaves a column as it is. A value that is set follows
+/// the rules of [`NewQuestion`].
 #[derive(Debug, Clone, Default, PartialEq, Eq, AsChangeset, serde::Deserialize)]
 #[diesel(table_name = questions)]
 #[serde(rename_all = "camelCase")]

@@ -33,6 +33,29 @@ pub struct User {
 }
 
 /// What an upsert writes: everything but the timestamps.
+///
+/// Text rules, checked by [`validate`](Self::validate) before anything is written,
+/// each failure an [`Error::InvalidInput`] naming the field in its JSON spelling:
+/// required text must hold something other than whitespace (`"  "` counts as empty),
+/// no text may contain NUL (PostgreSQL cannot store it), and lengths count characters,
+/// not bytes, as PostgreSQL's `varchar(n)` does.
+///
+/// - `id`: checked by [`UserId::new`]: 1 to 255 characters.
+/// - `name`: required, at most 255 characters.
+/// - `email`: required, at most 255 characters, shaped like `local@domain.tld` (one
+///   `@`, a dot inside the domain, no whitespace); uniqueness is the database's check.
+/// - `imageUrl`: optional; when set, required text of at most 1,000 characters.
+///
+/// ```
+/// use jobprep_repo::{users::NewUser, Error, UserId};
+/// let ada = NewUser::new(UserId::new("user_1")?, "Ada", "ada@example.com");
+/// assert!(ada.validate().is_ok());
+/// let blank = NewUser::new(UserId::new("user_1")?, "   ", "ada@example.com");
+/// assert!(matches!(blank.validate(), Err(Error::InvalidInput { field: "name", .. })));
+/// let long = NewUser::new(UserId::new("user_1")?, "é".repeat(256), "ada@example.com");
+/// assert!(matches!(long.validate(), Err(Error::InvalidInput { field: "name", .. })));
+/// # Ok::<(), Error>(())
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewUser {
