@@ -1,4 +1,5 @@
 //! README.md shows `examples/quickstart.rs` verbatim; keep them the same.
+#![allow(clippy::unwrap_used)]
 
 #[test]
 fn readme_shows_the_quickstart_example_verbatim() {
