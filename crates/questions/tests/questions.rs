@@ -522,3 +522,71 @@ backend_tests! {
         assert_eq!(t.sink.take_sorted(), question_tags(&kept));
     }
 }
+
+/// PostgreSQL only: at REPEATABLE READ a transaction's snapshot may predate the commit
+/// of the request it waited for, so a stale count could let it write. The per-user
+/// serialization turns that case into a serialization failure (retryable
+/// `Unavailable`); retried, every request ends written or refused for the quota, and
+/// the quota still holds.
+#[test]
+fn at_repeatable_read_racing_quota_checked_inserts_never_overshoot() {
+    const THREADS: usize = 8;
+    let Some(t) = TestDb::new(jobprep_repo::Backend::Postgres) else {
+        return;
+    };
+    let owner = user(&t, "user_owner");
+    let j = job(&t, &owner, "Backend");
+    let separator = if t.url.contains('?') { '&' } else { '?' };
+    // libpq's `options`: `-c default_transaction_isolation=repeatable\ read`.
+    let url = format!(
+        "{}{separator}options=-c%20default_transaction_isolation%3Drepeatable%5C%20read",
+        t.url
+    );
+    let db = jobprep_repo::Db::connect(&url).unwrap();
+    let barrier = std::sync::Barrier::new(THREADS);
+    let outcomes: Vec<(jobprep_repo::Result<QuestionKey>, usize)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let (barrier, owner, db) = (&barrier, &owner, &db);
+                scope.spawn(move || {
+                    // A warm connection each, so the requests start together.
+                    jobprep_questions::count_for_user(db, owner).unwrap();
+                    let new = NewQuestion::new(format!("Racing {i}"), QuestionDifficulty::Easy);
+                    barrier.wait();
+                    let mut retries = 0;
+                    loop {
+                        let written = db.transaction(|tx| {
+                            let written =
+                                jobprep_questions::insert_within_quota(tx, owner, j, &new, 2);
+                            std::thread::sleep(std::time::Duration::from_millis(25));
+                            written
+                        });
+                        match written {
+                            Err(error) if error.is_retryable() && retries < 20 => retries += 1,
+                            other => return (other, retries),
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let results: Vec<&jobprep_repo::Result<QuestionKey>> =
+        outcomes.iter().map(|(r, _)| r).collect();
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        2,
+        "{results:?}"
+    );
+    assert_eq!(
+        results.iter().filter(|r| is_quota_exceeded(r, 2)).count(),
+        6,
+        "{results:?}"
+    );
+    assert_eq!(count(&t, &owner), 2);
+    let retried: usize = outcomes.iter().map(|(_, retries)| retries).sum();
+    assert!(
+        retried > 0,
+        "REPEATABLE READ was in effect: some request met a serialization failure"
+    );
+}
