@@ -186,10 +186,8 @@ async fn put_me(
     JsonBody(profile): JsonBody<Profile>,
 ) -> Result<Response, ApiError> {
     let user = NewUser {
-        id: me,
-        name: profile.name,
-        email: profile.email,
         image_url: profile.image_url,
+        ..NewUser::new(me, profile.name, profile.email)
     };
     Ok(Json(users::upsert(&db, user).await?).into_response())
 }
