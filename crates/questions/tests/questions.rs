@@ -411,8 +411,12 @@ backend_tests! {
                     scope.spawn(move || {
                         let new = NewQuestion::new(format!("Racing {i}"), QuestionDifficulty::Easy);
                         barrier.wait();
-                        // Each request keeps its transaction open a little after the
-                        // write, so without the per-user serialization all eight would
+                        if i % 4 == 0 {
+                            // A request that is just the write.
+                            return jobprep_questions::insert_within_quota(db, owner, jobs[i % 2], &new, LIMIT);
+                        }
+                        // The others keep their transaction open a little after the
+                        // write, so without the per-user serialization they would all
                         // count before any commits (and all would write).
                         db.transaction(|tx| {
                             let written = jobprep_questions::insert_within_quota(tx, owner, jobs[i % 2], &new, LIMIT);
