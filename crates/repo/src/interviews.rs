@@ -164,7 +164,8 @@ pub fn insert(
 /// and is inserted unchecked; setting its chat id later is the write that
 /// [`update_within_quota`] checks. The count and the insert are one atomic step:
 /// concurrent quota-checked writes of the same user take turns (see the `quota`
-/// module), so they never overshoot `limit`.
+/// module), so they never overshoot `limit`. The quota is checked before the job
+/// info's owner.
 pub fn insert_within_quota(
     conn: &mut Connection,
     user_id: &UserId,
