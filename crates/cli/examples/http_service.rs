@@ -24,6 +24,17 @@
 //! | `GET`, `PATCH`, `DELETE /interviews/{id}` | read (with its job info), record `humeChatId`/`duration`/`feedback`, delete |
 //! | `POST`, `GET /job-infos/{id}/questions` | add one (`{text, difficulty}`) or many (an array), list |
 //! | `GET`, `PATCH`, `DELETE /questions/{id}` | read, change, delete |
+//! | `POST /webhooks/auth` | the auth provider's (Clerk's) user events: `user.created` and `user.updated` upsert the user, `user.deleted` deletes it; other types answer 204 |
+//!
+//! The webhook maps the provider's user as the original app's webhook does: the id as
+//! it is; the name from `first_name` and `last_name` (the email when both are empty);
+//! the email whose `id` is `primary_email_address_id` (none is a 400); an empty
+//! `image_url` as no image; `created_at` and `updated_at` (epoch milliseconds) as the
+//! user's timestamps. It answers 200 with the stored user, or with what the deletion
+//! removed (`null` when the user was already gone, so a redelivered event succeeds).
+//! Verifying the provider's signature (Clerk signs with Svix: the `svix-id`,
+//! `svix-timestamp` and `svix-signature` headers) is left out of this example; a real
+//! service must verify it before trusting the body, as it must verify `x-user-id`.
 //!
 //! Creations answer 201 with the new row's key; reads carry the cache tags they depend
 //! on in `x-cache-tags`. Errors are `{"error": ...}`: 400 (with `"field"` when one is to
@@ -41,7 +52,7 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use clap::Parser;
 use jobprep_interviews::{asynch as interviews, InterviewChanges, NewInterview};
@@ -164,6 +175,7 @@ pub fn router(db: AsyncDb) -> Router {
                 .patch(update_question)
                 .delete(delete_question),
         )
+        .route("/webhooks/auth", post(auth_webhook))
         .fallback(|| async { ApiError::NoRoute })
         .with_state(db)
 }
@@ -186,10 +198,8 @@ async fn put_me(
     JsonBody(profile): JsonBody<Profile>,
 ) -> Result<Response, ApiError> {
     let user = NewUser {
-        id: me,
-        name: profile.name,
-        email: profile.email,
         image_url: profile.image_url,
+        ..NewUser::new(me, profile.name, profile.email)
     };
     Ok(Json(users::upsert(&db, user).await?).into_response())
 }
@@ -226,6 +236,116 @@ async fn usage(State(db): State<AsyncDb>, Owner(me): Owner) -> Result<Response, 
         questions: questions.value,
     };
     Ok(cached(Cached::new(usage, tags)))
+}
+
+// ---- the auth provider's webhook ----
+
+/// An event of the auth provider: `{"type": "user.created", "data": {...}, ...}`.
+#[derive(Debug, Deserialize)]
+struct AuthEvent {
+    #[serde(rename = "type")]
+    kind: String,
+    data: serde_json::Value,
+}
+
+/// The provider's user, in its own field names.
+#[derive(Debug, Deserialize)]
+struct ProviderUser {
+    id: UserId,
+    #[serde(default)]
+    first_name: Option<String>,
+    #[serde(default)]
+    last_name: Option<String>,
+    #[serde(default)]
+    email_addresses: Vec<ProviderEmail>,
+    #[serde(default)]
+    primary_email_address_id: Option<String>,
+    #[serde(default)]
+    image_url: Option<String>,
+    /// Epoch milliseconds.
+    created_at: i64,
+    /// Epoch milliseconds.
+    updated_at: i64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ProviderEmail {
+    id: String,
+    email_address: String,
+}
+
+/// What `user.deleted` carries: `{"id": ..., "deleted": true, "object": "user"}`.
+#[derive(Debug, Deserialize)]
+struct ProviderDeletedUser {
+    id: UserId,
+}
+
+async fn auth_webhook(
+    State(db): State<AsyncDb>,
+    JsonBody(event): JsonBody<AuthEvent>,
+) -> Result<Response, ApiError> {
+    match event.kind.as_str() {
+        "user.created" | "user.updated" => {
+            let user = new_user_from_provider(event_data(event.data)?)?;
+            Ok(Json(users::upsert(&db, user).await?).into_response())
+        }
+        "user.deleted" => {
+            let deleted: ProviderDeletedUser = event_data(event.data)?;
+            Ok(Json(users::delete(&db, deleted.id).await?).into_response())
+        }
+        // Events this service does not subscribe to: acknowledged, so they are not
+        // delivered again.
+        _ => Ok(StatusCode::NO_CONTENT.into_response()),
+    }
+}
+
+/// The provider's user as jobprep's upsert form (see the module docs).
+fn new_user_from_provider(user: ProviderUser) -> Result<NewUser, ApiError> {
+    let invalid = |field: &str, message: &str| ApiError::Json {
+        field: Some(format!("data.{field}")),
+        message: message.to_owned(),
+    };
+    let email = user
+        .email_addresses
+        .into_iter()
+        .find(|email| Some(&email.id) == user.primary_email_address_id.as_ref())
+        .map(|email| email.email_address)
+        .ok_or_else(|| {
+            invalid(
+                "primary_email_address_id",
+                "no email address has the primary id",
+            )
+        })?;
+    let name = [user.first_name, user.last_name]
+        .into_iter()
+        .flatten()
+        .map(|part| part.trim().to_owned())
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let name = if name.is_empty() { email.clone() } else { name };
+    let time = |field: &str, millis: i64| {
+        chrono::DateTime::from_timestamp_millis(millis)
+            .ok_or_else(|| invalid(field, "not a time in epoch milliseconds"))
+    };
+    let created_at = time("created_at", user.created_at)?;
+    let updated_at = time("updated_at", user.updated_at)?;
+    Ok(NewUser {
+        // The provider sends "" for a user without an image; the column holds NULL.
+        image_url: user.image_url.filter(|url| !url.trim().is_empty()),
+        ..NewUser::new(user.id, name, email).with_provider_timestamps(created_at, updated_at)
+    })
+}
+
+/// An event's `data`, with a field that fails to deserialize named as `data.{field}`.
+fn event_data<T: DeserializeOwned>(data: serde_json::Value) -> Result<T, ApiError> {
+    from_json(data).map_err(|error| match error {
+        ApiError::Json { field, message } => ApiError::Json {
+            field: Some(field.map_or_else(|| "data".to_owned(), |f| format!("data.{f}"))),
+            message,
+        },
+        other => other,
+    })
 }
 
 // ---- job infos ----

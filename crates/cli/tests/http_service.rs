@@ -169,6 +169,187 @@ backend_tests! {
     }
 }
 
+backend_tests! {
+    fn the_auth_webhook_signs_up_updates_and_deletes_users_as_the_app_does(t) {
+        auth_webhook(t);
+    }
+}
+
+/// A provider event for `user_clerk`, in the provider's field names.
+fn provider_event(
+    kind: &str,
+    first_name: Value,
+    image_url: &str,
+    created: i64,
+    updated: i64,
+) -> Value {
+    json!({
+        "object": "event",
+        "type": kind,
+        "data": {
+            "id": "user_clerk",
+            "object": "user",
+            "first_name": first_name,
+            "last_name": "Lovelace",
+            "email_addresses": [
+                {"id": "idn_other", "email_address": "other@example.com"},
+                {"id": "idn_primary", "email_address": "ada@example.com"},
+            ],
+            "primary_email_address_id": "idn_primary",
+            "image_url": image_url,
+            "created_at": created,
+            "updated_at": updated,
+        },
+    })
+}
+
+/// A JSON timestamp as a point in time.
+fn time(value: &Value) -> chrono::DateTime<chrono::Utc> {
+    let text = value
+        .as_str()
+        .unwrap_or_else(|| panic!("not a timestamp: {value}"));
+    chrono::DateTime::parse_from_rfc3339(text).unwrap().into()
+}
+
+fn millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::from_timestamp_millis(ms).unwrap()
+}
+
+fn auth_webhook(t: &TestDb) {
+    const HOOK: &str = "/webhooks/auth";
+    const CREATED: i64 = 1_757_715_292_823;
+    let server = Server::start(&t.url);
+    let http = Client::new(&server);
+    let hook = |event: Value| http.call("POST", HOOK, None, Some(event));
+
+    // user.created: the primary email, the provider's timestamps, "" as no image.
+    let created = expect(
+        hook(provider_event(
+            "user.created",
+            json!("Ada"),
+            "",
+            CREATED,
+            CREATED + 5,
+        )),
+        200,
+    );
+    assert_eq!(created["id"], "user_clerk");
+    assert_eq!(created["name"], "Ada Lovelace");
+    assert_eq!(created["email"], "ada@example.com");
+    assert!(created["imageUrl"].is_null(), "{created}");
+    assert_eq!(time(&created["createdAt"]), millis(CREATED));
+    assert_eq!(time(&created["updatedAt"]), millis(CREATED + 5));
+    assert_eq!(
+        expect(http.get("/users/me", "user_clerk"), 200),
+        created,
+        "stored as answered"
+    );
+
+    // user.updated: a new profile and image; updatedAt moves forward.
+    let later = CREATED + 60_000;
+    let image = "https://img.clerk.com/ada.png";
+    let updated = expect(
+        hook(provider_event(
+            "user.updated",
+            json!("Augusta Ada"),
+            image,
+            CREATED,
+            later,
+        )),
+        200,
+    );
+    assert_eq!(updated["name"], "Augusta Ada Lovelace");
+    assert_eq!(updated["imageUrl"], image);
+    assert_eq!(time(&updated["updatedAt"]), millis(later));
+    assert_eq!(time(&updated["createdAt"]), millis(CREATED));
+
+    // A late, older event refreshes the profile but never moves updatedAt back; the
+    // provider's createdAt is the source of truth.
+    let stale = expect(
+        hook(provider_event(
+            "user.updated",
+            Value::Null,
+            "",
+            CREATED - 1_000,
+            CREATED,
+        )),
+        200,
+    );
+    assert_eq!(
+        stale["name"], "Lovelace",
+        "a missing first name is left out"
+    );
+    assert!(stale["imageUrl"].is_null());
+    assert_eq!(time(&stale["updatedAt"]), millis(later));
+    assert_eq!(time(&stale["createdAt"]), millis(CREATED - 1_000));
+
+    // Refused: no primary email, a time out of range, updatedAt before createdAt, a
+    // bad user id, a missing field. Nothing changes.
+    let mut no_primary = provider_event("user.updated", json!("Eve"), "", CREATED, later + 1);
+    no_primary["data"]["primary_email_address_id"] = json!("idn_missing");
+    expect_invalid(hook(no_primary), "data.primary_email_address_id");
+    expect_invalid(
+        hook(provider_event(
+            "user.updated",
+            json!("Eve"),
+            "",
+            i64::MAX,
+            i64::MAX,
+        )),
+        "data.created_at",
+    );
+    expect_invalid(
+        hook(provider_event(
+            "user.updated",
+            json!("Eve"),
+            "",
+            later,
+            CREATED,
+        )),
+        "updatedAt",
+    );
+    let mut bad_id = provider_event("user.created", json!("Eve"), "", CREATED, CREATED);
+    bad_id["data"]["id"] = json!("");
+    expect_invalid(hook(bad_id), "data.id");
+    let mut incomplete = provider_event("user.created", json!("Eve"), "", CREATED, CREATED);
+    incomplete["data"]
+        .as_object_mut()
+        .unwrap()
+        .remove("created_at");
+    let missing = expect(hook(incomplete), 400);
+    assert!(
+        missing["error"].as_str().unwrap().contains("created_at"),
+        "{missing}"
+    );
+    assert_eq!(expect(http.get("/users/me", "user_clerk"), 200), stale);
+
+    // Other event types are acknowledged and ignored.
+    let session = json!({"type": "session.created", "data": {"id": "sess_1"}});
+    assert_eq!(hook(session).status, 204);
+
+    // user.deleted removes the user with everything it owns; a redelivery finds
+    // nothing and still succeeds.
+    let job = json!({"name": "Analyst", "experienceLevel": "senior", "description": "Engines"});
+    expect(http.post("/job-infos", "user_clerk", job), 201);
+    let deleted = json!({"type": "user.deleted", "data": {"id": "user_clerk", "deleted": true, "object": "user"}});
+    let removed = expect(hook(deleted.clone()), 200);
+    assert_eq!(removed["id"], "user_clerk");
+    assert_eq!(
+        removed["jobInfos"].as_array().unwrap().len(),
+        1,
+        "{removed}"
+    );
+    expect(http.get("/users/me", "user_clerk"), 404);
+    assert_eq!(expect(hook(deleted), 200), Value::Null);
+    expect_invalid(
+        hook(json!({"type": "user.deleted", "data": {"deleted": true}})),
+        "data",
+    );
+
+    drop(http);
+    server.stop();
+}
+
 fn product_flow(t: &TestDb) {
     let started = Instant::now();
     let server = Server::start(&t.url);

@@ -20,6 +20,29 @@ pub async fn create(
         .await
 }
 
+/// [`crate::create_within_quota`] on the blocking pool.
+pub async fn create_within_quota(
+    db: &AsyncDb,
+    user_id: UserId,
+    interview: NewInterview,
+    limit: u32,
+) -> Result<InterviewKey> {
+    db.run(move |db| crate::create_within_quota(db, &user_id, &interview, limit))
+        .await
+}
+
+/// [`crate::update_within_quota`] on the blocking pool.
+pub async fn update_within_quota(
+    db: &AsyncDb,
+    id: InterviewId,
+    user_id: UserId,
+    changes: InterviewChanges,
+    limit: u32,
+) -> Result<InterviewKey> {
+    db.run(move |db| crate::update_within_quota(db, id, &user_id, &changes, limit))
+        .await
+}
+
 /// [`crate::update`] on the blocking pool.
 pub async fn update(
     db: &AsyncDb,

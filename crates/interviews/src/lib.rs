@@ -25,6 +25,47 @@ pub fn create(
     })
 }
 
+/// [`create`], checked against the plan quota: an interview counts once it has a chat
+/// id (as [`count_for_user`] counts), so creating one with a chat id when the user has
+/// `limit` already is `Error::QuotaExceeded { entity: Interview, limit }` (not
+/// retryable), nothing written and nothing reported. One without a chat id does not
+/// count; [`update_within_quota`] checks the write that gives it one. The count and the
+/// write are one atomic step, so concurrent requests of one user never overshoot
+/// `limit`. Reports the same tags as [`create`].
+pub fn create_within_quota(
+    db: &impl Executor,
+    user_id: &UserId,
+    interview: &NewInterview,
+    limit: u32,
+) -> Result<InterviewKey> {
+    jobprep_repo::span!("interviews.create_within_quota");
+    db.write(|conn, tags| {
+        let key = repo::insert_within_quota(conn, user_id, interview, limit)?;
+        tags.extend(cache_rules::interview_write(&key));
+        Ok(key)
+    })
+}
+
+/// [`update`], checked against the plan quota when it gives the interview its first
+/// chat id (the write that makes it count): with `limit` counted interviews already,
+/// that is `Error::QuotaExceeded { entity: Interview, limit }`, nothing written and
+/// nothing reported. Other changes are applied as [`update`] applies them. Atomic like
+/// [`create_within_quota`]. Reports the same tags as [`create`].
+pub fn update_within_quota(
+    db: &impl Executor,
+    id: InterviewId,
+    user_id: &UserId,
+    changes: &InterviewChanges,
+    limit: u32,
+) -> Result<InterviewKey> {
+    jobprep_repo::span!("interviews.update_within_quota");
+    db.write(|conn, tags| {
+        let key = repo::update_within_quota(conn, id, user_id, changes, limit)?;
+        tags.extend(cache_rules::interview_write(&key));
+        Ok(key)
+    })
+}
+
 /// Records the chat id, duration or feedback of the user's interview. Reports the same
 /// tags as [`create`].
 pub fn update(

@@ -59,7 +59,18 @@ backend_tests! {
             assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 
             assert_eq!(asynch::delete(&db, id, owner.clone()).await.unwrap(), key);
-            assert_eq!(asynch::count_for_user(&db, owner).await.unwrap().value, 0);
+            assert_eq!(asynch::count_for_user(&db, owner.clone()).await.unwrap().value, 0);
+
+            t.sink.take();
+            let with_chat = NewInterview { hume_chat_id: Some("chat_2".into()), ..NewInterview::new(job.id) };
+            asynch::create_within_quota(&db, owner.clone(), with_chat, 1).await.unwrap();
+            let pending = asynch::create_within_quota(&db, owner.clone(), NewInterview::new(job.id), 1).await.unwrap();
+            assert_eq!(t.sink.take().len(), 2, "one batch per write");
+            let chat = InterviewChanges { hume_chat_id: Some(Some("chat_3".into())), ..Default::default() };
+            let err = asynch::update_within_quota(&db, pending.id, owner.clone(), chat, 1).await.unwrap_err();
+            assert!(matches!(err, Error::QuotaExceeded { limit: 1, .. }) && !err.is_retryable(), "{err:?}");
+            assert!(t.sink.take().is_empty());
+            assert_eq!(asynch::count_for_user(&db, owner).await.unwrap().value, 1);
         });
     }
 }

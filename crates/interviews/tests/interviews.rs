@@ -428,3 +428,200 @@ backend_tests! {
         assert_eq!(json["jobInfo"]["description"], "About Backend");
     }
 }
+
+/// Whether `result` is the interview quota error for `limit`, and not retryable.
+fn is_quota_exceeded<T: std::fmt::Debug>(result: &jobprep_repo::Result<T>, limit: u32) -> bool {
+    matches!(result, Err(error @ Error::QuotaExceeded { entity: Entity::Interview, limit: l })
+        if *l == limit && !error.is_retryable())
+}
+
+/// Runs `request(i)` on eight threads released at once, each inside a transaction held
+/// open a little after the write: without the per-user serialization all eight would
+/// count before any commits.
+fn eight_racing<T: Send>(
+    t: &TestDb,
+    request: impl Fn(&jobprep_repo::Tx<'_>, usize) -> jobprep_repo::Result<T> + Sync,
+) -> Vec<jobprep_repo::Result<T>> {
+    const THREADS: usize = 8;
+    let barrier = std::sync::Barrier::new(THREADS);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let (barrier, request, db) = (&barrier, &request, &t.db);
+                scope.spawn(move || {
+                    barrier.wait();
+                    db.transaction(|tx| {
+                        let written = request(tx, i);
+                        std::thread::sleep(std::time::Duration::from_millis(25));
+                        written
+                    })
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    })
+}
+
+/// Exactly two writes succeeded, six were refused for the quota of 2, two interviews
+/// count, and only the successful writes reported tags.
+fn assert_two_of_eight(t: &TestDb, owner: &UserId, results: &[jobprep_repo::Result<InterviewKey>]) {
+    let written: Vec<&InterviewKey> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+    assert_eq!(written.len(), 2, "{results:?}");
+    assert_eq!(
+        results.iter().filter(|r| is_quota_exceeded(r, 2)).count(),
+        6,
+        "{results:?}"
+    );
+    assert_eq!(count(t, owner), 2);
+    let batches = t.sink.take();
+    assert_eq!(batches.len(), 2, "{batches:?}");
+    let reported = tag_set(batches.concat().into_iter().map(|tag| tag.to_string()));
+    assert_eq!(
+        reported,
+        tag_set(written.iter().flat_map(|k| interview_tags(k)))
+    );
+}
+
+backend_tests! {
+    fn eight_concurrent_creations_with_a_chat_id_at_a_quota_of_two_write_exactly_two(t) {
+        let owner = user(t, "user_owner");
+        let jobs = [job(t, &owner, "a"), job(t, &owner, "b")];
+        let results = eight_racing(t, |tx, i| {
+            let new = NewInterview { hume_chat_id: Some(format!("chat_{i}")), ..NewInterview::new(jobs[i % 2]) };
+            jobprep_interviews::create_within_quota(tx, &owner, &new, 2)
+        });
+        assert_two_of_eight(t, &owner, &results);
+        let mut counted: Vec<InterviewId> = jobs.iter().flat_map(|j| listed(t, *j, &owner)).collect();
+        counted.sort();
+        let mut written: Vec<InterviewId> = results.iter().filter_map(|r| r.as_ref().ok()).map(|k| k.id).collect();
+        written.sort();
+        assert_eq!(counted, written, "the acknowledged rows, and only those");
+    }
+
+    fn eight_concurrent_updates_setting_a_chat_id_at_a_quota_of_two_write_exactly_two(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let started: Vec<InterviewKey> = (0..8).map(|_| interview(t, &owner, j, None)).collect();
+        let results = eight_racing(t, |tx, i| {
+            jobprep_interviews::update_within_quota(tx, started[i].id, &owner, &chat(&format!("chat_{i}")), 2)
+        });
+        assert_two_of_eight(t, &owner, &results);
+        for (key, result) in started.iter().zip(&results) {
+            let row = stored(t, key.id, &owner);
+            assert_eq!(row.hume_chat_id.is_some(), result.is_ok(), "{row:?}: {result:?}");
+        }
+    }
+
+    fn a_quota_checked_creation_counts_only_interviews_with_a_chat_id(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        // Without a chat id an interview does not count: created even at a quota of 0.
+        let plain = jobprep_interviews::create_within_quota(&t.db, &owner, &NewInterview::new(j), 0).unwrap();
+        assert_eq!(t.sink.take_sorted(), interview_tags(&plain));
+        interview(t, &owner, j, None);
+        assert_eq!(count(t, &owner), 0);
+
+        let with_chat = NewInterview { hume_chat_id: Some("chat_1".into()), ..NewInterview::new(j) };
+        let key = jobprep_interviews::create_within_quota(&t.db, &owner, &with_chat, 1).unwrap();
+        assert_eq!(t.sink.take_sorted(), interview_tags(&key));
+        assert_eq!(stored(t, key.id, &owner).hume_chat_id.as_deref(), Some("chat_1"));
+
+        let refused = jobprep_interviews::create_within_quota(&t.db, &owner, &with_chat, 1);
+        assert!(is_quota_exceeded(&refused, 1), "{refused:?}");
+        assert_eq!(refused.unwrap_err().to_string(), "interview quota of 1 reached");
+        assert_eq!(count(t, &owner), 1);
+        assert!(t.sink.take().is_empty(), "a refused write reports nothing");
+    }
+
+    fn a_quota_of_zero_refuses_the_first_chat_id(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let with_chat = NewInterview { hume_chat_id: Some("chat_1".into()), ..NewInterview::new(j) };
+        let refused = jobprep_interviews::create_within_quota(&t.db, &owner, &with_chat, 0);
+        assert!(is_quota_exceeded(&refused, 0), "{refused:?}");
+        let key = interview(t, &owner, j, None);
+        let before = stored(t, key.id, &owner);
+        let refused = jobprep_interviews::update_within_quota(&t.db, key.id, &owner, &chat("chat_2"), 0);
+        assert!(is_quota_exceeded(&refused, 0), "{refused:?}");
+        assert_eq!(stored(t, key.id, &owner), before, "nothing written");
+        assert_eq!(count(t, &owner), 0);
+        assert!(t.sink.take().is_empty());
+    }
+
+    fn a_quota_checked_update_checks_only_the_write_that_makes_an_interview_count(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let counted = interview(t, &owner, j, Some("chat_1"));
+        let pending = interview(t, &owner, j, None);
+        // At a quota of 1, used up by `counted`:
+        // - a new chat id for an interview that already counts uses no more quota;
+        let key = jobprep_interviews::update_within_quota(&t.db, counted.id, &owner, &chat("chat_1b"), 1).unwrap();
+        assert_eq!(t.sink.take_sorted(), interview_tags(&key));
+        assert_eq!(stored(t, counted.id, &owner).hume_chat_id.as_deref(), Some("chat_1b"));
+        // - other changes of an interview without one are not checked;
+        let finished = InterviewChanges { duration: Some("00:10:00".into()), feedback: Some(Some("ok".into())), ..Default::default() };
+        jobprep_interviews::update_within_quota(&t.db, pending.id, &owner, &finished, 1).unwrap();
+        assert_eq!(stored(t, pending.id, &owner).duration, "00:10:00");
+        t.sink.take();
+        // - giving it a chat id would make it count: refused, nothing changed.
+        let before = stored(t, pending.id, &owner);
+        let with_chat = InterviewChanges { duration: Some("00:20:00".into()), ..chat("chat_2") };
+        let refused = jobprep_interviews::update_within_quota(&t.db, pending.id, &owner, &with_chat, 1);
+        assert!(is_quota_exceeded(&refused, 1), "{refused:?}");
+        assert_eq!(stored(t, pending.id, &owner), before);
+        assert!(t.sink.take().is_empty());
+        // Clearing the counted one's chat id frees the quota for the pending one.
+        let cleared = InterviewChanges { hume_chat_id: Some(None), ..Default::default() };
+        jobprep_interviews::update_within_quota(&t.db, counted.id, &owner, &cleared, 1).unwrap();
+        jobprep_interviews::update_within_quota(&t.db, pending.id, &owner, &with_chat, 1).unwrap();
+        assert_eq!(stored(t, pending.id, &owner).hume_chat_id.as_deref(), Some("chat_2"));
+        assert_eq!(count(t, &owner), 1);
+    }
+
+    fn another_users_interviews_do_not_count_and_ownership_still_holds(t) {
+        let owner = user(t, "user_owner");
+        let other = user(t, "user_other");
+        let mine = job(t, &owner, "mine");
+        let theirs = job(t, &other, "theirs");
+        for n in 0..3 {
+            interview(t, &other, theirs, Some(&format!("theirs_{n}")));
+        }
+        let with_chat = NewInterview { hume_chat_id: Some("mine".into()), ..NewInterview::new(mine) };
+        jobprep_interviews::create_within_quota(&t.db, &owner, &with_chat, 1).unwrap();
+        assert_eq!((count(t, &owner), count(t, &other)), (1, 3));
+        t.sink.take();
+
+        // Someone else's job info or interview is NotFound, never a quota answer about
+        // the owner, and nothing is written.
+        let stranger = user(t, "user_stranger");
+        let pending = interview(t, &owner, mine, None);
+        let sneaky = NewInterview { hume_chat_id: Some("sneaky".into()), ..NewInterview::new(mine) };
+        assert!(is_not_found(jobprep_interviews::create_within_quota(&t.db, &stranger, &sneaky, 5), Entity::JobInfo));
+        assert!(is_not_found(jobprep_interviews::update_within_quota(&t.db, pending.id, &stranger, &chat("sneaky"), 5), Entity::Interview));
+        assert!(is_not_found(jobprep_interviews::update_within_quota(&t.db, InterviewId::generate(), &owner, &chat("x"), 5), Entity::Interview));
+        assert_eq!(stored(t, pending.id, &owner).hume_chat_id, None);
+        // Invalid input is refused before the quota is looked at.
+        let blank = NewInterview { hume_chat_id: Some(" ".into()), ..NewInterview::new(mine) };
+        assert_eq!(invalid_field(jobprep_interviews::create_within_quota(&t.db, &owner, &blank, 0)), "humeChatId");
+        assert_eq!(invalid_field(jobprep_interviews::update_within_quota(&t.db, pending.id, &owner, &chat(""), 0)), "humeChatId");
+        assert_eq!((count(t, &owner), count(t, &other), count(t, &stranger)), (1, 3, 0));
+        assert!(t.sink.take().is_empty());
+    }
+
+    fn a_refused_quota_checked_write_inside_a_transaction_can_be_handled_and_the_rest_commits(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let pending = interview(t, &owner, j, None);
+        let kept = t.db.transaction(|tx| {
+            let with_chat = NewInterview { hume_chat_id: Some("chat_1".into()), ..NewInterview::new(j) };
+            let kept = jobprep_interviews::create_within_quota(tx, &owner, &with_chat, 1)?;
+            let refused = jobprep_interviews::update_within_quota(tx, pending.id, &owner, &chat("chat_2"), 1);
+            assert!(is_quota_exceeded(&refused, 1), "{refused:?}");
+            assert_eq!(jobprep_interviews::count_for_user(tx, &owner)?.value, 1, "the transaction is still usable");
+            Ok(kept)
+        })
+        .unwrap();
+        assert_eq!(listed(t, j, &owner), [kept.id]);
+        assert_eq!(t.sink.take_sorted(), interview_tags(&kept));
+    }
+}

@@ -21,6 +21,18 @@ pub async fn insert(
         .await
 }
 
+/// [`crate::insert_within_quota`] on the blocking pool.
+pub async fn insert_within_quota(
+    db: &AsyncDb,
+    user_id: UserId,
+    job_info_id: JobInfoId,
+    question: NewQuestion,
+    limit: u32,
+) -> Result<QuestionKey> {
+    db.run(move |db| crate::insert_within_quota(db, &user_id, job_info_id, &question, limit))
+        .await
+}
+
 /// [`crate::insert_many`] on the blocking pool.
 pub async fn insert_many(
     db: &AsyncDb,

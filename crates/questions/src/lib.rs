@@ -26,6 +26,26 @@ pub fn insert(
     })
 }
 
+/// [`insert`], if the user has fewer than `limit` questions (the plan quota, as
+/// [`count_for_user`] counts); else `Error::QuotaExceeded { entity: Question, limit }`
+/// (not retryable), nothing written and nothing reported. The count and the insert
+/// are one atomic step, so concurrent requests of one user never overshoot `limit`.
+/// Reports the same tags as [`insert`].
+pub fn insert_within_quota(
+    db: &impl Executor,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    question: &NewQuestion,
+    limit: u32,
+) -> Result<QuestionKey> {
+    jobprep_repo::span!("questions.insert_within_quota");
+    db.write(|conn, tags| {
+        let key = repo::insert_within_quota(conn, user_id, job_info_id, question, limit)?;
+        tags.extend(cache_rules::question_write(&key));
+        Ok(key)
+    })
+}
+
 /// Adds many questions under one job info the user owns, in one statement per 10,000
 /// rows. Reports the tags of every question.
 pub fn insert_many(

@@ -59,7 +59,17 @@ backend_tests! {
             assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 
             assert_eq!(asynch::delete(&db, id, owner.clone()).await.unwrap(), key);
-            assert_eq!(asynch::count_for_user(&db, owner).await.unwrap().value, 2);
+            assert_eq!(asynch::count_for_user(&db, owner.clone()).await.unwrap().value, 2);
+
+            t.sink.take();
+            let within = NewQuestion::new("Within the plan.", QuestionDifficulty::Easy);
+            let key = asynch::insert_within_quota(&db, owner.clone(), job.id, within.clone(), 3).await.unwrap();
+            assert_eq!(t.sink.take_sorted().len(), 3, "the tags of the new question");
+            assert_eq!(key.job_info_id, job.id);
+            let err = asynch::insert_within_quota(&db, owner.clone(), job.id, within, 3).await.unwrap_err();
+            assert!(matches!(err, Error::QuotaExceeded { limit: 3, .. }) && !err.is_retryable(), "{err:?}");
+            assert!(t.sink.take().is_empty());
+            assert_eq!(asynch::count_for_user(&db, owner).await.unwrap().value, 3);
         });
     }
 }

@@ -388,3 +388,209 @@ backend_tests! {
         assert_eq!(count(t, &owner), 4);
     }
 }
+
+/// Whether `result` is the question quota error for `limit`, and not retryable.
+fn is_quota_exceeded<T: std::fmt::Debug>(result: &jobprep_repo::Result<T>, limit: u32) -> bool {
+    matches!(result, Err(error @ Error::QuotaExceeded { entity: Entity::Question, limit: l })
+        if *l == limit && !error.is_retryable())
+}
+
+backend_tests! {
+    fn eight_concurrent_quota_checked_inserts_at_a_quota_of_two_write_exactly_two(t) {
+        const THREADS: usize = 8;
+        const LIMIT: u32 = 2;
+        const HOLD: std::time::Duration = std::time::Duration::from_millis(25);
+        let owner = user(t, "user_owner");
+        // Two job infos: the quota spans all of the user's questions.
+        let jobs = [job(t, &owner, "a"), job(t, &owner, "b")];
+        let barrier = std::sync::Barrier::new(THREADS);
+        let results: Vec<jobprep_repo::Result<QuestionKey>> = std::thread::scope(|scope| {
+            let workers: Vec<_> = (0..THREADS)
+                .map(|i| {
+                    let (barrier, owner, db) = (&barrier, &owner, &t.db);
+                    scope.spawn(move || {
+                        let new = NewQuestion::new(format!("Racing {i}"), QuestionDifficulty::Easy);
+                        barrier.wait();
+                        if i % 4 == 0 {
+                            // A request that is just the write.
+                            return jobprep_questions::insert_within_quota(db, owner, jobs[i % 2], &new, LIMIT);
+                        }
+                        // The others keep their transaction open a little after the
+                        // write, so without the per-user serialization they would all
+                        // count before any commits (and all would write).
+                        db.transaction(|tx| {
+                            let written = jobprep_questions::insert_within_quota(tx, owner, jobs[i % 2], &new, LIMIT);
+                            std::thread::sleep(HOLD);
+                            written
+                        })
+                    })
+                })
+                .collect();
+            workers.into_iter().map(|w| w.join().unwrap()).collect()
+        });
+        let written: Vec<&QuestionKey> = results.iter().filter_map(|r| r.as_ref().ok()).collect();
+        assert_eq!(written.len(), 2, "{results:?}");
+        assert_eq!(results.iter().filter(|r| is_quota_exceeded(r, LIMIT)).count(), 6, "{results:?}");
+        assert_eq!(count(t, &owner), 2);
+        let listed: BTreeSet<QuestionId> = jobs
+            .iter()
+            .flat_map(|j| jobprep_questions::list_for_job_info(&t.db, *j, &owner).unwrap().value)
+            .map(|q| q.id)
+            .collect();
+        assert_eq!(listed, written.iter().map(|k| k.id).collect(), "the acknowledged rows, and only those");
+        // One batch of tags per successful write, none for the refused ones.
+        let batches = t.sink.take();
+        assert_eq!(batches.len(), 2, "{batches:?}");
+        let reported = tag_set(batches.concat().into_iter().map(|tag| tag.to_string()));
+        assert_eq!(reported, tag_set(written.iter().flat_map(|k| question_tags(k))));
+    }
+
+    fn a_quota_checked_insert_below_the_quota_writes_and_reports_like_insert(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let new = NewQuestion::new("Within the plan", QuestionDifficulty::Hard);
+        let key = jobprep_questions::insert_within_quota(&t.db, &owner, j, &new, 1).unwrap();
+        assert_eq!(t.sink.take_sorted(), question_tags(&key));
+        let row = stored(t, key.id, &owner);
+        assert_eq!((row.text.as_str(), row.difficulty, row.job_info_id), ("Within the plan", QuestionDifficulty::Hard, j));
+
+        // The quota is now used up: refused, nothing written, nothing reported.
+        let refused = jobprep_questions::insert_within_quota(&t.db, &owner, j, &new, 1);
+        assert!(is_quota_exceeded(&refused, 1), "{refused:?}");
+        let message = refused.unwrap_err().to_string();
+        assert_eq!(message, "question quota of 1 reached");
+        assert_eq!(count(t, &owner), 1);
+        assert!(t.sink.take().is_empty());
+
+        // A larger plan allows more; the plain insert is not checked at all.
+        jobprep_questions::insert_within_quota(&t.db, &owner, j, &new, 2).unwrap();
+        question(t, &owner, j, "unchecked");
+        assert_eq!(count(t, &owner), 3);
+    }
+
+    fn a_quota_of_zero_refuses_every_question(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let new = NewQuestion::new("No plan", QuestionDifficulty::Easy);
+        let refused = jobprep_questions::insert_within_quota(&t.db, &owner, j, &new, 0);
+        assert!(is_quota_exceeded(&refused, 0), "{refused:?}");
+        assert_eq!(count(t, &owner), 0);
+        assert!(texts(t, j, &owner).is_empty());
+        assert!(t.sink.take().is_empty());
+    }
+
+    fn another_users_questions_do_not_count_against_the_quota(t) {
+        let owner = user(t, "user_owner");
+        let other = user(t, "user_other");
+        let mine = job(t, &owner, "mine");
+        let theirs = job(t, &other, "theirs");
+        jobprep_questions::insert_many(&t.db, &other, theirs, &batch("Theirs", 5)).unwrap();
+        t.sink.take();
+        let new = NewQuestion::new("Mine", QuestionDifficulty::Easy);
+        jobprep_questions::insert_within_quota(&t.db, &owner, mine, &new, 1).unwrap();
+        assert_eq!(count(t, &owner), 1);
+        assert_eq!(count(t, &other), 5);
+        // The other user is over a quota of 1 and is refused, whatever the owner has.
+        let refused = jobprep_questions::insert_within_quota(&t.db, &other, theirs, &new, 1);
+        assert!(is_quota_exceeded(&refused, 1), "{refused:?}");
+        assert_eq!(count(t, &other), 5);
+    }
+
+    fn a_quota_checked_insert_validates_first_and_keeps_ownership(t) {
+        let owner = user(t, "user_owner");
+        let stranger = user(t, "user_stranger");
+        let j = job(t, &owner, "Backend");
+        let blank = NewQuestion::new(" ", QuestionDifficulty::Easy);
+        assert_eq!(invalid_field(jobprep_questions::insert_within_quota(&t.db, &owner, j, &blank, 0)), "text");
+        let new = NewQuestion::new("Injected", QuestionDifficulty::Easy);
+        assert!(is_not_found(jobprep_questions::insert_within_quota(&t.db, &stranger, j, &new, 5), Entity::JobInfo));
+        assert!(is_not_found(jobprep_questions::insert_within_quota(&t.db, &owner, JobInfoId::generate(), &new, 5), Entity::JobInfo));
+        assert_eq!(count(t, &owner), 0);
+        assert_eq!(count(t, &stranger), 0);
+        assert!(t.sink.take().is_empty());
+    }
+
+    fn a_refused_quota_checked_insert_inside_a_transaction_can_be_handled_and_the_rest_commits(t) {
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let kept = t.db.transaction(|tx| {
+            let kept = jobprep_questions::insert_within_quota(tx, &owner, j, &NewQuestion::new("kept", QuestionDifficulty::Easy), 1)?;
+            let refused = jobprep_questions::insert_within_quota(tx, &owner, j, &NewQuestion::new("refused", QuestionDifficulty::Easy), 1);
+            assert!(is_quota_exceeded(&refused, 1), "{refused:?}");
+            // The transaction is still usable after the refusal.
+            assert_eq!(jobprep_questions::count_for_user(tx, &owner)?.value, 1);
+            Ok(kept)
+        })
+        .unwrap();
+        assert_eq!(texts(t, j, &owner), ["kept"]);
+        assert_eq!(t.sink.take_sorted(), question_tags(&kept));
+    }
+}
+
+/// PostgreSQL only: at REPEATABLE READ a transaction's snapshot may predate the commit
+/// of the request it waited for, so a stale count could let it write. The per-user
+/// serialization turns that case into a serialization failure (retryable
+/// `Unavailable`); retried, every request ends written or refused for the quota, and
+/// the quota still holds.
+#[test]
+fn at_repeatable_read_racing_quota_checked_inserts_never_overshoot() {
+    const THREADS: usize = 8;
+    let Some(t) = TestDb::new(jobprep_repo::Backend::Postgres) else {
+        return;
+    };
+    let owner = user(&t, "user_owner");
+    let j = job(&t, &owner, "Backend");
+    let separator = if t.url.contains('?') { '&' } else { '?' };
+    // libpq's `options`: `-c default_transaction_isolation=repeatable\ read`.
+    let url = format!(
+        "{}{separator}options=-c%20default_transaction_isolation%3Drepeatable%5C%20read",
+        t.url
+    );
+    let db = jobprep_repo::Db::connect(&url).unwrap();
+    let barrier = std::sync::Barrier::new(THREADS);
+    let outcomes: Vec<(jobprep_repo::Result<QuestionKey>, usize)> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..THREADS)
+            .map(|i| {
+                let (barrier, owner, db) = (&barrier, &owner, &db);
+                scope.spawn(move || {
+                    // A warm connection each, so the requests start together.
+                    jobprep_questions::count_for_user(db, owner).unwrap();
+                    let new = NewQuestion::new(format!("Racing {i}"), QuestionDifficulty::Easy);
+                    barrier.wait();
+                    let mut retries = 0;
+                    loop {
+                        let written = db.transaction(|tx| {
+                            let written =
+                                jobprep_questions::insert_within_quota(tx, owner, j, &new, 2);
+                            std::thread::sleep(std::time::Duration::from_millis(25));
+                            written
+                        });
+                        match written {
+                            Err(error) if error.is_retryable() && retries < 20 => retries += 1,
+                            other => return (other, retries),
+                        }
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    let results: Vec<&jobprep_repo::Result<QuestionKey>> =
+        outcomes.iter().map(|(r, _)| r).collect();
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        2,
+        "{results:?}"
+    );
+    assert_eq!(
+        results.iter().filter(|r| is_quota_exceeded(r, 2)).count(),
+        6,
+        "{results:?}"
+    );
+    assert_eq!(count(&t, &owner), 2);
+    let retried: usize = outcomes.iter().map(|(_, retries)| retries).sum();
+    assert!(
+        retried > 0,
+        "REPEATABLE READ was in effect: some request met a serialization failure"
+    );
+}

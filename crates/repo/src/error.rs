@@ -68,6 +68,12 @@ pub enum Error {
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: &'static str, reason: String },
 
+    /// A quota-checked write found the user's plan quota used up: the user already has
+    /// `limit` of `entity` (interviews count once they have a chat id). Nothing was
+    /// written; trying again fails again until the count drops or the plan grows.
+    #[error("{entity} quota of {limit} reached")]
+    QuotaExceeded { entity: Entity, limit: u32 },
+
     /// The database could not be reached in time, the connection was lost, or the
     /// transaction lost a race (serialization failure, deadlock, SQLite busy). Nothing
     /// of the failed call was committed, unless the connection broke during COMMIT

@@ -9,6 +9,7 @@ use jobprep_schema::{interviews, job_info};
 
 use crate::db::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
+use crate::quota;
 use crate::types::{ExperienceLevel, InterviewId, JobInfoId, Timestamp, UserId};
 use crate::validate;
 
@@ -187,6 +188,71 @@ pub fn insert(
         .ok_or(Error::not_found(Entity::JobInfo))
     })
     .map_err(|error| error.parent_missing(Entity::JobInfo))
+}
+
+/// [`insert`], checked against the plan quota: an interview with a chat id counts
+/// (as [`count_for_user`] reports), so inserting one when the user already has `limit`
+/// is [`Error::QuotaExceeded`] and writes nothing. One without a chat id does not count
+/// and is inserted unchecked; setting its chat id later is the write that
+/// [`update_within_quota`] checks. The count and the insert are one atomic step:
+/// concurrent quota-checked writes of the same user take turns (see the `quota`
+/// module), so they never overshoot `limit`. The quota is checked before the job
+/// info's owner.
+pub fn insert_within_quota(
+    conn: &mut Connection,
+    user_id: &UserId,
+    interview: &NewInterview,
+    limit: u32,
+) -> Result<InterviewKey> {
+    interview.validate()?;
+    if interview.hume_chat_id.is_none() {
+        return insert(conn, user_id, interview);
+    }
+    quota::within(
+        conn,
+        user_id,
+        Entity::Interview,
+        limit,
+        |c| count_for_user(c, user_id).map(Some),
+        |c| insert(c, user_id, interview),
+    )
+}
+
+/// [`update`], checked against the plan quota when it makes the interview count:
+/// setting a chat id on an interview that has none, when the user already has `limit`
+/// interviews with one, is [`Error::QuotaExceeded`] and writes nothing. Every other
+/// change (no chat id given, a new chat id for an interview that already counts,
+/// clearing it) is applied as [`update`] applies it. Atomic like
+/// [`insert_within_quota`].
+pub fn update_within_quota(
+    conn: &mut Connection,
+    id: InterviewId,
+    user_id: &UserId,
+    changes: &InterviewChanges,
+    limit: u32,
+) -> Result<InterviewKey> {
+    changes.validate()?;
+    if !matches!(changes.hume_chat_id, Some(Some(_))) {
+        return update(conn, id, user_id, changes);
+    }
+    quota::within(
+        conn,
+        user_id,
+        Entity::Interview,
+        limit,
+        |c| {
+            // Checked after the user's turn began, so a concurrent quota-checked write
+            // cannot give the interview its chat id in between.
+            let current = get(c, id, user_id)?;
+            if current.interview.hume_chat_id.is_some() {
+                // Already counted: changing its chat id uses no more quota.
+                Ok(None)
+            } else {
+                count_for_user(c, user_id).map(Some)
+            }
+        },
+        |c| update(c, id, user_id, changes),
+    )
 }
 
 /// Applies `changes` to the user's interview and refreshes `updatedAt`.

@@ -8,6 +8,7 @@ mod error;
 #[cfg(feature = "tracing")]
 mod observe;
 mod pool;
+mod quota;
 mod types;
 mod validate;
 

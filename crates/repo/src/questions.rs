@@ -10,6 +10,7 @@ use jobprep_schema::{job_info, questions};
 use crate::config::Backend;
 use crate::db::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
+use crate::quota;
 use crate::types::{JobInfoId, QuestionDifficulty, QuestionId, Timestamp, UserId};
 use crate::validate;
 
@@ -152,6 +153,29 @@ pub fn insert(
         .ok_or(Error::not_found(Entity::JobInfo))
     })
     .map_err(|error| error.parent_missing(Entity::JobInfo))
+}
+
+/// [`insert`], if the user has fewer than `limit` questions across their job infos
+/// (the plan quota [`count_for_user`] reports); else [`Error::QuotaExceeded`] and
+/// nothing is written. The count and the insert are one atomic step: concurrent
+/// quota-checked writes of the same user take turns (see the `quota` module), so
+/// they never overshoot `limit`. The quota is checked before the job info's owner.
+pub fn insert_within_quota(
+    conn: &mut Connection,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    question: &NewQuestion,
+    limit: u32,
+) -> Result<QuestionKey> {
+    question.validate()?;
+    quota::within(
+        conn,
+        user_id,
+        Entity::Question,
+        limit,
+        |c| count_for_user(c, user_id).map(Some),
+        |c| insert(c, user_id, job_info_id, question),
+    )
 }
 
 /// Rows per statement: 3 parameters a row keeps a chunk under SQLite's 32,766 and

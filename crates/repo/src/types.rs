@@ -295,7 +295,12 @@ impl Timestamp {
     /// Now, at the microsecond precision both backends store, so a value written and
     /// read back compares equal.
     pub(crate) fn now() -> Self {
-        Timestamp(Utc::now().trunc_subsecs(6))
+        Timestamp::truncated(Utc::now())
+    }
+
+    /// `at` at the microsecond precision both backends store.
+    pub(crate) fn truncated(at: DateTime<Utc>) -> Self {
+        Timestamp(at.trunc_subsecs(6))
     }
 }
 

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use diesel::dsl::case_when;
 use diesel::prelude::*;
+use diesel::sql_types::Bool;
 use diesel::upsert::excluded;
 use jobprep_schema::{interviews, job_info, questions, users};
 
@@ -32,7 +33,16 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
-/// What an upsert writes: everything but the timestamps.
+/// What an upsert writes.
+///
+/// The timestamps are the auth provider's, when it gives them (its webhook carries
+/// `created_at` and `updated_at`): set both with [`NewUser::with_provider_timestamps`],
+/// or neither, and jobprep's clock is used. They are stored truncated to microseconds,
+/// as every timestamp is.
+///
+/// `image_url` is stored as given: an empty or blank one is refused by
+/// [`NewUser::validate`]. A provider that sends `""` for "no image" is mapped to `None`
+/// by the webhook handler (see the crate README of `jobprep-users`).
 ///
 /// Text rules, checked by [`validate`](Self::validate) before anything is written,
 /// each failure an [`Error::InvalidInput`] naming the field in its JSON spelling:
@@ -45,6 +55,7 @@ pub struct User {
 /// - `email`: required, at most 255 characters, shaped like `local@domain.tld` (one
 ///   `@`, a dot inside the domain, no whitespace); uniqueness is the database's check.
 /// - `imageUrl`: optional; when set, required text of at most 1,000 characters.
+/// - `createdAt`, `updatedAt`: both or neither; `updatedAt` not before `createdAt`.
 ///
 /// ```
 /// use jobprep_repo::{users::NewUser, Error, UserId};
@@ -64,6 +75,13 @@ pub struct NewUser {
     pub email: String,
     #[serde(default)]
     pub image_url: Option<String>,
+    /// When the provider created the user; it replaces the stored `createdAt`.
+    #[serde(default)]
+    pub created_at: Option<DateTime<Utc>>,
+    /// When the provider last changed the user; `updatedAt` becomes the later of this
+    /// and the stored one.
+    #[serde(default)]
+    pub updated_at: Option<DateTime<Utc>>,
 }
 
 impl NewUser {
@@ -73,6 +91,8 @@ impl NewUser {
             name: name.into(),
             email: email.into(),
             image_url: None,
+            created_at: None,
+            updated_at: None,
         }
     }
 
@@ -81,12 +101,41 @@ impl NewUser {
         self
     }
 
-    /// Name present, email shaped like one, lengths within the columns' limits.
+    /// The provider's `created_at` and `updated_at` for this user.
+    pub fn with_provider_timestamps(
+        mut self,
+        created_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    ) -> Self {
+        self.created_at = Some(created_at);
+        self.updated_at = Some(updated_at);
+        self
+    }
+
+    /// Name present, email shaped like one, lengths within the columns' limits; the
+    /// provider's timestamps both or neither, within years 1 to 9999, and `updatedAt`
+    /// not before `createdAt`.
     pub fn validate(&self) -> Result<()> {
         validate::required_text("name", &self.name, 255)?;
         validate::email(&self.email)?;
         if let Some(url) = &self.image_url {
             validate::required_text("imageUrl", url, 1000)?;
+        }
+        match (self.created_at, self.updated_at) {
+            (None, None) => {}
+            (Some(created), Some(updated)) => {
+                validate::timestamp("createdAt", &created)?;
+                validate::timestamp("updatedAt", &updated)?;
+                if Timestamp::truncated(updated).0 < Timestamp::truncated(created).0 {
+                    return Err(Error::invalid("updatedAt", "must not be before createdAt"));
+                }
+            }
+            (None, Some(_)) => {
+                return Err(Error::invalid("createdAt", "must be given with updatedAt"))
+            }
+            (Some(_), None) => {
+                return Err(Error::invalid("updatedAt", "must be given with createdAt"))
+            }
         }
         Ok(())
     }
@@ -103,7 +152,10 @@ pub struct RemovedUser {
 }
 
 /// Inserts the user, or refreshes name, email, imageUrl and updatedAt of the existing
-/// one; `createdAt` is never changed. An email that belongs to another user is
+/// one. `createdAt` is the provider's when the form carries its timestamps (also on an
+/// existing row: the provider is the source of truth), else it is written once and
+/// never changed. `updatedAt` never goes back: it becomes the later of the stored one
+/// and the form's (the provider's, or now). An email that belongs to another user is
 /// [`Error::Conflict`] on `users_email_unique`.
 pub fn upsert(conn: &mut Connection, user: &NewUser) -> Result<User> {
     user.validate()?;
@@ -124,22 +176,32 @@ pub fn upsert(conn: &mut Connection, user: &NewUser) -> Result<User> {
 
 fn upsert_once(conn: &mut Connection, user: &NewUser) -> Result<User> {
     let now = Timestamp::now();
+    let created_at = user.created_at.map_or(now, Timestamp::truncated);
+    let updated_at = user.updated_at.map_or(now, Timestamp::truncated);
     // `now` is taken before the statement waits for a lock held by a concurrent upsert
-    // of the same user, so it may be older than the row's timestamps by the time it is
-    // applied: keep the newer one, so updatedAt never goes back nor below createdAt.
-    let updated_at = case_when(
+    // of the same user, and a provider's event may arrive after a newer one: keep the
+    // later updatedAt, so it never goes back. It cannot fall below createdAt either:
+    // the provider's updatedAt is not before its createdAt (validated).
+    let keep_later_updated_at = case_when(
         excluded(users::updated_at).gt(users::updated_at),
         excluded(users::updated_at),
     )
     .otherwise(users::updated_at);
+    // The provider's createdAt replaces the stored one; without it, createdAt stays.
+    let provider_created_at = user.created_at.is_some();
+    let created_at_on_conflict = case_when(
+        provider_created_at.into_sql::<Bool>(),
+        excluded(users::created_at),
+    )
+    .otherwise(users::created_at);
     let row = on_backend!(conn, c => diesel::insert_into(users::table)
         .values((
             users::id.eq(&user.id),
             users::name.eq(&user.name),
             users::email.eq(&user.email),
             users::image_url.eq(user.image_url.as_deref()),
-            users::created_at.eq(now),
-            users::updated_at.eq(now),
+            users::created_at.eq(created_at),
+            users::updated_at.eq(updated_at),
         ))
         .on_conflict(users::id)
         .do_update()
@@ -147,7 +209,8 @@ fn upsert_once(conn: &mut Connection, user: &NewUser) -> Result<User> {
             users::name.eq(excluded(users::name)),
             users::email.eq(excluded(users::email)),
             users::image_url.eq(excluded(users::image_url)),
-            users::updated_at.eq(updated_at),
+            users::created_at.eq(created_at_on_conflict),
+            users::updated_at.eq(keep_later_updated_at),
         ))
         .returning(User::as_returning())
         .get_result(c))?;

@@ -5,6 +5,8 @@
 //! everywhere because PostgreSQL text cannot hold it (SQLite could, and the two
 //! backends must behave alike).
 
+use chrono::{DateTime, Datelike, Utc};
+
 use crate::error::{Error, Result};
 
 /// Text that must be present: non-blank, at most `max_chars`, no NUL.
@@ -51,6 +53,19 @@ pub(crate) fn email(value: &str) -> Result<()> {
         Ok(())
     } else {
         Err(Error::invalid("email", "must look like name@example.com"))
+    }
+}
+
+/// A timestamp from outside (an auth provider's), in years 1 to 9999: what both
+/// backends store and read back alike (SQLite keeps fixed-width RFC 3339 text).
+pub(crate) fn timestamp(field: &'static str, value: &DateTime<Utc>) -> Result<()> {
+    if (1..=9999).contains(&value.year()) {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            "must be between the years 1 and 9999",
+        ))
     }
 }
 

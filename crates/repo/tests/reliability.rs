@@ -863,6 +863,8 @@ backend_tests! {
                 name: b.clone(),
                 email: format!("{local}.{n}@example.com"),
                 image_url: Some(c.clone()),
+                created_at: None,
+                updated_at: None,
             };
             prop_assert!(form.validate().is_ok(), "{form:?}");
             let written = jobprep_users::upsert(&t.db, &form).unwrap();

@@ -9,7 +9,9 @@ pub use jobprep_repo::UserId;
 pub mod asynch;
 
 /// Signs a user up or refreshes their profile (name, email, imageUrl) from the auth
-/// provider. Reports `global:users` and `id:{userId}:users`.
+/// provider, with its `createdAt` and `updatedAt` when the form carries them (see
+/// [`NewUser::with_provider_timestamps`]). Reports `global:users` and
+/// `id:{userId}:users`.
 pub fn upsert(db: &impl Executor, user: &NewUser) -> Result<User> {
     jobprep_repo::span!("users.upsert");
     db.write(|conn, tags| {

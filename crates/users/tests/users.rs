@@ -432,3 +432,99 @@ backend_tests! {
         assert!(json.get("image_url").is_none() && json.get("created_at").is_none(), "{json}");
     }
 }
+
+/// A time the provider reports, with nanoseconds the database does not keep.
+fn at(rfc3339: &str) -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+}
+
+backend_tests! {
+    fn provider_timestamps_are_stored_truncated_to_microseconds(t) {
+        let id = uid("user_provider");
+        let new = new_user("user_provider").with_provider_timestamps(at("2025-09-12T22:14:52.823456789Z"), at("2025-09-13T08:00:00.000000999Z"));
+        let row = jobprep_users::upsert(&t.db, &new).unwrap();
+        assert_eq!(row.created_at, at("2025-09-12T22:14:52.823456Z"));
+        assert_eq!(row.updated_at, at("2025-09-13T08:00:00Z"));
+        assert_eq!(stored(t, &id), row, "what upsert returns is what is stored");
+        assert_eq!(t.sink.take_sorted(), user_tags(&id));
+    }
+
+    fn the_providers_created_at_replaces_the_stored_one_and_updated_at_never_goes_back(t) {
+        // Signed up through jobprep first (createdAt = now), then the provider's event.
+        let first = user(t, "user_provider");
+        let new = |name: &str, created: &str, updated: &str| {
+            NewUser::new(first.id.clone(), name, "p@example.com").with_provider_timestamps(at(created), at(updated))
+        };
+        let synced = jobprep_users::upsert(&t.db, &new("Synced", "2025-01-01T00:00:00Z", "2025-01-02T00:00:00Z")).unwrap();
+        assert_eq!(synced.created_at, at("2025-01-01T00:00:00Z"), "the provider is the source of truth for createdAt");
+        assert_eq!(synced.updated_at, first.updated_at, "an older updatedAt does not move it back");
+        assert_eq!(synced.name, "Synced", "the profile is refreshed");
+
+        // A newer event moves updatedAt forward; a late, older one leaves it.
+        let newer = jobprep_users::upsert(&t.db, &new("Newer", "2025-01-01T00:00:00Z", "2999-01-01T00:00:00Z")).unwrap();
+        assert_eq!(newer.updated_at, at("2999-01-01T00:00:00Z"));
+        let late = jobprep_users::upsert(&t.db, &new("Late", "2024-06-01T00:00:00Z", "2024-06-02T00:00:00Z")).unwrap();
+        assert_eq!(late.updated_at, at("2999-01-01T00:00:00Z"));
+        assert_eq!(late.created_at, at("2024-06-01T00:00:00Z"));
+        assert!(late.updated_at >= late.created_at);
+
+        // Without provider timestamps, createdAt stays and updatedAt still never goes back.
+        let plain = jobprep_users::upsert(&t.db, &NewUser::new(first.id.clone(), "Plain", "p@example.com")).unwrap();
+        assert_eq!(plain.created_at, at("2024-06-01T00:00:00Z"));
+        assert_eq!(plain.updated_at, at("2999-01-01T00:00:00Z"));
+        assert_eq!(stored(t, &first.id), plain);
+    }
+
+    fn a_new_user_with_provider_timestamps_can_be_created_before_jobprep_existed(t) {
+        let row = jobprep_users::upsert(&t.db, &new_user("user_old").with_provider_timestamps(at("2001-02-03T04:05:06Z"), at("2001-02-03T04:05:06Z"))).unwrap();
+        assert_eq!((row.created_at, row.updated_at), (at("2001-02-03T04:05:06Z"), at("2001-02-03T04:05:06Z")));
+        // A later plain upsert refreshes updatedAt to now.
+        let plain = jobprep_users::upsert(&t.db, &new_user("user_old")).unwrap();
+        assert_eq!(plain.created_at, row.created_at);
+        assert!(plain.updated_at > at("2020-01-01T00:00:00Z"));
+    }
+
+    fn inconsistent_provider_timestamps_are_refused_naming_the_field_and_write_nothing(t) {
+        let base = || new_user("user_bad");
+        let cases = [
+            (base().with_provider_timestamps(at("2025-01-02T00:00:00Z"), at("2025-01-01T00:00:00Z")), "updatedAt"),
+            (NewUser { created_at: Some(at("2025-01-01T00:00:00Z")), ..base() }, "updatedAt"),
+            (NewUser { updated_at: Some(at("2025-01-01T00:00:00Z")), ..base() }, "createdAt"),
+            (base().with_provider_timestamps(chrono::DateTime::<chrono::Utc>::MIN_UTC, at("2025-01-01T00:00:00Z")), "createdAt"),
+            (base().with_provider_timestamps(at("2025-01-01T00:00:00Z"), chrono::DateTime::<chrono::Utc>::MAX_UTC), "updatedAt"),
+            // Year 10000 would not keep SQLite's fixed-width text order.
+            (base().with_provider_timestamps(at("2025-01-01T00:00:00Z"), chrono::DateTime::from_timestamp(253_402_300_800, 0).unwrap()), "updatedAt"),
+        ];
+        for (new, field) in cases {
+            assert_eq!(invalid_field(jobprep_users::upsert(&t.db, &new)), field, "{new:?}");
+        }
+        // Within one microsecond, updatedAt "before" createdAt is the same stored instant.
+        let same = base().with_provider_timestamps(at("2025-01-01T00:00:00.000000900Z"), at("2025-01-01T00:00:00.000000100Z"));
+        let row = jobprep_users::upsert(&t.db, &same).unwrap();
+        assert_eq!(row.created_at, row.updated_at);
+        assert_eq!(t.sink.take_sorted(), user_tags(&row.id), "only the accepted upsert reported");
+        assert!(jobprep_users::delete(&t.db, &row.id).unwrap().is_some());
+        let refused = base().with_provider_timestamps(at("2025-01-02T00:00:00Z"), at("2025-01-01T00:00:00Z"));
+        assert_eq!(invalid_field(jobprep_users::upsert(&t.db, &refused)), "updatedAt");
+        assert!(is_missing(t, &uid("user_bad")), "a refused upsert writes nothing");
+    }
+
+    fn new_users_deserialize_with_or_without_provider_timestamps(t) {
+        let plain: NewUser = serde_json::from_value(serde_json::json!({"id": "user_json", "name": "Ada", "email": "ada@example.com"})).unwrap();
+        assert_eq!(plain, new_user_named("user_json", "Ada", "ada@example.com"));
+        let with: NewUser = serde_json::from_value(serde_json::json!({
+            "id": "user_json", "name": "Ada", "email": "ada@example.com",
+            "createdAt": "2025-09-12T22:14:52.823Z", "updatedAt": "2025-09-12T22:14:53Z",
+        }))
+        .unwrap();
+        assert_eq!(with.created_at, Some(at("2025-09-12T22:14:52.823Z")));
+        let row = jobprep_users::upsert(&t.db, &with).unwrap();
+        assert_eq!((row.created_at, row.updated_at), (at("2025-09-12T22:14:52.823Z"), at("2025-09-12T22:14:53Z")));
+    }
+}
+
+fn new_user_named(id: &str, name: &str, email: &str) -> NewUser {
+    NewUser::new(uid(id), name, email)
+}
