@@ -5,7 +5,7 @@
 use std::process::{Command, Output};
 
 use jobprep_repo::backend_tests;
-use jobprep_repo::testing::TestDb;
+use jobprep_testing::TestDb;
 use serde_json::Value;
 
 fn jobprep(url: &str, args: &[&str]) -> Output {

@@ -7,7 +7,7 @@ use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
 use jobprep_repo::backend_tests;
-use jobprep_repo::testing::TestDb;
+use jobprep_testing::TestDb;
 use serde_json::{json, Value};
 
 #[allow(dead_code)]

@@ -5,8 +5,9 @@
 
 use jobprep_interviews::asynch::{self, AsyncDb};
 use jobprep_interviews::{InterviewChanges, NewInterview, UserId};
-use jobprep_repo::testing::block_on;
-use jobprep_repo::{backend_tests, job_infos, users, Error, Executor, ExperienceLevel};
+use jobprep_testing::block_on;
+use jobprep_repo::{job_infos, users, Error, Executor, ExperienceLevel};
+use jobprep_testing::backend_tests;
 
 backend_tests! {
     fn async_use_cases_match_the_sync_ones(t) {

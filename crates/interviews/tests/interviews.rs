@@ -8,8 +8,9 @@ use std::collections::BTreeSet;
 use jobprep_interviews::{
     Interview, InterviewChanges, InterviewId, InterviewKey, JobInfoId, NewInterview, UserId,
 };
-use jobprep_repo::testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
-use jobprep_repo::{backend_tests, job_infos, Entity, Error, Executor, ExperienceLevel};
+use jobprep_testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
+use jobprep_repo::{job_infos, Entity, Error, Executor, ExperienceLevel};
+use jobprep_testing::backend_tests;
 
 /// Creates a job info for `owner` (reporting no tags).
 fn job(t: &TestDb, owner: &UserId, name: &str) -> JobInfoId {

@@ -5,8 +5,9 @@
 
 use jobprep_job_infos::asynch::{self, AsyncDb};
 use jobprep_job_infos::{ExperienceLevel, JobInfoChanges, NewJobInfo, UserId};
-use jobprep_repo::testing::block_on;
-use jobprep_repo::{backend_tests, users, Error, Executor};
+use jobprep_testing::block_on;
+use jobprep_repo::{users, Error, Executor};
+use jobprep_testing::backend_tests;
 
 backend_tests! {
     fn async_use_cases_match_the_sync_ones(t) {

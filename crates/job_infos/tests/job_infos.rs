@@ -9,8 +9,9 @@ use jobprep_job_infos::{
     ExperienceLevel, JobInfo, JobInfoChanges, JobInfoId, JobInfoKey, NewJobInfo, UserId,
 };
 use jobprep_questions::{NewQuestion, QuestionDifficulty, QuestionKey};
-use jobprep_repo::testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
-use jobprep_repo::{backend_tests, Entity, Error};
+use jobprep_testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
+use jobprep_repo::{Entity, Error};
+use jobprep_testing::backend_tests;
 
 fn new_job(name: &str) -> NewJobInfo {
     NewJobInfo::new(

@@ -72,7 +72,8 @@
 //!   [`Error::Unavailable`]; an `AsyncDb` awaited outside a tokio runtime is
 //!   [`Error::Config`]. No panic reaches the caller.
 
-use crate::db::{Db, Tx};
+use crate::executor::Tx;
+use crate::handle::Db;
 use crate::error::{Error, Result};
 use crate::migrations::MigrationReport;
 use crate::Backend;
@@ -143,6 +144,21 @@ impl AsyncDb {
         self.spawn(move || db.transaction(f)).await
     }
 
+    /// [`AsyncDb::transaction`] for a closure with your own error type `E` (see
+    /// [`Db::transaction_with_error`]).
+    pub async fn transaction_with_error<T, E, F>(&self, f: F) -> std::result::Result<T, E>
+    where
+        F: FnOnce(&Tx<'_>) -> std::result::Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: From<Error> + Send + 'static,
+    {
+        let db = self.db.clone();
+        match self.spawn(move || Ok(db.transaction_with_error(f))).await {
+            Ok(outcome) => outcome,
+            Err(error) => Err(error.into()),
+        }
+    }
+
     /// Applies every pending migration (see [`Db::migrate`]).
     pub async fn migrate(&self) -> Result<MigrationReport> {
         self.run(|db| db.migrate()).await
@@ -155,7 +171,7 @@ impl AsyncDb {
     {
         // `spawn_blocking` panics outside a runtime; say so as an error instead.
         let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            Error::Config(
+            Error::Misuse(
                 "jobprep's AsyncDb was used outside a tokio runtime (call it from a task \
                  of a tokio runtime)"
                     .into(),
@@ -169,20 +185,16 @@ impl AsyncDb {
         };
         match runtime.spawn_blocking(f).await {
             Ok(result) => result,
-            Err(error) if error.is_panic() => Err(Error::Unavailable {
-                reason: format!(
-                    "the blocking database call panicked: {}",
-                    self.db
-                        .config()
-                        .url
-                        .scrub(&panic_message(error.into_panic()))
-                ),
-            }),
-            Err(_) => Err(Error::Unavailable {
-                reason: "the blocking database call was cancelled: the tokio runtime is \
-                         shutting down"
-                    .into(),
-            }),
+            Err(error) if error.is_panic() => Err(Error::unavailable(format!(
+                "the blocking database call panicked: {}",
+                self.db
+                    .config()
+                    .url
+                    .scrub(&panic_message(error.into_panic()))
+            ))),
+            Err(_) => Err(Error::unavailable(
+                "the blocking database call was cancelled: the tokio runtime is shutting down",
+            )),
         }
     }
 }
@@ -194,117 +206,5 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
             Ok(message) => (*message).to_owned(),
             Err(_) => "(a panic without a message)".to_owned(),
         },
-    }
-}
-
-#[cfg(all(test, feature = "testing"))]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use std::future::Future as _;
-
-    use super::*;
-    use crate::{users, Executor, UserId};
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap()
-    }
-
-    fn new_user(id: &str) -> users::NewUser {
-        users::NewUser::new(UserId::new(id).unwrap(), id, format!("{id}@example.com"))
-    }
-
-    crate::backend_tests! {
-        fn run_and_transaction_reach_the_database(t) {
-            let db = AsyncDb::from(t.db.clone());
-            runtime().block_on(async {
-                let ada = new_user("user_ada");
-                db.run(move |db| db.write(|conn, _| users::upsert(conn, &ada)))
-                    .await
-                    .unwrap();
-
-                // Rolled back: the second upsert is not there, the first still is.
-                let bob = new_user("user_bob");
-                let rolled_back: Result<()> = db
-                    .transaction(move |tx| {
-                        tx.write(|conn, _| users::upsert(conn, &bob))?;
-                        Err(Error::Config("roll back".into()))
-                    })
-                    .await;
-                assert!(matches!(rolled_back, Err(Error::Config(_))));
-                let bob = UserId::new("user_bob").unwrap();
-                let read = db.run(move |db| db.read(|conn| users::get(conn, &bob))).await;
-                assert!(matches!(read, Err(Error::NotFound { .. })), "{read:?}");
-
-                let carl = new_user("user_carl");
-                let id = db
-                    .transaction(move |tx| tx.write(|conn, _| users::upsert(conn, &carl)))
-                    .await
-                    .unwrap()
-                    .id;
-                let read = db.run(move |db| db.read(|conn| users::get(conn, &id))).await;
-                assert_eq!(read.unwrap().name, "user_carl");
-            });
-        }
-
-        fn a_panic_becomes_an_error_and_the_pool_recovers(t) {
-            let db = AsyncDb::new(t.db.clone());
-            runtime().block_on(async {
-                let panicked: Result<()> = db.run(|_| panic!("boom")).await;
-                match panicked {
-                    Err(Error::Unavailable { reason }) => assert!(reason.contains("boom"), "{reason}"),
-                    other => panic!("expected Unavailable, got {other:?}"),
-                }
-                // A panic in the middle of a transaction: its connection is dropped,
-                // nothing it wrote is committed.
-                let ada = new_user("user_ada");
-                let panicked: Result<()> = db
-                    .transaction(move |tx| {
-                        tx.write(|conn, _| users::upsert(conn, &ada))?;
-                        panic!("in a transaction")
-                    })
-                    .await;
-                assert!(matches!(panicked, Err(Error::Unavailable { .. })));
-                let ada = UserId::new("user_ada").unwrap();
-                let read = db.run(move |db| db.read(|conn| users::get(conn, &ada))).await;
-                assert!(matches!(read, Err(Error::NotFound { .. })), "{read:?}");
-            });
-        }
-
-        fn a_running_call_does_not_block_the_runtime(t) {
-            // One runtime thread: if the call ran on it, the task that unblocks the
-            // call could never run.
-            let db = AsyncDb::new(t.db.clone());
-            runtime().block_on(async {
-                let (sender, receiver) = std::sync::mpsc::channel::<()>();
-                let call = db.run(move |_| {
-                    receiver
-                        .recv_timeout(std::time::Duration::from_secs(10))
-                        .map_err(|_| Error::Config("the runtime was blocked".into()))
-                });
-                let unblock = tokio::spawn(async move { sender.send(()) });
-                call.await.unwrap();
-                unblock.await.unwrap().unwrap();
-            });
-        }
-    }
-
-    #[test]
-    fn outside_a_runtime_is_an_error_not_a_panic() {
-        let dir = tempfile::tempdir().unwrap();
-        let db =
-            AsyncDb::new(Db::connect(&dir.path().join("x.sqlite3").display().to_string()).unwrap());
-        // Poll the future by hand, with no tokio runtime around.
-        let waker = std::task::Waker::noop();
-        let mut context = std::task::Context::from_waker(waker);
-        let mut call = std::pin::pin!(db.run(|_| Ok(())));
-        match call.as_mut().poll(&mut context) {
-            std::task::Poll::Ready(Err(Error::Config(message))) => {
-                assert!(message.contains("tokio runtime"), "{message}")
-            }
-            other => panic!("expected a configuration error, got {other:?}"),
-        }
     }
 }

@@ -257,7 +257,7 @@ mod tests {
         assert_eq!(config.pool.max_size, 3);
         assert!(config.pooler_safe);
         assert_eq!(
-            config.url.expose(),
+            config.url.expose_secret(),
             "postgres://u:pw@h:5432/db?sslmode=require&application_name=x"
         );
         assert!(DbConfig::parse("postgres://h/db?jobprep_nope=1").is_err());

@@ -103,8 +103,10 @@ impl DatabaseUrl {
         self.backend
     }
 
-    /// The string handed to the driver. Contains the password: never log it.
-    pub(crate) fn expose(&self) -> &str {
+    /// The URL as the driver receives it (our options removed), password included:
+    /// for handing to another client (an admin connection, a test harness). Never log
+    /// it; `Display` and `Debug` show the redacted form.
+    pub fn expose_secret(&self) -> &str {
         &self.target
     }
 
@@ -319,7 +321,7 @@ mod tests {
         ] {
             assert_eq!(parse(sqlite).backend(), Backend::Sqlite, "{sqlite}");
         }
-        assert_eq!(parse("sqlite:///tmp/a.db").expose(), "/tmp/a.db");
+        assert_eq!(parse("sqlite:///tmp/a.db").expose_secret(), "/tmp/a.db");
         let err = DatabaseUrl::parse("mysql://root@localhost/db").unwrap_err();
         assert!(
             err.to_string()
@@ -336,7 +338,7 @@ mod tests {
         .unwrap();
         assert_eq!(ours, vec![("pool_max_size".to_owned(), "3".to_owned())]);
         assert_eq!(
-            url.expose(),
+            url.expose_secret(),
             "postgres://u:pw@h:5432/db?sslmode=require&application_name=x%20y"
         );
     }
@@ -375,12 +377,12 @@ mod tests {
     fn the_database_name_can_be_replaced() {
         let url = parse("postgres://u:pw@h:5432/app?sslmode=disable");
         assert_eq!(
-            url.with_database("other").unwrap().expose(),
+            url.with_database("other").unwrap().expose_secret(),
             "postgres://u:pw@h:5432/other?sslmode=disable"
         );
         let file = parse("/tmp/x/a.sqlite3");
         assert_eq!(
-            file.with_database("b.sqlite3").unwrap().expose(),
+            file.with_database("b.sqlite3").unwrap().expose_secret(),
             "/tmp/x/b.sqlite3"
         );
     }

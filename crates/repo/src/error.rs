@@ -77,17 +77,28 @@ pub enum Error {
     /// The database could not be reached in time, the connection was lost, or the
     /// transaction lost a race (serialization failure, deadlock, SQLite busy). Nothing
     /// of the failed call was committed, unless the connection broke during COMMIT
-    /// itself; retrying is the expected reaction.
+    /// itself; retrying is the expected reaction. `connection_lost` tells a connection
+    /// that is gone (server restart, network loss) from a transaction that lost a race.
     #[error("database unavailable: {reason}")]
-    Unavailable { reason: String },
+    Unavailable {
+        reason: String,
+        connection_lost: bool,
+    },
 
     /// Migrations could not be applied, reverted or adopted.
     #[error("migration failed: {0}")]
     Migration(String),
 
-    /// The configuration (URL, pool settings, replicas) is unusable.
+    /// The configuration (URL, options, pool settings, replicas) is unusable, or names
+    /// a database, role or file that cannot be used as given. Retrying cannot help.
     #[error("configuration error: {0}")]
     Config(String),
+
+    /// The API was used in a way it cannot serve: a transaction used from inside one of
+    /// its own calls, or the async handle awaited outside a tokio runtime. A bug in the
+    /// calling code; retrying cannot help.
+    #[error("misuse: {0}")]
+    Misuse(String),
 
     /// Any other database error, kept whole.
     #[error("database error: {0}")]
@@ -103,11 +114,30 @@ impl Error {
     /// Whether the error shows the connection itself is gone (server restart, network
     /// loss), as opposed to a transaction that lost a race.
     pub(crate) fn is_connection_lost(&self) -> bool {
-        match self {
-            Error::Unavailable { reason } => {
-                LOST_CONNECTION.iter().any(|needle| reason.contains(needle))
+        matches!(
+            self,
+            Error::Unavailable {
+                connection_lost: true,
+                ..
             }
-            _ => false,
+        )
+    }
+
+    /// A retryable failure with the connection still usable.
+    pub(crate) fn unavailable(reason: impl Into<String>) -> Self {
+        Error::Unavailable {
+            reason: reason.into(),
+            connection_lost: false,
+        }
+    }
+
+    /// A retryable failure classified from a driver message: whether the message shows
+    /// the connection is gone is decided here, once.
+    fn unavailable_from_message(reason: String) -> Self {
+        let connection_lost = LOST_CONNECTION.iter().any(|needle| reason.contains(needle));
+        Error::Unavailable {
+            reason,
+            connection_lost,
         }
     }
 
@@ -143,9 +173,9 @@ impl From<DieselError> for Error {
                 classify_database_error(kind, info.message(), info.constraint_name())
                     .unwrap_or_else(|| Error::Database(DieselError::DatabaseError(kind, info)))
             }
-            DieselError::BrokenTransactionManager => Error::Unavailable {
-                reason: "the connection's transaction state was lost".into(),
-            },
+            DieselError::BrokenTransactionManager => {
+                Error::unavailable("the connection's transaction state was lost")
+            }
             other => Error::Database(other),
         }
     }
@@ -155,9 +185,7 @@ impl From<r2d2::Error> for Error {
     fn from(error: r2d2::Error) -> Self {
         // r2d2 reports a timeout together with the last connection error, which the
         // connection manager has already scrubbed of passwords.
-        Error::Unavailable {
-            reason: error.to_string(),
-        }
+        Error::unavailable_from_message(error.to_string())
     }
 }
 
@@ -181,15 +209,12 @@ fn classify_database_error(
         DatabaseErrorKind::NotNullViolation => conflict(ConstraintKind::NotNull),
         DatabaseErrorKind::ClosedConnection => Some(Error::Unavailable {
             reason: format!("connection is closed: {message}"),
+            connection_lost: true,
         }),
         DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ReadOnlyTransaction => {
-            Some(Error::Unavailable {
-                reason: message.to_owned(),
-            })
+            Some(Error::unavailable_from_message(message.to_owned()))
         }
-        _ if is_transient_message(message) => Some(Error::Unavailable {
-            reason: message.to_owned(),
-        }),
+        _ if is_transient_message(message) => Some(Error::unavailable_from_message(message.to_owned())),
         _ => None,
     }
 }

@@ -1,5 +1,5 @@
 //! Interviews: mock interviews under a job info. Ownership goes through the job info:
-//! every query joins or filters on `job_info."userId"`.
+//! every query takes its owner filter from the `tenant` module.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -7,9 +7,10 @@ use diesel::sql_types::{Nullable, Varchar};
 use jobprep_schema::sql_types;
 use jobprep_schema::{interviews, job_info};
 
-use crate::db::{on_backend, Connection};
+use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::quota;
+use crate::tenant::{owned_by, owned_job_info_ids, owned_job_infos};
 use crate::types::{ExperienceLevel, InterviewId, JobInfoId, Timestamp, UserId};
 use crate::validate;
 
@@ -52,7 +53,7 @@ pub struct InterviewWithJobInfo {
     pub job_info: InterviewJobInfo,
 }
 
-/// What an insert writes.
+/// What an insert writes; the job info is passed separately.
 ///
 /// Text rules, checked by [`validate`](Self::validate) before anything is written,
 /// each failure an [`Error::InvalidInput`] naming the field in its JSON spelling:
@@ -66,8 +67,8 @@ pub struct InterviewWithJobInfo {
 /// - `humeChatId`: optional; when set, required text.
 ///
 /// ```
-/// use jobprep_repo::{interviews::NewInterview, Error, JobInfoId};
-/// let mut interview = NewInterview::new(JobInfoId::generate());
+/// use jobprep_repo::{interviews::NewInterview, Error};
+/// let mut interview = NewInterview::new();
 /// assert_eq!(interview.duration, "00:00:00");
 /// for ok in ["00:12:34", "123:00:01"] {
 ///     interview.duration = ok.into();
@@ -81,20 +82,30 @@ pub struct InterviewWithJobInfo {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct NewInterview {
-    pub job_info_id: JobInfoId,
     pub duration: String,
     #[serde(default)]
     pub hume_chat_id: Option<String>,
 }
 
+impl Default for NewInterview {
+    fn default() -> Self {
+        NewInterview::new()
+    }
+}
+
 impl NewInterview {
     /// A new interview that has not started yet (`00:00:00`).
-    pub fn new(job_info_id: JobInfoId) -> Self {
+    pub fn new() -> Self {
         NewInterview {
-            job_info_id,
             duration: "00:00:00".into(),
             hume_chat_id: None,
         }
+    }
+
+    /// The same interview, already held in the chat with this id.
+    pub fn with_hume_chat_id(mut self, hume_chat_id: impl Into<String>) -> Self {
+        self.hume_chat_id = Some(hume_chat_id.into());
+        self
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -151,6 +162,7 @@ pub struct InterviewKey {
 pub fn insert(
     conn: &mut Connection,
     user_id: &UserId,
+    job_info_id: JobInfoId,
     interview: &NewInterview,
 ) -> Result<InterviewKey> {
     interview.validate()?;
@@ -162,9 +174,8 @@ pub fn insert(
     conn.guarded(|conn| {
         on_backend!(conn, c => diesel::insert_into(interviews::table)
         .values(
-            job_info::table
-                .filter(job_info::id.eq(interview.job_info_id))
-                .filter(job_info::user_id.eq(user_id))
+            owned_job_infos(user_id)
+                .filter(job_info::id.eq(job_info_id))
                 .select((
                     id.into_sql::<sql_types::Uuid>(),
                     job_info::id,
@@ -201,12 +212,13 @@ pub fn insert(
 pub fn insert_within_quota(
     conn: &mut Connection,
     user_id: &UserId,
+    job_info_id: JobInfoId,
     interview: &NewInterview,
     limit: u32,
 ) -> Result<InterviewKey> {
     interview.validate()?;
     if interview.hume_chat_id.is_none() {
-        return insert(conn, user_id, interview);
+        return insert(conn, user_id, job_info_id, interview);
     }
     quota::within(
         conn,
@@ -214,7 +226,7 @@ pub fn insert_within_quota(
         Entity::Interview,
         limit,
         |c| count_for_user(c, user_id).map(Some),
-        |c| insert(c, user_id, interview),
+        |c| insert(c, user_id, job_info_id, interview),
     )
 }
 
@@ -226,14 +238,14 @@ pub fn insert_within_quota(
 /// [`insert_within_quota`].
 pub fn update_within_quota(
     conn: &mut Connection,
-    id: InterviewId,
     user_id: &UserId,
+    id: InterviewId,
     changes: &InterviewChanges,
     limit: u32,
 ) -> Result<InterviewKey> {
     changes.validate()?;
     if !matches!(changes.hume_chat_id, Some(Some(_))) {
-        return update(conn, id, user_id, changes);
+        return update(conn, user_id, id, changes);
     }
     quota::within(
         conn,
@@ -243,7 +255,7 @@ pub fn update_within_quota(
         |c| {
             // Checked after the user's turn began, so a concurrent quota-checked write
             // cannot give the interview its chat id in between.
-            let current = get(c, id, user_id)?;
+            let current = get(c, user_id, id)?;
             if current.interview.hume_chat_id.is_some() {
                 // Already counted: changing its chat id uses no more quota.
                 Ok(None)
@@ -251,24 +263,21 @@ pub fn update_within_quota(
                 count_for_user(c, user_id).map(Some)
             }
         },
-        |c| update(c, id, user_id, changes),
+        |c| update(c, user_id, id, changes),
     )
 }
 
 /// Applies `changes` to the user's interview and refreshes `updatedAt`.
 pub fn update(
     conn: &mut Connection,
-    id: InterviewId,
     user_id: &UserId,
+    id: InterviewId,
     changes: &InterviewChanges,
 ) -> Result<InterviewKey> {
     changes.validate()?;
-    let owned = job_info::table
-        .filter(job_info::user_id.eq(user_id))
-        .select(job_info::id);
     on_backend!(conn, c => diesel::update(interviews::table)
         .filter(interviews::id.eq(id))
-        .filter(interviews::job_info_id.eq_any(owned))
+        .filter(interviews::job_info_id.eq_any(owned_job_info_ids(user_id)))
         .set((changes, interviews::updated_at.eq(Timestamp::now())))
         .returning(InterviewKey::as_returning())
         .get_result(c)
@@ -279,13 +288,13 @@ pub fn update(
 /// The user's interview with its job info, in one query.
 pub fn get(
     conn: &mut Connection,
-    id: InterviewId,
     user_id: &UserId,
+    id: InterviewId,
 ) -> Result<InterviewWithJobInfo> {
     on_backend!(conn, c => interviews::table
         .inner_join(job_info::table)
         .filter(interviews::id.eq(id))
-        .filter(job_info::user_id.eq(user_id))
+        .filter(owned_by(user_id))
         .select((Interview::as_select(), InterviewJobInfo::as_select()))
         .get_result::<(Interview, InterviewJobInfo)>(c)
         .optional())?
@@ -301,20 +310,20 @@ pub fn get(
 /// gives an empty list, as a missing one does.
 pub fn list_for_job_info(
     conn: &mut Connection,
-    job_info_id: JobInfoId,
     user_id: &UserId,
+    job_info_id: JobInfoId,
 ) -> Result<Vec<Interview>> {
-    list(conn, job_info_id, user_id, HeldOnly(true))
+    list(conn, user_id, job_info_id, HeldOnly(true))
 }
 
 /// Every interview of the user's job info, with a chat id or not, most recently
 /// updated first. Someone else's job info gives an empty list.
 pub fn list_all_for_job_info(
     conn: &mut Connection,
-    job_info_id: JobInfoId,
     user_id: &UserId,
+    job_info_id: JobInfoId,
 ) -> Result<Vec<Interview>> {
-    list(conn, job_info_id, user_id, HeldOnly(false))
+    list(conn, user_id, job_info_id, HeldOnly(false))
 }
 
 /// Whether a list keeps only interviews that have a chat id.
@@ -322,15 +331,15 @@ struct HeldOnly(bool);
 
 fn list(
     conn: &mut Connection,
-    job_info_id: JobInfoId,
     user_id: &UserId,
+    job_info_id: JobInfoId,
     held_only: HeldOnly,
 ) -> Result<Vec<Interview>> {
     Ok(on_backend!(conn, c => {
         let query = interviews::table
             .inner_join(job_info::table)
             .filter(job_info::id.eq(job_info_id))
-            .filter(job_info::user_id.eq(user_id))
+            .filter(owned_by(user_id))
             .order((interviews::updated_at.desc(), interviews::id.desc()))
             .select(Interview::as_select())
             .into_boxed();
@@ -347,20 +356,17 @@ fn list(
 pub fn count_for_user(conn: &mut Connection, user_id: &UserId) -> Result<i64> {
     Ok(on_backend!(conn, c => interviews::table
         .inner_join(job_info::table)
-        .filter(job_info::user_id.eq(user_id))
+        .filter(owned_by(user_id))
         .filter(interviews::hume_chat_id.is_not_null())
         .count()
         .get_result(c))?)
 }
 
 /// Deletes the user's interview.
-pub fn delete(conn: &mut Connection, id: InterviewId, user_id: &UserId) -> Result<InterviewKey> {
-    let owned = job_info::table
-        .filter(job_info::user_id.eq(user_id))
-        .select(job_info::id);
+pub fn delete(conn: &mut Connection, user_id: &UserId, id: InterviewId) -> Result<InterviewKey> {
     on_backend!(conn, c => diesel::delete(interviews::table)
         .filter(interviews::id.eq(id))
-        .filter(interviews::job_info_id.eq_any(owned))
+        .filter(interviews::job_info_id.eq_any(owned_job_info_ids(user_id)))
         .returning(InterviewKey::as_returning())
         .get_result(c)
         .optional())?

@@ -4,10 +4,11 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use jobprep_schema::{interviews, job_info, questions};
 
-use crate::db::{on_backend, BackendConnection, Connection};
+use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::interviews::InterviewKey;
 use crate::questions::QuestionKey;
+use crate::tenant::owned_job_infos;
 use crate::types::{ExperienceLevel, JobInfoId, Timestamp, UserId};
 use crate::validate;
 
@@ -158,14 +159,12 @@ pub fn insert(conn: &mut Connection, user_id: &UserId, job: &NewJobInfo) -> Resu
 /// Applies `changes` to the user's job info and refreshes `updatedAt`.
 pub fn update(
     conn: &mut Connection,
-    id: JobInfoId,
     user_id: &UserId,
+    id: JobInfoId,
     changes: &JobInfoChanges,
 ) -> Result<JobInfoKey> {
     changes.validate()?;
-    on_backend!(conn, c => diesel::update(job_info::table)
-        .filter(job_info::id.eq(id))
-        .filter(job_info::user_id.eq(user_id))
+    on_backend!(conn, c => diesel::update(owned_job_infos(user_id).filter(job_info::id.eq(id)))
         .set((changes, job_info::updated_at.eq(Timestamp::now())))
         .returning(JobInfoKey::as_returning())
         .get_result(c)
@@ -174,10 +173,9 @@ pub fn update(
 }
 
 /// The user's job info.
-pub fn get(conn: &mut Connection, id: JobInfoId, user_id: &UserId) -> Result<JobInfo> {
-    on_backend!(conn, c => job_info::table
+pub fn get(conn: &mut Connection, user_id: &UserId, id: JobInfoId) -> Result<JobInfo> {
+    on_backend!(conn, c => owned_job_infos(user_id)
         .filter(job_info::id.eq(id))
-        .filter(job_info::user_id.eq(user_id))
         .select(JobInfo::as_select())
         .get_result(c)
         .optional())?
@@ -186,8 +184,7 @@ pub fn get(conn: &mut Connection, id: JobInfoId, user_id: &UserId) -> Result<Job
 
 /// The user's job infos, most recently updated first.
 pub fn list_for_user(conn: &mut Connection, user_id: &UserId) -> Result<Vec<JobInfo>> {
-    Ok(on_backend!(conn, c => job_info::table
-        .filter(job_info::user_id.eq(user_id))
+    Ok(on_backend!(conn, c => owned_job_infos(user_id)
         .order((job_info::updated_at.desc(), job_info::id.desc()))
         .select(JobInfo::as_select())
         .load(c))?)
@@ -195,21 +192,19 @@ pub fn list_for_user(conn: &mut Connection, user_id: &UserId) -> Result<Vec<JobI
 
 /// Whether the user has any job info left.
 pub fn user_has_any(conn: &mut Connection, user_id: &UserId) -> Result<bool> {
-    Ok(on_backend!(conn, c => diesel::select(diesel::dsl::exists(
-        job_info::table.filter(job_info::user_id.eq(user_id))
-    ))
-    .get_result(c))?)
+    Ok(on_backend!(conn, c => diesel::select(diesel::dsl::exists(owned_job_infos(user_id)))
+        .get_result(c))?)
 }
 
 /// Deletes the user's job info and, by cascade, its interviews and questions.
-pub fn delete(conn: &mut Connection, id: JobInfoId, user_id: &UserId) -> Result<RemovedJobInfo> {
+pub fn delete(conn: &mut Connection, user_id: &UserId, id: JobInfoId) -> Result<RemovedJobInfo> {
     conn.transaction(|conn| {
         // Lock the job info first on PostgreSQL, so no interview or question can be
-        // added between listing the cascade and deleting.
-        if let BackendConnection::Postgres(c) = &mut conn.inner {
-            job_info::table
+        // added between listing the cascade and deleting (SQLite's BEGIN IMMEDIATE
+        // already keeps other writers out).
+        if let Some(c) = conn.as_postgres() {
+            owned_job_infos(user_id)
                 .filter(job_info::id.eq(id))
-                .filter(job_info::user_id.eq(user_id))
                 .select(job_info::id)
                 .for_update()
                 .execute(c)?;
@@ -222,9 +217,7 @@ pub fn delete(conn: &mut Connection, id: JobInfoId, user_id: &UserId) -> Result<
             .filter(questions::job_info_id.eq(id))
             .select(QuestionKey::as_select())
             .load(c))?;
-        let key = on_backend!(conn, c => diesel::delete(job_info::table)
-            .filter(job_info::id.eq(id))
-            .filter(job_info::user_id.eq(user_id))
+        let key = on_backend!(conn, c => diesel::delete(owned_job_infos(user_id).filter(job_info::id.eq(id)))
             .returning(JobInfoKey::as_returning())
             .get_result(c)
             .optional())?

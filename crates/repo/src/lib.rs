@@ -1,17 +1,21 @@
 #![doc = include_str!("../README.md")]
 
-mod cache;
 mod config;
+mod connection;
 mod database_url;
-mod db;
 mod error;
+mod executor;
+mod handle;
 #[cfg(feature = "tracing")]
 mod observe;
 mod pool;
+mod tags;
+mod tenant;
 mod quota;
 mod types;
 mod validate;
 
+pub mod cache_rules;
 pub mod interviews;
 pub mod job_infos;
 pub mod migrations;
@@ -21,14 +25,12 @@ pub mod users;
 
 #[cfg(feature = "tokio")]
 pub mod asynch;
-#[cfg(feature = "bench")]
-pub mod bench;
-#[cfg(feature = "testing")]
-pub mod testing;
 
-pub use cache::{rules as cache_rules, CacheTag, Cached, NoopSink, RecordingSink, TagSink};
+pub use tags::{CacheTag, Cached, NoopSink, RecordingSink, TagSink};
 pub use config::{default_sqlite_path, env, Backend, DatabaseUrl, DbConfig, PoolOptions};
-pub use db::{ConnectError, Connection, Db, DbBuilder, Executor, PoolState, Session, Tx};
+pub use connection::{ConnectError, Connection};
+pub use executor::{Executor, Tx};
+pub use handle::{Db, DbBuilder, PoolState, Session};
 pub use error::{ConstraintKind, Entity, Error, Result};
 pub use replicas::{ReplicaState, RoutingState, WalPosition};
 pub use types::{ExperienceLevel, InterviewId, JobInfoId, QuestionDifficulty, QuestionId, UserId};

@@ -15,7 +15,8 @@ use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::Backend;
-use crate::db::{BackendConnection, Connection, Db};
+use crate::connection::{BackendConnection, Connection};
+use crate::handle::Db;
 use crate::error::{Error, Result};
 
 /// The PostgreSQL migrations, embedded at build time.
@@ -295,10 +296,9 @@ fn with_migration_lock<T>(
             break;
         }
         if started.elapsed() > WAIT {
-            return Err(Error::Unavailable {
-                reason: "another process has been migrating this database for over 5 minutes"
-                    .into(),
-            });
+            return Err(Error::unavailable(
+                "another process has been migrating this database for over 5 minutes",
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }

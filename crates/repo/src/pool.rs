@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use crate::config::{DatabaseUrl, DbConfig};
 use std::sync::Arc;
 
-use crate::db::{build_pool, ConnectOutcomes, ConnectionManager};
+use crate::connection::{build_pool, ConnectOutcomes, ConnectionManager};
 use crate::error::{Error, Result};
 
-type Pooled = r2d2::PooledConnection<ConnectionManager>;
+pub(crate) type Pooled = r2d2::PooledConnection<ConnectionManager>;
 
 /// How long a waiter blocks on its home shard before looking at the others again.
 const SLICE: Duration = Duration::from_millis(5);
@@ -138,12 +138,10 @@ impl ShardedPool {
                 return Err(error);
             }
         }
-        Err(Error::Unavailable {
-            reason: match self.outcomes.last_error() {
-                Some(error) => format!("timed out waiting for a connection: {error}"),
-                None => "timed out waiting for a connection".into(),
-            },
-        })
+        Err(Error::unavailable(match self.outcomes.last_error() {
+            Some(error) => format!("timed out waiting for a connection: {error}"),
+            None => "timed out waiting for a connection".into(),
+        }))
     }
 
     /// (connections open, connections idle, most connections) over all shards.

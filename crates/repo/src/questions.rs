@@ -1,5 +1,5 @@
 //! Questions: practice questions under a job info. Ownership goes through the job
-//! info: every query joins or filters on `job_info."userId"`.
+//! info: every query takes its owner filter from the `tenant` module.
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -8,9 +8,10 @@ use jobprep_schema::sql_types;
 use jobprep_schema::{job_info, questions};
 
 use crate::config::Backend;
-use crate::db::{on_backend, Connection};
+use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::quota;
+use crate::tenant::{owned_by, owned_job_info_ids, owned_job_infos};
 use crate::types::{JobInfoId, QuestionDifficulty, QuestionId, Timestamp, UserId};
 use crate::validate;
 
@@ -127,9 +128,8 @@ pub fn insert(
     conn.guarded(|conn| {
         on_backend!(conn, c => diesel::insert_into(questions::table)
         .values(
-            job_info::table
+            owned_job_infos(user_id)
                 .filter(job_info::id.eq(job_info_id))
-                .filter(job_info::user_id.eq(user_id))
                 .select((
                     id.into_sql::<sql_types::Uuid>(),
                     job_info::id,
@@ -195,8 +195,15 @@ pub fn insert_many(
     }
     if new_questions.is_empty() {
         // Nothing to write, but another user's job info must still be "not found".
-        crate::job_infos::get(conn, job_info_id, user_id)?;
-        return Ok(Vec::new());
+        let owned = on_backend!(conn, c => diesel::select(diesel::dsl::exists(
+            owned_job_infos(user_id).filter(job_info::id.eq(job_info_id))
+        ))
+        .get_result::<bool>(c))?;
+        return if owned {
+            Ok(Vec::new())
+        } else {
+            Err(Error::not_found(Entity::JobInfo))
+        };
     }
     let now = Timestamp::now();
     let ids: Vec<QuestionId> = new_questions
@@ -226,6 +233,8 @@ pub fn insert_many(
 
 /// `INSERT INTO questions (...) SELECT v.*, j.id FROM (VALUES ...) v JOIN job_info j
 /// ON j.id = ? AND j."userId" = ?`: the ownership check and the insert in one statement.
+/// The one query diesel's DSL cannot express (an `INSERT ... SELECT` over `VALUES`), so
+/// its owner filter repeats the rule of the `tenant` module in SQL.
 fn insert_chunk(
     conn: &mut Connection,
     user_id: &UserId,
@@ -286,11 +295,11 @@ fn insert_chunk(
 }
 
 /// The user's question with its job info's id and owner.
-pub fn get(conn: &mut Connection, id: QuestionId, user_id: &UserId) -> Result<QuestionWithJobInfo> {
+pub fn get(conn: &mut Connection, user_id: &UserId, id: QuestionId) -> Result<QuestionWithJobInfo> {
     on_backend!(conn, c => questions::table
         .inner_join(job_info::table)
         .filter(questions::id.eq(id))
-        .filter(job_info::user_id.eq(user_id))
+        .filter(owned_by(user_id))
         .select((Question::as_select(), QuestionJobInfo::as_select()))
         .get_result::<(Question, QuestionJobInfo)>(c)
         .optional())?
@@ -302,13 +311,13 @@ pub fn get(conn: &mut Connection, id: QuestionId, user_id: &UserId) -> Result<Qu
 /// an empty list, as a missing one does.
 pub fn list_for_job_info(
     conn: &mut Connection,
-    job_info_id: JobInfoId,
     user_id: &UserId,
+    job_info_id: JobInfoId,
 ) -> Result<Vec<Question>> {
     Ok(on_backend!(conn, c => questions::table
         .inner_join(job_info::table)
         .filter(job_info::id.eq(job_info_id))
-        .filter(job_info::user_id.eq(user_id))
+        .filter(owned_by(user_id))
         .order((questions::created_at.asc(), questions::id.asc()))
         .select(Question::as_select())
         .load(c))?)
@@ -318,7 +327,7 @@ pub fn list_for_job_info(
 pub fn count_for_user(conn: &mut Connection, user_id: &UserId) -> Result<i64> {
     Ok(on_backend!(conn, c => questions::table
         .inner_join(job_info::table)
-        .filter(job_info::user_id.eq(user_id))
+        .filter(owned_by(user_id))
         .count()
         .get_result(c))?)
 }
@@ -326,17 +335,14 @@ pub fn count_for_user(conn: &mut Connection, user_id: &UserId) -> Result<i64> {
 /// Applies `changes` to the user's question and refreshes `updatedAt`.
 pub fn update(
     conn: &mut Connection,
-    id: QuestionId,
     user_id: &UserId,
+    id: QuestionId,
     changes: &QuestionChanges,
 ) -> Result<QuestionKey> {
     changes.validate()?;
-    let owned = job_info::table
-        .filter(job_info::user_id.eq(user_id))
-        .select(job_info::id);
     on_backend!(conn, c => diesel::update(questions::table)
         .filter(questions::id.eq(id))
-        .filter(questions::job_info_id.eq_any(owned))
+        .filter(questions::job_info_id.eq_any(owned_job_info_ids(user_id)))
         .set((changes, questions::updated_at.eq(Timestamp::now())))
         .returning(QuestionKey::as_returning())
         .get_result(c)
@@ -345,13 +351,10 @@ pub fn update(
 }
 
 /// Deletes the user's question.
-pub fn delete(conn: &mut Connection, id: QuestionId, user_id: &UserId) -> Result<QuestionKey> {
-    let owned = job_info::table
-        .filter(job_info::user_id.eq(user_id))
-        .select(job_info::id);
+pub fn delete(conn: &mut Connection, user_id: &UserId, id: QuestionId) -> Result<QuestionKey> {
     on_backend!(conn, c => diesel::delete(questions::table)
         .filter(questions::id.eq(id))
-        .filter(questions::job_info_id.eq_any(owned))
+        .filter(questions::job_info_id.eq_any(owned_job_info_ids(user_id)))
         .returning(QuestionKey::as_returning())
         .get_result(c)
         .optional())?

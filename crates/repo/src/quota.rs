@@ -8,7 +8,7 @@
 use diesel::prelude::*;
 use jobprep_schema::users;
 
-use crate::db::{BackendConnection, Connection};
+use crate::connection::Connection;
 use crate::error::{Entity, Error, Result};
 use crate::types::UserId;
 
@@ -49,7 +49,7 @@ pub(crate) fn within<T>(
 /// foreign-key checks of concurrent job info inserts are not blocked. A missing user
 /// locks nothing and owns nothing, so the count is 0 and the write finds no job info.
 fn serialize_user(conn: &mut Connection, user_id: &UserId) -> Result<()> {
-    if let BackendConnection::Postgres(c) = &mut conn.inner {
+    if let Some(c) = conn.as_postgres() {
         diesel::update(users::table.find(user_id))
             .set(users::updated_at.eq(users::updated_at))
             .execute(c)?;

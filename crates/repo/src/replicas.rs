@@ -27,7 +27,7 @@ use diesel::sql_types::{BigInt, Bool, Text};
 use diesel::{QueryableByName, RunQueryDsl};
 
 use crate::config::DatabaseUrl;
-use crate::db::{BackendConnection, Connection};
+use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::pool::ShardedPool;
 
@@ -145,7 +145,7 @@ struct Position {
 
 /// The primary's current WAL position: at or past every commit made before it.
 pub(crate) fn current_position(conn: &mut Connection) -> Result<WalPosition> {
-    let BackendConnection::Postgres(c) = &mut conn.inner else {
+    let Some(c) = conn.as_postgres() else {
         return Err(Error::Config(
             "WAL positions exist only on PostgreSQL".into(),
         ));
@@ -156,7 +156,7 @@ pub(crate) fn current_position(conn: &mut Connection) -> Result<WalPosition> {
 }
 
 fn replay_status(conn: &mut Connection) -> Result<Status> {
-    let BackendConnection::Postgres(c) = &mut conn.inner else {
+    let Some(c) = conn.as_postgres() else {
         return Err(Error::Config("read replicas need PostgreSQL".into()));
     };
     // Caught up (nothing received but not replayed) means no lag, however long ago the

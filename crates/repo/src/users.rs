@@ -5,14 +5,15 @@ use diesel::dsl::case_when;
 use diesel::prelude::*;
 use diesel::sql_types::Bool;
 use diesel::upsert::excluded;
-use jobprep_schema::{interviews, job_info, questions, users};
+use jobprep_schema::{interviews, questions, users};
 
 use crate::config::Backend;
-use crate::db::{on_backend, BackendConnection, Connection};
+use crate::connection::{on_backend, Connection};
 use crate::error::{ConstraintKind, Entity, Error, Result};
 use crate::interviews::InterviewKey;
 use crate::job_infos::JobInfoKey;
 use crate::questions::QuestionKey;
+use crate::tenant::{owned_job_info_ids, owned_job_infos};
 use crate::types::{Timestamp, UserId};
 use crate::validate;
 
@@ -228,48 +229,41 @@ pub fn get(conn: &mut Connection, id: &UserId) -> Result<User> {
 }
 
 /// Deletes the user and, by cascade, their job infos, interviews and questions.
-/// `None` when there was no such user.
-pub fn delete(conn: &mut Connection, id: &UserId) -> Result<Option<RemovedUser>> {
+/// [`Error::NotFound`] when there is no such user, as for every other delete.
+pub fn delete(conn: &mut Connection, id: &UserId) -> Result<RemovedUser> {
     conn.transaction(|conn| {
         // On PostgreSQL, lock the user and their job infos first so no child row can
         // be added between listing the cascade and deleting (SQLite's BEGIN IMMEDIATE
         // already excludes other writers).
-        if let BackendConnection::Postgres(c) = &mut conn.inner {
+        if let Some(c) = conn.as_postgres() {
             users::table
                 .find(id)
                 .select(users::id)
                 .for_update()
                 .load::<UserId>(c)?;
-            job_info::table
-                .filter(job_info::user_id.eq(id))
-                .select(job_info::id)
-                .for_update()
-                .execute(c)?;
+            owned_job_info_ids(id).for_update().execute(c)?;
         }
-        let owned = job_info::table
-            .filter(job_info::user_id.eq(id))
-            .select(job_info::id);
-        let job_infos = on_backend!(conn, c => job_info::table
-            .filter(job_info::user_id.eq(id))
+        let job_infos = on_backend!(conn, c => owned_job_infos(id)
             .select(JobInfoKey::as_select())
             .load(c))?;
         let interviews = on_backend!(conn, c => interviews::table
-            .filter(interviews::job_info_id.eq_any(owned))
+            .filter(interviews::job_info_id.eq_any(owned_job_info_ids(id)))
             .select(InterviewKey::as_select())
             .load(c))?;
         let questions = on_backend!(conn, c => questions::table
-            .filter(questions::job_info_id.eq_any(owned))
+            .filter(questions::job_info_id.eq_any(owned_job_info_ids(id)))
             .select(QuestionKey::as_select())
             .load(c))?;
-        let deleted = on_backend!(conn, c => diesel::delete(users::table.find(id))
+        let id = on_backend!(conn, c => diesel::delete(users::table.find(id))
             .returning(users::id)
             .get_result::<UserId>(c)
-            .optional())?;
-        Ok(deleted.map(|id| RemovedUser {
+            .optional())?
+        .ok_or(Error::not_found(Entity::User))?;
+        Ok(RemovedUser {
             id,
             job_infos,
             interviews,
             questions,
-        }))
+        })
     })
 }

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use jobprep_repo::testing::{postgres_admin_url, TestDb};
+use jobprep_testing::{postgres_admin_url, TestDb};
 use jobprep_repo::{users, Backend, Db, Error, Executor, UserId};
 
 /// Far longer than any answer should take: an error that waited for the pool's timeout

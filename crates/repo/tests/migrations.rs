@@ -2,8 +2,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use jobprep_repo::testing::TestDb;
-use jobprep_repo::{backend_tests, migrations, Backend, Db, Error};
+use jobprep_testing::TestDb;
+use jobprep_repo::{migrations, Backend, Db, Error};
+use jobprep_testing::backend_tests;
 
 fn applied(db: &Db) -> Vec<String> {
     db.migration_status()

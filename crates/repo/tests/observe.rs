@@ -5,7 +5,8 @@
 #[path = "support/logs.rs"]
 mod logs;
 
-use jobprep_repo::{backend_tests, job_infos, users, Db, Executor, ExperienceLevel, UserId};
+use jobprep_repo::{job_infos, users, Db, Executor, ExperienceLevel, UserId};
+use jobprep_testing::backend_tests;
 use logs::logs_of;
 
 fn with_option(url: &str, option: &str) -> String {

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use jobprep_interviews::NewInterview;
 use jobprep_job_infos::{ExperienceLevel, JobInfoId, NewJobInfo};
 use jobprep_questions::{NewQuestion, QuestionDifficulty};
-use jobprep_repo::testing::user;
-use jobprep_repo::{backend_tests, Db, Entity, Error, Executor, Result, UserId};
+use jobprep_testing::user;
+use jobprep_repo::{Db, Entity, Error, Executor, Result, UserId};
+use jobprep_testing::backend_tests;
 
 /// Rounds per race, and a bound on the time they may take together.
 const ROUNDS: usize = 150;

@@ -10,7 +10,7 @@ mod logs;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
-use jobprep_repo::testing::TestDb;
+use jobprep_testing::TestDb;
 use jobprep_repo::{interviews, job_infos, questions, Backend, Db, Executor, JobInfoId, UserId};
 use logs::logs_of;
 

@@ -3,7 +3,8 @@
 
 use std::time::Duration;
 
-use jobprep_repo::{backend_tests, users, Db, Error, Executor, UserId};
+use jobprep_repo::{users, Db, Error, Executor, UserId};
+use jobprep_testing::backend_tests;
 
 backend_tests! {
     fn a_cold_start_opens_one_connection(t) {

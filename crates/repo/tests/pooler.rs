@@ -97,8 +97,8 @@ impl Scratch {
     /// Migrations refuse to run through a transaction-mode pooler; as users are told,
     /// they run on the server directly.
     fn migrate_directly(&self) {
-        let direct = jobprep_repo::testing::database_url(
-            &jobprep_repo::testing::postgres_admin_url(),
+        let direct = jobprep_testing::database_url(
+            &jobprep_testing::postgres_admin_url(),
             &self.name,
         );
         Db::connect(&direct).unwrap().migrate().unwrap();

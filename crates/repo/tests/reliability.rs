@@ -23,10 +23,9 @@ use std::time::{Duration, Instant};
 use jobprep_interviews::{Interview, InterviewChanges, InterviewId, NewInterview};
 use jobprep_job_infos::{ExperienceLevel, JobInfo, JobInfoChanges, JobInfoId, NewJobInfo};
 use jobprep_questions::{NewQuestion, Question, QuestionChanges, QuestionDifficulty, QuestionId};
-use jobprep_repo::testing::TestDb;
-use jobprep_repo::{
-    backend_tests, users, Backend, Db, DbConfig, Entity, Error, Executor, Result, UserId,
-};
+use jobprep_testing::TestDb;
+use jobprep_repo::{users, Backend, Db, DbConfig, Entity, Error, Executor, Result, UserId};
+use jobprep_testing::backend_tests;
 use jobprep_users::NewUser;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};

@@ -8,8 +8,9 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 use diesel::{Expression, Table};
-use jobprep_repo::testing::TestDb;
-use jobprep_repo::{backend_tests, Backend};
+use jobprep_testing::TestDb;
+use jobprep_repo::Backend;
+use jobprep_testing::backend_tests;
 use jobprep_schema::{interviews, job_info, questions, users};
 
 /// (column, database type, nullable) as the `table!` definition declares them.

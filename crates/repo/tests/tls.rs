@@ -3,7 +3,7 @@
 
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use jobprep_repo::testing::{postgres_admin_url, TestDb};
+use jobprep_testing::{postgres_admin_url, TestDb};
 use jobprep_repo::{users, Backend, Db, Error, Executor, UserId};
 
 #[derive(QueryableByName)]

@@ -3,8 +3,9 @@
 #![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used)]
 
-use jobprep_repo::testing::block_on;
-use jobprep_repo::{backend_tests, Error};
+use jobprep_testing::block_on;
+use jobprep_repo::Error;
+use jobprep_testing::backend_tests;
 use jobprep_users::asynch::{self, AsyncDb};
 use jobprep_users::{NewUser, UserId};
 

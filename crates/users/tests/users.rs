@@ -7,8 +7,9 @@ use std::collections::HashSet;
 use jobprep_interviews::{InterviewChanges, NewInterview};
 use jobprep_job_infos::{ExperienceLevel, NewJobInfo};
 use jobprep_questions::{NewQuestion, QuestionDifficulty};
-use jobprep_repo::testing::{invalid_field, pause, tag_set, TestDb};
-use jobprep_repo::{backend_tests, ConstraintKind, Entity, Error, JobInfoId};
+use jobprep_testing::{invalid_field, pause, tag_set, TestDb};
+use jobprep_repo::{ConstraintKind, Entity, Error, JobInfoId};
+use jobprep_testing::backend_tests;
 use jobprep_users::{NewUser, User, UserId};
 
 fn uid(id: &str) -> UserId {

@@ -11,7 +11,7 @@
 //! `JOBPREP_REQUIRE_POSTGRES=1`, which makes it a failure.
 //!
 //! ```text
-//! jobprep_repo::backend_tests! {
+//! jobprep_testing::backend_tests! {
 //!     fn upsert_is_idempotent(t) {
 //!         // `t: &TestDb`, run once on SQLite and once on PostgreSQL
 //!     }
@@ -30,7 +30,8 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::Connection as _;
 
-use crate::{Backend, Db, RecordingSink};
+pub use jobprep_repo::Backend;
+use jobprep_repo::{Db, DbConfig, RecordingSink};
 
 /// Instantiates each test once per backend: `mod name { fn sqlite(); fn postgres(); }`.
 #[macro_export]
@@ -44,14 +45,14 @@ macro_rules! backend_tests {
 
                 #[test]
                 fn sqlite() {
-                    let $t = &$crate::testing::TestDb::new($crate::Backend::Sqlite)
+                    let $t = &$crate::TestDb::new($crate::Backend::Sqlite)
                         .expect("SQLite is always available");
                     $body
                 }
 
                 #[test]
                 fn postgres() {
-                    let Some(test_db) = $crate::testing::TestDb::new($crate::Backend::Postgres) else {
+                    let Some(test_db) = $crate::TestDb::new($crate::Backend::Postgres) else {
                         return;
                     };
                     let $t = &test_db;
@@ -187,17 +188,10 @@ impl TestDb {
 
 /// `admin_url` with its database name replaced by `name`.
 pub fn database_url(admin_url: &str, name: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (admin_url, None),
-    };
-    let scheme_end = base.find("://").map_or(0, |i| i + 3);
-    let path_start = base[scheme_end..].find('/').map(|i| i + scheme_end);
-    let host_part = path_start.map_or(base, |i| &base[..i]);
-    match query {
-        Some(query) => format!("{host_part}/{name}?{query}"),
-        None => format!("{host_part}/{name}"),
-    }
+    DbConfig::parse(admin_url)
+        .and_then(|config| config.url.with_database(name))
+        .map(|url| url.expose_secret().to_owned())
+        .expect("the test server's URL is well formed")
 }
 
 /// The name of a migrated template database, built on first use.
@@ -217,7 +211,7 @@ fn build_template(admin_url: &str) -> Result<String, String> {
     let mut admin = PgConnection::establish(admin_url).map_err(|e| {
         format!(
             "cannot connect to {}: {e}",
-            crate::DbConfig::parse(admin_url)
+            DbConfig::parse(admin_url)
                 .map(|c| c.url.to_string())
                 .unwrap_or_default()
         )
@@ -297,7 +291,7 @@ fn migrations_fingerprint() -> u64 {
     let mut hasher = DefaultHasher::new();
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../migrations/postgres");
     if let Ok(migrations) =
-        MigrationSource::<diesel::pg::Pg>::migrations(&crate::migrations::POSTGRES)
+        MigrationSource::<diesel::pg::Pg>::migrations(&jobprep_repo::migrations::POSTGRES)
     {
         for migration in migrations {
             let name = migration.name().to_string();
@@ -317,7 +311,7 @@ mod fixtures {
     use std::collections::BTreeSet;
 
     use super::TestDb;
-    use crate::{users, Entity, Error, Executor, UserId};
+    use jobprep_repo::{users, Entity, Error, Executor, UserId};
 
     /// Creates a user below the use cases (so no cache tags are reported) and returns
     /// its id; the email is made from the id's letters and digits.
@@ -348,12 +342,12 @@ mod fixtures {
     }
 
     /// Whether `result` is `NotFound` for `entity`.
-    pub fn is_not_found<T: std::fmt::Debug>(result: crate::Result<T>, entity: Entity) -> bool {
+    pub fn is_not_found<T: std::fmt::Debug>(result: jobprep_repo::Result<T>, entity: Entity) -> bool {
         matches!(result, Err(Error::NotFound { entity: e }) if e == entity)
     }
 
     /// The field an `InvalidInput` names; panics on any other outcome.
-    pub fn invalid_field<T: std::fmt::Debug>(result: crate::Result<T>) -> &'static str {
+    pub fn invalid_field<T: std::fmt::Debug>(result: jobprep_repo::Result<T>) -> &'static str {
         match result {
             Err(Error::InvalidInput { field, .. }) => field,
             other => panic!("expected InvalidInput, got {other:?}"),

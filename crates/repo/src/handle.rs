@@ -1,293 +1,16 @@
-//! The connection layer: the [`Db`] handle, its pool, and transactions.
-//!
-//! Queries are written once and compiled for both backends by [`on_backend!`], which
-//! expands the same diesel code for the PostgreSQL and the SQLite variant of a
-//! [`Connection`] (the approach of Vaultwarden's `db_run!`). Repository functions take a
-//! `&mut Connection`; callers reach them through an [`Executor`]: the [`Db`] itself or a
-//! [`Tx`] inside [`Db::transaction`].
+//! The handle services keep: [`Db`], its builder, and read-your-writes [`Session`]s.
 
-use std::cell::RefCell;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use diesel::connection::{AnsiTransactionManager, CacheSize, SimpleConnection, TransactionManager};
-use diesel::pg::PgConnection;
-use diesel::r2d2::R2D2Connection;
-use diesel::sqlite::SqliteConnection;
-use diesel::Connection as _;
 
-use crate::cache::{CacheTag, NoopSink, TagSink};
-use crate::config::{Backend, DatabaseUrl, DbConfig, PoolOptions};
+use crate::config::{Backend, DbConfig, PoolOptions};
+use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::pool::ShardedPool;
+use crate::executor::{sealed, Executor, Tx};
+use crate::pool::{Pooled, ShardedPool};
 use crate::replicas::{self, Replica, RoutingState, WalPosition};
-
-/// A database connection of either backend. Opaque outside this crate: only the
-/// repository modules run queries on it.
-pub struct Connection {
-    pub(crate) inner: BackendConnection,
-    /// Set when an error showed the connection is gone, so the pool drops it.
-    lost: bool,
-}
-
-pub(crate) enum BackendConnection {
-    Postgres(PgConnection),
-    Sqlite(SqliteConnection),
-}
-
-impl std::fmt::Debug for Connection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Connection({})", self.backend())
-    }
-}
-
-/// Runs `$body` with `$c` bound to the backend's diesel connection. The body is
-/// compiled once per backend, so one query text serves both.
-macro_rules! on_backend {
-    ($conn:expr, $c:ident => $body:expr) => {
-        match &mut $conn.inner {
-            $crate::db::BackendConnection::Postgres($c) => $body,
-            $crate::db::BackendConnection::Sqlite($c) => $body,
-        }
-    };
-}
-pub(crate) use on_backend;
-
-impl Connection {
-    /// The backend of this connection.
-    pub fn backend(&self) -> Backend {
-        match self.inner {
-            BackendConnection::Postgres(_) => Backend::Postgres,
-            BackendConnection::Sqlite(_) => Backend::Sqlite,
-        }
-    }
-
-    /// Runs `f` in a transaction: a real one at the outermost level (`BEGIN IMMEDIATE`
-    /// on SQLite, so that writers queue on the busy timeout instead of failing on lock
-    /// upgrade), a savepoint when already inside one. Commits if `f` returns `Ok`.
-    pub(crate) fn transaction<T>(
-        &mut self,
-        f: impl FnOnce(&mut Connection) -> Result<T>,
-    ) -> Result<T> {
-        self.begin()?;
-        match f(self) {
-            Ok(value) => {
-                on_backend!(self, c => AnsiTransactionManager::commit_transaction(c))?;
-                Ok(value)
-            }
-            Err(error) => {
-                match on_backend!(self, c => AnsiTransactionManager::rollback_transaction(c)) {
-                    // The caller's error explains what happened; a rollback that found
-                    // the transaction already gone adds nothing.
-                    Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
-                    Err(rollback_error) => Err(rollback_error.into()),
-                }
-            }
-        }
-    }
-
-    /// Runs a statement whose failure the caller may handle (a constraint violation)
-    /// so that the failure cannot poison an enclosing transaction: PostgreSQL aborts a
-    /// transaction on any error, so inside one the statement gets a savepoint. Outside a
-    /// transaction nothing is added; a failed autocommit statement leaves nothing behind.
-    pub(crate) fn guarded<T>(&mut self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        if self.transaction_depth()?.is_some() {
-            self.transaction(f)
-        } else {
-            f(self)
-        }
-    }
-
-    fn transaction_depth(&mut self) -> Result<Option<std::num::NonZeroU32>> {
-        Ok(
-            on_backend!(self, c => AnsiTransactionManager::transaction_manager_status_mut(c)
-            .transaction_depth())?,
-        )
-    }
-
-    fn begin(&mut self) -> Result<()> {
-        let depth = self.transaction_depth()?;
-        match &mut self.inner {
-            BackendConnection::Sqlite(c) if depth.is_none() => {
-                AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
-            }
-            BackendConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction(c)?,
-            BackendConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
-        }
-        Ok(())
-    }
-
-    pub(crate) fn batch_execute(&mut self, sql: &str) -> Result<()> {
-        on_backend!(self, c => c.batch_execute(sql))?;
-        Ok(())
-    }
-
-    pub(crate) fn note_outcome<T>(&mut self, result: &Result<T>) {
-        if let Err(error) = result {
-            if error.is_connection_lost() {
-                self.lost = true;
-            }
-        }
-    }
-}
-
-/// Opens connections for the pool, chosen by the URL's backend.
-#[derive(Debug)]
-pub(crate) struct ConnectionManager {
-    url: DatabaseUrl,
-    pooler_safe: bool,
-    /// Shared by the pool's shards.
-    outcomes: Arc<ConnectOutcomes>,
-    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
-    slow_query: std::time::Duration,
-}
-
-/// Why a connection could not be opened; the message never contains the password.
-#[derive(Debug, thiserror::Error)]
-#[error("{message}")]
-pub struct ConnectError {
-    message: String,
-}
-
-/// What the pool's connection attempts found, shared by its shards. Waiters for a
-/// connection read it: a failure no retry can fix (a bad option, a database or role
-/// that does not exist, a file that cannot be opened) reaches the caller at once as
-/// [`Error::Config`] instead of after the pool's full connection timeout, and a timeout
-/// names the last failure. A successful connection clears both.
-#[derive(Debug, Default)]
-pub(crate) struct ConnectOutcomes(std::sync::Mutex<Outcomes>);
-
-#[derive(Debug, Default)]
-struct Outcomes {
-    last_error: Option<String>,
-    permanent: Option<String>,
-}
-
-impl ConnectOutcomes {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Outcomes> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    fn record(&self, result: &std::result::Result<Connection, ConnectError>) {
-        let mut outcomes = self.lock();
-        match result {
-            Ok(_) => *outcomes = Outcomes::default(),
-            Err(error) => {
-                outcomes.last_error = Some(error.message.clone());
-                outcomes.permanent = crate::error::is_permanent_connect_failure(&error.message)
-                    .then(|| error.message.clone());
-            }
-        }
-    }
-
-    /// The failure no retry can fix, while no connection has succeeded since.
-    pub(crate) fn permanent(&self) -> Option<Error> {
-        self.lock()
-            .permanent
-            .as_ref()
-            .map(|message| Error::Config(format!("cannot connect to the database: {message}")))
-    }
-
-    /// Why the latest attempt failed, if it did.
-    pub(crate) fn last_error(&self) -> Option<String> {
-        self.lock().last_error.clone()
-    }
-}
-
-impl r2d2::ManageConnection for ConnectionManager {
-    type Connection = Connection;
-    type Error = ConnectError;
-
-    fn connect(&self) -> std::result::Result<Connection, ConnectError> {
-        let result = self.open();
-        self.outcomes.record(&result);
-        result
-    }
-
-    fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), ConnectError> {
-        on_backend!(conn, c => c.ping()).map_err(|e| ConnectError {
-            message: self.url.scrub(&e.to_string()),
-        })
-    }
-
-    fn has_broken(&self, conn: &mut Connection) -> bool {
-        conn.lost || on_backend!(conn, c => c.is_broken())
-    }
-}
-
-impl ConnectionManager {
-    fn open(&self) -> std::result::Result<Connection, ConnectError> {
-        let scrubbed = |e: &dyn std::fmt::Display| ConnectError {
-            message: self.url.scrub(&e.to_string()),
-        };
-        let inner = match self.url.backend() {
-            Backend::Postgres => {
-                let mut conn =
-                    PgConnection::establish(self.url.expose()).map_err(|e| scrubbed(&e))?;
-                if self.pooler_safe {
-                    // Transaction-mode poolers move a session between server
-                    // connections, so named prepared statements cannot be reused.
-                    conn.set_prepared_statement_cache_size(CacheSize::Disabled);
-                }
-                BackendConnection::Postgres(conn)
-            }
-            Backend::Sqlite => {
-                let mut conn =
-                    SqliteConnection::establish(self.url.expose()).map_err(|e| scrubbed(&e))?;
-                // busy_timeout first: switching to WAL needs a lock another connection
-                // may hold. foreign_keys makes cascades behave as on PostgreSQL.
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
-                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                )
-                .map_err(|e| scrubbed(&e))?;
-                BackendConnection::Sqlite(conn)
-            }
-        };
-        #[cfg(feature = "tracing")]
-        let inner = {
-            let mut inner = inner;
-            let timer = crate::observe::QueryTimer::new(self.slow_query);
-            match &mut inner {
-                BackendConnection::Postgres(c) => c.set_instrumentation(timer),
-                BackendConnection::Sqlite(c) => c.set_instrumentation(timer),
-            }
-            inner
-        };
-        Ok(Connection { inner, lost: false })
-    }
-}
-
-pub(crate) type Pool = r2d2::Pool<ConnectionManager>;
-
-pub(crate) fn build_pool(
-    url: &DatabaseUrl,
-    config: &DbConfig,
-    options: &PoolOptions,
-    outcomes: Arc<ConnectOutcomes>,
-) -> Pool {
-    let manager = ConnectionManager {
-        url: url.clone(),
-        pooler_safe: config.pooler_safe,
-        outcomes,
-        slow_query: config.slow_query_threshold,
-    };
-    r2d2::Pool::builder()
-        .max_size(options.max_size)
-        .min_idle(Some(options.min_idle))
-        .connection_timeout(options.connection_timeout)
-        .idle_timeout(options.idle_timeout)
-        .max_lifetime(options.max_lifetime)
-        // A broken connection is detected by the errors it causes (see
-        // `Connection::note_outcome`), so checkouts skip the extra ping round trip.
-        .test_on_check_out(false)
-        // r2d2 would log connection errors itself; ours reach the caller instead.
-        .error_handler(Box::new(r2d2::NopErrorHandler))
-        // Lazy: nothing is opened until the first query (a cold start opens one).
-        .build_unchecked(manager)
-}
+use crate::tags::{CacheTag, NoopSink, TagSink};
 
 /// The handle services keep: cheap to clone (an `Arc`), safe to share across threads,
 /// one connection pool inside.
@@ -559,24 +282,61 @@ impl Db {
         self.transaction_tracked(f).map(|(value, _)| value)
     }
 
+    /// [`Db::transaction`] for a closure with your own error type `E`: returning any
+    /// `Err` rolls everything back, and jobprep's errors convert into `E` with `?`.
+    ///
+    /// ```
+    /// # fn main() -> jobprep_repo::Result<()> {
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let db = jobprep_repo::Db::connect(&dir.path().join("tx.sqlite3").display().to_string())?;
+    /// # db.migrate()?;
+    /// use jobprep_repo::{cache_rules, users, Error, Executor, UserId};
+    ///
+    /// #[derive(Debug)]
+    /// enum SignUpError {
+    ///     Database(Error),
+    ///     NotInvited,
+    /// }
+    /// impl From<Error> for SignUpError {
+    ///     fn from(error: Error) -> Self {
+    ///         SignUpError::Database(error)
+    ///     }
+    /// }
+    ///
+    /// let eve = UserId::new("user_eve")?;
+    /// let outcome = db.transaction_with_error(|tx| {
+    ///     let new = users::NewUser::new(eve.clone(), "Eve", "eve@example.com");
+    ///     tx.write(|conn, tags| {
+    ///         let user = users::upsert(conn, &new)?;
+    ///         tags.extend(cache_rules::user_write(&user.id));
+    ///         Ok(user)
+    ///     })?;
+    ///     Err::<(), _>(SignUpError::NotInvited) // rolls the upsert back
+    /// });
+    /// assert!(matches!(outcome, Err(SignUpError::NotInvited)));
+    /// assert!(db.read(|conn| users::get(conn, &eve)).is_err());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn transaction_with_error<T, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
+        self.transaction_tracked(f).map(|(value, _)| value)
+    }
+
     /// [`Db::transaction`], also returning the WAL position of the commit when the
     /// handle has replicas.
-    fn transaction_tracked<T>(
+    fn transaction_tracked<T, E: From<Error>>(
         &self,
-        f: impl FnOnce(&Tx<'_>) -> Result<T>,
-    ) -> Result<(T, Option<WalPosition>)> {
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<(T, Option<WalPosition>), E> {
         let mut conn = self.checkout()?;
-        let result = conn.transaction(|c| {
-            let tx = Tx {
-                backend: c.backend(),
-                conn: RefCell::new(c),
-                pending: RefCell::new(Vec::new()),
-            };
+        let (value, tags) = conn.transaction_with_error(|c| {
+            let tx = Tx::new(c);
             let value = f(&tx)?;
-            Ok((value, tx.pending.into_inner()))
-        });
-        conn.note_outcome(&result);
-        let (value, tags) = result?;
+            Ok::<_, E>((value, tx.into_pending()))
+        })?;
         let position = self.position_after_write(&mut conn);
         self.publish(tags);
         Ok((value, position))
@@ -670,7 +430,7 @@ impl Db {
         }
     }
 
-    fn checkout(&self) -> Result<r2d2::PooledConnection<ConnectionManager>> {
+    fn checkout(&self) -> Result<Pooled> {
         if let Some(conn) = self.inner.primary.try_get() {
             return Ok(conn);
         }
@@ -681,7 +441,7 @@ impl Db {
     }
 
     fn publish(&self, mut tags: Vec<CacheTag>) {
-        crate::cache::dedup(&mut tags);
+        crate::tags::dedup(&mut tags);
         if !tags.is_empty() {
             self.inner.sink.revalidate(&tags);
         }
@@ -700,12 +460,9 @@ impl Db {
     }
 }
 
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for super::Db {}
-    impl Sealed for super::Tx<'_> {}
-    impl Sealed for super::Session {}
-}
+
+impl sealed::Sealed for Db {}
+impl sealed::Sealed for Session {}
 
 /// A [`Db`] that remembers the WAL position of its latest write, so that its reads,
 /// wherever they are routed, see that write (read-your-writes). Without replicas it
@@ -736,6 +493,14 @@ impl Session {
 
     /// [`Db::transaction`], remembering the commit's position.
     pub fn transaction<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        self.transaction_with_error(f)
+    }
+
+    /// [`Db::transaction_with_error`], remembering the commit's position.
+    pub fn transaction_with_error<T, E: From<Error>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E> {
         let (value, position) = self.db.transaction_tracked(f)?;
         self.record(position);
         Ok(value)
@@ -761,25 +526,6 @@ impl Executor for Session {
     }
 }
 
-/// Where a repository call runs: on the [`Db`] (a pooled connection per call) or inside
-/// a caller's transaction ([`Tx`]). Every repository and use-case function takes
-/// `&impl Executor`, so the same call works in both places.
-pub trait Executor: sealed::Sealed {
-    /// Runs a read. On a [`Db`] with read replicas it may run on a replica, and run
-    /// again on the primary if the replica fails mid-way: reads must not write.
-    fn read<T>(&self, f: impl Fn(&mut Connection) -> Result<T>) -> Result<T>;
-
-    /// Runs a write; the tags `f` pushes are reported once the write has committed.
-    /// A write that needs several statements wraps them in its own transaction (a
-    /// savepoint inside a [`Tx`]).
-    fn write<T>(
-        &self,
-        f: impl FnOnce(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
-    ) -> Result<T>;
-
-    /// The backend the calls run on.
-    fn backend(&self) -> Backend;
-}
 
 impl Executor for Db {
     fn read<T>(&self, f: impl Fn(&mut Connection) -> Result<T>) -> Result<T> {
@@ -798,48 +544,3 @@ impl Executor for Db {
     }
 }
 
-/// A transaction in progress, handed to the closure of [`Db::transaction`].
-pub struct Tx<'c> {
-    backend: Backend,
-    conn: RefCell<&'c mut Connection>,
-    pending: RefCell<Vec<CacheTag>>,
-}
-
-impl std::fmt::Debug for Tx<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tx")
-            .field("pending_tags", &self.pending.borrow().len())
-            .finish()
-    }
-}
-
-impl Tx<'_> {
-    fn run<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
-        // Repository closures receive the connection, never the `Tx`, so this borrow
-        // cannot be re-entered; the check keeps that a recoverable error regardless.
-        let mut conn = self.conn.try_borrow_mut().map_err(|_| {
-            Error::Config("a transaction was used from inside one of its own calls".into())
-        })?;
-        f(&mut conn)
-    }
-}
-
-impl Executor for Tx<'_> {
-    fn read<T>(&self, f: impl Fn(&mut Connection) -> Result<T>) -> Result<T> {
-        self.run(f)
-    }
-
-    fn write<T>(
-        &self,
-        f: impl FnOnce(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
-    ) -> Result<T> {
-        let mut tags = Vec::new();
-        let value = self.run(|conn| f(conn, &mut tags))?;
-        self.pending.borrow_mut().extend(tags);
-        Ok(value)
-    }
-
-    fn backend(&self) -> Backend {
-        self.backend
-    }
-}

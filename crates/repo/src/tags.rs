@@ -1,4 +1,6 @@
-//! Cache coordination: the tags a write invalidates and a read depends on.
+//! Cache tags and where writes report them: [`CacheTag`], the [`TagSink`] a service
+//! installs, and [`Cached`] reads. Which tags each write and read has is
+//! [`cache_rules`](crate::cache_rules).
 //!
 //! The product caches reads under tags and revalidates them after writes. Tag formats
 //! are `global:{t}`, `user:{userId}:{t}`, `jobInfo:{jobInfoId}:{t}` and `id:{id}:{t}`,
@@ -131,98 +133,6 @@ impl<T> Cached<T> {
 
     pub fn into_inner(self) -> T {
         self.value
-    }
-}
-
-/// The tags each kind of write invalidates, in one place so that cascades reuse them.
-pub mod rules {
-    use super::CacheTag;
-    use crate::error::Entity;
-    use crate::interviews::InterviewKey;
-    use crate::job_infos::{JobInfoKey, RemovedJobInfo};
-    use crate::questions::QuestionKey;
-    use crate::types::{JobInfoId, UserId};
-    use crate::users::RemovedUser;
-
-    /// A user write: `global:users`, `id:{userId}:users`.
-    pub fn user_write(id: &UserId) -> Vec<CacheTag> {
-        vec![
-            CacheTag::global(Entity::User),
-            CacheTag::id(id, Entity::User),
-        ]
-    }
-
-    /// A job info write: `global:jobInfos`, `user:{userId}:jobInfos`, `id:{id}:jobInfos`.
-    pub fn job_info_write(key: &JobInfoKey) -> Vec<CacheTag> {
-        vec![
-            CacheTag::global(Entity::JobInfo),
-            CacheTag::user(&key.user_id, Entity::JobInfo),
-            CacheTag::id(key.id, Entity::JobInfo),
-        ]
-    }
-
-    /// An interview write: `global:interviews`, `jobInfo:{jobInfoId}:interviews`,
-    /// `id:{id}:interviews`.
-    pub fn interview_write(key: &InterviewKey) -> Vec<CacheTag> {
-        vec![
-            CacheTag::global(Entity::Interview),
-            CacheTag::job_info(key.job_info_id, Entity::Interview),
-            CacheTag::id(key.id, Entity::Interview),
-        ]
-    }
-
-    /// A question write: `global:questions`, `jobInfo:{jobInfoId}:questions`,
-    /// `id:{id}:questions`.
-    pub fn question_write(key: &QuestionKey) -> Vec<CacheTag> {
-        vec![
-            CacheTag::global(Entity::Question),
-            CacheTag::job_info(key.job_info_id, Entity::Question),
-            CacheTag::id(key.id, Entity::Question),
-        ]
-    }
-
-    /// Questions written together under one job info: the shared tags once, then each
-    /// question's `id:` tag. Nothing written, nothing reported.
-    pub fn questions_write(job_info_id: JobInfoId, keys: &[QuestionKey]) -> Vec<CacheTag> {
-        if keys.is_empty() {
-            return Vec::new();
-        }
-        let mut tags = Vec::with_capacity(keys.len() + 2);
-        tags.push(CacheTag::global(Entity::Question));
-        tags.push(CacheTag::job_info(job_info_id, Entity::Question));
-        tags.extend(
-            keys.iter()
-                .map(|key| CacheTag::id(key.id, Entity::Question)),
-        );
-        tags
-    }
-
-    /// What a list of a job info's interviews depends on: the interviews under it
-    /// (`jobInfo:{jobInfoId}:interviews`) and the job info itself
-    /// (`id:{jobInfoId}:jobInfos`), as the original app caches it.
-    pub fn interviews_read(job_info_id: JobInfoId) -> Vec<CacheTag> {
-        vec![
-            CacheTag::job_info(job_info_id, Entity::Interview),
-            CacheTag::id(job_info_id, Entity::JobInfo),
-        ]
-    }
-
-    /// A job info delete: its own tags and those of every interview and question the
-    /// cascade removed.
-    pub fn job_info_removed(removed: &RemovedJobInfo) -> Vec<CacheTag> {
-        let mut tags = job_info_write(&removed.key);
-        tags.extend(removed.interviews.iter().flat_map(interview_write));
-        tags.extend(removed.questions.iter().flat_map(question_write));
-        tags
-    }
-
-    /// A user delete: the user's tags and those of every row the cascade removed.
-    pub fn user_removed(removed: &RemovedUser) -> Vec<CacheTag> {
-        let mut tags = user_write(&removed.id);
-        tags.extend(removed.job_infos.iter().flat_map(job_info_write));
-        tags.extend(removed.interviews.iter().flat_map(interview_write));
-        tags.extend(removed.questions.iter().flat_map(question_write));
-        tags
     }
 }
 

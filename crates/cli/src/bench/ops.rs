@@ -1,0 +1,145 @@
+//! The operations `jobprep bench` measures, each run two ways: through jobprep's use
+//! cases on a pooled `Db` (tags, executor, pool), and as the baseline, the same
+//! repository functions on one connection of the client's own. The difference is the
+//! cost of the layer above the queries; the queries themselves cannot drift apart.
+
+use jobprep_interviews::NewInterview;
+use jobprep_job_infos::{ExperienceLevel, NewJobInfo};
+use jobprep_questions::{NewQuestion, QuestionDifficulty};
+use jobprep_repo::{interviews, job_infos, questions, users, Connection, Db, Error};
+
+use super::drive::Rng;
+use super::Dataset;
+
+/// Reads first, on the seeded dataset they are meant to measure; then the writes,
+/// which grow the tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum Operation {
+    GetJobInfo,
+    ListJobInfos,
+    ListInterviews,
+    CountInterviewsForUser,
+    UpsertUser,
+    InsertJobInfo,
+    InsertQuestion,
+    BulkInsertQuestions,
+}
+
+impl Operation {
+    pub const ALL: [Operation; 8] = [
+        Operation::GetJobInfo,
+        Operation::ListJobInfos,
+        Operation::ListInterviews,
+        Operation::CountInterviewsForUser,
+        Operation::UpsertUser,
+        Operation::InsertJobInfo,
+        Operation::InsertQuestion,
+        Operation::BulkInsertQuestions,
+    ];
+
+    /// The name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Operation::GetJobInfo => "get_job_info",
+            Operation::ListJobInfos => "list_job_infos",
+            Operation::ListInterviews => "list_interviews",
+            Operation::CountInterviewsForUser => "count_interviews_for_user",
+            Operation::UpsertUser => "upsert_user",
+            Operation::InsertJobInfo => "insert_job_info",
+            Operation::InsertQuestion => "insert_question",
+            Operation::BulkInsertQuestions => "bulk_insert_questions",
+        }
+    }
+}
+
+/// Rows a `bulk_insert_questions` call writes.
+pub const BULK_ROWS: usize = 1000;
+
+/// What the write operations write, made once per client.
+pub struct Inputs {
+    job: NewJobInfo,
+    question: NewQuestion,
+    batch: Vec<NewQuestion>,
+}
+
+impl Inputs {
+    pub fn new() -> Self {
+        Inputs {
+            job: NewJobInfo::new("Bench job", ExperienceLevel::Senior, "A job for the benchmark")
+                .with_title("Bench title"),
+            question: NewQuestion::new(
+                "How do you size a connection pool?",
+                QuestionDifficulty::Medium,
+            ),
+            batch: (0..BULK_ROWS)
+                .map(|n| {
+                    NewQuestion::new(
+                        format!("Generated question {n}"),
+                        QuestionDifficulty::ALL[n % 3],
+                    )
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One call of `op` through jobprep's use cases; returns the units done (rows for
+/// the bulk insert, else 1).
+pub fn through_jobprep(
+    op: Operation,
+    db: &Db,
+    data: &Dataset,
+    inputs: &Inputs,
+    rng: &mut Rng,
+) -> Result<u64, Error> {
+    let (user, job) = data.pick_job(rng);
+    match op {
+        Operation::GetJobInfo => drop(jobprep_job_infos::get(db, user, job)?),
+        Operation::ListJobInfos => drop(jobprep_job_infos::list_for_user(db, user)?),
+        Operation::ListInterviews => drop(jobprep_interviews::list_for_job_info(db, user, job)?),
+        Operation::CountInterviewsForUser => drop(jobprep_interviews::count_for_user(db, user)?),
+        Operation::UpsertUser => drop(jobprep_users::upsert(db, data.pick_user(rng))?),
+        Operation::InsertJobInfo => drop(jobprep_job_infos::insert(db, user, &inputs.job)?),
+        Operation::InsertQuestion => {
+            drop(jobprep_questions::insert(db, user, job, &inputs.question)?)
+        }
+        Operation::BulkInsertQuestions => {
+            jobprep_questions::insert_many(db, user, job, &inputs.batch)?;
+            return Ok(BULK_ROWS as u64);
+        }
+    }
+    Ok(1)
+}
+
+/// One call of `op` as the baseline: the repository function on a bare connection.
+pub fn baseline(
+    op: Operation,
+    conn: &mut Connection,
+    data: &Dataset,
+    inputs: &Inputs,
+    rng: &mut Rng,
+) -> Result<u64, Error> {
+    let (user, job) = data.pick_job(rng);
+    match op {
+        Operation::GetJobInfo => drop(job_infos::get(conn, user, job)?),
+        Operation::ListJobInfos => drop(job_infos::list_for_user(conn, user)?),
+        Operation::ListInterviews => drop(interviews::list_for_job_info(conn, user, job)?),
+        Operation::CountInterviewsForUser => drop(interviews::count_for_user(conn, user)?),
+        Operation::UpsertUser => drop(users::upsert(conn, data.pick_user(rng))?),
+        Operation::InsertJobInfo => drop(job_infos::insert(conn, user, &inputs.job)?),
+        Operation::InsertQuestion => drop(questions::insert(conn, user, job, &inputs.question)?),
+        Operation::BulkInsertQuestions => {
+            questions::insert_many(conn, user, job, &inputs.batch)?;
+            return Ok(BULK_ROWS as u64);
+        }
+    }
+    Ok(1)
+}
+
+/// The seed's interviews: held ones, so that lists and counts find them.
+pub fn seed_interview(user: usize, job: usize, n: usize) -> NewInterview {
+    let mut interview = NewInterview::new().with_hume_chat_id(format!("chat_{user}_{job}_{n}"));
+    interview.duration = "00:10:00".into();
+    interview
+}

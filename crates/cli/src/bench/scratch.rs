@@ -1,0 +1,95 @@
+//! A scratch database of the benchmark's own, next to the one configured, dropped
+//! when the run ends.
+
+use diesel::connection::SimpleConnection;
+use diesel::{Connection as _, PgConnection};
+use jobprep_repo::{Backend, DbConfig, Error};
+
+/// A database made for one run: a new database on the same PostgreSQL server (needs
+/// CREATEDB), or a new SQLite file in the temporary folder.
+pub struct Scratch {
+    pub config: DbConfig,
+    admin_url: Option<String>,
+    name: String,
+    sqlite_path: Option<std::path::PathBuf>,
+}
+
+impl Scratch {
+    pub fn create(base: &DbConfig) -> Result<Scratch, Error> {
+        let name = format!("jobprep_bench_{}", std::process::id());
+        match base.url.backend() {
+            Backend::Postgres => {
+                let admin_url = base.url.expose_secret().to_owned();
+                let mut admin = admin(base)?;
+                // Two statements: neither may run inside a (multi-statement) transaction.
+                admin.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))?;
+                admin.batch_execute(&format!("CREATE DATABASE \"{name}\""))?;
+                let mut config = base.clone();
+                config.url = base.url.with_database(&name)?;
+                config.replicas.clear();
+                Ok(Scratch {
+                    config,
+                    admin_url: Some(admin_url),
+                    name,
+                    sqlite_path: None,
+                })
+            }
+            Backend::Sqlite => {
+                let path = std::env::temp_dir().join(format!("{name}.sqlite3"));
+                remove_sqlite(&path);
+                let config = DbConfig::parse(&path.display().to_string())?;
+                Ok(Scratch {
+                    config,
+                    admin_url: None,
+                    name,
+                    sqlite_path: Some(path),
+                })
+            }
+        }
+    }
+
+    /// The scratch database's name on another server (a replica of this one).
+    pub fn on_server(&self, server: &DbConfig) -> Result<DbConfig, Error> {
+        let mut config = server.clone();
+        config.url = server.url.with_database(&self.name)?;
+        Ok(config)
+    }
+
+    /// `ANALYZE`s the tables, as autovacuum would soon after a bulk load, so the
+    /// planner measures the plans users get.
+    pub fn analyze(&self) -> Result<(), Error> {
+        if self.config.url.backend() == Backend::Postgres {
+            admin(&self.config)?.batch_execute("ANALYZE")?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        if let Some(admin_url) = &self.admin_url {
+            // Best effort: a failure leaves a database named jobprep_bench_<pid>.
+            if let Ok(mut admin) = PgConnection::establish(admin_url) {
+                let _ = admin.batch_execute(&format!(
+                    "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+                    self.name
+                ));
+            }
+        }
+        if let Some(path) = &self.sqlite_path {
+            remove_sqlite(path);
+        }
+    }
+}
+
+fn admin(config: &DbConfig) -> Result<PgConnection, Error> {
+    PgConnection::establish(config.url.expose_secret()).map_err(|e| {
+        Error::unavailable_with(format!("cannot connect to {}: {}", config.url, e))
+    })
+}
+
+fn remove_sqlite(path: &std::path::Path) {
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+    }
+}

@@ -1,0 +1,344 @@
+//! Connections of either backend, and how the pool opens them.
+//!
+//! Queries are written once and compiled for both backends by [`on_backend!`], which
+//! expands the same diesel code for the PostgreSQL and the SQLite variant of a
+//! [`Connection`] (the approach of Vaultwarden's `db_run!`). Repository functions take a
+//! `&mut Connection`; callers reach them through an [`Executor`](crate::Executor).
+
+use std::sync::Arc;
+
+use diesel::connection::{AnsiTransactionManager, CacheSize, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::R2D2Connection;
+use diesel::sqlite::SqliteConnection;
+use diesel::Connection as _;
+
+use crate::config::{Backend, DatabaseUrl, DbConfig, PoolOptions};
+use crate::error::{Error, Result};
+
+
+/// A database connection of either backend. Opaque outside this crate: only the
+/// repository modules run queries on it.
+pub struct Connection {
+    pub(crate) inner: BackendConnection,
+    /// Set when an error showed the connection is gone, so the pool drops it.
+    lost: bool,
+}
+
+pub(crate) enum BackendConnection {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Connection({})", self.backend())
+    }
+}
+
+/// Runs `$body` with `$c` bound to the backend's diesel connection. The body is
+/// compiled once per backend, so one query text serves both.
+macro_rules! on_backend {
+    ($conn:expr, $c:ident => $body:expr) => {
+        match &mut $conn.inner {
+            $crate::connection::BackendConnection::Postgres($c) => $body,
+            $crate::connection::BackendConnection::Sqlite($c) => $body,
+        }
+    };
+}
+pub(crate) use on_backend;
+
+impl Connection {
+    /// The backend of this connection.
+    pub fn backend(&self) -> Backend {
+        match self.inner {
+            BackendConnection::Postgres(_) => Backend::Postgres,
+            BackendConnection::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+
+    /// Runs `f` in a transaction: a real one at the outermost level (`BEGIN IMMEDIATE`
+    /// on SQLite, so that writers queue on the busy timeout instead of failing on lock
+    /// upgrade), a savepoint when already inside one. Commits if `f` returns `Ok`.
+    pub(crate) fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        self.transaction_with_error(f)
+    }
+
+    /// [`Connection::transaction`] for a closure with the caller's own error type: any
+    /// `Err` rolls back. jobprep's own failures (begin, commit) convert into it.
+    pub(crate) fn transaction_with_error<T, E: From<Error>>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        self.begin()?;
+        match f(self) {
+            Ok(value) => {
+                let committed: Result<()> =
+                    on_backend!(self, c => AnsiTransactionManager::commit_transaction(c))
+                        .map_err(Error::from);
+                self.note_outcome(&committed);
+                committed?;
+                Ok(value)
+            }
+            Err(error) => {
+                match on_backend!(self, c => AnsiTransactionManager::rollback_transaction(c)) {
+                    // The caller's error explains what happened; a rollback that found
+                    // the transaction already gone adds nothing.
+                    Ok(()) | Err(diesel::result::Error::BrokenTransactionManager) => Err(error),
+                    Err(rollback_error) => {
+                        let rollback_error = Error::from(rollback_error);
+                        self.note_error(&rollback_error);
+                        Err(rollback_error.into())
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs a statement whose failure the caller may handle (a constraint violation)
+    /// so that the failure cannot poison an enclosing transaction: PostgreSQL aborts a
+    /// transaction on any error, so inside one the statement gets a savepoint. Outside a
+    /// transaction nothing is added; a failed autocommit statement leaves nothing behind.
+    pub(crate) fn guarded<T>(&mut self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        if self.transaction_depth()?.is_some() {
+            self.transaction(f)
+        } else {
+            f(self)
+        }
+    }
+
+    fn transaction_depth(&mut self) -> Result<Option<std::num::NonZeroU32>> {
+        Ok(
+            on_backend!(self, c => AnsiTransactionManager::transaction_manager_status_mut(c)
+            .transaction_depth())?,
+        )
+    }
+
+    fn begin(&mut self) -> Result<()> {
+        let depth = self.transaction_depth()?;
+        match &mut self.inner {
+            BackendConnection::Sqlite(c) if depth.is_none() => {
+                AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
+            }
+            BackendConnection::Sqlite(c) => AnsiTransactionManager::begin_transaction(c)?,
+            BackendConnection::Postgres(c) => AnsiTransactionManager::begin_transaction(c)?,
+        }
+        Ok(())
+    }
+
+    /// The PostgreSQL connection, for the few statements only PostgreSQL has (row
+    /// locks, WAL positions); `None` on SQLite. Backend-specific code asks here instead
+    /// of matching on the connection's variants.
+    pub(crate) fn as_postgres(&mut self) -> Option<&mut PgConnection> {
+        match &mut self.inner {
+            BackendConnection::Postgres(c) => Some(c),
+            BackendConnection::Sqlite(_) => None,
+        }
+    }
+
+    pub(crate) fn batch_execute(&mut self, sql: &str) -> Result<()> {
+        on_backend!(self, c => c.batch_execute(sql))?;
+        Ok(())
+    }
+
+    /// Marks the connection for the pool to drop when `result` shows it is gone.
+    pub(crate) fn note_outcome<T>(&mut self, result: &Result<T>) {
+        if let Err(error) = result {
+            self.note_error(error);
+        }
+    }
+
+    fn note_error(&mut self, error: &Error) {
+        if error.is_connection_lost() {
+            self.lost = true;
+        }
+    }
+}
+
+/// Opens connections for the pool, chosen by the URL's backend.
+#[derive(Debug)]
+pub(crate) struct ConnectionManager {
+    url: DatabaseUrl,
+    pooler_safe: bool,
+    /// Shared by the pool's shards.
+    outcomes: Arc<ConnectOutcomes>,
+    slow_query: std::time::Duration,
+}
+
+/// Why a connection could not be opened; the message never contains the password.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct ConnectError {
+    message: String,
+}
+
+/// What the pool's connection attempts found, shared by its shards. Waiters for a
+/// connection read it: a failure no retry can fix (a bad option, a database or role
+/// that does not exist, a file that cannot be opened) reaches the caller at once as
+/// [`Error::Config`] instead of after the pool's full connection timeout, and a timeout
+/// names the last failure. A successful connection clears both.
+#[derive(Debug, Default)]
+pub(crate) struct ConnectOutcomes(std::sync::Mutex<Outcomes>);
+
+#[derive(Debug, Default)]
+struct Outcomes {
+    last_error: Option<String>,
+    permanent: Option<String>,
+}
+
+impl ConnectOutcomes {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Outcomes> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn record(&self, result: &std::result::Result<Connection, ConnectError>) {
+        let mut outcomes = self.lock();
+        match result {
+            Ok(_) => *outcomes = Outcomes::default(),
+            Err(error) => {
+                outcomes.last_error = Some(error.message.clone());
+                outcomes.permanent = crate::error::is_permanent_connect_failure(&error.message)
+                    .then(|| error.message.clone());
+            }
+        }
+    }
+
+    /// The failure no retry can fix, while no connection has succeeded since.
+    pub(crate) fn permanent(&self) -> Option<Error> {
+        self.lock()
+            .permanent
+            .as_ref()
+            .map(|message| Error::Config(format!("cannot connect to the database: {message}")))
+    }
+
+    /// Why the latest attempt failed, if it did.
+    pub(crate) fn last_error(&self) -> Option<String> {
+        self.lock().last_error.clone()
+    }
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = Connection;
+    type Error = ConnectError;
+
+    fn connect(&self) -> std::result::Result<Connection, ConnectError> {
+        let result = self.open();
+        self.outcomes.record(&result);
+        result
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), ConnectError> {
+        on_backend!(conn, c => c.ping()).map_err(|e| ConnectError {
+            message: self.url.scrub(&e.to_string()),
+        })
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        conn.lost || on_backend!(conn, c => c.is_broken())
+    }
+}
+
+impl ConnectionManager {
+    fn open(&self) -> std::result::Result<Connection, ConnectError> {
+        open(&self.url, self.pooler_safe, self.slow_query)
+    }
+}
+
+/// Opens one connection with the per-connection settings every jobprep connection
+/// gets: pooler-safe statement caching on PostgreSQL, the pragmas on SQLite, query
+/// timing with the `tracing` feature.
+fn open(
+    url: &DatabaseUrl,
+    pooler_safe: bool,
+    #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] slow_query: std::time::Duration,
+) -> std::result::Result<Connection, ConnectError> {
+    let scrubbed = |e: &dyn std::fmt::Display| ConnectError {
+        message: url.scrub(&e.to_string()),
+    };
+    let inner = match url.backend() {
+        Backend::Postgres => {
+            let mut conn =
+                PgConnection::establish(url.expose_secret()).map_err(|e| scrubbed(&e))?;
+            if pooler_safe {
+                // Transaction-mode poolers move a session between server
+                // connections, so named prepared statements cannot be reused.
+                conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+            }
+            BackendConnection::Postgres(conn)
+        }
+        Backend::Sqlite => {
+            let mut conn =
+                SqliteConnection::establish(url.expose_secret()).map_err(|e| scrubbed(&e))?;
+            // busy_timeout first: switching to WAL needs a lock another connection
+            // may hold. foreign_keys makes cascades behave as on PostgreSQL.
+            conn.batch_execute(
+                "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                 PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+            )
+            .map_err(|e| scrubbed(&e))?;
+            BackendConnection::Sqlite(conn)
+        }
+    };
+    #[cfg(feature = "tracing")]
+    let inner = {
+        let mut inner = inner;
+        let timer = crate::observe::QueryTimer::new(slow_query);
+        match &mut inner {
+            BackendConnection::Postgres(c) => c.set_instrumentation(timer),
+            BackendConnection::Sqlite(c) => c.set_instrumentation(timer),
+        }
+        inner
+    };
+    Ok(Connection { inner, lost: false })
+}
+
+impl Connection {
+    /// One connection of its own, outside any pool, with the settings pooled
+    /// connections get (see [`DbConfig`]). For tools that must measure or drive a
+    /// single connection, such as `jobprep bench`'s baseline, which runs the
+    /// repository functions on it directly. Services use a [`Db`](crate::Db).
+    pub fn establish(config: &DbConfig) -> Result<Connection> {
+        open(&config.url, config.pooler_safe, config.slow_query_threshold).map_err(|error| {
+            if crate::error::is_permanent_connect_failure(&error.message) {
+                Error::Config(format!("cannot connect to the database: {}", error.message))
+            } else {
+                Error::unavailable(error.message)
+            }
+        })
+    }
+}
+
+pub(crate) type Pool = r2d2::Pool<ConnectionManager>;
+
+pub(crate) fn build_pool(
+    url: &DatabaseUrl,
+    config: &DbConfig,
+    options: &PoolOptions,
+    outcomes: Arc<ConnectOutcomes>,
+) -> Pool {
+    let manager = ConnectionManager {
+        url: url.clone(),
+        pooler_safe: config.pooler_safe,
+        outcomes,
+        slow_query: config.slow_query_threshold,
+    };
+    r2d2::Pool::builder()
+        .max_size(options.max_size)
+        .min_idle(Some(options.min_idle))
+        .connection_timeout(options.connection_timeout)
+        .idle_timeout(options.idle_timeout)
+        .max_lifetime(options.max_lifetime)
+        // A broken connection is detected by the errors it causes (see
+        // `Connection::note_outcome`), so checkouts skip the extra ping round trip.
+        .test_on_check_out(false)
+        // r2d2 would log connection errors itself; ours reach the caller instead.
+        .error_handler(Box::new(r2d2::NopErrorHandler))
+        // Lazy: nothing is opened until the first query (a cold start opens one).
+        .build_unchecked(manager)
+}
+

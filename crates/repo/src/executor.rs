@@ -1,0 +1,99 @@
+//! Where a repository call runs: the [`Executor`] trait, and [`Tx`], a transaction in
+//! progress. The handle ([`Db`](crate::Db), [`Session`](crate::Session)) implements
+//! `Executor` too.
+
+use std::cell::RefCell;
+
+use crate::config::Backend;
+use crate::connection::Connection;
+use crate::error::{Error, Result};
+use crate::tags::CacheTag;
+
+pub(crate) mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::Tx<'_> {}
+}
+
+
+/// Where a repository call runs: on the [`Db`] (a pooled connection per call) or inside
+/// a caller's transaction ([`Tx`]). Every repository and use-case function takes
+/// `&impl Executor`, so the same call works in both places.
+pub trait Executor: sealed::Sealed {
+    /// Runs a read. On a [`Db`] with read replicas it may run on a replica, and run
+    /// again on the primary if the replica fails mid-way: reads must not write.
+    fn read<T>(&self, f: impl Fn(&mut Connection) -> Result<T>) -> Result<T>;
+
+    /// Runs a write; the tags `f` pushes are reported once the write has committed.
+    /// A write that needs several statements wraps them in its own transaction (a
+    /// savepoint inside a [`Tx`]).
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
+    ) -> Result<T>;
+
+    /// The backend the calls run on.
+    fn backend(&self) -> Backend;
+}
+
+
+/// A transaction in progress, handed to the closure of [`Db::transaction`].
+pub struct Tx<'c> {
+    backend: Backend,
+    conn: RefCell<&'c mut Connection>,
+    pending: RefCell<Vec<CacheTag>>,
+}
+
+impl std::fmt::Debug for Tx<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tx")
+            .field("pending_tags", &self.pending.borrow().len())
+            .finish()
+    }
+}
+
+impl<'c> Tx<'c> {
+    /// A transaction on `conn`, which the caller has begun.
+    pub(crate) fn new(conn: &'c mut Connection) -> Self {
+        Tx {
+            backend: conn.backend(),
+            conn: RefCell::new(conn),
+            pending: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The tags of the writes made so far, to report once the transaction commits.
+    pub(crate) fn into_pending(self) -> Vec<CacheTag> {
+        self.pending.into_inner()
+    }
+
+    fn run<T>(&self, f: impl FnOnce(&mut Connection) -> Result<T>) -> Result<T> {
+        // Repository closures receive the connection, never the `Tx`, so this borrow
+        // cannot be re-entered; the check keeps that a recoverable error regardless.
+        let mut conn = self.conn.try_borrow_mut().map_err(|_| {
+            Error::Misuse("a transaction was used from inside one of its own calls".into())
+        })?;
+        let result = f(&mut conn);
+        conn.note_outcome(&result);
+        result
+    }
+}
+
+impl Executor for Tx<'_> {
+    fn read<T>(&self, f: impl Fn(&mut Connection) -> Result<T>) -> Result<T> {
+        self.run(f)
+    }
+
+    fn write<T>(
+        &self,
+        f: impl FnOnce(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
+    ) -> Result<T> {
+        let mut tags = Vec::new();
+        let value = self.run(|conn| f(conn, &mut tags))?;
+        self.pending.borrow_mut().extend(tags);
+        Ok(value)
+    }
+
+    fn backend(&self) -> Backend {
+        self.backend
+    }
+}

@@ -1,0 +1,31 @@
+//! The tenant rule, in one place: a job info belongs to the user in its `userId`, and
+//! interviews and questions belong to whoever owns their job info. Every scoped query
+//! takes its owner filter from here, so the invariant has one home.
+
+use diesel::dsl::{Eq, Filter, Select};
+use diesel::prelude::*;
+use jobprep_schema::job_info;
+
+use crate::types::UserId;
+
+/// `job_info."userId" = $user`: the owner filter, for queries on `job_info` or joined
+/// to it.
+pub(crate) type OwnedBy<'a> = Eq<job_info::user_id, &'a UserId>;
+
+pub(crate) fn owned_by(user_id: &UserId) -> OwnedBy<'_> {
+    job_info::user_id.eq(user_id)
+}
+
+/// The user's job infos.
+pub(crate) type OwnedJobInfos<'a> = Filter<job_info::table, OwnedBy<'a>>;
+
+pub(crate) fn owned_job_infos(user_id: &UserId) -> OwnedJobInfos<'_> {
+    job_info::table.filter(owned_by(user_id))
+}
+
+/// The ids of the user's job infos, for `job_info_id.eq_any(..)` on child tables.
+pub(crate) type OwnedJobInfoIds<'a> = Select<OwnedJobInfos<'a>, job_info::id>;
+
+pub(crate) fn owned_job_info_ids(user_id: &UserId) -> OwnedJobInfoIds<'_> {
+    owned_job_infos(user_id).select(job_info::id)
+}
