@@ -66,10 +66,15 @@ enum Command {
 enum MigrateAction {
     /// List every migration and whether it is applied.
     Status,
-    /// Revert the most recent migration (reverting the first one drops every table).
+    /// Revert the most recent migration; stops at the baseline (the original app's schema).
     Revert,
     /// Print the schema as the database's catalog describes it, one line per object.
     Schema,
+    /// Report every difference from what jobprep expects; exits non-zero if there is any.
+    Check,
+    /// Revert every migration and drop the original app's tables; refuses while they hold
+    /// rows or drizzle's journal exists.
+    DropAppSchema,
 }
 
 #[derive(Debug, Subcommand)]
@@ -149,6 +154,9 @@ fn run(cli: Cli) -> Result<(), Error> {
                     for name in &report.applied {
                         println!("applied {name}");
                     }
+                    for what in &report.repaired {
+                        println!("repaired {what}");
+                    }
                 }
                 Some(MigrateAction::Status) => {
                     for migration in db.migration_status()? {
@@ -169,6 +177,33 @@ fn run(cli: Cli) -> Result<(), Error> {
                     Some(name) => println!("reverted {name}"),
                     None => println!("nothing to revert"),
                 },
+                Some(MigrateAction::Check) => {
+                    let drift = db.check_schema()?;
+                    for item in &drift {
+                        let fix = if item.repaired_by_migrate() {
+                            "  (jobprep migrate repairs this)"
+                        } else {
+                            ""
+                        };
+                        println!("{item}{fix}");
+                    }
+                    if !drift.is_empty() {
+                        return Err(Error::Migration(format!(
+                            "{} difference(s) from the schema jobprep expects",
+                            drift.len()
+                        )));
+                    }
+                    println!("the database matches what jobprep expects");
+                }
+                Some(MigrateAction::DropAppSchema) => {
+                    let dropped = db.drop_app_schema()?;
+                    if dropped.is_empty() {
+                        println!("nothing to drop");
+                    }
+                    for name in &dropped {
+                        println!("reverted {name}");
+                    }
+                }
             }
         }
         Command::Demo { json } => demo::run(config(url)?, json)?,
