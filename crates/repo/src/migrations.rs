@@ -516,7 +516,9 @@ fn check_schema(conn: &mut Connection) -> Result<Vec<Drift>> {
     }
     if backend == Backend::Postgres {
         if !journal_exists(conn)? {
-            drift.push(Drift::Journal(format!("{DRIZZLE_JOURNAL_TABLE} is missing")));
+            drift.push(Drift::Journal(format!(
+                "{DRIZZLE_JOURNAL_TABLE} is missing"
+            )));
         } else {
             for migration in journal_missing(conn)? {
                 drift.push(Drift::Journal(format!(
