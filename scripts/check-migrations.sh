@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Applies every migration, reverts them all, and applies them again through the CLI,
-# on a throwaway SQLite file and a throwaway PostgreSQL database, comparing schemas.
+# Applies every migration, reverts them down to the baseline (where revert stops: it is
+# the original app's schema), drops the baseline with `migrate drop-app-schema`, and
+# applies everything again through the CLI, on a throwaway SQLite file and a throwaway
+# PostgreSQL database, comparing schemas.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build -q -p jobprep-cli
@@ -19,12 +21,21 @@ check() { # URL NAME DUMP-COMMAND...
   local url=$1 name=$2; shift 2
   "$jobprep" --database-url "$url" migrate
   "$@" > "$work/$name.first"
-  while "$jobprep" --database-url "$url" migrate revert | grep -q '^reverted'; do :; done
+  while "$jobprep" --database-url "$url" migrate revert 2>"$work/revert.err" | grep -q '^reverted'; do :; done
+  grep -q 'refusing to revert the baseline' "$work/revert.err" || { echo "$name: revert did not stop at the baseline"; cat "$work/revert.err"; exit 1; }
+  [ "$("$jobprep" --database-url "$url" migrate status | grep -c '^applied')" = 1 ] || { echo "$name: more than the baseline left applied"; exit 1; }
+  if [[ $url == postgres* ]]; then
+    # drizzle's journal makes drop-app-schema refuse; dropping it stands for "the app is gone".
+    "$jobprep" --database-url "$url" migrate drop-app-schema 2>/dev/null && { echo "$name: dropped despite drizzle's journal"; exit 1; }
+    psql "$url" -qAtc "DROP SCHEMA drizzle CASCADE" >/dev/null 2>&1
+  fi
+  "$jobprep" --database-url "$url" migrate drop-app-schema | grep -q '^reverted 2026-11-25-000001_existing_app_schema'
   "$jobprep" --database-url "$url" migrate status | grep -q '^applied' && { echo "$name: migrations left applied"; exit 1; }
   "$jobprep" --database-url "$url" migrate >/dev/null
+  "$jobprep" --database-url "$url" migrate check >/dev/null
   "$@" > "$work/$name.second"
   diff -u "$work/$name.first" "$work/$name.second"
-  echo "$name: up, down, up gives the same schema"
+  echo "$name: up, down to the baseline, drop-app-schema, up gives the same schema"
 }
 
 # pg_dump (15.14+) brackets its output with a random \restrict key; drop those lines.
