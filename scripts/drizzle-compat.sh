@@ -8,7 +8,9 @@
 #      without them it proposes dropping jobprep's table and indexes (the control).
 #   2. `drizzle-kit generate` then `drizzle-kit migrate` succeed on a database jobprep
 #      created and leave it unchanged; with the generated `when` left at "now" the same
-#      migrate fails (the control: the journal is what makes it pass).
+#      migrate fails (the control: the journal is what makes it pass). The app's next
+#      generated migration, declaring our indexes, fails as generated and applies as a
+#      no-op with `CREATE INDEX IF NOT EXISTS` (README, "What the app's team adds").
 #   3. `jobprep migrate` adopts what `drizzle-kit migrate` made on an empty database.
 #   4. `jobprep migrate` recovers from the states other tools leave: `push --force`
 #      without the app's additions, push dropping only the indexes, an empty bookkeeping
@@ -182,6 +184,35 @@ if ! kit_migrate "$created" "$app_config" "$work/app-migrations-now" &&
   [ "$(journal "$created")" = "$journal_before" ]; then
   pass "control: a migration dated after the app's history is applied (and fails: already exists), changing nothing"
 else fail "control: the migration dated now"; cat "$work/migrate.out"; fi
+
+# The app's team adds the index declarations (README, "What the app's team adds"); its
+# next `drizzle-kit generate` writes a migration with three plain CREATE INDEX, dated now.
+history=$work/history
+mkdir -p "$history"
+# drizzle-kit prefixes `out` with "./" when it reads earlier snapshots: give it a path
+# relative to the folder it runs in.
+history_out=$(realpath --relative-to="$root/compat/drizzle" "$history")
+"${kit[@]}" generate --config "$(config history-before "$work/schema-without-indexes.ts" "$history_out" filtered)" >"$work/generate.out" 2>&1
+node -e '
+  const fs = require("fs"), file = process.argv[1] + "/meta/_journal.json";
+  const journal = JSON.parse(fs.readFileSync(file, "utf8"));
+  journal.entries[0].when = Number(process.argv[2]);
+  fs.writeFileSync(file, JSON.stringify(journal, null, 2));
+' "$history" "$app_last_when"
+"${kit[@]}" generate --config "$(config history-after "$root/compat/drizzle/schema.ts" "$history_out" filtered)" >"$work/generate.out" 2>&1
+next_sql=$(ls "$history"/0001_*.sql)
+next=$(new_db next)
+"$jobprep" --database-url "$next" migrate >/dev/null && seed "$next"
+if [ "$(grep -c '^CREATE INDEX "' "$next_sql")" = 3 ] && ! kit_migrate "$next" "$app_config" "$history" &&
+  grep -q 'already exists' "$work/migrate.out" && [ "$(schema "$next")" = "$before" ] && clean "$next"; then
+  pass "the app's generated index migration, as generated, fails on a jobprep database and changes nothing"
+else fail "the app's generated index migration as generated"; cat "$next_sql" "$work/migrate.out"; fi
+sed -i 's/^CREATE INDEX "/CREATE INDEX IF NOT EXISTS "/' "$next_sql"
+if kit_migrate "$next" "$app_config" "$history" && [ "$(schema "$next")" = "$before" ] &&
+  [ "$(q "$next" "SELECT count(*) FROM drizzle.__drizzle_migrations")" = 5 ] && clean "$next" &&
+  [ "$(rows "$next")" = 1,1,1,1 ]; then
+  pass "with IF NOT EXISTS it applies, changes nothing, and drizzle's journal records it"
+else fail "the app's index migration with IF NOT EXISTS"; cat "$work/migrate.out" "$work/check.out"; fi
 
 echo "== 3. jobprep adopts what drizzle-kit migrate made"
 theirs=$(new_db theirs)
