@@ -106,7 +106,7 @@ enum ScopedListAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             let message = error.to_string();
             // One line, whatever the error carried.
@@ -137,7 +137,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
+fn run(cli: Cli) -> Result<ExitCode, Error> {
     let url = cli.database_url.as_deref();
     match cli.command {
         Command::Migrate { action } => {
@@ -188,10 +188,11 @@ fn run(cli: Cli) -> Result<(), Error> {
                         println!("{item}{fix}");
                     }
                     if !drift.is_empty() {
-                        return Err(Error::Migration(format!(
-                            "{} difference(s) from the schema jobprep expects",
+                        eprintln!(
+                            "jobprep: {} difference(s) from what jobprep expects",
                             drift.len()
-                        )));
+                        );
+                        return Ok(ExitCode::FAILURE);
                     }
                     println!("the database matches what jobprep expects");
                 }
@@ -235,7 +236,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             print_json(&jobprep_questions::list_for_job_info(&db, job_info, &user)?.value)?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A job info the user owns; one that does not exist or is someone else's is "not

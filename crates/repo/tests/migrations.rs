@@ -179,6 +179,17 @@ backend_tests! {
         assert!(t.db.migrate().unwrap().repaired.is_empty(), "repairs once");
     }
 
+    fn every_migration_after_the_baseline_runs_again_over_what_it_made(t) {
+        // The rule restore_indexes and adoption rely on (migrations/README.md).
+        let full = t.db.describe_schema().unwrap();
+        exec(t, r#"DELETE FROM __diesel_schema_migrations WHERE version <> '20261125000001'"#);
+        let report = t.db.migrate().unwrap();
+        assert_eq!(report.applied.len(), 3, "{report:?}");
+        assert!(!report.adopted && report.repaired.is_empty(), "{report:?}");
+        assert_eq!(t.db.describe_schema().unwrap(), full);
+        assert_eq!(t.db.check_schema().unwrap(), Vec::new());
+    }
+
     fn check_reports_missing_bookkeeping_and_pending_migrations(t) {
         exec(t, r#"DELETE FROM __diesel_schema_migrations WHERE version <> '20261125000001'"#);
         let drift = t.db.check_schema().unwrap();
