@@ -116,6 +116,14 @@ pub enum Drift {
     Missing(String),
     /// A line found that the expected schema does not have.
     Unexpected(String),
+    /// One of our indexes exists under its name with another definition (for example
+    /// rebuilt by `drizzle-kit push` from a schema declaring it differently).
+    Changed {
+        /// The expected schema line.
+        expected: String,
+        /// The line found.
+        found: String,
+    },
     /// drizzle's journal is missing or lacks one of the app's migrations (PostgreSQL).
     Journal(String),
 }
@@ -129,7 +137,7 @@ impl Drift {
         match self {
             Drift::Bookkeeping(_) | Drift::Pending(_) | Drift::Journal(_) => true,
             Drift::Missing(line) => line.starts_with("index "),
-            Drift::Unexpected(_) => false,
+            Drift::Unexpected(_) | Drift::Changed { .. } => false,
         }
     }
 }
@@ -141,6 +149,9 @@ impl std::fmt::Display for Drift {
             Drift::Pending(name) => write!(f, "pending migration: {name}"),
             Drift::Missing(line) => write!(f, "expected, not found: {line}"),
             Drift::Unexpected(line) => write!(f, "found, not expected: {line}"),
+            Drift::Changed { expected, found } => {
+                write!(f, "changed: expected {expected}, found {found}")
+            }
             Drift::Journal(what) => write!(f, "drizzle journal: {what}"),
         }
     }
@@ -372,9 +383,16 @@ fn index_name(line: &str) -> &str {
 fn restore_indexes(conn: &mut Connection) -> Result<Vec<String>> {
     let backend = conn.backend();
     let found = describe_schema(conn)?;
+    // An index present under its name with another definition is reported by
+    // check_schema, not rebuilt: running the migration again would not change it.
     let missing: Vec<&str> = expected_schema(backend)
         .into_iter()
         .filter(|line| line.starts_with("index ") && !found.iter().any(|f| f == line))
+        .filter(|line| {
+            !found
+                .iter()
+                .any(|f| f.starts_with("index ") && index_name(f) == index_name(line))
+        })
         .collect();
     if missing.is_empty() {
         return Ok(Vec::new());
@@ -504,16 +522,28 @@ fn check_schema(conn: &mut Connection) -> Result<Vec<Drift>> {
     }
     let expected = expected_schema(backend);
     let found = describe_schema(conn)?;
+    let mut unexpected: Vec<&String> = found
+        .iter()
+        .filter(|line| !expected.contains(&line.as_str()))
+        .collect();
     for line in &expected {
-        if !found.iter().any(|f| f == line) {
-            drift.push(Drift::Missing((*line).to_string()));
+        if found.iter().any(|f| f == line) {
+            continue;
+        }
+        let same_index = line.starts_with("index ").then(|| {
+            unexpected
+                .iter()
+                .position(|f| f.starts_with("index ") && index_name(f) == index_name(line))
+        });
+        match same_index.flatten() {
+            Some(at) => drift.push(Drift::Changed {
+                expected: (*line).to_string(),
+                found: unexpected.remove(at).clone(),
+            }),
+            None => drift.push(Drift::Missing((*line).to_string())),
         }
     }
-    for line in &found {
-        if !expected.contains(&line.as_str()) {
-            drift.push(Drift::Unexpected(line.clone()));
-        }
-    }
+    drift.extend(unexpected.into_iter().cloned().map(Drift::Unexpected));
     if backend == Backend::Postgres {
         if !journal_exists(conn)? {
             drift.push(Drift::Journal(format!(

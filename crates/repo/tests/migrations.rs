@@ -190,6 +190,27 @@ backend_tests! {
         assert_eq!(t.db.check_schema().unwrap(), Vec::new());
     }
 
+    fn check_reports_an_index_of_ours_redefined_under_its_name_and_migrate_leaves_it(t) {
+        // As `drizzle-kit push` does from a schema declaring the index otherwise (a
+        // plain `.desc()` gives DESC NULLS LAST): the same name, another definition.
+        exec(
+            t,
+            r#"DROP INDEX "job_info_userId_updatedAt_idx";
+               CREATE INDEX "job_info_userId_updatedAt_idx" ON "job_info" ("userId", "createdAt");"#,
+        );
+        let drift = t.db.check_schema().unwrap();
+        assert_eq!(drift.len(), 1, "{drift:#?}");
+        let Drift::Changed { expected, found } = &drift[0] else {
+            panic!("{drift:#?}");
+        };
+        assert!(expected.contains("job_info_userId_updatedAt_idx") && found.contains("createdAt"), "{drift:#?}");
+        assert!(!drift[0].repaired_by_migrate());
+        assert!(drift[0].to_string().starts_with("changed: expected index "), "{}", drift[0]);
+        let report = t.db.migrate().unwrap();
+        assert!(report.repaired.is_empty() && report.applied.is_empty(), "{report:?}");
+        assert_eq!(t.db.check_schema().unwrap(), drift, "left as found");
+    }
+
     fn check_reports_missing_bookkeeping_and_pending_migrations(t) {
         exec(t, r#"DELETE FROM __diesel_schema_migrations WHERE version <> '20261125000001'"#);
         let drift = t.db.check_schema().unwrap();
