@@ -158,7 +158,8 @@ else fail "push on a jobprep-created database proposed:"; cat "$work/push.out"; 
 
 adopted=$(new_db adopted)
 psql "$adopted" -qX -v ON_ERROR_STOP=1 -f crates/repo/tests/fixtures/original_app_schema.sql >/dev/null
-"$jobprep" --database-url "$adopted" migrate | grep -q '^adopted' || fail "fixture database not adopted"
+"$jobprep" --database-url "$adopted" migrate >"$work/adopt.out"
+grep -q '^adopted' "$work/adopt.out" || fail "fixture database not adopted"
 push_dry_run "$adopted" "$app_config"
 if proposes_nothing; then pass "push on a jobprep-adopted database: No changes detected"
 else fail "push on a jobprep-adopted database proposed:"; cat "$work/push.out"; fi
