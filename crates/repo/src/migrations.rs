@@ -5,7 +5,8 @@
 //! add. A PostgreSQL database that the original app created (its tables present, no
 //! baseline recorded by us) is *adopted*: its schema is compared with the baseline, the
 //! baseline is recorded as applied, and the additive migrations run. A database whose
-//! shape differs is refused with the differences named, and left untouched.
+//! shape differs is refused with the differences named, and left untouched. A SQLite
+//! file whose bookkeeping was lost is adopted the same way, against its own baseline.
 //!
 //! The database is shared with the original app and its migrator, drizzle-kit, so:
 //!
@@ -327,9 +328,8 @@ fn migrate_locked(conn: &mut Connection) -> Result<MigrationReport> {
     // Adopt when the app's tables are there but our baseline is not recorded: no
     // bookkeeping at all (the app came first, or `drizzle-kit push --force` dropped it)
     // or an empty one (left by a failed `diesel migration run`).
-    let adopted = backend == Backend::Postgres
-        && !applied_versions(conn)?.contains(&baseline_version(backend)?)
-        && app_tables_present(conn)?;
+    let adopted =
+        !applied_versions(conn)?.contains(&baseline_version(backend)?) && app_tables_present(conn)?;
     if adopted {
         adopt(conn)?;
     }
@@ -617,11 +617,19 @@ fn write_journal(conn: &mut Connection) -> Result<()> {
 /// Checks an existing app database against the baseline and records the baseline as
 /// applied. Changes nothing when the shapes differ.
 fn adopt(conn: &mut Connection) -> Result<()> {
+    let backend = conn.backend();
     let found = describe_app_schema(conn)?;
-    let expected: Vec<&str> = POSTGRES_BASELINE
-        .lines()
-        .filter(|l| !l.is_empty())
-        .collect();
+    let expected: Vec<&str> = match backend {
+        Backend::Postgres => POSTGRES_BASELINE
+            .lines()
+            .filter(|l| !l.is_empty())
+            .collect(),
+        // SQLite's description is one CREATE line per object: the four tables' lines.
+        Backend::Sqlite => expected_schema(backend)
+            .into_iter()
+            .filter(|line| is_app_table_line(line))
+            .collect(),
+    };
     let missing: Vec<&str> = expected
         .iter()
         .filter(|line| !found.iter().any(|f| f == *line))
@@ -645,7 +653,7 @@ fn adopt(conn: &mut Connection) -> Result<()> {
         }
         return Err(Error::Migration(message));
     }
-    let baseline = baseline_version(Backend::Postgres)?;
+    let baseline = baseline_version(backend)?;
     conn.transaction(|conn| {
         conn.batch_execute(
             "CREATE TABLE IF NOT EXISTS __diesel_schema_migrations (
@@ -653,14 +661,20 @@ fn adopt(conn: &mut Connection) -> Result<()> {
                  run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
              )",
         )?;
-        if let BackendConnection::Postgres(c) = &mut conn.inner {
-            diesel::sql_query(
+        match &mut conn.inner {
+            BackendConnection::Postgres(c) => diesel::sql_query(
                 "INSERT INTO __diesel_schema_migrations (version) VALUES ($1) \
                  ON CONFLICT (version) DO NOTHING",
             )
             .bind::<Text, _>(&baseline)
-            .execute(c)?;
-        }
+            .execute(c),
+            BackendConnection::Sqlite(c) => diesel::sql_query(
+                "INSERT INTO __diesel_schema_migrations (version) VALUES (?) \
+                 ON CONFLICT (version) DO NOTHING",
+            )
+            .bind::<Text, _>(&baseline)
+            .execute(c),
+        }?;
         // The schema is the app's four migrations' result: say so to its migrator too.
         write_journal(conn)
     })
@@ -680,12 +694,18 @@ fn bookkeeping_exists(conn: &mut Connection) -> Result<bool> {
 }
 
 fn app_tables_present(conn: &mut Connection) -> Result<bool> {
-    query_flag(
-        conn,
-        "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
-         WHERE n.nspname = current_schema() AND c.relkind = 'r' \
-         AND c.relname IN ('users', 'job_info', 'interviews', 'questions')) AS value",
-    )
+    let sql = match conn.backend() {
+        Backend::Postgres => {
+            "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE n.nspname = current_schema() AND c.relkind = 'r' \
+             AND c.relname IN ('users', 'job_info', 'interviews', 'questions')) AS value"
+        }
+        Backend::Sqlite => {
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' \
+             AND name IN ('users', 'job_info', 'interviews', 'questions')) AS value"
+        }
+    };
+    query_flag(conn, sql)
 }
 
 fn query_flag(conn: &mut Connection, sql: &str) -> Result<bool> {
@@ -744,6 +764,12 @@ fn with_migration_lock<T>(
 /// The original app's part of the schema: its two enum types and four tables, indexes
 /// other than those backing constraints left out (extra indexes are allowed).
 fn describe_app_schema(conn: &mut Connection) -> Result<Vec<String>> {
+    if conn.backend() == Backend::Sqlite {
+        return Ok(describe_schema(conn)?
+            .into_iter()
+            .filter(|line| is_app_table_line(line))
+            .collect());
+    }
     Ok(describe_schema(conn)?
         .into_iter()
         .filter(|line| !line.starts_with("index "))
@@ -754,6 +780,13 @@ fn describe_app_schema(conn: &mut Connection) -> Result<Vec<String>> {
             }) || line.starts_with("type ")
         })
         .collect())
+}
+
+/// A SQLite description line of one of the app's tables (`table users: CREATE ...`).
+fn is_app_table_line(line: &str) -> bool {
+    APP_TABLES
+        .iter()
+        .any(|table| line.starts_with(&format!("table {table}:")))
 }
 
 fn describe_schema(conn: &mut Connection) -> Result<Vec<String>> {

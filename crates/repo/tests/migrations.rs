@@ -211,6 +211,44 @@ backend_tests! {
         assert_eq!(t.db.check_schema().unwrap(), drift, "left as found");
     }
 
+    fn adopts_when_our_indexes_are_present_without_bookkeeping(t) {
+        let full = t.db.describe_schema().unwrap();
+        exec(t, ONE_ROW_EACH);
+        exec(t, r#"DROP TABLE "__diesel_schema_migrations";"#);
+        let report = t.db.migrate().unwrap();
+        assert!(report.adopted && report.applied.len() == 3, "{report:?}");
+        assert!(report.repaired.is_empty(), "{report:?}");
+        assert_eq!(t.db.describe_schema().unwrap(), full);
+        assert_eq!(t.db.check_schema().unwrap(), Vec::new());
+        assert_eq!(row_counts(t), [1, 1, 1, 1]);
+    }
+
+    fn adopts_after_a_failed_diesel_migration_run_left_empty_bookkeeping(t) {
+        let full = t.db.describe_schema().unwrap();
+        exec(t, ONE_ROW_EACH);
+        exec(t, r#"DROP TABLE "__diesel_schema_migrations";"#);
+        // diesel's harness (the diesel CLI) creates its table, then fails on the baseline.
+        assert!(harness(t, |h| h.run_pending()).is_err());
+        assert_eq!(applied(&t.db), Vec::<String>::new(), "an empty bookkeeping table");
+        let report = t.db.migrate().unwrap();
+        assert!(report.adopted && report.applied.len() == 3, "{report:?}");
+        assert_eq!(t.db.describe_schema().unwrap(), full);
+        assert_eq!(t.db.check_schema().unwrap(), Vec::new());
+        assert_eq!(row_counts(t), [1, 1, 1, 1]);
+    }
+
+    fn adoption_refuses_a_changed_app_table_and_changes_nothing(t) {
+        exec(t, r#"DROP TABLE "__diesel_schema_migrations"; ALTER TABLE "users" ADD COLUMN "nickname" TEXT;"#);
+        let before = t.db.describe_schema().unwrap();
+        let error = t.db.migrate().unwrap_err();
+        let message = error.to_string();
+        assert!(matches!(error, Error::Migration(_)), "{error:?}");
+        assert!(message.contains("does not match the original app's schema; nothing was changed"), "{message}");
+        assert!(message.contains("found, not expected:") && message.contains("nickname"), "{message}");
+        assert_eq!(t.db.describe_schema().unwrap(), before);
+        assert!(applied(&t.db).is_empty());
+    }
+
     fn check_reports_missing_bookkeeping_and_pending_migrations(t) {
         exec(t, r#"DELETE FROM __diesel_schema_migrations WHERE version <> '20261125000001'"#);
         let drift = t.db.check_schema().unwrap();
@@ -221,6 +259,9 @@ backend_tests! {
         let drift = t.db.check_schema().unwrap();
         assert!(drift.contains(&Drift::Bookkeeping("__diesel_schema_migrations is missing".into())), "{drift:#?}");
         assert_eq!(drift.iter().filter(|d| matches!(d, Drift::Pending(_))).count(), 4);
+        assert!(drift.iter().all(Drift::repaired_by_migrate), "{drift:#?}");
+        assert!(t.db.migrate().unwrap().adopted);
+        assert_eq!(t.db.check_schema().unwrap(), Vec::new());
     }
 }
 
@@ -619,22 +660,6 @@ fn postgres_adopts_again_when_push_force_dropped_bookkeeping_and_indexes() {
     let report = t.db.migrate().unwrap();
     assert!(report.adopted, "{report:?}");
     assert_eq!(report.applied.len(), 3, "{report:?}");
-    assert_eq!(t.db.describe_schema().unwrap(), full);
-    assert_eq!(t.db.check_schema().unwrap(), Vec::new());
-    assert_eq!(row_counts(&t), [1, 1, 1, 1]);
-}
-
-#[test]
-fn postgres_adopts_when_our_indexes_are_present_without_bookkeeping() {
-    let Some(t) = TestDb::new(Backend::Postgres) else {
-        return;
-    };
-    let full = t.db.describe_schema().unwrap();
-    exec(&t, ONE_ROW_EACH);
-    exec(&t, r#"DROP TABLE "__diesel_schema_migrations";"#);
-    let report = t.db.migrate().unwrap();
-    assert!(report.adopted && report.applied.len() == 3, "{report:?}");
-    assert!(report.repaired.is_empty(), "{report:?}");
     assert_eq!(t.db.describe_schema().unwrap(), full);
     assert_eq!(t.db.check_schema().unwrap(), Vec::new());
     assert_eq!(row_counts(&t), [1, 1, 1, 1]);
