@@ -27,7 +27,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Apply pending migrations (adopting an existing app database), or show or revert them.
+    /// Apply pending migrations (adopting an existing app database, restoring our indexes
+    /// and drizzle's journal), or show, check or revert them.
     Migrate {
         #[command(subcommand)]
         action: Option<MigrateAction>,
