@@ -27,7 +27,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Apply pending migrations (adopting an existing app database), or show or revert them.
+    /// Apply pending migrations (adopting an existing app database, restoring our indexes
+    /// and drizzle's journal), or show, check or revert them.
     Migrate {
         #[command(subcommand)]
         action: Option<MigrateAction>,
@@ -66,10 +67,15 @@ enum Command {
 enum MigrateAction {
     /// List every migration and whether it is applied.
     Status,
-    /// Revert the most recent migration (reverting the first one drops every table).
+    /// Revert the most recent migration; stops at the baseline (the original app's schema).
     Revert,
     /// Print the schema as the database's catalog describes it, one line per object.
     Schema,
+    /// Report every difference from what jobprep expects; exits non-zero if there is any.
+    Check,
+    /// Revert every migration and drop the original app's tables; refuses while they hold
+    /// rows or drizzle's journal exists.
+    DropAppSchema,
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,7 +107,7 @@ enum ScopedListAction {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             let message = error.to_string();
             // One line, whatever the error carried.
@@ -132,7 +138,7 @@ fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<(), Error> {
+fn run(cli: Cli) -> Result<ExitCode, Error> {
     let url = cli.database_url.as_deref();
     match cli.command {
         Command::Migrate { action } => {
@@ -148,6 +154,9 @@ fn run(cli: Cli) -> Result<(), Error> {
                     }
                     for name in &report.applied {
                         println!("applied {name}");
+                    }
+                    for what in &report.repaired {
+                        println!("repaired {what}");
                     }
                 }
                 Some(MigrateAction::Status) => {
@@ -169,6 +178,34 @@ fn run(cli: Cli) -> Result<(), Error> {
                     Some(name) => println!("reverted {name}"),
                     None => println!("nothing to revert"),
                 },
+                Some(MigrateAction::Check) => {
+                    let drift = db.check_schema()?;
+                    for item in &drift {
+                        let fix = if item.repaired_by_migrate() {
+                            "  (jobprep migrate repairs this)"
+                        } else {
+                            ""
+                        };
+                        println!("{item}{fix}");
+                    }
+                    if !drift.is_empty() {
+                        eprintln!(
+                            "jobprep: {} difference(s) from what jobprep expects",
+                            drift.len()
+                        );
+                        return Ok(ExitCode::FAILURE);
+                    }
+                    println!("the database matches what jobprep expects");
+                }
+                Some(MigrateAction::DropAppSchema) => {
+                    let dropped = db.drop_app_schema()?;
+                    if dropped.is_empty() {
+                        println!("nothing to drop");
+                    }
+                    for name in &dropped {
+                        println!("reverted {name}");
+                    }
+                }
             }
         }
         Command::Demo { json } => demo::run(config(url)?, json)?,
@@ -200,7 +237,7 @@ fn run(cli: Cli) -> Result<(), Error> {
             print_json(&jobprep_questions::list_for_job_info(&db, job_info, &user)?.value)?;
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A job info the user owns; one that does not exist or is someone else's is "not

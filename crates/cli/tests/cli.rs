@@ -95,6 +95,42 @@ backend_tests! {
         let status = stdout(&jobprep(&fresh.url, &["migrate", "status"]));
         assert!(status.contains("pending  2026-11-25-000004"), "{status}");
     }
+
+    fn migrate_revert_stops_at_the_baseline_and_drop_app_schema_is_named(t) {
+        for _ in 0..3 {
+            assert!(stdout(&jobprep(&t.url, &["migrate", "revert"])).starts_with("reverted "));
+        }
+        let refused = jobprep(&t.url, &["migrate", "revert"]);
+        assert_eq!(refused.status.code(), Some(1));
+        assert_eq!(stderr(&refused).lines().count(), 1, "{}", stderr(&refused));
+        assert!(stderr(&refused).contains("refusing to revert the baseline"), "{}", stderr(&refused));
+        assert!(stderr(&refused).contains("jobprep migrate drop-app-schema"), "{}", stderr(&refused));
+        let status = stdout(&jobprep(&t.url, &["migrate", "status"]));
+        assert!(status.starts_with("applied  2026-11-25-000001_existing_app_schema"), "{status}");
+
+        assert!(jobprep(&t.url, &["demo"]).status.success(), "rows in the app's tables");
+        let drop = jobprep(&t.url, &["migrate", "drop-app-schema"]);
+        assert_eq!(drop.status.code(), Some(1));
+        assert!(stderr(&drop).contains("refusing to drop the original app's schema"), "{}", stderr(&drop));
+        assert!(stderr(&drop).contains("table users holds rows"), "{}", stderr(&drop));
+        assert!(stdout(&jobprep(&t.url, &["user", "get", "user_demo_alice"])).contains("alice@demo.jobprep.dev"));
+    }
+
+    fn migrate_check_names_each_drift_and_exits_1_until_migrate_repairs_it(t) {
+        let ok = jobprep(&t.url, &["migrate", "check"]);
+        assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
+        assert_eq!(stdout(&ok).trim(), "the database matches what jobprep expects");
+        assert!(stdout(&jobprep(&t.url, &["migrate", "revert"])).starts_with("reverted "));
+        let drift = jobprep(&t.url, &["migrate", "check"]);
+        assert_eq!(drift.status.code(), Some(1));
+        let report = stdout(&drift);
+        assert!(report.contains("pending migration: 2026-11-25-000004_questions_job_info_created_idx  (jobprep migrate repairs this)"), "{report}");
+        assert!(report.contains("expected, not found: index "), "{report}");
+        assert!(report.contains("questions_jobInfoId_createdAt_idx"), "{report}");
+        assert_eq!(stderr(&drift).trim(), "jobprep: 2 difference(s) from what jobprep expects");
+        assert!(jobprep(&t.url, &["migrate"]).status.success());
+        assert!(jobprep(&t.url, &["migrate", "check"]).status.success());
+    }
 }
 
 #[test]
