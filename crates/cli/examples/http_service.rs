@@ -209,13 +209,7 @@ async fn get_me(State(db): State<AsyncDb>, Owner(me): Owner) -> Result<Response,
 }
 
 async fn delete_me(State(db): State<AsyncDb>, Owner(me): Owner) -> Result<Response, ApiError> {
-    match users::delete(&db, me).await? {
-        Some(removed) => Ok(Json(removed).into_response()),
-        None => Err(Error::NotFound {
-            entity: jobprep_repo::Entity::User,
-        }
-        .into()),
-    }
+    Ok(Json(users::delete(&db, me).await?).into_response())
 }
 
 #[derive(Debug, Serialize)]
@@ -291,7 +285,12 @@ async fn auth_webhook(
         }
         "user.deleted" => {
             let deleted: ProviderDeletedUser = event_data(event.data)?;
-            Ok(Json(users::delete(&db, deleted.id).await?).into_response())
+            match users::delete(&db, deleted.id).await {
+                Ok(removed) => Ok(Json(Some(removed)).into_response()),
+                // Already gone: a redelivered event succeeds.
+                Err(Error::NotFound { .. }) => Ok(Json(serde_json::Value::Null).into_response()),
+                Err(error) => Err(error.into()),
+            }
         }
         // Events this service does not subscribe to: acknowledged, so they are not
         // delivered again.
@@ -367,7 +366,7 @@ async fn get_job_info(
     Owner(me): Owner,
     Id(id): Id<JobInfoId>,
 ) -> Result<Response, ApiError> {
-    Ok(cached(job_infos::get(&db, id, me).await?))
+    Ok(cached(job_infos::get(&db, me, id).await?))
 }
 
 async fn update_job_info(
@@ -376,7 +375,7 @@ async fn update_job_info(
     Id(id): Id<JobInfoId>,
     JsonBody(changes): JsonBody<JobInfoChanges>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(job_infos::update(&db, id, me, changes).await?).into_response())
+    Ok(Json(job_infos::update(&db, me, id, changes).await?).into_response())
 }
 
 async fn delete_job_info(
@@ -384,7 +383,7 @@ async fn delete_job_info(
     Owner(me): Owner,
     Id(id): Id<JobInfoId>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(job_infos::delete(&db, id, me).await?).into_response())
+    Ok(Json(job_infos::delete(&db, me, id).await?).into_response())
 }
 
 // ---- interviews ----
@@ -405,12 +404,14 @@ async fn create_interview(
     Id(job_info_id): Id<JobInfoId>,
     JsonBody(form): JsonBody<InterviewForm>,
 ) -> Result<Response, ApiError> {
-    let mut interview = NewInterview::new(job_info_id);
+    let mut interview = NewInterview::new();
     if let Some(duration) = form.duration {
         interview.duration = duration;
     }
     interview.hume_chat_id = form.hume_chat_id;
-    Ok(created(interviews::create(&db, me, interview).await?))
+    Ok(created(
+        interviews::insert(&db, me, job_info_id, interview).await?,
+    ))
 }
 
 async fn list_interviews(
@@ -419,7 +420,7 @@ async fn list_interviews(
     Id(job_info_id): Id<JobInfoId>,
 ) -> Result<Response, ApiError> {
     Ok(cached(
-        interviews::list_for_job_info(&db, job_info_id, me).await?,
+        interviews::list_for_job_info(&db, me, job_info_id).await?,
     ))
 }
 
@@ -428,7 +429,7 @@ async fn get_interview(
     Owner(me): Owner,
     Id(id): Id<InterviewId>,
 ) -> Result<Response, ApiError> {
-    Ok(cached(interviews::get(&db, id, me).await?))
+    Ok(cached(interviews::get(&db, me, id).await?))
 }
 
 async fn update_interview(
@@ -437,7 +438,7 @@ async fn update_interview(
     Id(id): Id<InterviewId>,
     JsonBody(changes): JsonBody<InterviewChanges>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(interviews::update(&db, id, me, changes).await?).into_response())
+    Ok(Json(interviews::update(&db, me, id, changes).await?).into_response())
 }
 
 async fn delete_interview(
@@ -445,7 +446,7 @@ async fn delete_interview(
     Owner(me): Owner,
     Id(id): Id<InterviewId>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(interviews::delete(&db, id, me).await?).into_response())
+    Ok(Json(interviews::delete(&db, me, id).await?).into_response())
 }
 
 // ---- questions ----
@@ -473,7 +474,7 @@ async fn list_questions(
     Id(job_info_id): Id<JobInfoId>,
 ) -> Result<Response, ApiError> {
     Ok(cached(
-        questions::list_for_job_info(&db, job_info_id, me).await?,
+        questions::list_for_job_info(&db, me, job_info_id).await?,
     ))
 }
 
@@ -482,7 +483,7 @@ async fn get_question(
     Owner(me): Owner,
     Id(id): Id<QuestionId>,
 ) -> Result<Response, ApiError> {
-    Ok(cached(questions::get(&db, id, me).await?))
+    Ok(cached(questions::get(&db, me, id).await?))
 }
 
 async fn update_question(
@@ -491,7 +492,7 @@ async fn update_question(
     Id(id): Id<QuestionId>,
     JsonBody(changes): JsonBody<QuestionChanges>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(questions::update(&db, id, me, changes).await?).into_response())
+    Ok(Json(questions::update(&db, me, id, changes).await?).into_response())
 }
 
 async fn delete_question(
@@ -499,7 +500,7 @@ async fn delete_question(
     Owner(me): Owner,
     Id(id): Id<QuestionId>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(questions::delete(&db, id, me).await?).into_response())
+    Ok(Json(questions::delete(&db, me, id).await?).into_response())
 }
 
 // ---- responses ----

@@ -23,20 +23,20 @@ fn main() -> jobprep_repo::Result<()> {
     );
     let job = jobprep_job_infos::insert(&db, &me, &role)?;
 
-    let interview = jobprep_interviews::create(&db, &me, &NewInterview::new(job.id))?;
+    let interview = jobprep_interviews::insert(&db, &me, job.id, &NewInterview::new())?;
     let finished = InterviewChanges {
         hume_chat_id: Some(Some("chat_1".into())),
         duration: Some("00:21:09".into()),
         ..Default::default()
     };
-    jobprep_interviews::update(&db, interview.id, &me, &finished)?;
+    jobprep_interviews::update(&db, &me, interview.id, &finished)?;
 
     let asked = ["Explain MVCC.", "Design a rate limiter."]
         .map(|q| NewQuestion::new(q, QuestionDifficulty::Hard));
     jobprep_questions::insert_many(&db, &me, job.id, &asked)?;
 
     for job in jobprep_job_infos::list_for_user(&db, &me)?.value {
-        let questions = jobprep_questions::list_for_job_info(&db, job.id, &me)?;
+        let questions = jobprep_questions::list_for_job_info(&db, &me, job.id)?;
         println!(
             "{}: {} questions, cache tags {:?}",
             job.name,
@@ -49,6 +49,6 @@ fn main() -> jobprep_repo::Result<()> {
         jobprep_interviews::count_for_user(&db, &me)?.value
     );
 
-    jobprep_job_infos::delete(&db, job.id, &me)?; // its interviews and questions go with it
+    jobprep_job_infos::delete(&db, &me, job.id)?; // its interviews and questions go with it
     Ok(())
 }

@@ -11,6 +11,8 @@ use jobprep_users::{NewUser, UserId};
 use serde::Serialize;
 use serde_json::{json, Value};
 
+use crate::error::CliError;
+
 #[derive(Debug, Serialize)]
 struct Step {
     step: &'static str,
@@ -35,7 +37,7 @@ struct Recorder {
 
 impl Recorder {
     /// Records a write step: its result and the tags the sink received.
-    fn write(&mut self, step: &'static str, result: impl Serialize) -> Result<(), Error> {
+    fn write(&mut self, step: &'static str, result: impl Serialize) -> Result<(), CliError> {
         let tags = self.sink.take_sorted();
         self.steps.push(Step {
             step,
@@ -50,7 +52,7 @@ impl Recorder {
         &mut self,
         step: &'static str,
         read: jobprep_repo::Cached<T>,
-    ) -> Result<(), Error> {
+    ) -> Result<(), CliError> {
         let tags = read.tags.iter().map(ToString::to_string).collect();
         self.steps.push(Step {
             step,
@@ -61,12 +63,11 @@ impl Recorder {
     }
 }
 
-fn to_json(value: impl Serialize) -> Result<Value, Error> {
-    serde_json::to_value(value)
-        .map_err(|e| Error::Config(format!("cannot encode a demo step: {e}")))
+fn to_json(value: impl Serialize) -> Result<Value, CliError> {
+    serde_json::to_value(value).map_err(CliError::json("a demo step"))
 }
 
-pub fn run(config: DbConfig, json: bool) -> Result<(), Error> {
+pub fn run(config: DbConfig, json: bool) -> Result<(), CliError> {
     let sink = RecordingSink::new();
     let database = config.url.to_string();
     let db = Db::from_config(config, Arc::new(sink.clone()))?;
@@ -74,7 +75,7 @@ pub fn run(config: DbConfig, json: bool) -> Result<(), Error> {
         // Through a transaction pooler migrations cannot run; they must already have
         // been applied over the direct URL.
         if db.migration_status()?.iter().any(|m| !m.applied) {
-            return Err(Error::Config(
+            return Err(CliError::Refused(
                 "the database has pending migrations, and they cannot run through a \
                  transaction pooler: run `jobprep migrate` with the direct URL first"
                     .into(),
@@ -113,11 +114,11 @@ pub fn run(config: DbConfig, json: bool) -> Result<(), Error> {
     };
     r.write(
         "update job info",
-        jobprep_job_infos::update(&db, job_key.id, &alice, &renamed)?,
+        jobprep_job_infos::update(&db, &alice, job_key.id, &renamed)?,
     )?;
 
     // A voice interview starts, gets its chat id, ends with a duration and feedback.
-    let interview = jobprep_interviews::create(&db, &alice, &NewInterview::new(job_key.id))?;
+    let interview = jobprep_interviews::insert(&db, &alice, job_key.id, &NewInterview::new())?;
     r.write("start interview", &interview)?;
     let finished = InterviewChanges {
         hume_chat_id: Some(Some("hume_chat_demo_001".into())),
@@ -128,7 +129,7 @@ pub fn run(config: DbConfig, json: bool) -> Result<(), Error> {
     };
     r.write(
         "record chat id, duration, feedback",
-        jobprep_interviews::update(&db, interview.id, &alice, &finished)?,
+        jobprep_interviews::update(&db, &alice, interview.id, &finished)?,
     )?;
 
     // Practice questions: a generated batch in one statement, then one more.
@@ -164,15 +165,15 @@ pub fn run(config: DbConfig, json: bool) -> Result<(), Error> {
     )?;
     r.read(
         "get interview with its job info",
-        jobprep_interviews::get(&db, interview.id, &alice)?,
+        jobprep_interviews::get(&db, &alice, interview.id)?,
     )?;
     r.read(
         "list interviews",
-        jobprep_interviews::list_for_job_info(&db, job_key.id, &alice)?,
+        jobprep_interviews::list_for_job_info(&db, &alice, job_key.id)?,
     )?;
     r.read(
         "list questions",
-        jobprep_questions::list_for_job_info(&db, job_key.id, &alice)?,
+        jobprep_questions::list_for_job_info(&db, &alice, job_key.id)?,
     )?;
     r.read(
         "interview quota used",
@@ -194,10 +195,10 @@ pub fn run(config: DbConfig, json: bool) -> Result<(), Error> {
     )?;
     let bob_view = json!({
         "jobInfos": jobprep_job_infos::list_for_user(&db, &bob)?.value,
-        "aliceJobInfo": outcome(jobprep_job_infos::get(&db, job_key.id, &bob))?,
-        "aliceInterview": outcome(jobprep_interviews::get(&db, interview.id, &bob))?,
-        "aliceQuestions": jobprep_questions::list_for_job_info(&db, job_key.id, &bob)?.value,
-        "deleteAliceJobInfo": outcome(jobprep_job_infos::delete(&db, job_key.id, &bob))?,
+        "aliceJobInfo": outcome(jobprep_job_infos::get(&db, &bob, job_key.id))?,
+        "aliceInterview": outcome(jobprep_interviews::get(&db, &bob, interview.id))?,
+        "aliceQuestions": jobprep_questions::list_for_job_info(&db, &bob, job_key.id)?.value,
+        "deleteAliceJobInfo": outcome(jobprep_job_infos::delete(&db, &bob, job_key.id))?,
     });
     r.write("second user tries Alice's ids", bob_view)?;
 
@@ -205,7 +206,7 @@ pub fn run(config: DbConfig, json: bool) -> Result<(), Error> {
     // reports every removed row's tags.
     r.write(
         "delete job info (cascade)",
-        jobprep_job_infos::delete(&db, job_key.id, &alice)?,
+        jobprep_job_infos::delete(&db, &alice, job_key.id)?,
     )?;
     let after = json!({
         "jobInfos": jobprep_job_infos::list_for_user(&db, &alice)?.value.len(),
@@ -221,8 +222,7 @@ pub fn run(config: DbConfig, json: bool) -> Result<(), Error> {
         steps: r.steps,
     };
     if json {
-        let text = serde_json::to_string(&report)
-            .map_err(|e| Error::Config(format!("cannot encode the demo report: {e}")))?;
+        let text = serde_json::to_string(&report).map_err(CliError::json("the demo report"))?;
         println!("{text}");
     } else {
         print_readable(&report);
@@ -231,11 +231,11 @@ pub fn run(config: DbConfig, json: bool) -> Result<(), Error> {
 }
 
 /// A cross-tenant attempt's outcome, for the report: what the caller got back.
-fn outcome<T: Serialize>(result: Result<T, Error>) -> Result<Value, Error> {
+fn outcome<T: Serialize>(result: Result<T, Error>) -> Result<Value, CliError> {
     match result {
         Ok(value) => Ok(json!({ "found": to_json(value)? })),
         Err(Error::NotFound { entity }) => Ok(json!({ "error": format!("{entity} not found") })),
-        Err(other) => Err(other),
+        Err(other) => Err(other.into()),
     }
 }
 

@@ -3,11 +3,14 @@
 
 mod bench;
 mod demo;
+mod error;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use jobprep_repo::{Db, DbConfig, Error, JobInfoId, UserId};
+
+use crate::error::CliError;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -127,18 +130,20 @@ fn config(url: Option<&str>) -> Result<DbConfig, Error> {
     }
 }
 
-fn connect(url: Option<&str>) -> Result<Db, Error> {
-    Db::from_config(config(url)?, std::sync::Arc::new(jobprep_repo::NoopSink))
+fn connect(url: Option<&str>) -> Result<Db, CliError> {
+    Ok(Db::from_config(
+        config(url)?,
+        std::sync::Arc::new(jobprep_repo::NoopSink),
+    )?)
 }
 
-fn print_json(value: &impl serde::Serialize) -> Result<(), Error> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| Error::Config(format!("cannot encode the result as JSON: {e}")))?;
+fn print_json(value: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value).map_err(CliError::json("the result"))?;
     println!("{text}");
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<ExitCode, Error> {
+fn run(cli: Cli) -> Result<ExitCode, CliError> {
     let url = cli.database_url.as_deref();
     match cli.command {
         Command::Migrate { action } => {
@@ -227,14 +232,14 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
         } => {
             let db = connect(url)?;
             let (job_info, user) = scope(&db, &job_info, user)?;
-            print_json(&jobprep_interviews::list_for_job_info(&db, job_info, &user)?.value)?;
+            print_json(&jobprep_interviews::list_for_job_info(&db, &user, job_info)?.value)?;
         }
         Command::Questions {
             action: ScopedListAction::List { job_info, user },
         } => {
             let db = connect(url)?;
             let (job_info, user) = scope(&db, &job_info, user)?;
-            print_json(&jobprep_questions::list_for_job_info(&db, job_info, &user)?.value)?;
+            print_json(&jobprep_questions::list_for_job_info(&db, &user, job_info)?.value)?;
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -242,8 +247,8 @@ fn run(cli: Cli) -> Result<ExitCode, Error> {
 
 /// A job info the user owns; one that does not exist or is someone else's is "not
 /// found" (exit code 1), as for single reads.
-fn scope(db: &Db, job_info: &str, user: String) -> Result<(JobInfoId, UserId), Error> {
+fn scope(db: &Db, job_info: &str, user: String) -> Result<(JobInfoId, UserId), CliError> {
     let (job_info, user) = (job_info.parse()?, UserId::new(user)?);
-    jobprep_job_infos::get(db, job_info, &user)?;
+    jobprep_job_infos::get(db, &user, job_info)?;
     Ok((job_info, user))
 }

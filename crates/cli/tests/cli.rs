@@ -4,7 +4,7 @@
 
 use std::process::{Command, Output};
 
-use jobprep_repo::backend_tests;
+use jobprep_testing::backend_tests;
 use jobprep_testing::TestDb;
 use serde_json::Value;
 

@@ -6,7 +6,7 @@
 use std::sync::Barrier;
 use std::time::{Duration, Instant};
 
-use jobprep_repo::backend_tests;
+use jobprep_testing::backend_tests;
 use jobprep_testing::TestDb;
 use serde_json::{json, Value};
 

@@ -5,9 +5,9 @@
 
 use jobprep_interviews::asynch::{self, AsyncDb};
 use jobprep_interviews::{InterviewChanges, NewInterview, UserId};
-use jobprep_testing::block_on;
 use jobprep_repo::{job_infos, users, Error, Executor, ExperienceLevel};
 use jobprep_testing::backend_tests;
+use jobprep_testing::block_on;
 
 backend_tests! {
     fn async_use_cases_match_the_sync_ones(t) {
@@ -21,7 +21,7 @@ backend_tests! {
         .unwrap();
         let stranger = UserId::new("user_stranger").unwrap();
         block_on(async {
-            let key = asynch::create(&db, owner.clone(), NewInterview::new(job.id)).await.unwrap();
+            let key = asynch::insert(&db, owner.clone(), job.id, NewInterview::new()).await.unwrap();
             let id = key.id;
             assert_eq!(
                 t.sink.take_sorted(),
@@ -32,43 +32,43 @@ backend_tests! {
                 ]
             );
             // Only interviews with a chat id are listed and counted.
-            assert!(asynch::list_for_job_info(&db, job.id, owner.clone()).await.unwrap().value.is_empty());
+            assert!(asynch::list_for_job_info(&db, owner.clone(), job.id).await.unwrap().value.is_empty());
             let changes = InterviewChanges {
                 hume_chat_id: Some(Some("chat_1".into())),
                 duration: Some("00:10:00".into()),
                 feedback: Some(Some("Good".into())),
             };
-            assert_eq!(asynch::update(&db, id, owner.clone(), changes).await.unwrap(), key);
+            assert_eq!(asynch::update(&db, owner.clone(), id, changes).await.unwrap(), key);
             assert_eq!(asynch::count_for_user(&db, owner.clone()).await.unwrap().value, 1);
 
-            let read = asynch::get(&db, id, owner.clone()).await.unwrap();
-            assert_eq!(read, jobprep_interviews::get(&t.db, id, &owner).unwrap());
+            let read = asynch::get(&db, owner.clone(), id).await.unwrap();
+            assert_eq!(read, jobprep_interviews::get(&t.db, &owner, id).unwrap());
             assert_eq!(read.value.interview.feedback.as_deref(), Some("Good"));
-            let list = asynch::list_for_job_info(&db, job.id, owner.clone()).await.unwrap();
-            assert_eq!(list, jobprep_interviews::list_for_job_info(&t.db, job.id, &owner).unwrap());
+            let list = asynch::list_for_job_info(&db, owner.clone(), job.id).await.unwrap();
+            assert_eq!(list, jobprep_interviews::list_for_job_info(&t.db, &owner, job.id).unwrap());
             assert_eq!(list.value, [read.value.interview]);
 
             let bad = InterviewChanges {
                 duration: Some("ten minutes".into()),
                 ..Default::default()
             };
-            let err = asynch::update(&db, id, owner.clone(), bad).await.unwrap_err();
+            let err = asynch::update(&db, owner.clone(), id, bad).await.unwrap_err();
             assert!(matches!(err, Error::InvalidInput { field: "duration", .. }), "{err:?}");
-            let err = asynch::get(&db, id, stranger.clone()).await.unwrap_err();
+            let err = asynch::get(&db, stranger.clone(), id).await.unwrap_err();
             assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
-            let err = asynch::delete(&db, id, stranger).await.unwrap_err();
+            let err = asynch::delete(&db, stranger, id).await.unwrap_err();
             assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 
-            assert_eq!(asynch::delete(&db, id, owner.clone()).await.unwrap(), key);
+            assert_eq!(asynch::delete(&db, owner.clone(), id).await.unwrap(), key);
             assert_eq!(asynch::count_for_user(&db, owner.clone()).await.unwrap().value, 0);
 
             t.sink.take();
-            let with_chat = NewInterview { hume_chat_id: Some("chat_2".into()), ..NewInterview::new(job.id) };
-            asynch::create_within_quota(&db, owner.clone(), with_chat, 1).await.unwrap();
-            let pending = asynch::create_within_quota(&db, owner.clone(), NewInterview::new(job.id), 1).await.unwrap();
+            let with_chat = NewInterview::new().with_hume_chat_id("chat_2");
+            asynch::insert_within_quota(&db, owner.clone(), job.id, with_chat, 1).await.unwrap();
+            let pending = asynch::insert_within_quota(&db, owner.clone(), job.id, NewInterview::new(), 1).await.unwrap();
             assert_eq!(t.sink.take().len(), 2, "one batch per write");
             let chat = InterviewChanges { hume_chat_id: Some(Some("chat_3".into())), ..Default::default() };
-            let err = asynch::update_within_quota(&db, pending.id, owner.clone(), chat, 1).await.unwrap_err();
+            let err = asynch::update_within_quota(&db, owner.clone(), pending.id, chat, 1).await.unwrap_err();
             assert!(matches!(err, Error::QuotaExceeded { limit: 1, .. }) && !err.is_retryable(), "{err:?}");
             assert!(t.sink.take().is_empty());
             assert_eq!(asynch::count_for_user(&db, owner).await.unwrap().value, 1);

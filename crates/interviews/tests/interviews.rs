@@ -8,9 +8,9 @@ use std::collections::BTreeSet;
 use jobprep_interviews::{
     Interview, InterviewChanges, InterviewId, InterviewKey, JobInfoId, NewInterview, UserId,
 };
-use jobprep_testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
 use jobprep_repo::{job_infos, Entity, Error, Executor, ExperienceLevel};
 use jobprep_testing::backend_tests;
+use jobprep_testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
 
 /// Creates a job info for `owner` (reporting no tags).
 fn job(t: &TestDb, owner: &UserId, name: &str) -> JobInfoId {
@@ -25,22 +25,22 @@ fn job(t: &TestDb, owner: &UserId, name: &str) -> JobInfoId {
 fn interview(t: &TestDb, owner: &UserId, job: JobInfoId, chat: Option<&str>) -> InterviewKey {
     let new = NewInterview {
         hume_chat_id: chat.map(str::to_owned),
-        ..NewInterview::new(job)
+        ..NewInterview::new()
     };
-    let key = jobprep_interviews::create(&t.db, owner, &new).unwrap();
+    let key = jobprep_interviews::insert(&t.db, owner, job, &new).unwrap();
     t.sink.take();
     key
 }
 
 fn stored(t: &TestDb, id: InterviewId, owner: &UserId) -> Interview {
-    jobprep_interviews::get(&t.db, id, owner)
+    jobprep_interviews::get(&t.db, owner, id)
         .unwrap()
         .value
         .interview
 }
 
 fn listed(t: &TestDb, job: JobInfoId, owner: &UserId) -> Vec<InterviewId> {
-    jobprep_interviews::list_for_job_info(&t.db, job, owner)
+    jobprep_interviews::list_for_job_info(&t.db, owner, job)
         .unwrap()
         .value
         .into_iter()
@@ -77,7 +77,7 @@ backend_tests! {
     fn create_under_an_owned_job_info_reports_its_tags(t) {
         let owner = user(t, "user_owner");
         let j = job(t, &owner, "Backend");
-        let key = jobprep_interviews::create(&t.db, &owner, &NewInterview::new(j)).unwrap();
+        let key = jobprep_interviews::insert(&t.db, &owner, j, &NewInterview::new()).unwrap();
         assert_eq!(key.job_info_id, j);
         assert_eq!(t.sink.take_sorted(), interview_tags(&key));
 
@@ -90,11 +90,10 @@ backend_tests! {
         assert_eq!(row.created_at, row.updated_at, "createdAt == updatedAt on create");
 
         let started = NewInterview {
-            job_info_id: j,
             duration: "123:04:05".into(),
             hume_chat_id: Some("chat_1".into()),
         };
-        let second = jobprep_interviews::create(&t.db, &owner, &started).unwrap();
+        let second = jobprep_interviews::insert(&t.db, &owner, j, &started).unwrap();
         let row = stored(t, second.id, &owner);
         assert_eq!(row.duration, "123:04:05");
         assert_eq!(row.hume_chat_id.as_deref(), Some("chat_1"));
@@ -105,7 +104,7 @@ backend_tests! {
         let owner = user(t, "user_owner");
         let j = job(t, &owner, "Backend");
         let key = interview(t, &owner, j, Some("chat_1"));
-        let cached = jobprep_interviews::get(&t.db, key.id, &owner).unwrap();
+        let cached = jobprep_interviews::get(&t.db, &owner, key.id).unwrap();
         let info = &cached.value.job_info;
         assert_eq!(info.id, j);
         assert_eq!(info.user_id, owner);
@@ -133,17 +132,17 @@ backend_tests! {
         assert_eq!(listed(t, j, &owner), [fourth.id, third.id, first.id]);
 
         pause();
-        jobprep_interviews::update(&t.db, first.id, &owner, &InterviewChanges {
+        jobprep_interviews::update(&t.db, &owner, first.id, &InterviewChanges {
             feedback: Some(Some("Good".into())),
             ..Default::default()
         }).unwrap();
         assert_eq!(listed(t, j, &owner), [first.id, fourth.id, third.id], "an update moves it to the top");
 
         pause();
-        jobprep_interviews::update(&t.db, unstarted.id, &owner, &chat("chat_2")).unwrap();
+        jobprep_interviews::update(&t.db, &owner, unstarted.id, &chat("chat_2")).unwrap();
         assert_eq!(listed(t, j, &owner), [unstarted.id, first.id, fourth.id, third.id], "listed once it has a chat id");
 
-        let cached = jobprep_interviews::list_for_job_info(&t.db, j, &owner).unwrap();
+        let cached = jobprep_interviews::list_for_job_info(&t.db, &owner, j).unwrap();
         assert!(cached.value.iter().all(|i| i.job_info_id == j && i.hume_chat_id.is_some()));
         assert!(cached.value.windows(2).all(|w| w[0].updated_at >= w[1].updated_at));
         assert_eq!(
@@ -160,7 +159,7 @@ backend_tests! {
         let held = interview(t, &owner, j, Some("chat_1"));
         pause();
         let unstarted = interview(t, &owner, j, None);
-        let all = jobprep_interviews::list_all_for_job_info(&t.db, j, &owner).unwrap();
+        let all = jobprep_interviews::list_all_for_job_info(&t.db, &owner, j).unwrap();
         let ids: Vec<InterviewId> = all.value.iter().map(|i| i.id).collect();
         assert_eq!(ids, [unstarted.id, held.id]);
         assert_eq!(listed(t, j, &owner), [held.id], "the plain list keeps only held ones");
@@ -168,7 +167,7 @@ backend_tests! {
             strings(&all.tags),
             [format!("jobInfo:{j}:interviews"), format!("id:{j}:jobInfos")]
         );
-        let theirs = jobprep_interviews::list_all_for_job_info(&t.db, j, &stranger).unwrap();
+        let theirs = jobprep_interviews::list_all_for_job_info(&t.db, &stranger, j).unwrap();
         assert!(theirs.value.is_empty(), "another user's job info lists nothing");
     }
 
@@ -188,9 +187,9 @@ backend_tests! {
         assert_eq!(count(t, &owner), 3);
         assert_eq!(count(t, &other), 1);
 
-        jobprep_interviews::update(&t.db, later.id, &owner, &chat("chat_b3")).unwrap();
+        jobprep_interviews::update(&t.db, &owner, later.id, &chat("chat_b3")).unwrap();
         assert_eq!(count(t, &owner), 4);
-        jobprep_interviews::update(&t.db, later.id, &owner, &InterviewChanges {
+        jobprep_interviews::update(&t.db, &owner, later.id, &InterviewChanges {
             hume_chat_id: Some(None),
             ..Default::default()
         }).unwrap();
@@ -212,7 +211,7 @@ backend_tests! {
             hume_chat_id: Some(Some("chat_123".into())),
             feedback: Some(Some("Clear answers.".into())),
         };
-        let returned = jobprep_interviews::update(&t.db, key.id, &owner, &changes).unwrap();
+        let returned = jobprep_interviews::update(&t.db, &owner, key.id, &changes).unwrap();
         assert_eq!(returned, key);
         assert_eq!(t.sink.take_sorted(), interview_tags(&key));
         let updated = stored(t, key.id, &owner);
@@ -225,7 +224,7 @@ backend_tests! {
         // None leaves a field alone.
         pause();
         let duration_only = InterviewChanges { duration: Some("01:00:00".into()), ..Default::default() };
-        jobprep_interviews::update(&t.db, key.id, &owner, &duration_only).unwrap();
+        jobprep_interviews::update(&t.db, &owner, key.id, &duration_only).unwrap();
         let partly = stored(t, key.id, &owner);
         assert_eq!(partly.duration, "01:00:00");
         assert_eq!(partly.hume_chat_id.as_deref(), Some("chat_123"));
@@ -234,7 +233,7 @@ backend_tests! {
 
         // Some(None) clears the feedback.
         let clear = InterviewChanges { feedback: Some(None), ..Default::default() };
-        jobprep_interviews::update(&t.db, key.id, &owner, &clear).unwrap();
+        jobprep_interviews::update(&t.db, &owner, key.id, &clear).unwrap();
         let cleared = stored(t, key.id, &owner);
         assert_eq!(cleared.feedback, None);
         assert_eq!(cleared.hume_chat_id.as_deref(), Some("chat_123"));
@@ -247,23 +246,22 @@ backend_tests! {
         let j = job(t, &owner, "Backend");
         let key = interview(t, &owner, j, Some("chat_1"));
         let kept = interview(t, &owner, j, Some("chat_2"));
-        assert_eq!(jobprep_interviews::delete(&t.db, key.id, &owner).unwrap(), key);
+        assert_eq!(jobprep_interviews::delete(&t.db, &owner, key.id).unwrap(), key);
         assert_eq!(t.sink.take_sorted(), interview_tags(&key));
-        assert!(is_not_found(jobprep_interviews::get(&t.db, key.id, &owner), Entity::Interview));
+        assert!(is_not_found(jobprep_interviews::get(&t.db, &owner, key.id), Entity::Interview));
         assert_eq!(listed(t, j, &owner), [kept.id]);
-        assert!(is_not_found(jobprep_interviews::delete(&t.db, key.id, &owner), Entity::Interview));
+        assert!(is_not_found(jobprep_interviews::delete(&t.db, &owner, key.id), Entity::Interview));
         assert!(t.sink.take().is_empty());
     }
 
     fn missing_ids_are_not_found(t) {
         let owner = user(t, "user_owner");
         let missing = InterviewId::generate();
-        assert!(is_not_found(jobprep_interviews::get(&t.db, missing, &owner), Entity::Interview));
-        assert!(is_not_found(jobprep_interviews::update(&t.db, missing, &owner, &chat("c")), Entity::Interview));
-        assert!(is_not_found(jobprep_interviews::delete(&t.db, missing, &owner), Entity::Interview));
-        let no_job = NewInterview::new(JobInfoId::generate());
-        assert!(is_not_found(jobprep_interviews::create(&t.db, &owner, &no_job), Entity::JobInfo));
-        assert!(jobprep_interviews::list_for_job_info(&t.db, JobInfoId::generate(), &owner).unwrap().value.is_empty());
+        assert!(is_not_found(jobprep_interviews::get(&t.db, &owner, missing), Entity::Interview));
+        assert!(is_not_found(jobprep_interviews::update(&t.db, &owner, missing, &chat("c")), Entity::Interview));
+        assert!(is_not_found(jobprep_interviews::delete(&t.db, &owner, missing), Entity::Interview));
+        assert!(is_not_found(jobprep_interviews::insert(&t.db, &owner, JobInfoId::generate(), &NewInterview::new()), Entity::JobInfo));
+        assert!(jobprep_interviews::list_for_job_info(&t.db, &owner, JobInfoId::generate()).unwrap().value.is_empty());
         assert!(t.sink.take().is_empty());
     }
 
@@ -273,26 +271,26 @@ backend_tests! {
         let j = job(t, &owner, "Backend");
         let own_job = job(t, &stranger, "Stranger's");
         let key = interview(t, &owner, j, Some("chat_1"));
-        jobprep_interviews::update(&t.db, key.id, &owner, &InterviewChanges {
+        jobprep_interviews::update(&t.db, &owner, key.id, &InterviewChanges {
             feedback: Some(Some("private".into())),
             ..Default::default()
         }).unwrap();
         t.sink.take();
         let before = stored(t, key.id, &owner);
 
-        let under_theirs = NewInterview { hume_chat_id: Some("chat_x".into()), ..NewInterview::new(j) };
-        assert!(is_not_found(jobprep_interviews::create(&t.db, &stranger, &under_theirs), Entity::JobInfo));
-        assert!(is_not_found(jobprep_interviews::get(&t.db, key.id, &stranger), Entity::Interview));
+        let under_theirs = NewInterview { hume_chat_id: Some("chat_x".into()), ..NewInterview::new() };
+        assert!(is_not_found(jobprep_interviews::insert(&t.db, &stranger, j, &under_theirs), Entity::JobInfo));
+        assert!(is_not_found(jobprep_interviews::get(&t.db, &stranger, key.id), Entity::Interview));
         let changes = InterviewChanges {
             duration: Some("09:09:09".into()),
             hume_chat_id: Some(None),
             feedback: Some(Some("stolen".into())),
         };
-        assert!(is_not_found(jobprep_interviews::update(&t.db, key.id, &stranger, &changes), Entity::Interview));
-        assert!(is_not_found(jobprep_interviews::delete(&t.db, key.id, &stranger), Entity::Interview));
-        assert!(jobprep_interviews::list_for_job_info(&t.db, j, &stranger).unwrap().value.is_empty());
+        assert!(is_not_found(jobprep_interviews::update(&t.db, &stranger, key.id, &changes), Entity::Interview));
+        assert!(is_not_found(jobprep_interviews::delete(&t.db, &stranger, key.id), Entity::Interview));
+        assert!(jobprep_interviews::list_for_job_info(&t.db, &stranger, j).unwrap().value.is_empty());
         // Passing one's own job info does not reach another's interviews either.
-        assert!(jobprep_interviews::list_for_job_info(&t.db, own_job, &stranger).unwrap().value.is_empty());
+        assert!(jobprep_interviews::list_for_job_info(&t.db, &stranger, own_job).unwrap().value.is_empty());
         assert_eq!(count(t, &stranger), 0);
 
         assert!(t.sink.take().is_empty(), "no tags for refused writes");
@@ -306,17 +304,16 @@ backend_tests! {
         let j = job(t, &owner, "Backend");
         // With a chat id, a row written by mistake would show in the list and count.
         let with = |duration: &str| NewInterview {
-            job_info_id: j,
             duration: duration.into(),
             hume_chat_id: Some("chat".into()),
         };
         for bad in ["", "1:00:00", "00:60:00", "00:00:60", "00:00", "00:00:00:00", "aa:bb:cc", "-1:00:00", "00:00:00\0", " 00:00:00"] {
-            assert_eq!(invalid_field(jobprep_interviews::create(&t.db, &owner, &with(bad))), "duration", "{bad:?}");
+            assert_eq!(invalid_field(jobprep_interviews::insert(&t.db, &owner, j, &with(bad))), "duration", "{bad:?}");
         }
-        let blank_chat = NewInterview { hume_chat_id: Some("  ".into()), ..NewInterview::new(j) };
-        assert_eq!(invalid_field(jobprep_interviews::create(&t.db, &owner, &blank_chat)), "humeChatId");
-        let nul_chat = NewInterview { hume_chat_id: Some("a\0".into()), ..NewInterview::new(j) };
-        assert_eq!(invalid_field(jobprep_interviews::create(&t.db, &owner, &nul_chat)), "humeChatId");
+        let blank_chat = NewInterview { hume_chat_id: Some("  ".into()), ..NewInterview::new() };
+        assert_eq!(invalid_field(jobprep_interviews::insert(&t.db, &owner, j, &blank_chat)), "humeChatId");
+        let nul_chat = NewInterview { hume_chat_id: Some("a\0".into()), ..NewInterview::new() };
+        assert_eq!(invalid_field(jobprep_interviews::insert(&t.db, &owner, j, &nul_chat)), "humeChatId");
         assert!(listed(t, j, &owner).is_empty(), "nothing written");
         assert_eq!(count(t, &owner), 0);
         assert!(t.sink.take().is_empty());
@@ -330,7 +327,7 @@ backend_tests! {
             (InterviewChanges { feedback: Some(Some("nul\0".into())), ..Default::default() }, "feedback"),
         ];
         for (changes, field) in cases {
-            assert_eq!(invalid_field(jobprep_interviews::update(&t.db, key.id, &owner, &changes)), field, "{changes:?}");
+            assert_eq!(invalid_field(jobprep_interviews::update(&t.db, &owner, key.id, &changes)), field, "{changes:?}");
         }
         assert_eq!(stored(t, key.id, &owner), before);
         assert!(t.sink.take().is_empty());
@@ -340,10 +337,10 @@ backend_tests! {
         let owner = user(t, "user_owner");
         let j = job(t, &owner, "Backend");
         let tricky = r#"'; DELETE FROM interviews; -- "quoted" $1 ? \ % _ 日本語 🚀 Ünïcödé"#;
-        let new = NewInterview { hume_chat_id: Some(format!("chat {tricky}")), ..NewInterview::new(j) };
-        let key = jobprep_interviews::create(&t.db, &owner, &new).unwrap();
+        let new = NewInterview { hume_chat_id: Some(format!("chat {tricky}")), ..NewInterview::new() };
+        let key = jobprep_interviews::insert(&t.db, &owner, j, &new).unwrap();
         let changes = InterviewChanges { feedback: Some(Some(format!("feedback {tricky}\nsecond line"))), ..Default::default() };
-        jobprep_interviews::update(&t.db, key.id, &owner, &changes).unwrap();
+        jobprep_interviews::update(&t.db, &owner, key.id, &changes).unwrap();
         let row = stored(t, key.id, &owner);
         assert_eq!(row.hume_chat_id, new.hume_chat_id);
         assert_eq!(row.feedback.as_deref(), Some(format!("feedback {tricky}\nsecond line").as_str()));
@@ -356,15 +353,15 @@ backend_tests! {
         let existing = interview(t, &owner, j, Some("chat_1"));
         let before = stored(t, existing.id, &owner);
         let outcome: jobprep_repo::Result<()> = t.db.transaction(|tx| {
-            let created = jobprep_interviews::create(tx, &owner, &NewInterview {
+            let created = jobprep_interviews::insert(tx, &owner, j, &NewInterview {
                 hume_chat_id: Some("chat_tx".into()),
-                ..NewInterview::new(j)
+                ..NewInterview::new()
             })?;
-            jobprep_interviews::update(tx, existing.id, &owner, &InterviewChanges {
+            jobprep_interviews::update(tx, &owner, existing.id, &InterviewChanges {
                 feedback: Some(Some("in tx".into())),
                 ..Default::default()
             })?;
-            let inside: Vec<InterviewId> = jobprep_interviews::list_for_job_info(tx, j, &owner)?
+            let inside: Vec<InterviewId> = jobprep_interviews::list_for_job_info(tx, &owner, j)?
                 .value
                 .into_iter()
                 .map(|i| i.id)
@@ -382,10 +379,10 @@ backend_tests! {
         let owner = user(t, "user_owner");
         let j = job(t, &owner, "Backend");
         let (first, second) = t.db.transaction(|tx| {
-            let first = jobprep_interviews::create(tx, &owner, &NewInterview::new(j))?;
-            let second = jobprep_interviews::create(tx, &owner, &NewInterview::new(j))?;
-            jobprep_interviews::update(tx, first.id, &owner, &chat("chat_1"))?;
-            jobprep_interviews::update(tx, second.id, &owner, &chat("chat_2"))?;
+            let first = jobprep_interviews::insert(tx, &owner, j, &NewInterview::new())?;
+            let second = jobprep_interviews::insert(tx, &owner, j, &NewInterview::new())?;
+            jobprep_interviews::update(tx, &owner, first.id, &chat("chat_1"))?;
+            jobprep_interviews::update(tx, &owner, second.id, &chat("chat_2"))?;
             assert!(t.sink.take().is_empty(), "nothing is reported before COMMIT");
             Ok((first, second))
         })
@@ -402,7 +399,7 @@ backend_tests! {
         let owner = user(t, "user_json");
         let j = job(t, &owner, "Backend");
         let key = interview(t, &owner, j, Some("chat_json"));
-        let found = jobprep_interviews::get(&t.db, key.id, &owner).unwrap().value;
+        let found = jobprep_interviews::get(&t.db, &owner, key.id).unwrap().value;
 
         let json = serde_json::to_value(&found.interview).unwrap();
         assert_eq!(json["id"], key.id.to_string());
@@ -488,8 +485,8 @@ backend_tests! {
         let owner = user(t, "user_owner");
         let jobs = [job(t, &owner, "a"), job(t, &owner, "b")];
         let results = eight_racing(t, |tx, i| {
-            let new = NewInterview { hume_chat_id: Some(format!("chat_{i}")), ..NewInterview::new(jobs[i % 2]) };
-            jobprep_interviews::create_within_quota(tx, &owner, &new, 2)
+            let new = NewInterview { hume_chat_id: Some(format!("chat_{i}")), ..NewInterview::new() };
+            jobprep_interviews::insert_within_quota(tx, &owner, jobs[i % 2], &new, 2)
         });
         assert_two_of_eight(t, &owner, &results);
         let mut counted: Vec<InterviewId> = jobs.iter().flat_map(|j| listed(t, *j, &owner)).collect();
@@ -504,7 +501,7 @@ backend_tests! {
         let j = job(t, &owner, "Backend");
         let started: Vec<InterviewKey> = (0..8).map(|_| interview(t, &owner, j, None)).collect();
         let results = eight_racing(t, |tx, i| {
-            jobprep_interviews::update_within_quota(tx, started[i].id, &owner, &chat(&format!("chat_{i}")), 2)
+            jobprep_interviews::update_within_quota(tx, &owner, started[i].id, &chat(&format!("chat_{i}")), 2)
         });
         assert_two_of_eight(t, &owner, &results);
         for (key, result) in started.iter().zip(&results) {
@@ -517,17 +514,17 @@ backend_tests! {
         let owner = user(t, "user_owner");
         let j = job(t, &owner, "Backend");
         // Without a chat id an interview does not count: created even at a quota of 0.
-        let plain = jobprep_interviews::create_within_quota(&t.db, &owner, &NewInterview::new(j), 0).unwrap();
+        let plain = jobprep_interviews::insert_within_quota(&t.db, &owner, j, &NewInterview::new(), 0).unwrap();
         assert_eq!(t.sink.take_sorted(), interview_tags(&plain));
         interview(t, &owner, j, None);
         assert_eq!(count(t, &owner), 0);
 
-        let with_chat = NewInterview { hume_chat_id: Some("chat_1".into()), ..NewInterview::new(j) };
-        let key = jobprep_interviews::create_within_quota(&t.db, &owner, &with_chat, 1).unwrap();
+        let with_chat = NewInterview { hume_chat_id: Some("chat_1".into()), ..NewInterview::new() };
+        let key = jobprep_interviews::insert_within_quota(&t.db, &owner, j, &with_chat, 1).unwrap();
         assert_eq!(t.sink.take_sorted(), interview_tags(&key));
         assert_eq!(stored(t, key.id, &owner).hume_chat_id.as_deref(), Some("chat_1"));
 
-        let refused = jobprep_interviews::create_within_quota(&t.db, &owner, &with_chat, 1);
+        let refused = jobprep_interviews::insert_within_quota(&t.db, &owner, j, &with_chat, 1);
         assert!(is_quota_exceeded(&refused, 1), "{refused:?}");
         assert_eq!(refused.unwrap_err().to_string(), "interview quota of 1 reached");
         assert_eq!(count(t, &owner), 1);
@@ -537,12 +534,12 @@ backend_tests! {
     fn a_quota_of_zero_refuses_the_first_chat_id(t) {
         let owner = user(t, "user_owner");
         let j = job(t, &owner, "Backend");
-        let with_chat = NewInterview { hume_chat_id: Some("chat_1".into()), ..NewInterview::new(j) };
-        let refused = jobprep_interviews::create_within_quota(&t.db, &owner, &with_chat, 0);
+        let with_chat = NewInterview { hume_chat_id: Some("chat_1".into()), ..NewInterview::new() };
+        let refused = jobprep_interviews::insert_within_quota(&t.db, &owner, j, &with_chat, 0);
         assert!(is_quota_exceeded(&refused, 0), "{refused:?}");
         let key = interview(t, &owner, j, None);
         let before = stored(t, key.id, &owner);
-        let refused = jobprep_interviews::update_within_quota(&t.db, key.id, &owner, &chat("chat_2"), 0);
+        let refused = jobprep_interviews::update_within_quota(&t.db, &owner, key.id, &chat("chat_2"), 0);
         assert!(is_quota_exceeded(&refused, 0), "{refused:?}");
         assert_eq!(stored(t, key.id, &owner), before, "nothing written");
         assert_eq!(count(t, &owner), 0);
@@ -556,25 +553,25 @@ backend_tests! {
         let pending = interview(t, &owner, j, None);
         // At a quota of 1, used up by `counted`:
         // - a new chat id for an interview that already counts uses no more quota;
-        let key = jobprep_interviews::update_within_quota(&t.db, counted.id, &owner, &chat("chat_1b"), 1).unwrap();
+        let key = jobprep_interviews::update_within_quota(&t.db, &owner, counted.id, &chat("chat_1b"), 1).unwrap();
         assert_eq!(t.sink.take_sorted(), interview_tags(&key));
         assert_eq!(stored(t, counted.id, &owner).hume_chat_id.as_deref(), Some("chat_1b"));
         // - other changes of an interview without one are not checked;
         let finished = InterviewChanges { duration: Some("00:10:00".into()), feedback: Some(Some("ok".into())), ..Default::default() };
-        jobprep_interviews::update_within_quota(&t.db, pending.id, &owner, &finished, 1).unwrap();
+        jobprep_interviews::update_within_quota(&t.db, &owner, pending.id, &finished, 1).unwrap();
         assert_eq!(stored(t, pending.id, &owner).duration, "00:10:00");
         t.sink.take();
         // - giving it a chat id would make it count: refused, nothing changed.
         let before = stored(t, pending.id, &owner);
         let with_chat = InterviewChanges { duration: Some("00:20:00".into()), ..chat("chat_2") };
-        let refused = jobprep_interviews::update_within_quota(&t.db, pending.id, &owner, &with_chat, 1);
+        let refused = jobprep_interviews::update_within_quota(&t.db, &owner, pending.id, &with_chat, 1);
         assert!(is_quota_exceeded(&refused, 1), "{refused:?}");
         assert_eq!(stored(t, pending.id, &owner), before);
         assert!(t.sink.take().is_empty());
         // Clearing the counted one's chat id frees the quota for the pending one.
         let cleared = InterviewChanges { hume_chat_id: Some(None), ..Default::default() };
-        jobprep_interviews::update_within_quota(&t.db, counted.id, &owner, &cleared, 1).unwrap();
-        jobprep_interviews::update_within_quota(&t.db, pending.id, &owner, &with_chat, 1).unwrap();
+        jobprep_interviews::update_within_quota(&t.db, &owner, counted.id, &cleared, 1).unwrap();
+        jobprep_interviews::update_within_quota(&t.db, &owner, pending.id, &with_chat, 1).unwrap();
         assert_eq!(stored(t, pending.id, &owner).hume_chat_id.as_deref(), Some("chat_2"));
         assert_eq!(count(t, &owner), 1);
     }
@@ -587,8 +584,8 @@ backend_tests! {
         for n in 0..3 {
             interview(t, &other, theirs, Some(&format!("theirs_{n}")));
         }
-        let with_chat = NewInterview { hume_chat_id: Some("mine".into()), ..NewInterview::new(mine) };
-        jobprep_interviews::create_within_quota(&t.db, &owner, &with_chat, 1).unwrap();
+        let with_chat = NewInterview { hume_chat_id: Some("mine".into()), ..NewInterview::new() };
+        jobprep_interviews::insert_within_quota(&t.db, &owner, mine, &with_chat, 1).unwrap();
         assert_eq!((count(t, &owner), count(t, &other)), (1, 3));
         t.sink.take();
 
@@ -596,15 +593,15 @@ backend_tests! {
         // the owner, and nothing is written.
         let stranger = user(t, "user_stranger");
         let pending = interview(t, &owner, mine, None);
-        let sneaky = NewInterview { hume_chat_id: Some("sneaky".into()), ..NewInterview::new(mine) };
-        assert!(is_not_found(jobprep_interviews::create_within_quota(&t.db, &stranger, &sneaky, 5), Entity::JobInfo));
-        assert!(is_not_found(jobprep_interviews::update_within_quota(&t.db, pending.id, &stranger, &chat("sneaky"), 5), Entity::Interview));
-        assert!(is_not_found(jobprep_interviews::update_within_quota(&t.db, InterviewId::generate(), &owner, &chat("x"), 5), Entity::Interview));
+        let sneaky = NewInterview { hume_chat_id: Some("sneaky".into()), ..NewInterview::new() };
+        assert!(is_not_found(jobprep_interviews::insert_within_quota(&t.db, &stranger, mine, &sneaky, 5), Entity::JobInfo));
+        assert!(is_not_found(jobprep_interviews::update_within_quota(&t.db, &stranger, pending.id, &chat("sneaky"), 5), Entity::Interview));
+        assert!(is_not_found(jobprep_interviews::update_within_quota(&t.db, &owner, InterviewId::generate(), &chat("x"), 5), Entity::Interview));
         assert_eq!(stored(t, pending.id, &owner).hume_chat_id, None);
         // Invalid input is refused before the quota is looked at.
-        let blank = NewInterview { hume_chat_id: Some(" ".into()), ..NewInterview::new(mine) };
-        assert_eq!(invalid_field(jobprep_interviews::create_within_quota(&t.db, &owner, &blank, 0)), "humeChatId");
-        assert_eq!(invalid_field(jobprep_interviews::update_within_quota(&t.db, pending.id, &owner, &chat(""), 0)), "humeChatId");
+        let blank = NewInterview { hume_chat_id: Some(" ".into()), ..NewInterview::new() };
+        assert_eq!(invalid_field(jobprep_interviews::insert_within_quota(&t.db, &owner, mine, &blank, 0)), "humeChatId");
+        assert_eq!(invalid_field(jobprep_interviews::update_within_quota(&t.db, &owner, pending.id, &chat(""), 0)), "humeChatId");
         assert_eq!((count(t, &owner), count(t, &other), count(t, &stranger)), (1, 3, 0));
         assert!(t.sink.take().is_empty());
     }
@@ -614,9 +611,9 @@ backend_tests! {
         let j = job(t, &owner, "Backend");
         let pending = interview(t, &owner, j, None);
         let kept = t.db.transaction(|tx| {
-            let with_chat = NewInterview { hume_chat_id: Some("chat_1".into()), ..NewInterview::new(j) };
-            let kept = jobprep_interviews::create_within_quota(tx, &owner, &with_chat, 1)?;
-            let refused = jobprep_interviews::update_within_quota(tx, pending.id, &owner, &chat("chat_2"), 1);
+            let with_chat = NewInterview { hume_chat_id: Some("chat_1".into()), ..NewInterview::new() };
+            let kept = jobprep_interviews::insert_within_quota(tx, &owner, j, &with_chat, 1)?;
+            let refused = jobprep_interviews::update_within_quota(tx, &owner, pending.id, &chat("chat_2"), 1);
             assert!(is_quota_exceeded(&refused, 1), "{refused:?}");
             assert_eq!(jobprep_interviews::count_for_user(tx, &owner)?.value, 1, "the transaction is still usable");
             Ok(kept)

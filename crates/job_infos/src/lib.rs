@@ -1,6 +1,6 @@
 #![doc = include_str!("../README.md")]
 
-use jobprep_repo::{cache_rules, job_infos as repo, CacheTag, Cached, Entity, Executor, Result};
+use jobprep_repo::{cache_rules, job_infos as repo, Cached, Executor, Result};
 
 pub use jobprep_repo::job_infos::{
     JobInfo, JobInfoChanges, JobInfoKey, NewJobInfo, RemovedJobInfo,
@@ -14,64 +14,61 @@ pub mod asynch;
 /// `user:{userId}:jobInfos` and `id:{id}:jobInfos`.
 pub fn insert(db: &impl Executor, user_id: &UserId, job: &NewJobInfo) -> Result<JobInfoKey> {
     jobprep_repo::span!("job_infos.insert");
-    db.write(|conn, tags| {
-        let key = repo::insert(conn, user_id, job)?;
-        tags.extend(cache_rules::job_info_write(&key));
-        Ok(key)
-    })
+    db.write_tagged(
+        |conn| repo::insert(conn, user_id, job),
+        cache_rules::job_info_write,
+    )
 }
 
 /// Changes the user's job info; another user's is not found. Reports the same tags as
 /// [`insert`].
 pub fn update(
     db: &impl Executor,
-    id: JobInfoId,
     user_id: &UserId,
+    id: JobInfoId,
     changes: &JobInfoChanges,
 ) -> Result<JobInfoKey> {
     jobprep_repo::span!("job_infos.update");
-    db.write(|conn, tags| {
-        let key = repo::update(conn, id, user_id, changes)?;
-        tags.extend(cache_rules::job_info_write(&key));
-        Ok(key)
-    })
+    db.write_tagged(
+        |conn| repo::update(conn, user_id, id, changes),
+        cache_rules::job_info_write,
+    )
 }
 
 /// Deletes the user's job info with its interviews and questions. Reports the job
 /// info's tags and those of every removed interview and question.
-pub fn delete(db: &impl Executor, id: JobInfoId, user_id: &UserId) -> Result<RemovedJobInfo> {
+pub fn delete(db: &impl Executor, user_id: &UserId, id: JobInfoId) -> Result<RemovedJobInfo> {
     jobprep_repo::span!("job_infos.delete");
-    db.write(|conn, tags| {
-        let removed = repo::delete(conn, id, user_id)?;
-        tags.extend(cache_rules::job_info_removed(&removed));
-        Ok(removed)
-    })
+    db.write_tagged(
+        |conn| repo::delete(conn, user_id, id),
+        cache_rules::job_info_removed,
+    )
 }
 
 /// The user's job info; cache it under `id:{id}:jobInfos`.
-pub fn get(db: &impl Executor, id: JobInfoId, user_id: &UserId) -> Result<Cached<JobInfo>> {
+pub fn get(db: &impl Executor, user_id: &UserId, id: JobInfoId) -> Result<Cached<JobInfo>> {
     jobprep_repo::span!("job_infos.get");
-    let job = db.read(|conn| repo::get(conn, id, user_id))?;
-    Ok(Cached::new(job, vec![CacheTag::id(id, Entity::JobInfo)]))
+    db.read_cached(
+        |conn| repo::get(conn, user_id, id),
+        |_| cache_rules::job_info_read(id),
+    )
 }
 
 /// The user's job infos, most recently updated first; cache under
 /// `user:{userId}:jobInfos`.
 pub fn list_for_user(db: &impl Executor, user_id: &UserId) -> Result<Cached<Vec<JobInfo>>> {
     jobprep_repo::span!("job_infos.list_for_user");
-    let jobs = db.read(|conn| repo::list_for_user(conn, user_id))?;
-    Ok(Cached::new(
-        jobs,
-        vec![CacheTag::user(user_id, Entity::JobInfo)],
-    ))
+    db.read_cached(
+        |conn| repo::list_for_user(conn, user_id),
+        |_| cache_rules::job_infos_read(user_id),
+    )
 }
 
 /// Whether the user has any job info left; cache under `user:{userId}:jobInfos`.
 pub fn user_has_any(db: &impl Executor, user_id: &UserId) -> Result<Cached<bool>> {
     jobprep_repo::span!("job_infos.user_has_any");
-    let any = db.read(|conn| repo::user_has_any(conn, user_id))?;
-    Ok(Cached::new(
-        any,
-        vec![CacheTag::user(user_id, Entity::JobInfo)],
-    ))
+    db.read_cached(
+        |conn| repo::user_has_any(conn, user_id),
+        |_| cache_rules::job_infos_read(user_id),
+    )
 }

@@ -5,9 +5,9 @@
 
 use jobprep_job_infos::asynch::{self, AsyncDb};
 use jobprep_job_infos::{ExperienceLevel, JobInfoChanges, NewJobInfo, UserId};
-use jobprep_testing::block_on;
 use jobprep_repo::{users, Error, Executor};
 use jobprep_testing::backend_tests;
+use jobprep_testing::block_on;
 
 backend_tests! {
     fn async_use_cases_match_the_sync_ones(t) {
@@ -34,21 +34,21 @@ backend_tests! {
                 name: Some("Staff SRE".into()),
                 ..Default::default()
             };
-            assert_eq!(asynch::update(&db, id, owner.clone(), changes).await.unwrap(), key);
+            assert_eq!(asynch::update(&db, owner.clone(), id, changes).await.unwrap(), key);
 
-            let read = asynch::get(&db, id, owner.clone()).await.unwrap();
-            assert_eq!(read, jobprep_job_infos::get(&t.db, id, &owner).unwrap());
+            let read = asynch::get(&db, owner.clone(), id).await.unwrap();
+            assert_eq!(read, jobprep_job_infos::get(&t.db, &owner, id).unwrap());
             assert_eq!(read.value.name, "Staff SRE");
             let list = asynch::list_for_user(&db, owner.clone()).await.unwrap();
             assert_eq!(list, jobprep_job_infos::list_for_user(&t.db, &owner).unwrap());
             assert_eq!(list.value, [read.value]);
 
-            let err = asynch::get(&db, id, stranger.clone()).await.unwrap_err();
+            let err = asynch::get(&db, stranger.clone(), id).await.unwrap_err();
             assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
-            let err = asynch::delete(&db, id, stranger).await.unwrap_err();
+            let err = asynch::delete(&db, stranger, id).await.unwrap_err();
             assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 
-            assert_eq!(asynch::delete(&db, id, owner.clone()).await.unwrap().key, key);
+            assert_eq!(asynch::delete(&db, owner.clone(), id).await.unwrap().key, key);
             assert!(!asynch::user_has_any(&db, owner).await.unwrap().value);
         });
     }

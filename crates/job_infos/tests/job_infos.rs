@@ -9,9 +9,9 @@ use jobprep_job_infos::{
     ExperienceLevel, JobInfo, JobInfoChanges, JobInfoId, JobInfoKey, NewJobInfo, UserId,
 };
 use jobprep_questions::{NewQuestion, QuestionDifficulty, QuestionKey};
-use jobprep_testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
 use jobprep_repo::{Entity, Error};
 use jobprep_testing::backend_tests;
+use jobprep_testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
 
 fn new_job(name: &str) -> NewJobInfo {
     NewJobInfo::new(
@@ -29,7 +29,7 @@ fn job(t: &TestDb, owner: &UserId, name: &str) -> JobInfoKey {
 }
 
 fn stored(t: &TestDb, id: JobInfoId, owner: &UserId) -> JobInfo {
-    jobprep_job_infos::get(&t.db, id, owner).unwrap().value
+    jobprep_job_infos::get(&t.db, owner, id).unwrap().value
 }
 
 fn names(t: &TestDb, owner: &UserId) -> Vec<String> {
@@ -68,7 +68,7 @@ fn question_tags(key: &QuestionKey) -> Vec<String> {
 /// Two interviews and two questions under the job info.
 fn children(t: &TestDb, owner: &UserId, job: JobInfoId) -> (Vec<InterviewKey>, Vec<QuestionKey>) {
     let interviews = (0..2)
-        .map(|_| jobprep_interviews::create(&t.db, owner, &NewInterview::new(job)).unwrap())
+        .map(|_| jobprep_interviews::insert(&t.db, owner, job, &NewInterview::new()).unwrap())
         .collect();
     let questions = jobprep_questions::insert_many(
         &t.db,
@@ -126,7 +126,7 @@ backend_tests! {
     fn get_depends_on_the_id_tag_and_reports_nothing(t) {
         let owner = user(t, "user_owner");
         let key = job(t, &owner, "Backend");
-        let cached = jobprep_job_infos::get(&t.db, key.id, &owner).unwrap();
+        let cached = jobprep_job_infos::get(&t.db, &owner, key.id).unwrap();
         assert_eq!(cached.value.id, key.id);
         let tags: Vec<String> = cached.tags.iter().map(|tag| tag.to_string()).collect();
         assert_eq!(tags, [format!("id:{}:jobInfos", key.id)]);
@@ -136,10 +136,10 @@ backend_tests! {
     fn get_update_delete_of_a_missing_id_are_not_found(t) {
         let owner = user(t, "user_owner");
         let missing = JobInfoId::generate();
-        assert!(is_not_found(jobprep_job_infos::get(&t.db, missing, &owner), Entity::JobInfo));
+        assert!(is_not_found(jobprep_job_infos::get(&t.db, &owner, missing), Entity::JobInfo));
         let changes = JobInfoChanges { name: Some("x".into()), ..Default::default() };
-        assert!(is_not_found(jobprep_job_infos::update(&t.db, missing, &owner, &changes), Entity::JobInfo));
-        assert!(is_not_found(jobprep_job_infos::delete(&t.db, missing, &owner), Entity::JobInfo));
+        assert!(is_not_found(jobprep_job_infos::update(&t.db, &owner, missing, &changes), Entity::JobInfo));
+        assert!(is_not_found(jobprep_job_infos::delete(&t.db, &owner, missing), Entity::JobInfo));
         assert!(t.sink.take().is_empty());
     }
 
@@ -156,7 +156,7 @@ backend_tests! {
 
         pause();
         let changes = JobInfoChanges { description: Some("touched".into()), ..Default::default() };
-        jobprep_job_infos::update(&t.db, a.id, &owner, &changes).unwrap();
+        jobprep_job_infos::update(&t.db, &owner, a.id, &changes).unwrap();
         assert_eq!(names(t, &owner), ["a", "c", "b"]);
 
         let listed = jobprep_job_infos::list_for_user(&t.db, &owner).unwrap();
@@ -174,7 +174,7 @@ backend_tests! {
 
         pause();
         let rename = JobInfoChanges { name: Some("Platform".into()), ..Default::default() };
-        let returned = jobprep_job_infos::update(&t.db, key.id, &owner, &rename).unwrap();
+        let returned = jobprep_job_infos::update(&t.db, &owner, key.id, &rename).unwrap();
         assert_eq!(returned, key);
         assert_eq!(t.sink.take_sorted(), job_tags(&key));
         let renamed = stored(t, key.id, &owner);
@@ -187,7 +187,7 @@ backend_tests! {
 
         pause();
         let clear = JobInfoChanges { title: Some(None), ..Default::default() };
-        jobprep_job_infos::update(&t.db, key.id, &owner, &clear).unwrap();
+        jobprep_job_infos::update(&t.db, &owner, key.id, &clear).unwrap();
         let cleared = stored(t, key.id, &owner);
         assert_eq!(cleared.title, None, "Some(None) sets NULL");
         assert_eq!(cleared.name, "Platform");
@@ -199,7 +199,7 @@ backend_tests! {
             experience_level: Some(ExperienceLevel::Junior),
             description: Some("On call".into()),
         };
-        jobprep_job_infos::update(&t.db, key.id, &owner, &everything).unwrap();
+        jobprep_job_infos::update(&t.db, &owner, key.id, &everything).unwrap();
         let all = stored(t, key.id, &owner);
         assert_eq!(
             (all.title.as_deref(), all.name.as_str(), all.experience_level, all.description.as_str()),
@@ -213,7 +213,7 @@ backend_tests! {
         let key = job(t, &owner, "Backend");
         let before = stored(t, key.id, &owner);
         pause();
-        jobprep_job_infos::update(&t.db, key.id, &owner, &JobInfoChanges::default()).unwrap();
+        jobprep_job_infos::update(&t.db, &owner, key.id, &JobInfoChanges::default()).unwrap();
         let after = stored(t, key.id, &owner);
         assert!(after.updated_at > before.updated_at);
         assert_eq!(JobInfo { updated_at: before.updated_at, ..after }, before);
@@ -231,7 +231,7 @@ backend_tests! {
         let tags: Vec<String> = cached.tags.iter().map(|tag| tag.to_string()).collect();
         assert_eq!(tags, ["user:user_owner:jobInfos"]);
         assert!(!has_any(&other).value, "another user's job info does not count");
-        jobprep_job_infos::delete(&t.db, key.id, &owner).unwrap();
+        jobprep_job_infos::delete(&t.db, &owner, key.id).unwrap();
         assert!(!has_any(&owner).value);
     }
 
@@ -242,7 +242,7 @@ backend_tests! {
         let (interviews, questions) = children(t, &owner, doomed.id);
         let (kept_interviews, kept_questions) = children(t, &owner, kept.id);
 
-        let removed = jobprep_job_infos::delete(&t.db, doomed.id, &owner).unwrap();
+        let removed = jobprep_job_infos::delete(&t.db, &owner, doomed.id).unwrap();
         assert_eq!(removed.key, doomed);
         assert_eq!(
             removed.interviews.iter().cloned().collect::<HashSet<_>>(),
@@ -261,23 +261,23 @@ backend_tests! {
         expected.extend(questions.iter().flat_map(question_tags));
         assert_eq!(reported, tag_set(expected));
 
-        assert!(is_not_found(jobprep_job_infos::get(&t.db, doomed.id, &owner), Entity::JobInfo));
+        assert!(is_not_found(jobprep_job_infos::get(&t.db, &owner, doomed.id), Entity::JobInfo));
         for i in &interviews {
-            assert!(is_not_found(jobprep_interviews::get(&t.db, i.id, &owner), Entity::Interview));
+            assert!(is_not_found(jobprep_interviews::get(&t.db, &owner, i.id), Entity::Interview));
         }
         for q in &questions {
-            assert!(is_not_found(jobprep_questions::get(&t.db, q.id, &owner), Entity::Question));
+            assert!(is_not_found(jobprep_questions::get(&t.db, &owner, q.id), Entity::Question));
         }
-        assert!(jobprep_questions::list_for_job_info(&t.db, doomed.id, &owner).unwrap().value.is_empty());
+        assert!(jobprep_questions::list_for_job_info(&t.db, &owner, doomed.id).unwrap().value.is_empty());
         // The other job info keeps its children.
         assert_eq!(names(t, &owner), ["kept"]);
         for i in &kept_interviews {
-            assert!(jobprep_interviews::get(&t.db, i.id, &owner).is_ok());
+            assert!(jobprep_interviews::get(&t.db, &owner, i.id).is_ok());
         }
         assert_eq!(jobprep_questions::count_for_user(&t.db, &owner).unwrap().value, kept_questions.len() as i64);
 
         // Deleting again finds nothing and reports nothing.
-        assert!(is_not_found(jobprep_job_infos::delete(&t.db, doomed.id, &owner), Entity::JobInfo));
+        assert!(is_not_found(jobprep_job_infos::delete(&t.db, &owner, doomed.id), Entity::JobInfo));
         assert!(t.sink.take().is_empty());
     }
 
@@ -296,24 +296,24 @@ backend_tests! {
         t.sink.take();
         let before = stored(t, key.id, &owner);
 
-        assert!(is_not_found(jobprep_job_infos::get(&t.db, key.id, &stranger), Entity::JobInfo));
+        assert!(is_not_found(jobprep_job_infos::get(&t.db, &stranger, key.id), Entity::JobInfo));
         let changes = JobInfoChanges {
             title: Some(None),
             name: Some("Stolen".into()),
             experience_level: Some(ExperienceLevel::Junior),
             description: Some("Stolen".into()),
         };
-        assert!(is_not_found(jobprep_job_infos::update(&t.db, key.id, &stranger, &changes), Entity::JobInfo));
-        assert!(is_not_found(jobprep_job_infos::delete(&t.db, key.id, &stranger), Entity::JobInfo));
+        assert!(is_not_found(jobprep_job_infos::update(&t.db, &stranger, key.id, &changes), Entity::JobInfo));
+        assert!(is_not_found(jobprep_job_infos::delete(&t.db, &stranger, key.id), Entity::JobInfo));
         assert!(jobprep_job_infos::list_for_user(&t.db, &stranger).unwrap().value.is_empty());
         assert!(!jobprep_job_infos::user_has_any(&t.db, &stranger).unwrap().value);
 
         assert!(t.sink.take().is_empty(), "no tags for refused writes");
         assert_eq!(stored(t, key.id, &owner), before, "the row is unchanged");
         for i in &interviews {
-            assert!(jobprep_interviews::get(&t.db, i.id, &owner).is_ok(), "children survive");
+            assert!(jobprep_interviews::get(&t.db, &owner, i.id).is_ok(), "children survive");
         }
-        assert_eq!(jobprep_questions::list_for_job_info(&t.db, key.id, &owner).unwrap().value.len(), questions.len());
+        assert_eq!(jobprep_questions::list_for_job_info(&t.db, &owner, key.id).unwrap().value.len(), questions.len());
     }
 
     fn invalid_new_job_infos_are_refused_naming_the_field_and_write_nothing(t) {
@@ -347,7 +347,7 @@ backend_tests! {
             (JobInfoChanges { title: Some(Some("\0".into())), ..Default::default() }, "title"),
         ];
         for (changes, field) in cases {
-            assert_eq!(invalid_field(jobprep_job_infos::update(&t.db, key.id, &owner, &changes)), field, "{changes:?}");
+            assert_eq!(invalid_field(jobprep_job_infos::update(&t.db, &owner, key.id, &changes)), field, "{changes:?}");
         }
         assert_eq!(stored(t, key.id, &owner), before);
         assert!(t.sink.take().is_empty());
@@ -366,7 +366,7 @@ backend_tests! {
         assert_eq!(row.title, new.title);
 
         let changes = JobInfoChanges { name: Some(format!("renamed {tricky}")), ..Default::default() };
-        jobprep_job_infos::update(&t.db, key.id, &owner, &changes).unwrap();
+        jobprep_job_infos::update(&t.db, &owner, key.id, &changes).unwrap();
         assert_eq!(stored(t, key.id, &owner).name, format!("renamed {tricky}"));
         assert_eq!(jobprep_job_infos::list_for_user(&t.db, &owner).unwrap().value.len(), 1);
     }
@@ -378,8 +378,8 @@ backend_tests! {
         let outcome: jobprep_repo::Result<()> = t.db.transaction(|tx| {
             let inserted = jobprep_job_infos::insert(tx, &owner, &new_job("in tx"))?;
             let changes = JobInfoChanges { name: Some("changed in tx".into()), ..Default::default() };
-            jobprep_job_infos::update(tx, existing.id, &owner, &changes)?;
-            jobprep_job_infos::delete(tx, inserted.id, &owner)?;
+            jobprep_job_infos::update(tx, &owner, existing.id, &changes)?;
+            jobprep_job_infos::delete(tx, &owner, inserted.id)?;
             jobprep_job_infos::insert(tx, &owner, &new_job("also in tx"))?;
             assert_eq!(jobprep_job_infos::list_for_user(tx, &owner)?.value.len(), 2, "visible inside");
             Err(Error::Config("roll back".into()))
@@ -410,7 +410,7 @@ backend_tests! {
             let first = jobprep_job_infos::insert(tx, &owner, &new_job("first"))?;
             let second = jobprep_job_infos::insert(tx, &owner, &new_job("second"))?;
             let changes = JobInfoChanges { title: Some(Some("t".into())), ..Default::default() };
-            jobprep_job_infos::update(tx, first.id, &owner, &changes)?;
+            jobprep_job_infos::update(tx, &owner, first.id, &changes)?;
             assert!(t.sink.take().is_empty(), "nothing is reported before COMMIT");
             Ok((first, second))
         })

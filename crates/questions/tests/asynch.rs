@@ -5,9 +5,9 @@
 
 use jobprep_questions::asynch::{self, AsyncDb};
 use jobprep_questions::{NewQuestion, QuestionChanges, QuestionDifficulty, UserId};
-use jobprep_testing::block_on;
 use jobprep_repo::{job_infos, users, Error, Executor, ExperienceLevel};
 use jobprep_testing::backend_tests;
+use jobprep_testing::block_on;
 
 backend_tests! {
     fn async_use_cases_match_the_sync_ones(t) {
@@ -42,24 +42,24 @@ backend_tests! {
                 difficulty: Some(QuestionDifficulty::Easy),
                 ..Default::default()
             };
-            assert_eq!(asynch::update(&db, id, owner.clone(), changes).await.unwrap(), key);
-            let read = asynch::get(&db, id, owner.clone()).await.unwrap();
-            assert_eq!(read, jobprep_questions::get(&t.db, id, &owner).unwrap());
+            assert_eq!(asynch::update(&db, owner.clone(), id, changes).await.unwrap(), key);
+            let read = asynch::get(&db, owner.clone(), id).await.unwrap();
+            assert_eq!(read, jobprep_questions::get(&t.db, &owner, id).unwrap());
             assert_eq!(read.value.question.difficulty, QuestionDifficulty::Easy);
-            let list = asynch::list_for_job_info(&db, job.id, owner.clone()).await.unwrap();
-            assert_eq!(list, jobprep_questions::list_for_job_info(&t.db, job.id, &owner).unwrap());
+            let list = asynch::list_for_job_info(&db, owner.clone(), job.id).await.unwrap();
+            assert_eq!(list, jobprep_questions::list_for_job_info(&t.db, &owner, job.id).unwrap());
             assert_eq!(list.value.len(), 3);
 
             let blank = NewQuestion::new(" ", QuestionDifficulty::Easy);
             let err = asynch::insert(&db, owner.clone(), job.id, blank).await.unwrap_err();
             assert!(matches!(err, Error::InvalidInput { field: "text", .. }), "{err:?}");
-            let err = asynch::get(&db, id, stranger.clone()).await.unwrap_err();
+            let err = asynch::get(&db, stranger.clone(), id).await.unwrap_err();
             assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
             let other = NewQuestion::new("Sneaky?", QuestionDifficulty::Easy);
             let err = asynch::insert(&db, stranger, job.id, other).await.unwrap_err();
             assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 
-            assert_eq!(asynch::delete(&db, id, owner.clone()).await.unwrap(), key);
+            assert_eq!(asynch::delete(&db, owner.clone(), id).await.unwrap(), key);
             assert_eq!(asynch::count_for_user(&db, owner.clone()).await.unwrap().value, 2);
 
             t.sink.take();

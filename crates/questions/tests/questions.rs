@@ -8,9 +8,9 @@ use jobprep_questions::{
     JobInfoId, NewQuestion, Question, QuestionChanges, QuestionDifficulty, QuestionId, QuestionKey,
     UserId,
 };
-use jobprep_testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
 use jobprep_repo::{job_infos, Entity, Error, Executor, ExperienceLevel};
 use jobprep_testing::backend_tests;
+use jobprep_testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
 
 /// Creates a job info for `owner` (reporting no tags).
 fn job(t: &TestDb, owner: &UserId, name: &str) -> JobInfoId {
@@ -34,14 +34,14 @@ fn question(t: &TestDb, owner: &UserId, job: JobInfoId, text: &str) -> QuestionK
 }
 
 fn stored(t: &TestDb, id: QuestionId, owner: &UserId) -> Question {
-    jobprep_questions::get(&t.db, id, owner)
+    jobprep_questions::get(&t.db, owner, id)
         .unwrap()
         .value
         .question
 }
 
 fn texts(t: &TestDb, job: JobInfoId, owner: &UserId) -> Vec<String> {
-    jobprep_questions::list_for_job_info(&t.db, job, owner)
+    jobprep_questions::list_for_job_info(&t.db, owner, job)
         .unwrap()
         .value
         .into_iter()
@@ -98,7 +98,7 @@ backend_tests! {
         let owner = user(t, "user_owner");
         let j = job(t, &owner, "Backend");
         let key = question(t, &owner, j, "Why?");
-        let cached = jobprep_questions::get(&t.db, key.id, &owner).unwrap();
+        let cached = jobprep_questions::get(&t.db, &owner, key.id).unwrap();
         assert_eq!(cached.value.question.text, "Why?");
         assert_eq!(cached.value.job_info.id, j);
         assert_eq!(cached.value.job_info.user_id, owner);
@@ -134,10 +134,10 @@ backend_tests! {
 
         // An update changes updatedAt, not the order.
         pause();
-        jobprep_questions::update(&t.db, first.id, &owner, &QuestionChanges { text: Some("first, edited".into()), ..Default::default() }).unwrap();
+        jobprep_questions::update(&t.db, &owner, first.id, &QuestionChanges { text: Some("first, edited".into()), ..Default::default() }).unwrap();
         assert_eq!(texts(t, a, &owner), ["first, edited", "second", "third"]);
 
-        let cached = jobprep_questions::list_for_job_info(&t.db, a, &owner).unwrap();
+        let cached = jobprep_questions::list_for_job_info(&t.db, &owner, a).unwrap();
         assert!(cached.value.windows(2).all(|w| w[0].created_at <= w[1].created_at));
         assert_eq!(strings(&cached.tags), [format!("jobInfo:{a}:questions")]);
 
@@ -162,7 +162,7 @@ backend_tests! {
         assert_eq!(reported.len(), 1002);
         assert_eq!(reported, tag_set(keys.iter().flat_map(question_tags)));
 
-        let listed = jobprep_questions::list_for_job_info(&t.db, j, &owner).unwrap().value;
+        let listed = jobprep_questions::list_for_job_info(&t.db, &owner, j).unwrap().value;
         assert_eq!(listed.len(), 1000);
         assert!(listed.windows(2).all(|w| w[0].created_at <= w[1].created_at), "oldest createdAt first");
         let listed_texts: Vec<&str> = listed.iter().map(|q| q.text.as_str()).collect();
@@ -218,7 +218,7 @@ backend_tests! {
         let before = stored(t, key.id, &owner);
 
         pause();
-        let returned = jobprep_questions::update(&t.db, key.id, &owner, &QuestionChanges {
+        let returned = jobprep_questions::update(&t.db, &owner, key.id, &QuestionChanges {
             text: Some("Edited".into()),
             difficulty: Some(QuestionDifficulty::Easy),
         }).unwrap();
@@ -231,7 +231,7 @@ backend_tests! {
         assert!(edited.updated_at > before.updated_at, "updatedAt is refreshed");
 
         pause();
-        jobprep_questions::update(&t.db, key.id, &owner, &QuestionChanges {
+        jobprep_questions::update(&t.db, &owner, key.id, &QuestionChanges {
             difficulty: Some(QuestionDifficulty::Hard),
             ..Default::default()
         }).unwrap();
@@ -247,22 +247,22 @@ backend_tests! {
         let j = job(t, &owner, "Backend");
         let key = question(t, &owner, j, "doomed");
         question(t, &owner, j, "kept");
-        assert_eq!(jobprep_questions::delete(&t.db, key.id, &owner).unwrap(), key);
+        assert_eq!(jobprep_questions::delete(&t.db, &owner, key.id).unwrap(), key);
         assert_eq!(t.sink.take_sorted(), question_tags(&key));
-        assert!(is_not_found(jobprep_questions::get(&t.db, key.id, &owner), Entity::Question));
+        assert!(is_not_found(jobprep_questions::get(&t.db, &owner, key.id), Entity::Question));
         assert_eq!(texts(t, j, &owner), ["kept"]);
         assert_eq!(count(t, &owner), 1);
-        assert!(is_not_found(jobprep_questions::delete(&t.db, key.id, &owner), Entity::Question));
+        assert!(is_not_found(jobprep_questions::delete(&t.db, &owner, key.id), Entity::Question));
         assert!(t.sink.take().is_empty());
     }
 
     fn missing_ids_are_not_found(t) {
         let owner = user(t, "user_owner");
         let missing = QuestionId::generate();
-        assert!(is_not_found(jobprep_questions::get(&t.db, missing, &owner), Entity::Question));
+        assert!(is_not_found(jobprep_questions::get(&t.db, &owner, missing), Entity::Question));
         let changes = QuestionChanges { text: Some("x".into()), ..Default::default() };
-        assert!(is_not_found(jobprep_questions::update(&t.db, missing, &owner, &changes), Entity::Question));
-        assert!(is_not_found(jobprep_questions::delete(&t.db, missing, &owner), Entity::Question));
+        assert!(is_not_found(jobprep_questions::update(&t.db, &owner, missing, &changes), Entity::Question));
+        assert!(is_not_found(jobprep_questions::delete(&t.db, &owner, missing), Entity::Question));
         let new = NewQuestion::new("q", QuestionDifficulty::Easy);
         assert!(is_not_found(jobprep_questions::insert(&t.db, &owner, JobInfoId::generate(), &new), Entity::JobInfo));
         assert!(t.sink.take().is_empty());
@@ -280,12 +280,12 @@ backend_tests! {
         assert!(is_not_found(jobprep_questions::insert(&t.db, &stranger, j, &new), Entity::JobInfo));
         assert!(is_not_found(jobprep_questions::insert_many(&t.db, &stranger, j, &batch("Injected", 3)), Entity::JobInfo));
         assert!(is_not_found(jobprep_questions::insert_many(&t.db, &stranger, j, &[]), Entity::JobInfo));
-        assert!(is_not_found(jobprep_questions::get(&t.db, key.id, &stranger), Entity::Question));
+        assert!(is_not_found(jobprep_questions::get(&t.db, &stranger, key.id), Entity::Question));
         let changes = QuestionChanges { text: Some("Stolen".into()), difficulty: Some(QuestionDifficulty::Hard) };
-        assert!(is_not_found(jobprep_questions::update(&t.db, key.id, &stranger, &changes), Entity::Question));
-        assert!(is_not_found(jobprep_questions::delete(&t.db, key.id, &stranger), Entity::Question));
-        assert!(jobprep_questions::list_for_job_info(&t.db, j, &stranger).unwrap().value.is_empty());
-        assert!(jobprep_questions::list_for_job_info(&t.db, own_job, &stranger).unwrap().value.is_empty());
+        assert!(is_not_found(jobprep_questions::update(&t.db, &stranger, key.id, &changes), Entity::Question));
+        assert!(is_not_found(jobprep_questions::delete(&t.db, &stranger, key.id), Entity::Question));
+        assert!(jobprep_questions::list_for_job_info(&t.db, &stranger, j).unwrap().value.is_empty());
+        assert!(jobprep_questions::list_for_job_info(&t.db, &stranger, own_job).unwrap().value.is_empty());
         assert_eq!(count(t, &stranger), 0);
 
         assert!(t.sink.take().is_empty(), "no tags for refused writes");
@@ -307,7 +307,7 @@ backend_tests! {
         let before = stored(t, key.id, &owner);
         for bad in ["", " ", "\0"] {
             let changes = QuestionChanges { text: Some(bad.into()), difficulty: Some(QuestionDifficulty::Hard) };
-            assert_eq!(invalid_field(jobprep_questions::update(&t.db, key.id, &owner, &changes)), "text", "{bad:?}");
+            assert_eq!(invalid_field(jobprep_questions::update(&t.db, &owner, key.id, &changes)), "text", "{bad:?}");
         }
         assert_eq!(stored(t, key.id, &owner), before);
         assert!(t.sink.take().is_empty());
@@ -325,7 +325,7 @@ backend_tests! {
         ];
         let single = jobprep_questions::insert(&t.db, &owner, j, &NewQuestion::new(tricky[0], QuestionDifficulty::Easy)).unwrap();
         assert_eq!(stored(t, single.id, &owner).text, tricky[0]);
-        jobprep_questions::update(&t.db, single.id, &owner, &QuestionChanges { text: Some(tricky[1].into()), ..Default::default() }).unwrap();
+        jobprep_questions::update(&t.db, &owner, single.id, &QuestionChanges { text: Some(tricky[1].into()), ..Default::default() }).unwrap();
         assert_eq!(stored(t, single.id, &owner).text, tricky[1]);
 
         // The bulk insert builds its statement text itself: the values must stay bound.
@@ -345,7 +345,7 @@ backend_tests! {
         let outcome: jobprep_repo::Result<()> = t.db.transaction(|tx| {
             jobprep_questions::insert(tx, &owner, j, &NewQuestion::new("in tx", QuestionDifficulty::Easy))?;
             jobprep_questions::insert_many(tx, &owner, j, &batch("bulk in tx", 10))?;
-            jobprep_questions::update(tx, existing.id, &owner, &QuestionChanges { text: Some("changed".into()), ..Default::default() })?;
+            jobprep_questions::update(tx, &owner, existing.id, &QuestionChanges { text: Some("changed".into()), ..Default::default() })?;
             assert_eq!(jobprep_questions::count_for_user(tx, &owner)?.value, 12, "visible inside");
             Err(Error::Config("roll back".into()))
         });
@@ -376,7 +376,7 @@ backend_tests! {
         let keys = t.db.transaction(|tx| {
             let mut keys = jobprep_questions::insert_many(tx, &owner, j, &batch("q", 3))?;
             keys.push(jobprep_questions::insert(tx, &owner, j, &NewQuestion::new("one more", QuestionDifficulty::Hard))?);
-            jobprep_questions::update(tx, keys[0].id, &owner, &QuestionChanges { text: Some("edited".into()), ..Default::default() })?;
+            jobprep_questions::update(tx, &owner, keys[0].id, &QuestionChanges { text: Some("edited".into()), ..Default::default() })?;
             assert!(t.sink.take().is_empty(), "nothing is reported before COMMIT");
             Ok(keys)
         })
@@ -435,7 +435,7 @@ backend_tests! {
         assert_eq!(count(t, &owner), 2);
         let listed: BTreeSet<QuestionId> = jobs
             .iter()
-            .flat_map(|j| jobprep_questions::list_for_job_info(&t.db, *j, &owner).unwrap().value)
+            .flat_map(|j| jobprep_questions::list_for_job_info(&t.db, &owner, *j).unwrap().value)
             .map(|q| q.id)
             .collect();
         assert_eq!(listed, written.iter().map(|k| k.id).collect(), "the acknowledged rows, and only those");

@@ -35,20 +35,26 @@
 //!     })
 //!     .await?;
 //!
-//!     // A transaction: everything inside commits together, or nothing does.
+//!     // A transaction with your own error type: everything inside commits together,
+//!     // and any `Err` rolls it all back.
+//!     #[derive(Debug)]
+//!     enum Refused {
+//!         Database(Error),
+//!         ChangedMyMind,
+//!     }
+//!     impl From<Error> for Refused {
+//!         fn from(error: Error) -> Self {
+//!             Refused::Database(error)
+//!         }
+//!     }
 //!     let id = ada.clone();
-//!     let outcome: Result<(), Error> = db
-//!         .transaction(move |tx| {
-//!             tx.write(|conn, tags| {
-//!                 if let Some(removed) = users::delete(conn, &id)? {
-//!                     tags.extend(cache_rules::user_removed(&removed));
-//!                 }
-//!                 Ok(())
-//!             })?;
-//!             Err(Error::Config("changed my mind".into())) // rolls the delete back
+//!     let outcome = db
+//!         .transaction_with_error(move |tx| {
+//!             tx.write_tagged(|conn| users::delete(conn, &id), cache_rules::user_removed)?;
+//!             Err::<(), _>(Refused::ChangedMyMind) // rolls the delete back
 //!         })
 //!         .await;
-//!     assert!(outcome.is_err());
+//!     assert!(matches!(outcome, Err(Refused::ChangedMyMind)));
 //!
 //!     let user = db.run(move |db| db.read(|conn| users::get(conn, &ada))).await?;
 //!     assert_eq!(user.name, "Ada");
@@ -72,9 +78,9 @@
 //!   [`Error::Unavailable`]; an `AsyncDb` awaited outside a tokio runtime is
 //!   [`Error::Config`]. No panic reaches the caller.
 
+use crate::error::{Error, Result};
 use crate::executor::Tx;
 use crate::handle::Db;
-use crate::error::{Error, Result};
 use crate::migrations::MigrationReport;
 use crate::Backend;
 
@@ -207,4 +213,41 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
             Err(_) => "(a panic without a message)".to_owned(),
         },
     }
+}
+
+/// Defines, in a feature crate's `asynch` module, the `async fn` twin of each listed
+/// use case of the crate: the same name and arguments, `&AsyncDb` first, borrowed
+/// arguments taken owned (`user_id: &UserId` becomes `user_id: UserId`; list a slice
+/// argument as `&Vec<T>` to take a `Vec<T>`), run on the blocking pool by
+/// [`AsyncDb::run`]. One definition per use case: the twin calls it.
+///
+/// ```text
+/// jobprep_repo::async_twins! {
+///     insert(user_id: &UserId, job: &NewJobInfo) -> JobInfoKey;
+///     get(user_id: &UserId, id: JobInfoId) -> Cached<JobInfo>;
+/// }
+/// ```
+#[macro_export]
+// `crate::$name` is deliberate: the twin calls the use case of the crate that invokes
+// the macro, not one of this crate.
+#[allow(clippy::crate_in_macro_def)]
+macro_rules! async_twins {
+    ($($name:ident($($params:tt)*) -> $ret:ty;)*) => {
+        $($crate::async_twins!(@twin $name [] [] $($params)* ,; $ret);)*
+    };
+    (@twin $name:ident [$($owned:tt)*] [$($args:tt)*] $(,)? ; $ret:ty) => {
+        #[doc = concat!("[`crate::", stringify!($name), "`], awaited: it runs on the blocking pool.")]
+        pub async fn $name(
+            db: &$crate::asynch::AsyncDb,
+            $($owned)*
+        ) -> $crate::Result<$ret> {
+            db.run(move |db| crate::$name(db, $($args)*)).await
+        }
+    };
+    (@twin $name:ident [$($owned:tt)*] [$($args:tt)*] $param:ident: &$ty:ty, $($rest:tt)*) => {
+        $crate::async_twins!(@twin $name [$($owned)* $param: $ty,] [$($args)* &$param,] $($rest)*);
+    };
+    (@twin $name:ident [$($owned:tt)*] [$($args:tt)*] $param:ident: $ty:ty, $($rest:tt)*) => {
+        $crate::async_twins!(@twin $name [$($owned)* $param: $ty,] [$($args)* $param,] $($rest)*);
+    };
 }

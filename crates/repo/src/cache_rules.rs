@@ -3,11 +3,11 @@
 //! removed); reads return the tags their result depends on. Tag formats are
 //! `global:{t}`, `user:{userId}:{t}`, `jobInfo:{jobInfoId}:{t}` and `id:{id}:{t}`.
 
-use crate::tags::CacheTag;
 use crate::error::Entity;
-use crate::interviews::InterviewKey;
+use crate::interviews::{InterviewKey, InterviewWithJobInfo};
 use crate::job_infos::{JobInfoKey, RemovedJobInfo};
-use crate::questions::QuestionKey;
+use crate::questions::{QuestionKey, QuestionWithJobInfo};
+use crate::tags::CacheTag;
 use crate::types::{JobInfoId, UserId};
 use crate::users::RemovedUser;
 
@@ -62,6 +62,51 @@ pub fn questions_write(job_info_id: JobInfoId, keys: &[QuestionKey]) -> Vec<Cach
             .map(|key| CacheTag::id(key.id, Entity::Question)),
     );
     tags
+}
+
+// Reads: the tags a result depends on, for caching it.
+
+/// A user: `id:{userId}:users`.
+pub fn user_read(id: &UserId) -> Vec<CacheTag> {
+    vec![CacheTag::id(id, Entity::User)]
+}
+
+/// A job info: `id:{id}:jobInfos`.
+pub fn job_info_read(id: JobInfoId) -> Vec<CacheTag> {
+    vec![CacheTag::id(id, Entity::JobInfo)]
+}
+
+/// Anything about a user's job infos as a whole (their list, whether there is one):
+/// `user:{userId}:jobInfos`.
+pub fn job_infos_read(user_id: &UserId) -> Vec<CacheTag> {
+    vec![CacheTag::user(user_id, Entity::JobInfo)]
+}
+
+/// An interview with its job info: `id:{id}:interviews`, `id:{jobInfoId}:jobInfos`.
+pub fn interview_read(found: &InterviewWithJobInfo) -> Vec<CacheTag> {
+    vec![
+        CacheTag::id(found.interview.id, Entity::Interview),
+        CacheTag::id(found.job_info.id, Entity::JobInfo),
+    ]
+}
+
+/// A count that spans all of a user's job infos: `global:{t}`, which every write of
+/// the kind reports (there is no per-user tag for interviews or questions).
+pub fn count_read(entity: Entity) -> Vec<CacheTag> {
+    vec![CacheTag::global(entity)]
+}
+
+/// A question with its job info: `id:{id}:questions`, `id:{jobInfoId}:jobInfos`.
+pub fn question_read(found: &QuestionWithJobInfo) -> Vec<CacheTag> {
+    vec![
+        CacheTag::id(found.question.id, Entity::Question),
+        CacheTag::id(found.job_info.id, Entity::JobInfo),
+    ]
+}
+
+/// The questions of a job info: `jobInfo:{jobInfoId}:questions`.
+pub fn questions_read(job_info_id: JobInfoId) -> Vec<CacheTag> {
+    vec![CacheTag::job_info(job_info_id, Entity::Question)]
 }
 
 /// What a list of a job info's interviews depends on: the interviews under it

@@ -16,7 +16,6 @@ use diesel::Connection as _;
 use crate::config::{Backend, DatabaseUrl, DbConfig, PoolOptions};
 use crate::error::{Error, Result};
 
-
 /// A database connection of either backend. Opaque outside this crate: only the
 /// repository modules run queries on it.
 pub struct Connection {
@@ -341,4 +340,3 @@ pub(crate) fn build_pool(
         // Lazy: nothing is opened until the first query (a cold start opens one).
         .build_unchecked(manager)
 }
-

@@ -110,8 +110,9 @@ impl DatabaseUrl {
         &self.target
     }
 
-    /// Removes every spelling of this URL's secrets from `message`.
-    pub(crate) fn scrub(&self, message: &str) -> String {
+    /// Removes every spelling of this URL's secrets from `message`, such as a driver's
+    /// error text, before it is shown or logged.
+    pub fn scrub(&self, message: &str) -> String {
         let mut message = message.to_owned();
         for secret in &self.secrets {
             message = message.replace(secret.as_str(), HIDDEN);

@@ -214,7 +214,9 @@ fn classify_database_error(
         DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ReadOnlyTransaction => {
             Some(Error::unavailable_from_message(message.to_owned()))
         }
-        _ if is_transient_message(message) => Some(Error::unavailable_from_message(message.to_owned())),
+        _ if is_transient_message(message) => {
+            Some(Error::unavailable_from_message(message.to_owned()))
+        }
         _ => None,
     }
 }

@@ -7,13 +7,12 @@ use std::cell::RefCell;
 use crate::config::Backend;
 use crate::connection::Connection;
 use crate::error::{Error, Result};
-use crate::tags::CacheTag;
+use crate::tags::{CacheTag, Cached};
 
 pub(crate) mod sealed {
     pub trait Sealed {}
     impl Sealed for super::Tx<'_> {}
 }
-
 
 /// Where a repository call runs: on the [`Db`] (a pooled connection per call) or inside
 /// a caller's transaction ([`Tx`]). Every repository and use-case function takes
@@ -33,8 +32,33 @@ pub trait Executor: sealed::Sealed {
 
     /// The backend the calls run on.
     fn backend(&self) -> Backend;
-}
 
+    /// Runs a repository write and reports the tags `rule` gives for what it returned:
+    /// the shape of every write use case.
+    fn write_tagged<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T>,
+        rule: impl FnOnce(&T) -> Vec<CacheTag>,
+    ) -> Result<T> {
+        self.write(|conn, tags| {
+            let value = f(conn)?;
+            tags.extend(rule(&value));
+            Ok(value)
+        })
+    }
+
+    /// Runs a repository read and returns it with the tags `rule` gives for it: the
+    /// shape of every read use case.
+    fn read_cached<T>(
+        &self,
+        f: impl Fn(&mut Connection) -> Result<T>,
+        rule: impl FnOnce(&T) -> Vec<CacheTag>,
+    ) -> Result<Cached<T>> {
+        let value = self.read(f)?;
+        let tags = rule(&value);
+        Ok(Cached::new(value, tags))
+    }
+}
 
 /// A transaction in progress, handed to the closure of [`Db::transaction`].
 pub struct Tx<'c> {

@@ -3,7 +3,6 @@
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
-
 use crate::config::{Backend, DbConfig, PoolOptions};
 use crate::connection::Connection;
 use crate::error::{Error, Result};
@@ -263,18 +262,20 @@ impl Db {
     /// # db.migrate()?;
     /// use jobprep_repo::{cache_rules, users, Error, Executor, UserId};
     /// let alice = UserId::new("user_alice")?;
-    /// let outcome: Result<(), Error> = db.transaction(|tx| {
-    ///     let new = users::NewUser::new(alice.clone(), "Alice", "a@example.com");
-    ///     tx.write(|conn, tags| {
-    ///         let user = users::upsert(conn, &new)?;
-    ///         tags.extend(cache_rules::user_write(&user.id)); // reported only after COMMIT
-    ///         Ok(user)
-    ///     })?;
-    ///     Err(Error::Config("changed my mind".into())) // rolls the upsert back
+    /// let taken = UserId::new("user_bob")?;
+    /// let outcome = db.transaction(|tx| {
+    ///     let new = users::NewUser::new(alice.clone(), "Alice", "shared@example.com");
+    ///     // Tags are reported only after COMMIT.
+    ///     tx.write_tagged(|conn| users::upsert(conn, &new), |u| cache_rules::user_write(&u.id))?;
+    ///     let clash = users::NewUser::new(taken.clone(), "Bob", "shared@example.com");
+    ///     tx.write_tagged(|conn| users::upsert(conn, &clash), |u| cache_rules::user_write(&u.id))
     /// });
-    /// assert!(outcome.is_err());
+    /// // The second upsert broke `users_email_unique`: the first is rolled back too.
+    /// assert!(matches!(outcome, Err(Error::Conflict { .. })));
     /// let read = db.read(|conn| users::get(conn, &alice));
     /// assert!(matches!(read, Err(Error::NotFound { .. })));
+    ///
+    /// // To roll back for a reason of your own, see [`Db::transaction_with_error`].
     /// # Ok(())
     /// # }
     /// ```
@@ -460,7 +461,6 @@ impl Db {
     }
 }
 
-
 impl sealed::Sealed for Db {}
 impl sealed::Sealed for Session {}
 
@@ -526,7 +526,6 @@ impl Executor for Session {
     }
 }
 
-
 impl Executor for Db {
     fn read<T>(&self, f: impl Fn(&mut Connection) -> Result<T>) -> Result<T> {
         self.read_routed(None, f)
@@ -543,4 +542,3 @@ impl Executor for Db {
         Db::backend(self)
     }
 }
-

@@ -192,8 +192,10 @@ pub fn list_for_user(conn: &mut Connection, user_id: &UserId) -> Result<Vec<JobI
 
 /// Whether the user has any job info left.
 pub fn user_has_any(conn: &mut Connection, user_id: &UserId) -> Result<bool> {
-    Ok(on_backend!(conn, c => diesel::select(diesel::dsl::exists(owned_job_infos(user_id)))
-        .get_result(c))?)
+    Ok(
+        on_backend!(conn, c => diesel::select(diesel::dsl::exists(owned_job_infos(user_id)))
+        .get_result(c))?,
+    )
 }
 
 /// Deletes the user's job info and, by cascade, its interviews and questions.

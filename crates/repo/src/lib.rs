@@ -9,9 +9,9 @@ mod handle;
 #[cfg(feature = "tracing")]
 mod observe;
 mod pool;
+mod quota;
 mod tags;
 mod tenant;
-mod quota;
 mod types;
 mod validate;
 
@@ -26,13 +26,13 @@ pub mod users;
 #[cfg(feature = "tokio")]
 pub mod asynch;
 
-pub use tags::{CacheTag, Cached, NoopSink, RecordingSink, TagSink};
 pub use config::{default_sqlite_path, env, Backend, DatabaseUrl, DbConfig, PoolOptions};
 pub use connection::{ConnectError, Connection};
+pub use error::{ConstraintKind, Entity, Error, Result};
 pub use executor::{Executor, Tx};
 pub use handle::{Db, DbBuilder, PoolState, Session};
-pub use error::{ConstraintKind, Entity, Error, Result};
 pub use replicas::{ReplicaState, RoutingState, WalPosition};
+pub use tags::{CacheTag, Cached, NoopSink, RecordingSink, TagSink};
 pub use types::{ExperienceLevel, InterviewId, JobInfoId, QuestionDifficulty, QuestionId, UserId};
 
 /// Deserializes a field that may be absent (leave unchanged), `null` (set to NULL) or a

@@ -30,8 +30,8 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::Backend;
 use crate::connection::{BackendConnection, Connection};
-use crate::handle::Db;
 use crate::error::{Error, Result};
+use crate::handle::Db;
 
 /// The PostgreSQL migrations, embedded at build time.
 pub const POSTGRES: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");

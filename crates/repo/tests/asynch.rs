@@ -70,7 +70,7 @@ jobprep_testing::backend_tests! {
         runtime().block_on(async {
             let panicked: Result<()> = db.run(|_| panic!("boom")).await;
             match panicked {
-                Err(Error::Unavailable { reason }) => assert!(reason.contains("boom"), "{reason}"),
+                Err(Error::Unavailable { reason, .. }) => assert!(reason.contains("boom"), "{reason}"),
                 other => panic!("expected Unavailable, got {other:?}"),
             }
             // A panic in the middle of a transaction: its connection is dropped,

@@ -4,8 +4,8 @@
 
 use std::time::{Duration, Instant};
 
-use jobprep_testing::{postgres_admin_url, TestDb};
 use jobprep_repo::{users, Backend, Db, Error, Executor, UserId};
+use jobprep_testing::{postgres_admin_url, TestDb};
 
 /// Far longer than any answer should take: an error that waited for the pool's timeout
 /// shows as a wait of this length.

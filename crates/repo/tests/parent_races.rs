@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use jobprep_interviews::NewInterview;
 use jobprep_job_infos::{ExperienceLevel, JobInfoId, NewJobInfo};
 use jobprep_questions::{NewQuestion, QuestionDifficulty};
-use jobprep_testing::user;
 use jobprep_repo::{Db, Entity, Error, Executor, Result, UserId};
 use jobprep_testing::backend_tests;
+use jobprep_testing::user;
 
 /// Rounds per race, and a bound on the time they may take together.
 const ROUNDS: usize = 150;
@@ -37,7 +37,7 @@ fn race(db: &Db, owner: &UserId, write: fn(&Db, &UserId, JobInfoId) -> Result<()
             let (db, owner, barrier) = (db.clone(), owner.clone(), barrier.clone());
             std::thread::spawn(move || {
                 barrier.wait();
-                jobprep_job_infos::delete(&db, job.id, &owner)
+                jobprep_job_infos::delete(&db, &owner, job.id)
             })
         };
         barrier.wait();
@@ -64,7 +64,7 @@ fn insert_questions(db: &Db, owner: &UserId, job: JobInfoId) -> Result<()> {
 }
 
 fn create_interview(db: &Db, owner: &UserId, job: JobInfoId) -> Result<()> {
-    jobprep_interviews::create(db, owner, &NewInterview::new(job)).map(drop)
+    jobprep_interviews::insert(db, owner, job, &NewInterview::new()).map(drop)
 }
 
 backend_tests! {
@@ -93,12 +93,12 @@ backend_tests! {
         .unwrap();
         let gone = JobInfoId::generate();
         let written = t.db.transaction(|tx| {
-            let missing = jobprep_interviews::create(tx, &owner, &NewInterview::new(gone));
+            let missing = jobprep_interviews::insert(tx, &owner, gone, &NewInterview::new());
             assert!(matches!(missing, Err(Error::NotFound { entity: Entity::JobInfo })), "{missing:?}");
             jobprep_questions::insert(tx, &owner, job.id, &NewQuestion::new("Still here?", QuestionDifficulty::Hard))
         });
         written.unwrap();
-        let listed = t.db.read(|c| jobprep_repo::questions::list_for_job_info(c, job.id, &owner)).unwrap();
+        let listed = t.db.read(|c| jobprep_repo::questions::list_for_job_info(c, &owner, job.id)).unwrap();
         assert_eq!(listed.len(), 1);
     }
 }

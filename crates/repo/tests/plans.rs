@@ -10,8 +10,8 @@ mod logs;
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
-use jobprep_testing::TestDb;
 use jobprep_repo::{interviews, job_infos, questions, Backend, Db, Executor, JobInfoId, UserId};
+use jobprep_testing::TestDb;
 use logs::logs_of;
 
 /// The SQL of the statements `f` runs, in order.
@@ -70,9 +70,9 @@ fn postgres_user_scoped_lists_and_counts_use_indexes_at_100k_job_infos() {
         db.read(|c| job_infos::user_has_any(c, &user)).unwrap();
         db.read(|c| interviews::count_for_user(c, &user)).unwrap();
         db.read(|c| questions::count_for_user(c, &user)).unwrap();
-        db.read(|c| interviews::list_for_job_info(c, job, &user))
+        db.read(|c| interviews::list_for_job_info(c, &user, job))
             .unwrap();
-        db.read(|c| questions::list_for_job_info(c, job, &user))
+        db.read(|c| questions::list_for_job_info(c, &user, job))
             .unwrap();
     });
     assert_eq!(reads.len(), 6, "{reads:#?}");

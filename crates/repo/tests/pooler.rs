@@ -97,10 +97,8 @@ impl Scratch {
     /// Migrations refuse to run through a transaction-mode pooler; as users are told,
     /// they run on the server directly.
     fn migrate_directly(&self) {
-        let direct = jobprep_testing::database_url(
-            &jobprep_testing::postgres_admin_url(),
-            &self.name,
-        );
+        let direct =
+            jobprep_testing::database_url(&jobprep_testing::postgres_admin_url(), &self.name);
         Db::connect(&direct).unwrap().migrate().unwrap();
     }
 }
@@ -216,7 +214,7 @@ fn mixed_load(db: &Db, run: &str, t: usize) -> Expected {
                     name: Some(name.clone()),
                     ..Default::default()
                 };
-                match db.write(|c, _| job_infos::update(c, id, &owner, &changes)) {
+                match db.write(|c, _| job_infos::update(c, &owner, id, &changes)) {
                     Ok(key) if key.id == id => {
                         e.jobs.insert(id, (owner, name));
                         Ok(())
@@ -234,7 +232,7 @@ fn mixed_load(db: &Db, run: &str, t: usize) -> Expected {
                     .filter(|(_, (o, _))| *o == owner)
                     .map(|(id, (_, n))| (*id, n.clone()))
                     .collect();
-                let got = db.read(|c| job_infos::get(c, id, &owner)).and_then(|one| {
+                let got = db.read(|c| job_infos::get(c, &owner, id)).and_then(|one| {
                     let all = db.read(|c| job_infos::list_for_user(c, &owner))?;
                     let user = db.read(|c| users::get(c, &owner))?;
                     Ok((one, all, user))
@@ -275,7 +273,7 @@ fn mixed_load(db: &Db, run: &str, t: usize) -> Expected {
                         name: Some(renamed.clone()),
                         ..Default::default()
                     };
-                    tx.write(|c, _| job_infos::update(c, keys[0].id, &id, &changes))?;
+                    tx.write(|c, _| job_infos::update(c, &id, keys[0].id, &changes))?;
                     // Read back inside the transaction: same server connection.
                     let seen = tx.read(|c| job_infos::list_for_user(c, &id))?;
                     Ok((keys, seen.len()))

@@ -23,9 +23,9 @@ use std::time::{Duration, Instant};
 use jobprep_interviews::{Interview, InterviewChanges, InterviewId, NewInterview};
 use jobprep_job_infos::{ExperienceLevel, JobInfo, JobInfoChanges, JobInfoId, NewJobInfo};
 use jobprep_questions::{NewQuestion, Question, QuestionChanges, QuestionDifficulty, QuestionId};
-use jobprep_testing::TestDb;
 use jobprep_repo::{users, Backend, Db, DbConfig, Entity, Error, Executor, Result, UserId};
 use jobprep_testing::backend_tests;
+use jobprep_testing::TestDb;
 use jobprep_users::NewUser;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
@@ -186,7 +186,7 @@ backend_tests! {
         assert_eq!(jobs.iter().map(|j| j.id).collect::<Vec<_>>(), vec![held.id]);
         assert_eq!(jobs[0].name, "Held", "the refused writes wrote nothing");
         let later = jobprep_job_infos::insert(&db, &owner, &new_job("Later")).unwrap();
-        assert_eq!(jobprep_job_infos::get(&db, later.id, &owner).unwrap().value.name, "Later");
+        assert_eq!(jobprep_job_infos::get(&db, &owner, later.id).unwrap().value.name, "Later");
         assert!(db.pool_state().connections <= 2, "{:?}", db.pool_state());
     }
 
@@ -285,7 +285,7 @@ backend_tests! {
         const ROUNDS: usize = 12;
         let owner = user(&t.db, "user_interviewer");
         let job = jobprep_job_infos::insert(&t.db, &owner, &new_job("Contended")).unwrap();
-        let interview = jobprep_interviews::create(&t.db, &owner, &NewInterview::new(job.id)).unwrap();
+        let interview = jobprep_interviews::insert(&t.db, &owner, job.id, &NewInterview::new()).unwrap();
         let barrier = Arc::new(Barrier::new(THREADS));
         let handles: Vec<_> = (0..THREADS)
             .map(|thread| {
@@ -300,18 +300,18 @@ backend_tests! {
                         // Odd threads split their write in two statements in one
                         // transaction: a torn row would show if isolation failed.
                         let result = if thread % 2 == 0 {
-                            jobprep_interviews::update(&db, interview.id, &owner, &InterviewChanges {
+                            jobprep_interviews::update(&db, &owner, interview.id, &InterviewChanges {
                                 duration: Some(duration),
                                 hume_chat_id: Some(Some(chat)),
                                 feedback: Some(Some(feedback)),
                             })
                         } else {
                             db.transaction(|tx| {
-                                jobprep_interviews::update(tx, interview.id, &owner, &InterviewChanges {
+                                jobprep_interviews::update(tx, &owner, interview.id, &InterviewChanges {
                                     duration: Some(duration),
                                     ..Default::default()
                                 })?;
-                                jobprep_interviews::update(tx, interview.id, &owner, &InterviewChanges {
+                                jobprep_interviews::update(tx, &owner, interview.id, &InterviewChanges {
                                     hume_chat_id: Some(Some(chat)),
                                     feedback: Some(Some(feedback)),
                                     ..Default::default()
@@ -332,7 +332,7 @@ backend_tests! {
             .collect();
         assert!(errors.is_empty(), "{errors:#?}");
 
-        let row = jobprep_interviews::get(&t.db, interview.id, &owner).unwrap().value.interview;
+        let row = jobprep_interviews::get(&t.db, &owner, interview.id).unwrap().value.interview;
         let from_chat = writer_of(row.hume_chat_id.as_deref().unwrap(), "chat ");
         let from_feedback = writer_of(row.feedback.as_deref().unwrap(), "feedback ");
         let (hours, minutes) = row.duration.split_once(':').unwrap();
@@ -369,9 +369,9 @@ backend_tests! {
                             jobprep_questions::insert_many(&db, &owner, job.id, &batch)
                         } else {
                             db.transaction(|tx| {
-                                let before = jobprep_questions::list_for_job_info(tx, job.id, &owner)?.value.len();
+                                let before = jobprep_questions::list_for_job_info(tx, &owner, job.id)?.value.len();
                                 let keys = jobprep_questions::insert_many(tx, &owner, job.id, &batch)?;
-                                let after = jobprep_questions::list_for_job_info(tx, job.id, &owner)?.value.len();
+                                let after = jobprep_questions::list_for_job_info(tx, &owner, job.id)?.value.len();
                                 // SQLite's writers are serialized (BEGIN IMMEDIATE): nobody
                                 // else adds rows meanwhile. PostgreSQL's READ COMMITTED
                                 // shows each statement the rows committed so far: never
@@ -414,7 +414,7 @@ backend_tests! {
         assert_eq!(acknowledged.len(), expected, "ids are unique");
 
         let stored: BTreeMap<QuestionId, String> =
-            jobprep_questions::list_for_job_info(&t.db, job.id, &owner)
+            jobprep_questions::list_for_job_info(&t.db, &owner, job.id)
                 .unwrap()
                 .value
                 .into_iter()
@@ -425,7 +425,7 @@ backend_tests! {
             jobprep_questions::count_for_user(&t.db, &owner).unwrap().value,
             i64::try_from(expected).unwrap()
         );
-        assert!(jobprep_questions::list_for_job_info(&t.db, other_job.id, &owner).unwrap().value.is_empty());
+        assert!(jobprep_questions::list_for_job_info(&t.db, &owner, other_job.id).unwrap().value.is_empty());
     }
 }
 
@@ -711,8 +711,7 @@ proptest! {
 
     #[test]
     fn interview_validation_names_the_bad_field(duration in durations(), text in any_text(), which in 0..3usize) {
-        let job = JobInfoId::generate();
-        let mut form = NewInterview::new(job);
+        let mut form = NewInterview::new();
         let mut changes = InterviewChanges::default();
         let (field, ok) = match which {
             0 => {
@@ -874,9 +873,9 @@ backend_tests! {
 
             // Job infos: insert, update, list.
             let job = jobprep_job_infos::insert(&t.db, &id, &NewJobInfo::new(a.clone(), ExperienceLevel::Junior, c.clone()).with_title(b.clone())).unwrap();
-            let row = jobprep_job_infos::get(&t.db, job.id, &id).unwrap().value;
+            let row = jobprep_job_infos::get(&t.db, &id, job.id).unwrap().value;
             prop_assert_eq!((row.name.as_str(), row.title.as_deref(), row.description.as_str()), (a.as_str(), Some(b.as_str()), c.as_str()));
-            jobprep_job_infos::update(&t.db, job.id, &id, &JobInfoChanges {
+            jobprep_job_infos::update(&t.db, &id, job.id, &JobInfoChanges {
                 name: Some(c.clone()),
                 title: Some(Some(a.clone())),
                 description: Some(b.clone()),
@@ -887,20 +886,19 @@ backend_tests! {
             prop_assert_eq!((listed[0].name.as_str(), listed[0].title.as_deref(), listed[0].description.as_str()), (c.as_str(), Some(a.as_str()), b.as_str()));
 
             // Interviews: chat id on create, feedback on update.
-            let interview = jobprep_interviews::create(&t.db, &id, &NewInterview {
-                job_info_id: job.id,
+            let interview = jobprep_interviews::insert(&t.db, &id, job.id, &NewInterview {
                 duration: "00:01:02".into(),
                 hume_chat_id: Some(b.clone()),
             }).unwrap();
-            jobprep_interviews::update(&t.db, interview.id, &id, &InterviewChanges {
+            jobprep_interviews::update(&t.db, &id, interview.id, &InterviewChanges {
                 feedback: Some(Some(c.clone())),
                 ..Default::default()
             }).unwrap();
-            let got = jobprep_interviews::get(&t.db, interview.id, &id).unwrap().value;
+            let got = jobprep_interviews::get(&t.db, &id, interview.id).unwrap().value;
             prop_assert_eq!(got.interview.hume_chat_id.as_deref(), Some(b.as_str()));
             prop_assert_eq!(got.interview.feedback.as_deref(), Some(c.as_str()));
             prop_assert_eq!(got.job_info.title.as_deref(), Some(a.as_str()));
-            let listed = jobprep_interviews::list_for_job_info(&t.db, job.id, &id).unwrap().value;
+            let listed = jobprep_interviews::list_for_job_info(&t.db, &id, job.id).unwrap().value;
             prop_assert_eq!(listed.len(), 1);
             prop_assert_eq!(&listed[0], &got.interview);
 
@@ -910,12 +908,12 @@ backend_tests! {
                 NewQuestion::new(b.clone(), QuestionDifficulty::Easy),
                 NewQuestion::new(c.clone(), QuestionDifficulty::Medium),
             ]).unwrap();
-            let texts: BTreeMap<QuestionId, String> = jobprep_questions::list_for_job_info(&t.db, job.id, &id)
+            let texts: BTreeMap<QuestionId, String> = jobprep_questions::list_for_job_info(&t.db, &id, job.id)
                 .unwrap().value.into_iter().map(|q| (q.id, q.text)).collect();
             let expected: BTreeMap<QuestionId, String> = [(single.id, a.clone()), (bulk[0].id, b.clone()), (bulk[1].id, c.clone())].into_iter().collect();
             prop_assert_eq!(texts, expected);
-            jobprep_questions::update(&t.db, bulk[0].id, &id, &QuestionChanges { text: Some(c.clone()), difficulty: None }).unwrap();
-            prop_assert_eq!(jobprep_questions::get(&t.db, bulk[0].id, &id).unwrap().value.question.text, c.clone());
+            jobprep_questions::update(&t.db, &id, bulk[0].id, &QuestionChanges { text: Some(c.clone()), difficulty: None }).unwrap();
+            prop_assert_eq!(jobprep_questions::get(&t.db, &id, bulk[0].id).unwrap().value.question.text, c.clone());
             Ok(())
         }).unwrap();
     }
@@ -933,9 +931,9 @@ backend_tests! {
                     let result = jobprep_job_infos::insert(&t.db, &owner, &form);
                     prop_assert_eq!(invalid_field(&result), (!required_ok(&text, usize::MAX)).then_some("title"));
                     if let Ok(key) = result {
-                        let row = jobprep_job_infos::get(&t.db, key.id, &owner).unwrap().value;
+                        let row = jobprep_job_infos::get(&t.db, &owner, key.id).unwrap().value;
                         prop_assert_eq!(row.title.as_deref(), Some(text.as_str()));
-                        jobprep_job_infos::delete(&t.db, key.id, &owner).unwrap();
+                        jobprep_job_infos::delete(&t.db, &owner, key.id).unwrap();
                     }
                 }
                 1 => {
@@ -947,21 +945,21 @@ backend_tests! {
                     let result = jobprep_questions::insert_many(&t.db, &owner, job.id, &batch);
                     prop_assert_eq!(invalid_field(&result), (!required_ok(&text, usize::MAX)).then_some("text"));
                     if let Ok(keys) = result {
-                        let row = jobprep_questions::get(&t.db, keys[1].id, &owner).unwrap().value;
+                        let row = jobprep_questions::get(&t.db, &owner, keys[1].id).unwrap().value;
                         prop_assert_eq!(row.question.text, text.clone());
                         for key in keys {
-                            jobprep_questions::delete(&t.db, key.id, &owner).unwrap();
+                            jobprep_questions::delete(&t.db, &owner, key.id).unwrap();
                         }
                     }
                 }
                 2 => {
-                    let form = NewInterview { job_info_id: job.id, duration: duration.clone(), hume_chat_id: None };
-                    let result = jobprep_interviews::create(&t.db, &owner, &form);
+                    let form = NewInterview { duration: duration.clone(), hume_chat_id: None };
+                    let result = jobprep_interviews::insert(&t.db, &owner, job.id, &form);
                     prop_assert_eq!(invalid_field(&result), (!duration_ok(&duration)).then_some("duration"));
                     if let Ok(key) = result {
-                        let row = jobprep_interviews::get(&t.db, key.id, &owner).unwrap().value;
+                        let row = jobprep_interviews::get(&t.db, &owner, key.id).unwrap().value;
                         prop_assert_eq!(row.interview.duration, duration.clone());
-                        jobprep_interviews::delete(&t.db, key.id, &owner).unwrap();
+                        jobprep_interviews::delete(&t.db, &owner, key.id).unwrap();
                     }
                 }
                 _ => {
@@ -991,9 +989,9 @@ backend_tests! {
         let owner = user(&t.db, "user_long");
         let long: String = "é'; -- /* 😀 \\ ".chars().cycle().take(500_000).collect();
         let job = jobprep_job_infos::insert(&t.db, &owner, &NewJobInfo::new("Long", ExperienceLevel::MidLevel, long.clone())).unwrap();
-        assert_eq!(jobprep_job_infos::get(&t.db, job.id, &owner).unwrap().value.description, long);
+        assert_eq!(jobprep_job_infos::get(&t.db, &owner, job.id).unwrap().value.description, long);
         let keys = jobprep_questions::insert_many(&t.db, &owner, job.id, &[NewQuestion::new(long.clone(), QuestionDifficulty::Hard)]).unwrap();
-        assert_eq!(jobprep_questions::get(&t.db, keys[0].id, &owner).unwrap().value.question.text, long);
+        assert_eq!(jobprep_questions::get(&t.db, &owner, keys[0].id).unwrap().value.question.text, long);
         // The user columns are varchar(255) on PostgreSQL: 255 characters fit, even wide ones.
         let wide: String = "😀".repeat(255);
         let id = UserId::new(wide.clone()).unwrap();
@@ -1238,9 +1236,9 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                 };
                 let owner = model.jobs.get(&target).map(|j| j.owner);
                 let before =
-                    owner.map(|o| jobprep_job_infos::get(db, target, &users[o]).unwrap().value);
+                    owner.map(|o| jobprep_job_infos::get(db, &users[o], target).unwrap().value);
                 let result = on_executor!(db, in_tx, |ex| jobprep_job_infos::update(
-                    ex, target, actor, &changes
+                    ex, actor, target, &changes
                 ));
                 if owner == Some(a) {
                     let key = result.unwrap();
@@ -1262,7 +1260,7 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                 } else {
                     assert_not_found(result, Entity::JobInfo, &ctx);
                     if let (Some(o), Some(before)) = (owner, before) {
-                        let after = jobprep_job_infos::get(db, target, &users[o]).unwrap().value;
+                        let after = jobprep_job_infos::get(db, &users[o], target).unwrap().value;
                         assert_eq!(
                             after, before,
                             "{ctx}: another user's update changed the row"
@@ -1276,14 +1274,14 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                 let owner = model.jobs.get(&target).map(|j| j.owner);
                 let before = owner.map(|o| {
                     (
-                        jobprep_job_infos::get(db, target, &users[o]).unwrap().value,
-                        jobprep_questions::list_for_job_info(db, target, &users[o])
+                        jobprep_job_infos::get(db, &users[o], target).unwrap().value,
+                        jobprep_questions::list_for_job_info(db, &users[o], target)
                             .unwrap()
                             .value,
                     )
                 });
                 let result =
-                    on_executor!(db, in_tx, |ex| jobprep_job_infos::delete(ex, target, actor));
+                    on_executor!(db, in_tx, |ex| jobprep_job_infos::delete(ex, actor, target));
                 if owner == Some(a) {
                     let removed = result.unwrap();
                     assert_eq!(
@@ -1298,7 +1296,7 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                     assert_eq!(questions, model.questions_under(&jobs), "{ctx}");
                     model.remove_job(target);
                     assert_not_found(
-                        jobprep_job_infos::get(db, target, actor),
+                        jobprep_job_infos::get(db, actor, target),
                         Entity::JobInfo,
                         &ctx,
                     );
@@ -1307,8 +1305,8 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                     assert_not_found(result, Entity::JobInfo, &ctx);
                     if let (Some(o), Some(before)) = (owner, before) {
                         let after = (
-                            jobprep_job_infos::get(db, target, &users[o]).unwrap().value,
-                            jobprep_questions::list_for_job_info(db, target, &users[o])
+                            jobprep_job_infos::get(db, &users[o], target).unwrap().value,
+                            jobprep_questions::list_for_job_info(db, &users[o], target)
                                 .unwrap()
                                 .value,
                         );
@@ -1323,7 +1321,7 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
             4 => {
                 let target = job_target(&mut rng, &model);
                 let result =
-                    on_executor!(db, in_tx, |ex| jobprep_job_infos::get(ex, target, actor));
+                    on_executor!(db, in_tx, |ex| jobprep_job_infos::get(ex, actor, target));
                 match model.jobs.get(&target) {
                     Some(job) if job.owner == a => {
                         let row = result.unwrap().value;
@@ -1358,7 +1356,6 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
             6 | 7 => {
                 let target = job_target(&mut rng, &model);
                 let form = NewInterview {
-                    job_info_id: target,
                     duration: format!(
                         "{:02}:{:02}:{:02}",
                         rng.below(100),
@@ -1368,8 +1365,9 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                     hume_chat_id: rng.percent(60).then(|| rng.text("chat")),
                 };
                 let owner = model.jobs.get(&target).map(|j| j.owner);
-                let result =
-                    on_executor!(db, in_tx, |ex| jobprep_interviews::create(ex, actor, &form));
+                let result = on_executor!(db, in_tx, |ex| jobprep_interviews::insert(
+                    ex, actor, target, &form
+                ));
                 if owner == Some(a) {
                     let key = result.unwrap();
                     assert_eq!(key.job_info_id, target, "{ctx}");
@@ -1417,12 +1415,12 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                 };
                 let owner = model.interview_owner(target);
                 let before = owner.map(|o| {
-                    jobprep_interviews::get(db, target, &users[o])
+                    jobprep_interviews::get(db, &users[o], target)
                         .unwrap()
                         .value
                 });
                 let result = on_executor!(db, in_tx, |ex| jobprep_interviews::update(
-                    ex, target, actor, &changes
+                    ex, actor, target, &changes
                 ));
                 if owner == Some(a) {
                     let key = result.unwrap();
@@ -1441,7 +1439,7 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                 } else {
                     assert_not_found(result, Entity::Interview, &ctx);
                     if let (Some(o), Some(before)) = (owner, before) {
-                        let after = jobprep_interviews::get(db, target, &users[o])
+                        let after = jobprep_interviews::get(db, &users[o], target)
                             .unwrap()
                             .value;
                         assert_eq!(
@@ -1461,12 +1459,12 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                 );
                 let owner = model.interview_owner(target);
                 let before = owner.map(|o| {
-                    jobprep_interviews::get(db, target, &users[o])
+                    jobprep_interviews::get(db, &users[o], target)
                         .unwrap()
                         .value
                 });
                 let result = on_executor!(db, in_tx, |ex| jobprep_interviews::delete(
-                    ex, target, actor
+                    ex, actor, target
                 ));
                 if owner == Some(a) {
                     assert_eq!(result.unwrap().id, target, "{ctx}");
@@ -1476,7 +1474,7 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                 } else {
                     assert_not_found(result, Entity::Interview, &ctx);
                     if let (Some(o), Some(before)) = (owner, before) {
-                        let after = jobprep_interviews::get(db, target, &users[o])
+                        let after = jobprep_interviews::get(db, &users[o], target)
                             .unwrap()
                             .value;
                         assert_eq!(
@@ -1495,7 +1493,7 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                     InterviewId::generate,
                 );
                 let result =
-                    on_executor!(db, in_tx, |ex| jobprep_interviews::get(ex, target, actor));
+                    on_executor!(db, in_tx, |ex| jobprep_interviews::get(ex, actor, target));
                 match model.interview_owner(target) {
                     Some(o) if o == a => {
                         let got = result.unwrap().value;
@@ -1519,7 +1517,7 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
             11 => {
                 let target = job_target(&mut rng, &model);
                 let rows = on_executor!(db, in_tx, |ex| jobprep_interviews::list_for_job_info(
-                    ex, target, actor
+                    ex, actor, target
                 ))
                 .unwrap()
                 .value;
@@ -1616,9 +1614,9 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                 };
                 let owner = model.question_owner(target);
                 let before =
-                    owner.map(|o| jobprep_questions::get(db, target, &users[o]).unwrap().value);
+                    owner.map(|o| jobprep_questions::get(db, &users[o], target).unwrap().value);
                 let result = on_executor!(db, in_tx, |ex| jobprep_questions::update(
-                    ex, target, actor, &changes
+                    ex, actor, target, &changes
                 ));
                 if owner == Some(a) {
                     assert_eq!(result.unwrap().id, target, "{ctx}");
@@ -1633,7 +1631,7 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                 } else {
                     assert_not_found(result, Entity::Question, &ctx);
                     if let (Some(o), Some(before)) = (owner, before) {
-                        let after = jobprep_questions::get(db, target, &users[o]).unwrap().value;
+                        let after = jobprep_questions::get(db, &users[o], target).unwrap().value;
                         assert_eq!(
                             after, before,
                             "{ctx}: another user's update changed the question"
@@ -1651,9 +1649,9 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                 );
                 let owner = model.question_owner(target);
                 let before =
-                    owner.map(|o| jobprep_questions::get(db, target, &users[o]).unwrap().value);
+                    owner.map(|o| jobprep_questions::get(db, &users[o], target).unwrap().value);
                 let result =
-                    on_executor!(db, in_tx, |ex| jobprep_questions::delete(ex, target, actor));
+                    on_executor!(db, in_tx, |ex| jobprep_questions::delete(ex, actor, target));
                 if owner == Some(a) {
                     assert_eq!(result.unwrap().id, target, "{ctx}");
                     model.questions.remove(&target);
@@ -1662,7 +1660,7 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                 } else {
                     assert_not_found(result, Entity::Question, &ctx);
                     if let (Some(o), Some(before)) = (owner, before) {
-                        let after = jobprep_questions::get(db, target, &users[o]).unwrap().value;
+                        let after = jobprep_questions::get(db, &users[o], target).unwrap().value;
                         assert_eq!(
                             after, before,
                             "{ctx}: another user's delete touched the question"
@@ -1679,7 +1677,7 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
                     QuestionId::generate,
                 );
                 let result =
-                    on_executor!(db, in_tx, |ex| jobprep_questions::get(ex, target, actor));
+                    on_executor!(db, in_tx, |ex| jobprep_questions::get(ex, actor, target));
                 match model.question_owner(target) {
                     Some(o) if o == a => {
                         let got = result.unwrap().value;
@@ -1703,7 +1701,7 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
             _ => {
                 let target = job_target(&mut rng, &model);
                 let rows = on_executor!(db, in_tx, |ex| jobprep_questions::list_for_job_info(
-                    ex, target, actor
+                    ex, actor, target
                 ))
                 .unwrap()
                 .value;
@@ -1739,14 +1737,14 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
     // At the end the database equals the model: every row reads back as modelled, and
     // deleting each user removes exactly the rows the model gives them.
     for (id, job) in &model.jobs {
-        let row = jobprep_job_infos::get(db, *id, &users[job.owner])
+        let row = jobprep_job_infos::get(db, &users[job.owner], *id)
             .unwrap()
             .value;
         assert!(job_matches(&row, job, &users), "final {row:?} vs {job:?}");
     }
     for (id, interview) in &model.interviews {
         let owner = &users[model.jobs[&interview.job].owner];
-        let row = jobprep_interviews::get(db, *id, owner)
+        let row = jobprep_interviews::get(db, owner, *id)
             .unwrap()
             .value
             .interview;
@@ -1757,7 +1755,7 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
     }
     for (id, question) in &model.questions {
         let owner = &users[model.jobs[&question.job].owner];
-        let row = jobprep_questions::get(db, *id, owner)
+        let row = jobprep_questions::get(db, owner, *id)
             .unwrap()
             .value
             .question;
@@ -1767,9 +1765,7 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
         );
     }
     for (n, id) in users.iter().enumerate() {
-        let removed = jobprep_users::delete(db, id)
-            .unwrap()
-            .expect("the user exists");
+        let removed = jobprep_users::delete(db, id).expect("the user exists");
         let jobs = model.jobs_of(n);
         let removed_jobs: BTreeSet<_> = removed.job_infos.iter().map(|k| k.id).collect();
         let removed_interviews: BTreeSet<_> = removed.interviews.iter().map(|k| k.id).collect();
@@ -1835,24 +1831,24 @@ fn traffic(url: String, stop: Arc<AtomicBool>, done: Arc<AtomicUsize>) -> JoinHa
                     ],
                 )?;
                 let interview =
-                    jobprep_interviews::create(&db, &owner, &NewInterview::new(job.id))?;
+                    jobprep_interviews::insert(&db, &owner, job.id, &NewInterview::new())?;
                 jobprep_interviews::update(
                     &db,
-                    interview.id,
                     &owner,
+                    interview.id,
                     &InterviewChanges {
                         hume_chat_id: Some(Some(format!("chat {n}"))),
                         ..Default::default()
                     },
                 )?;
-                let listed = jobprep_questions::list_for_job_info(&db, job.id, &owner)?.value;
+                let listed = jobprep_questions::list_for_job_info(&db, &owner, job.id)?.value;
                 if listed.len() != 2 {
                     return Err(Error::Config(format!("listed {} questions", listed.len())));
                 }
                 jobprep_job_infos::list_for_user(&db, &owner)?;
-                jobprep_interviews::list_for_job_info(&db, job.id, &owner)?;
+                jobprep_interviews::list_for_job_info(&db, &owner, job.id)?;
                 if n % 3 == 0 {
-                    jobprep_job_infos::delete(&db, job.id, &owner)?;
+                    jobprep_job_infos::delete(&db, &owner, job.id)?;
                 }
                 Ok(())
             })();

@@ -8,10 +8,10 @@ use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 use diesel::{Expression, Table};
-use jobprep_testing::TestDb;
 use jobprep_repo::Backend;
-use jobprep_testing::backend_tests;
 use jobprep_schema::{interviews, job_info, questions, users};
+use jobprep_testing::backend_tests;
+use jobprep_testing::TestDb;
 
 /// (column, database type, nullable) as the `table!` definition declares them.
 fn declared<T>(table: T) -> Vec<(String, &'static str, bool)>

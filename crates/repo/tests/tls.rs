@@ -3,8 +3,8 @@
 
 use diesel::prelude::*;
 use diesel::sql_types::BigInt;
-use jobprep_testing::{postgres_admin_url, TestDb};
 use jobprep_repo::{users, Backend, Db, Error, Executor, UserId};
+use jobprep_testing::{postgres_admin_url, TestDb};
 
 #[derive(QueryableByName)]
 struct Count {

@@ -342,7 +342,10 @@ mod fixtures {
     }
 
     /// Whether `result` is `NotFound` for `entity`.
-    pub fn is_not_found<T: std::fmt::Debug>(result: jobprep_repo::Result<T>, entity: Entity) -> bool {
+    pub fn is_not_found<T: std::fmt::Debug>(
+        result: jobprep_repo::Result<T>,
+        entity: Entity,
+    ) -> bool {
         matches!(result, Err(Error::NotFound { entity: e }) if e == entity)
     }
 
@@ -364,7 +367,6 @@ pub use fixtures::{invalid_field, is_not_found, pause, tag_set, user};
 
 /// Runs `future` to completion on a fresh single-threaded runtime, for tests of the
 /// async facade (feature `tokio`) written as plain `#[test]`s.
-#[cfg(feature = "tokio")]
 pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -3,21 +3,12 @@
 //! (see [`jobprep_repo::asynch`]); cache tags and errors are the same.
 
 pub use jobprep_repo::asynch::AsyncDb;
-use jobprep_repo::{Cached, Result};
+use jobprep_repo::Cached;
 
 use crate::{NewUser, RemovedUser, User, UserId};
 
-/// [`crate::upsert`] on the blocking pool.
-pub async fn upsert(db: &AsyncDb, user: NewUser) -> Result<User> {
-    db.run(move |db| crate::upsert(db, &user)).await
-}
-
-/// [`crate::get`] on the blocking pool.
-pub async fn get(db: &AsyncDb, id: UserId) -> Result<Cached<User>> {
-    db.run(move |db| crate::get(db, &id)).await
-}
-
-/// [`crate::delete`] on the blocking pool.
-pub async fn delete(db: &AsyncDb, id: UserId) -> Result<Option<RemovedUser>> {
-    db.run(move |db| crate::delete(db, &id)).await
+jobprep_repo::async_twins! {
+    upsert(user: &NewUser) -> User;
+    get(id: &UserId) -> Cached<User>;
+    delete(id: &UserId) -> RemovedUser;
 }

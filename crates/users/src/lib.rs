@@ -1,6 +1,6 @@
 #![doc = include_str!("../README.md")]
 
-use jobprep_repo::{cache_rules, users as repo, CacheTag, Cached, Entity, Executor, Result};
+use jobprep_repo::{cache_rules, users as repo, Cached, Executor, Result};
 
 pub use jobprep_repo::users::{NewUser, RemovedUser, User};
 pub use jobprep_repo::UserId;
@@ -14,29 +14,21 @@ pub mod asynch;
 /// `id:{userId}:users`.
 pub fn upsert(db: &impl Executor, user: &NewUser) -> Result<User> {
     jobprep_repo::span!("users.upsert");
-    db.write(|conn, tags| {
-        let row = repo::upsert(conn, user)?;
-        tags.extend(cache_rules::user_write(&row.id));
-        Ok(row)
-    })
+    db.write_tagged(
+        |conn| repo::upsert(conn, user),
+        |row| cache_rules::user_write(&row.id),
+    )
 }
 
 /// The user with this id; cache it under `id:{userId}:users`.
 pub fn get(db: &impl Executor, id: &UserId) -> Result<Cached<User>> {
     jobprep_repo::span!("users.get");
-    let user = db.read(|conn| repo::get(conn, id))?;
-    Ok(Cached::new(user, vec![CacheTag::id(id, Entity::User)]))
+    db.read_cached(|conn| repo::get(conn, id), |_| cache_rules::user_read(id))
 }
 
-/// Deletes the user and, by cascade, everything they own. `None` when there was no
-/// such user. Reports the user's tags and those of every removed row.
-pub fn delete(db: &impl Executor, id: &UserId) -> Result<Option<RemovedUser>> {
+/// Deletes the user and, by cascade, everything they own; `Error::NotFound` when
+/// there is no such user. Reports the user's tags and those of every removed row.
+pub fn delete(db: &impl Executor, id: &UserId) -> Result<RemovedUser> {
     jobprep_repo::span!("users.delete");
-    db.write(|conn, tags| {
-        let removed = repo::delete(conn, id)?;
-        if let Some(removed) = &removed {
-            tags.extend(cache_rules::user_removed(removed));
-        }
-        Ok(removed)
-    })
+    db.write_tagged(|conn| repo::delete(conn, id), cache_rules::user_removed)
 }

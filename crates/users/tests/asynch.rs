@@ -3,9 +3,9 @@
 #![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used)]
 
-use jobprep_testing::block_on;
 use jobprep_repo::Error;
 use jobprep_testing::backend_tests;
+use jobprep_testing::block_on;
 use jobprep_users::asynch::{self, AsyncDb};
 use jobprep_users::{NewUser, UserId};
 
@@ -29,8 +29,8 @@ backend_tests! {
             let err = asynch::upsert(&db, bad).await.unwrap_err();
             assert!(matches!(err, Error::InvalidInput { field: "email", .. }), "{err:?}");
 
-            assert!(asynch::delete(&db, id.clone()).await.unwrap().is_some());
-            assert!(asynch::delete(&db, id.clone()).await.unwrap().is_none());
+            assert_eq!(asynch::delete(&db, id.clone()).await.unwrap().id, id);
+            assert!(matches!(asynch::delete(&db, id.clone()).await, Err(Error::NotFound { .. })));
             let gone = asynch::get(&db, id.clone()).await.unwrap_err();
             assert!(matches!(gone, Error::NotFound { .. }), "{gone:?}");
         });

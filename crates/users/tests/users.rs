@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use jobprep_interviews::{InterviewChanges, NewInterview};
 use jobprep_job_infos::{ExperienceLevel, NewJobInfo};
 use jobprep_questions::{NewQuestion, QuestionDifficulty};
-use jobprep_testing::{invalid_field, pause, tag_set, TestDb};
 use jobprep_repo::{ConstraintKind, Entity, Error, JobInfoId};
 use jobprep_testing::backend_tests;
+use jobprep_testing::{invalid_field, is_not_found, pause, tag_set, TestDb};
 use jobprep_users::{NewUser, User, UserId};
 
 fn uid(id: &str) -> UserId {
@@ -63,13 +63,13 @@ fn job_with_children(t: &TestDb, owner: &UserId, name: &str) -> Owned {
         &NewJobInfo::new(name, ExperienceLevel::Senior, "Builds things"),
     )
     .unwrap();
-    let first = jobprep_interviews::create(&t.db, owner, &NewInterview::new(job.id)).unwrap();
-    let second = jobprep_interviews::create(&t.db, owner, &NewInterview::new(job.id)).unwrap();
+    let first = jobprep_interviews::insert(&t.db, owner, job.id, &NewInterview::new()).unwrap();
+    let second = jobprep_interviews::insert(&t.db, owner, job.id, &NewInterview::new()).unwrap();
     let chat = InterviewChanges {
         hume_chat_id: Some(Some(format!("chat_{name}"))),
         ..Default::default()
     };
-    jobprep_interviews::update(&t.db, first.id, owner, &chat).unwrap();
+    jobprep_interviews::update(&t.db, owner, first.id, &chat).unwrap();
     let questions = jobprep_questions::insert_many(
         &t.db,
         owner,
@@ -178,13 +178,13 @@ backend_tests! {
 
     fn delete_says_whether_a_row_went(t) {
         let gone = user(t, "user_gone");
-        let removed = jobprep_users::delete(&t.db, &gone.id).unwrap().expect("a row went");
+        let removed = jobprep_users::delete(&t.db, &gone.id).expect("a row went");
         assert_eq!(removed.id, gone.id);
         assert!(removed.job_infos.is_empty() && removed.interviews.is_empty() && removed.questions.is_empty());
         assert_eq!(t.sink.take_sorted(), user_tags(&gone.id));
         assert!(is_missing(t, &gone.id));
 
-        assert_eq!(jobprep_users::delete(&t.db, &gone.id).unwrap(), None);
+        assert!(is_not_found(jobprep_users::delete(&t.db, &gone.id), Entity::User), "a second delete finds nothing");
         assert!(t.sink.take().is_empty(), "deleting nothing reports nothing");
     }
 
@@ -195,7 +195,7 @@ backend_tests! {
         let second = job_with_children(t, &owner, "second");
         let kept = job_with_children(t, &other, "kept");
 
-        let removed = jobprep_users::delete(&t.db, &owner).unwrap().expect("the owner existed");
+        let removed = jobprep_users::delete(&t.db, &owner).expect("the owner existed");
 
         let batches = t.sink.take();
         assert_eq!(batches.len(), 1, "one batch, after commit");
@@ -248,13 +248,13 @@ backend_tests! {
         assert_eq!(jobprep_questions::count_for_user(&t.db, &owner).unwrap().value, 0);
         for i in first.interviews.iter().chain(&second.interviews) {
             assert!(matches!(
-                jobprep_interviews::get(&t.db, i.id, &owner),
+                jobprep_interviews::get(&t.db, &owner, i.id),
                 Err(Error::NotFound { .. })
             ));
         }
         for q in first.questions.iter().chain(&second.questions) {
             assert!(matches!(
-                jobprep_questions::get(&t.db, q.id, &owner),
+                jobprep_questions::get(&t.db, &owner, q.id),
                 Err(Error::NotFound { .. })
             ));
         }
@@ -263,7 +263,7 @@ backend_tests! {
         assert!(jobprep_users::get(&t.db, &other).is_ok());
         assert_eq!(jobprep_job_infos::list_for_user(&t.db, &other).unwrap().value.len(), 1);
         assert_eq!(
-            jobprep_questions::list_for_job_info(&t.db, kept.job, &other).unwrap().value.len(),
+            jobprep_questions::list_for_job_info(&t.db, &other, kept.job).unwrap().value.len(),
             2
         );
         assert_eq!(jobprep_interviews::count_for_user(&t.db, &other).unwrap().value, 1);
@@ -302,8 +302,8 @@ backend_tests! {
             assert!(row.name.starts_with(&format!("User {n} via ")), "{}", row.name);
             assert!(row.updated_at >= row.created_at);
             // Exactly one row: deleting it once removes it, a second time finds nothing.
-            assert!(jobprep_users::delete(&t.db, &row.id).unwrap().is_some());
-            assert!(jobprep_users::delete(&t.db, &row.id).unwrap().is_none());
+            jobprep_users::delete(&t.db, &row.id).unwrap();
+            assert!(is_not_found(jobprep_users::delete(&t.db, &row.id), Entity::User));
         }
         let batches = t.sink.take();
         assert_eq!(batches.len(), THREADS * USERS + USERS, "one batch per committed write");
@@ -506,7 +506,7 @@ backend_tests! {
         let row = jobprep_users::upsert(&t.db, &same).unwrap();
         assert_eq!(row.created_at, row.updated_at);
         assert_eq!(t.sink.take_sorted(), user_tags(&row.id), "only the accepted upsert reported");
-        assert!(jobprep_users::delete(&t.db, &row.id).unwrap().is_some());
+        jobprep_users::delete(&t.db, &row.id).unwrap();
         let refused = base().with_provider_timestamps(at("2025-01-02T00:00:00Z"), at("2025-01-01T00:00:00Z"));
         assert_eq!(invalid_field(jobprep_users::upsert(&t.db, &refused)), "updatedAt");
         assert!(is_missing(t, &uid("user_bad")), "a refused upsert writes nothing");

@@ -83,9 +83,8 @@ where
         handles
             .into_iter()
             .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(Error::Misuse("a benchmark client panicked".into()))
-                })
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Misuse("a benchmark client panicked".into())))
             })
             .collect()
     });

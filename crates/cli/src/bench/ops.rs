@@ -66,8 +66,12 @@ pub struct Inputs {
 impl Inputs {
     pub fn new() -> Self {
         Inputs {
-            job: NewJobInfo::new("Bench job", ExperienceLevel::Senior, "A job for the benchmark")
-                .with_title("Bench title"),
+            job: NewJobInfo::new(
+                "Bench job",
+                ExperienceLevel::Senior,
+                "A job for the benchmark",
+            )
+            .with_title("Bench title"),
             question: NewQuestion::new(
                 "How do you size a connection pool?",
                 QuestionDifficulty::Medium,
@@ -95,14 +99,26 @@ pub fn through_jobprep(
 ) -> Result<u64, Error> {
     let (user, job) = data.pick_job(rng);
     match op {
-        Operation::GetJobInfo => drop(jobprep_job_infos::get(db, user, job)?),
-        Operation::ListJobInfos => drop(jobprep_job_infos::list_for_user(db, user)?),
-        Operation::ListInterviews => drop(jobprep_interviews::list_for_job_info(db, user, job)?),
-        Operation::CountInterviewsForUser => drop(jobprep_interviews::count_for_user(db, user)?),
-        Operation::UpsertUser => drop(jobprep_users::upsert(db, data.pick_user(rng))?),
-        Operation::InsertJobInfo => drop(jobprep_job_infos::insert(db, user, &inputs.job)?),
+        Operation::GetJobInfo => {
+            jobprep_job_infos::get(db, user, job)?;
+        }
+        Operation::ListJobInfos => {
+            jobprep_job_infos::list_for_user(db, user)?;
+        }
+        Operation::ListInterviews => {
+            jobprep_interviews::list_for_job_info(db, user, job)?;
+        }
+        Operation::CountInterviewsForUser => {
+            jobprep_interviews::count_for_user(db, user)?;
+        }
+        Operation::UpsertUser => {
+            jobprep_users::upsert(db, data.pick_user(rng))?;
+        }
+        Operation::InsertJobInfo => {
+            jobprep_job_infos::insert(db, user, &inputs.job)?;
+        }
         Operation::InsertQuestion => {
-            drop(jobprep_questions::insert(db, user, job, &inputs.question)?)
+            jobprep_questions::insert(db, user, job, &inputs.question)?;
         }
         Operation::BulkInsertQuestions => {
             jobprep_questions::insert_many(db, user, job, &inputs.batch)?;
@@ -122,13 +138,27 @@ pub fn baseline(
 ) -> Result<u64, Error> {
     let (user, job) = data.pick_job(rng);
     match op {
-        Operation::GetJobInfo => drop(job_infos::get(conn, user, job)?),
-        Operation::ListJobInfos => drop(job_infos::list_for_user(conn, user)?),
-        Operation::ListInterviews => drop(interviews::list_for_job_info(conn, user, job)?),
-        Operation::CountInterviewsForUser => drop(interviews::count_for_user(conn, user)?),
-        Operation::UpsertUser => drop(users::upsert(conn, data.pick_user(rng))?),
-        Operation::InsertJobInfo => drop(job_infos::insert(conn, user, &inputs.job)?),
-        Operation::InsertQuestion => drop(questions::insert(conn, user, job, &inputs.question)?),
+        Operation::GetJobInfo => {
+            job_infos::get(conn, user, job)?;
+        }
+        Operation::ListJobInfos => {
+            job_infos::list_for_user(conn, user)?;
+        }
+        Operation::ListInterviews => {
+            interviews::list_for_job_info(conn, user, job)?;
+        }
+        Operation::CountInterviewsForUser => {
+            interviews::count_for_user(conn, user)?;
+        }
+        Operation::UpsertUser => {
+            users::upsert(conn, data.pick_user(rng))?;
+        }
+        Operation::InsertJobInfo => {
+            job_infos::insert(conn, user, &inputs.job)?;
+        }
+        Operation::InsertQuestion => {
+            questions::insert(conn, user, job, &inputs.question)?;
+        }
         Operation::BulkInsertQuestions => {
             questions::insert_many(conn, user, job, &inputs.batch)?;
             return Ok(BULK_ROWS as u64);

@@ -3,7 +3,9 @@
 
 use diesel::connection::SimpleConnection;
 use diesel::{Connection as _, PgConnection};
-use jobprep_repo::{Backend, DbConfig, Error};
+use jobprep_repo::{Backend, DbConfig};
+
+use crate::error::CliError;
 
 /// A database made for one run: a new database on the same PostgreSQL server (needs
 /// CREATEDB), or a new SQLite file in the temporary folder.
@@ -15,7 +17,7 @@ pub struct Scratch {
 }
 
 impl Scratch {
-    pub fn create(base: &DbConfig) -> Result<Scratch, Error> {
+    pub fn create(base: &DbConfig) -> Result<Scratch, CliError> {
         let name = format!("jobprep_bench_{}", std::process::id());
         match base.url.backend() {
             Backend::Postgres => {
@@ -49,7 +51,7 @@ impl Scratch {
     }
 
     /// The scratch database's name on another server (a replica of this one).
-    pub fn on_server(&self, server: &DbConfig) -> Result<DbConfig, Error> {
+    pub fn on_server(&self, server: &DbConfig) -> Result<DbConfig, CliError> {
         let mut config = server.clone();
         config.url = server.url.with_database(&self.name)?;
         Ok(config)
@@ -57,7 +59,7 @@ impl Scratch {
 
     /// `ANALYZE`s the tables, as autovacuum would soon after a bulk load, so the
     /// planner measures the plans users get.
-    pub fn analyze(&self) -> Result<(), Error> {
+    pub fn analyze(&self) -> Result<(), CliError> {
         if self.config.url.backend() == Backend::Postgres {
             admin(&self.config)?.batch_execute("ANALYZE")?;
         }
@@ -82,9 +84,10 @@ impl Drop for Scratch {
     }
 }
 
-fn admin(config: &DbConfig) -> Result<PgConnection, Error> {
+fn admin(config: &DbConfig) -> Result<PgConnection, CliError> {
     PgConnection::establish(config.url.expose_secret()).map_err(|e| {
-        Error::unavailable_with(format!("cannot connect to {}: {}", config.url, e))
+        let reason = config.url.scrub(&e.to_string());
+        CliError::Bench(format!("cannot connect to {}: {reason}", config.url))
     })
 }
 
