@@ -10,6 +10,7 @@ mod pool;
 mod types;
 mod validate;
 
+pub mod feed;
 pub mod interviews;
 pub mod job_infos;
 pub mod migrations;
