@@ -68,8 +68,11 @@ pub const CHANNEL: &str = "jobprep_cache_tags";
 /// The schema that holds the feed's functions; dropping it removes the whole feed.
 pub const SCHEMA: &str = "jobprep_cache_feed";
 
-/// The watched tables: name, tag collection, and the scope tag's prefix and column.
-const WATCHED: [(&str, &str, Option<(&str, &str)>); 4] = [
+/// A scope tag: its prefix and the column it is made from (`user` / `userId`).
+type Scope = Option<(&'static str, &'static str)>;
+
+/// The watched tables: name, tag collection, and the scope tag.
+const WATCHED: [(&str, &str, Scope); 4] = [
     ("users", "users", None),
     ("job_info", "jobInfos", Some(("user", "userId"))),
     ("interviews", "interviews", Some(("jobInfo", "jobInfoId"))),
@@ -78,12 +81,18 @@ const WATCHED: [(&str, &str, Option<(&str, &str)>); 4] = [
 
 /// One trigger per event: transition tables are per event, and `TRUNCATE` has none.
 const EVENTS: [(&str, &str); 4] = [
-    ("insert", "AFTER INSERT ON {t} REFERENCING NEW TABLE AS new_rows"),
+    (
+        "insert",
+        "AFTER INSERT ON {t} REFERENCING NEW TABLE AS new_rows",
+    ),
     (
         "update",
         "AFTER UPDATE ON {t} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
     ),
-    ("delete", "AFTER DELETE ON {t} REFERENCING OLD TABLE AS old_rows"),
+    (
+        "delete",
+        "AFTER DELETE ON {t} REFERENCING OLD TABLE AS old_rows",
+    ),
     ("truncate", "AFTER TRUNCATE ON {t}"),
 ];
 

@@ -61,7 +61,11 @@ fn assert_one_batch(events: &[FeedEvent], expected: &[String]) {
     match events {
         [FeedEvent::Tags(tags)] => {
             let got = strings(tags);
-            assert_eq!(got.len(), tag_set(got.clone()).len(), "no tag twice: {got:?}");
+            assert_eq!(
+                got.len(),
+                tag_set(got.clone()).len(),
+                "no tag twice: {got:?}"
+            );
             assert_eq!(tag_set(got), tag_set(expected.to_vec()));
         }
         other => panic!("expected one batch of {expected:?}, got {other:?}"),
@@ -237,7 +241,10 @@ fn a_bulk_insert_is_a_few_notifications_and_one_batch() {
          SELECT '{job}', 'question ' || n, 'easy' FROM generate_series(1, 10000) AS n"
     ))
     .unwrap();
-    let expected = vec!["global:questions".to_string(), format!("jobInfo:{job}:questions")];
+    let expected = vec![
+        "global:questions".to_string(),
+        format!("jobInfo:{job}:questions"),
+    ];
     let events = collect(&mut listener, &expected);
     let tags: Vec<String> = events
         .iter()
@@ -246,9 +253,17 @@ fn a_bulk_insert_is_a_few_notifications_and_one_batch() {
             FeedEvent::Reset => panic!("no reset expected: {events:?}"),
         })
         .collect();
-    assert_eq!(tags.len(), 10_002, "every question's id tag and the two shared ones");
+    assert_eq!(
+        tags.len(),
+        10_002,
+        "every question's id tag and the two shared ones"
+    );
     assert_eq!(tag_set(tags.clone()).len(), 10_002, "each once");
-    assert!(events.len() <= 2, "one transaction, one batch: {} batches", events.len());
+    assert!(
+        events.len() <= 2,
+        "one transaction, one batch: {} batches",
+        events.len()
+    );
 
     let mut notifications = Vec::new();
     let started = Instant::now();
@@ -267,7 +282,10 @@ fn a_bulk_insert_is_a_few_notifications_and_one_batch() {
         "10,000 rows in a few dozen notifications, not 10,000: {}",
         notifications.len()
     );
-    eprintln!("bulk insert of 10000 rows: {} notifications", notifications.len());
+    eprintln!(
+        "bulk insert of 10000 rows: {} notifications",
+        notifications.len()
+    );
     listener.stop();
 }
 
@@ -338,7 +356,10 @@ fn install_remove_and_status_are_idempotent() {
     );
     t.db.install_cache_feed().unwrap();
     t.db.install_cache_feed().unwrap();
-    assert_eq!(t.db.cache_feed_status().unwrap(), FeedInstallation::Installed);
+    assert_eq!(
+        t.db.cache_feed_status().unwrap(),
+        FeedInstallation::Installed
+    );
 
     let mut admin = raw(&t);
     admin
@@ -351,7 +372,10 @@ fn install_remove_and_status_are_idempotent() {
         }
     );
     t.db.install_cache_feed().unwrap();
-    assert_eq!(t.db.cache_feed_status().unwrap(), FeedInstallation::Installed);
+    assert_eq!(
+        t.db.cache_feed_status().unwrap(),
+        FeedInstallation::Installed
+    );
 
     t.db.remove_cache_feed().unwrap();
     t.db.remove_cache_feed().unwrap();
@@ -376,7 +400,10 @@ fn a_transaction_mode_pooler_url_is_refused() {
 #[test]
 fn sqlite_needs_nothing_installed() {
     let t = TestDb::new(Backend::Sqlite).unwrap();
-    assert_eq!(t.db.cache_feed_status().unwrap(), FeedInstallation::InProcess);
+    assert_eq!(
+        t.db.cache_feed_status().unwrap(),
+        FeedInstallation::InProcess
+    );
     assert!(matches!(t.db.install_cache_feed(), Err(Error::Config(_))));
     assert!(matches!(t.db.remove_cache_feed(), Err(Error::Config(_))));
 }
@@ -402,7 +429,11 @@ fn sqlite_a_full_queue_turns_into_a_reset_before_newer_batches() {
         .unwrap();
     }
     let first = listener.recv_timeout(Duration::from_secs(1));
-    assert_eq!(first, Some(FeedEvent::Reset), "the dropped batches come first as a reset");
+    assert_eq!(
+        first,
+        Some(FeedEvent::Reset),
+        "the dropped batches come first as a reset"
+    );
     let mut rest = Vec::new();
     while let Some(event) = listener.recv_timeout(Duration::from_millis(100)) {
         rest.push(event);
