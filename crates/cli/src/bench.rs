@@ -34,6 +34,10 @@ pub struct BenchArgs {
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// Measure the cache feed instead (PostgreSQL): write throughput with the
+    /// triggers off and on, and commit-to-listener latency.
+    #[arg(long)]
+    cache_feed: bool,
 }
 
 /// Reads first, on the seeded dataset they are meant to measure; then the writes,
@@ -105,6 +109,9 @@ pub fn run(base: DbConfig, args: BenchArgs) -> Result<(), Error> {
         return Err(Error::Config(
             "--clients, --users and --seconds must be positive".into(),
         ));
+    }
+    if args.cache_feed {
+        return crate::bench_feed::run(base, args.seconds, args.json);
     }
     let scratch = scratch_database(&base)?;
     let mut config = DbConfig::parse(&scratch.url)?;
