@@ -650,6 +650,9 @@ struct Payload {
     reset: bool,
 }
 
+/// The wait after notifications arrived before the batch is considered complete.
+const SETTLE: Duration = Duration::from_millis(2);
+
 /// The PostgreSQL side: one thread, one session connection.
 struct Worker {
     url: DatabaseUrl,
@@ -745,7 +748,7 @@ impl Worker {
                     return Ok(false);
                 }
             }
-            // A transaction's notifications arrive in one burst: a quiet poll ends it.
+            // A quiet poll ends the transaction being assembled.
             if !arrived && !self.flush() {
                 return Ok(false);
             }
@@ -759,7 +762,13 @@ impl Worker {
                     })?;
                 last_heartbeat = Instant::now();
             }
-            std::thread::sleep(self.options.poll_interval);
+            // A transaction's notifications come in one burst: after something
+            // arrived, a short look settles whether the burst is over.
+            std::thread::sleep(if arrived {
+                SETTLE.min(self.options.poll_interval)
+            } else {
+                self.options.poll_interval
+            });
         }
     }
 
