@@ -347,6 +347,7 @@ fn install_remove_and_status_are_idempotent() {
         return;
     };
     assert_eq!(t.db.cache_feed_status().unwrap(), FeedInstallation::Absent);
+    let schema_before = t.db.describe_schema().unwrap();
     let refused = Listener::start(&t.db, FeedOptions::default()).unwrap_err();
     assert!(
         matches!(&refused, Error::Config(m) if m.contains("cache-feed install")),
@@ -358,6 +359,10 @@ fn install_remove_and_status_are_idempotent() {
         t.db.cache_feed_status().unwrap(),
         FeedInstallation::Installed
     );
+    // The migrated schema, as migrations compare it, does not change; migrating again
+    // is still a no-op.
+    assert_eq!(t.db.describe_schema().unwrap(), schema_before);
+    assert!(t.db.migrate().unwrap().applied.is_empty());
 
     let mut admin = raw(&t);
     admin
