@@ -2,9 +2,9 @@
 //! committed write takes to reach a listener. PostgreSQL only (on SQLite the feed is
 //! an in-process hand-off).
 //!
-//! Write throughput (`insert_job_info`, one client) alternates in rounds between the
-//! feed removed and the feed installed with a listener draining it, so drift on a
-//! shared machine hits both sides alike. Latency is measured one write at a time: from
+//! Write throughput (`insert_job_info`, one client) alternates in four rounds between
+//! the feed removed and the feed installed with a listener draining it, the order
+//! swapped every round, so drift on a shared machine hits both sides alike. Latency is measured one write at a time: from
 //! the moment the write call returns (COMMIT acknowledged) to the moment the listener
 //! yields a batch holding the row's `id:` tag.
 
@@ -18,7 +18,7 @@ use jobprep_repo::{Backend, Db, DbConfig, Error, NoopSink, UserId};
 use jobprep_users::NewUser;
 use serde::Serialize;
 
-const ROUNDS: u32 = 2;
+const ROUNDS: u32 = 4;
 const LATENCY_SAMPLES: usize = 300;
 
 #[derive(Debug, Serialize)]
@@ -54,22 +54,28 @@ pub fn run(base: DbConfig, seconds: f64, json: bool) -> Result<(), Error> {
     let half = Duration::from_secs_f64(seconds / f64::from(2 * ROUNDS));
 
     let (mut off, mut on) = ((0u64, Duration::ZERO), (0u64, Duration::ZERO));
-    for _ in 0..ROUNDS {
-        db.remove_cache_feed()?;
-        let (n, took) = writes(&db, &me, &job, half)?;
-        off = (off.0 + n, off.1 + took);
-
-        db.install_cache_feed()?;
-        let listener = Listener::start(&db, FeedOptions::default())?;
-        let stop = listener.stop_handle();
-        let drain = std::thread::spawn(move || listener.count());
-        let (n, took) = writes(&db, &me, &job, half)?;
-        on = (on.0 + n, on.1 + took);
-        stop.stop();
-        drain.join().map_err(|_| Error::Unavailable {
-            reason: "the draining listener panicked".into(),
-        })?;
+    // Odd rounds measure "on" first, so that an order effect hits both sides alike.
+    for round in 0..ROUNDS {
+        for on_side in [round % 2 == 1, round % 2 == 0] {
+            if on_side {
+                db.install_cache_feed()?;
+                let listener = Listener::start(&db, FeedOptions::default())?;
+                let stop = listener.stop_handle();
+                let drain = std::thread::spawn(move || listener.count());
+                let (n, took) = writes(&db, &me, &job, half)?;
+                on = (on.0 + n, on.1 + took);
+                stop.stop();
+                drain.join().map_err(|_| Error::Unavailable {
+                    reason: "the draining listener panicked".into(),
+                })?;
+            } else {
+                db.remove_cache_feed()?;
+                let (n, took) = writes(&db, &me, &job, half)?;
+                off = (off.0 + n, off.1 + took);
+            }
+        }
     }
+    db.install_cache_feed()?;
     let rate = |(n, took): (u64, Duration)| n as f64 / took.as_secs_f64().max(f64::EPSILON);
 
     let mut listener = Listener::start(&db, FeedOptions::default())?;
