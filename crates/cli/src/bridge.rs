@@ -25,7 +25,7 @@ const MAX_QUEUED_TAGS: usize = 200_000;
 
 #[derive(Debug, clap::Args)]
 pub struct BridgeArgs {
-    /// Where to POST the tags, e.g. https://app.example.com/api/revalidate.
+    /// Where to POST the tags: the app's revalidation route, an http or https URL.
     #[arg(long, env = "JOBPREP_BRIDGE_ENDPOINT")]
     endpoint: String,
     /// The shared secret sent in the x-jobprep-secret header (prefer the environment
