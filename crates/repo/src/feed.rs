@@ -220,9 +220,13 @@ impl Db {
     /// docs). Idempotent: running it again replaces the functions and triggers with
     /// the current version. Needs the right to create triggers on the four tables
     /// (their owner). Briefly locks each table against writes while its triggers are
-    /// replaced. SQLite needs nothing installed: a configuration error says so.
+    /// replaced, waiting at most 10 s for running writes (then it fails and changes
+    /// nothing). SQLite needs nothing installed: a configuration error says so.
     pub fn install_cache_feed(&self) -> Result<()> {
-        self.feed_admin(|c| c.transaction(|c| c.batch_execute(&install_sql())))
+        // Replacing a trigger waits for the table's running writes; give up rather
+        // than queue every later write behind a long transaction.
+        let sql = format!("SET LOCAL lock_timeout = '10s';\n{}", install_sql());
+        self.feed_admin(|c| c.transaction(|c| c.batch_execute(&sql)))
     }
 
     /// Removes the feed: the schema [`SCHEMA`] with its functions, and with them the
@@ -529,7 +533,12 @@ impl Listener {
         }
         let event = match self.events.recv_timeout(timeout) {
             Ok(event) => event,
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+            Err(RecvTimeoutError::Timeout) => return None,
+            Err(RecvTimeoutError::Disconnected) => {
+                // The source is gone (stopped, or its thread ended): so is the listener.
+                self.shared.stop.store(true, Ordering::SeqCst);
+                return None;
+            }
         };
         // Whatever was dropped happened before this event was taken: reset first.
         if event != FeedEvent::Reset && self.take_gap() {
