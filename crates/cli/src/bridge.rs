@@ -40,6 +40,8 @@ pub struct BridgeArgs {
     max_backoff_secs: u64,
 }
 
+/// Runs until killed; returns only on a configuration error or when the listener
+/// cannot go on.
 pub fn run(db: &Db, args: BridgeArgs) -> Result<(), Error> {
     if args.secret.trim().is_empty() {
         return Err(Error::Config("cache-bridge: the secret is empty".into()));
@@ -88,7 +90,14 @@ pub fn run(db: &Db, args: BridgeArgs) -> Result<(), Error> {
             }
         }
         if listener.is_stopped() {
-            return Ok(());
+            // Only a listener whose thread died stops by itself: exit non-zero so that
+            // a supervisor restarts the bridge (which then starts with a reset).
+            return Err(Error::Unavailable {
+                reason: format!(
+                    "cache-bridge: the cache feed listener stopped ({} tags unsent)",
+                    queue.len()
+                ),
+            });
         }
         if retry_at.is_some_and(|at| Instant::now() < at) {
             continue;
