@@ -102,8 +102,9 @@ fn trigger_name(event: &str) -> String {
 
 /// The installation script: idempotent, in one transaction.
 fn install_sql() -> String {
-    // Chunks stay under 7900 bytes: each holds at most `7836 - widest` bytes of tags
-    // before its last tag, plus that tag, plus a header of under 64 bytes.
+    // Chunks stay under 7900 bytes of the 8000 allowed: each tag counts as its JSON
+    // text plus the ", " json_agg puts after it; a chunk holds under `7836 - widest`
+    // bytes before its last tag, plus that tag, plus a header of under 64 bytes.
     let mut sql = format!(
         r#"
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -122,7 +123,7 @@ BEGIN
     FROM (
       SELECT tag, sum(len) OVER (ORDER BY tag) / (7836 - max(len) OVER ()) AS chunk
       FROM (
-        SELECT tag, octet_length(to_json(tag)::text) + 1 AS len
+        SELECT tag, octet_length(to_json(tag)::text) + 2 AS len
         FROM (SELECT DISTINCT tag FROM unnest(tags || global_tag) AS u(tag)) d
       ) sized
     ) chunked

@@ -288,6 +288,36 @@ fn a_bulk_insert_is_a_few_notifications_and_one_batch() {
 }
 
 #[test]
+fn short_tags_in_bulk_stay_under_the_payload_limit() {
+    let Some(t) = postgres() else { return };
+    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
+    // The shortest tags pack the most per notification: `id:u1:users` and the like.
+    raw(&t)
+        .batch_execute(
+            "INSERT INTO users (id, name, email) \
+             SELECT 'u' || n, 'n', n || '@x' FROM generate_series(1, 5000) AS n \
+             UNION ALL SELECT repeat(chr(1), 255), 'n', 'ctl@x' \
+             UNION ALL SELECT repeat('\"', 255), 'n', 'quote@x'",
+        )
+        .expect("the write succeeds: no payload over the limit");
+    let mut expected: Vec<String> = (1..=5000).map(|n| format!("id:u{n}:users")).collect();
+    expected.push("global:users".into());
+    // The widest tags JSON can make of a 255-character id (escaped 6 and 2 times over).
+    expected.push(format!("id:{}:users", "\u{1}".repeat(255)));
+    expected.push(format!("id:{}:users", "\"".repeat(255)));
+    let tags: Vec<String> = collect(&mut listener, &expected)
+        .iter()
+        .flat_map(|e| match e {
+            FeedEvent::Tags(tags) => strings(tags),
+            FeedEvent::Reset => panic!("no reset expected"),
+        })
+        .collect();
+    assert_eq!(tags.len(), 5003);
+    assert_eq!(tag_set(tags), tag_set(expected));
+    listener.stop();
+}
+
+#[test]
 fn a_killed_connection_reconnects_and_resets_before_new_batches() {
     let Some(t) = postgres() else { return };
     let me = user(&t, "user_feed_kill");
