@@ -236,6 +236,53 @@ fn a_receiver_that_is_down_gets_every_unacknowledged_batch_later() {
 }
 
 #[test]
+fn cache_feed_listen_prints_each_batch_as_a_json_line() {
+    let Some(t) = postgres() else { return };
+    let me = user(&t, "user_feed_listen");
+    let mut child = Bridge(
+        Command::new(env!("CARGO_BIN_EXE_jobprep"))
+            .args(["--database-url", &t.url, "cache-feed", "listen"])
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (lines, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { return };
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    // Write until the listener, which starts in its own time, prints a batch.
+    let started = Instant::now();
+    let line = loop {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "cache-feed listen printed nothing"
+        );
+        let job = NewJobInfo::new("Backend", ExperienceLevel::Junior, "Rust");
+        jobprep_job_infos::insert(&t.db, &me, &job).unwrap();
+        if let Ok(line) = received.recv_timeout(Duration::from_millis(500)) {
+            break line;
+        }
+    };
+    let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+    let tags: Vec<&str> = event["tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(tags.contains(&"global:jobInfos"), "{line}");
+    assert!(tags.contains(&"user:user_feed_listen:jobInfos"), "{line}");
+}
+
+#[test]
 fn cache_feed_commands_on_both_backends() {
     if let Some(t) = TestDb::new(Backend::Postgres) {
         assert_eq!(

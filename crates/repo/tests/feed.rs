@@ -372,6 +372,29 @@ fn truncate_is_a_reset() {
 }
 
 #[test]
+fn a_foreign_payload_on_the_channel_is_a_reset_and_is_reported() {
+    let Some(t) = postgres() else { return };
+    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
+    raw(&t)
+        .batch_execute("NOTIFY jobprep_cache_tags, 'not the feed''s JSON'")
+        .unwrap();
+    let started = Instant::now();
+    let event = loop {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "no event after the foreign payload"
+        );
+        if let Some(event) = listener.recv_timeout(Duration::from_millis(100)) {
+            break event;
+        }
+    };
+    assert_eq!(event, FeedEvent::Reset);
+    let error = listener.status().last_error.unwrap();
+    assert!(error.contains("unreadable notification"), "{error}");
+    listener.stop();
+}
+
+#[test]
 fn install_remove_and_status_are_idempotent() {
     let Some(t) = TestDb::new(Backend::Postgres) else {
         return;
