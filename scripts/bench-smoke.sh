@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# A few seconds of `jobprep bench --json` on both backends, so the benchmark cannot
+# A few seconds of `jobprep bench --json` on both backends (and `bench --cache-feed` on
+# PostgreSQL), so the benchmark cannot
 # rot: it must run, clean up after itself, and report every operation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,12 @@ for url in "$admin" "sqlite://$(mktemp -d)/bench.sqlite3"; do
   done
   echo "bench on ${url%%:*}: all $(wc -w <<<"$ops") operations measured"
 done
+last=$(target/debug/jobprep --database-url "$admin" bench --cache-feed --seconds 0.4 --json 2>/dev/null | tail -n 1)
+if ! grep -q '"feed_on_ops":[0-9].*"latency_samples":300' <<<"$last"; then
+  echo "bench --cache-feed on postgres: no result in: $last"
+  exit 1
+fi
+echo "bench --cache-feed on postgres: throughput off and on, and 300 latency samples"
 if [ "$(scratch)" != "$before" ]; then
   echo "bench left a scratch database behind: $(scratch)"
   exit 1

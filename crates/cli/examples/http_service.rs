@@ -41,14 +41,26 @@
 //! blame), 401 (no or bad `x-user-id`), 404, 409 (with `"constraint"`), 503 (retry),
 //! 500 (details only in the service's log).
 //!
+//! **Read cache.** `GET /job-infos` and `GET /job-infos/{id}` are served from a small
+//! in-memory cache keyed by route and caller, each entry stored under the cache tags
+//! its read returned (`x-cache: hit` or `miss`). The service's own writes invalidate it
+//! through the `Db`'s tag sink, before they answer; writes by any other process (another
+//! instance, the original app, `psql`) through the cache feed's listener. Without a
+//! listener (PostgreSQL without `jobprep cache-feed install`) the cache stays off, so
+//! nothing stale is ever served; on SQLite the feed only carries this process's writes,
+//! so run one process per SQLite file.
+//!
 //! `tests/http_service.rs` includes this file and drives [`serve`] on both backends.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -59,7 +71,10 @@ use jobprep_interviews::{asynch as interviews, InterviewChanges, NewInterview};
 use jobprep_job_infos::{asynch as job_infos, JobInfoChanges, NewJobInfo};
 use jobprep_questions::{asynch as questions, NewQuestion, QuestionChanges};
 use jobprep_repo::asynch::AsyncDb;
-use jobprep_repo::{CacheTag, Cached, Db, Error, InterviewId, JobInfoId, QuestionId};
+use jobprep_repo::feed::{FeedEvent, FeedOptions, Listener, StopHandle};
+use jobprep_repo::{
+    CacheTag, Cached, Db, DbConfig, Error, InterviewId, JobInfoId, QuestionId, TagSink,
+};
 use jobprep_users::{asynch as users, NewUser, UserId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -114,37 +129,82 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The handle for `database_url` (default: `DATABASE_URL`, else the embedded SQLite
-/// file), migrated.
-pub async fn open(database_url: Option<&str>) -> jobprep_repo::Result<AsyncDb> {
-    let db = match database_url.filter(|url| !url.trim().is_empty()) {
-        Some(url) => Db::connect(url)?,
-        None => Db::from_env()?,
+/// The service's state: the database and its read cache.
+#[derive(Clone)]
+pub struct Service {
+    db: AsyncDb,
+    cache: ReadCache,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service")
+            .field("backend", &self.backend())
+            .field("caching", &self.caching())
+            .finish()
+    }
+}
+
+impl FromRef<Service> for AsyncDb {
+    fn from_ref(service: &Service) -> AsyncDb {
+        service.db.clone()
+    }
+}
+
+impl FromRef<Service> for ReadCache {
+    fn from_ref(service: &Service) -> ReadCache {
+        service.cache.clone()
+    }
+}
+
+impl Service {
+    /// The backend the service runs on.
+    pub fn backend(&self) -> jobprep_repo::Backend {
+        self.db.backend()
+    }
+
+    /// Whether reads are cached (a cache-feed listener is running).
+    pub fn caching(&self) -> bool {
+        self.cache.0.enabled.load(Ordering::SeqCst)
+    }
+}
+
+/// The service for `database_url` (default: `DATABASE_URL`, else the embedded SQLite
+/// file), migrated, with its read cache following the cache feed when it can.
+pub async fn open(database_url: Option<&str>) -> jobprep_repo::Result<Service> {
+    let cache = ReadCache::default();
+    let sink: Arc<dyn TagSink> = Arc::new(cache.clone());
+    let config = match database_url.filter(|url| !url.trim().is_empty()) {
+        Some(url) => DbConfig::parse(url)?,
+        None => DbConfig::from_env()?,
     };
-    let db = AsyncDb::new(db);
+    let db = AsyncDb::new(Db::from_config(config, sink)?);
     db.migrate().await?;
-    Ok(db)
+    if let Err(error) = cache.follow(db.sync()) {
+        eprintln!("http_service: read cache off: {error}");
+    }
+    Ok(Service { db, cache })
 }
 
 /// Serves the API on `listener` until the task is dropped.
-pub async fn serve(listener: TcpListener, db: AsyncDb) -> std::io::Result<()> {
-    serve_with_shutdown(listener, db, std::future::pending()).await
+pub async fn serve(listener: TcpListener, service: Service) -> std::io::Result<()> {
+    serve_with_shutdown(listener, service, std::future::pending()).await
 }
 
 /// Serves the API on `listener` until `shutdown` completes, then lets the requests in
 /// flight finish.
 pub async fn serve_with_shutdown(
     listener: TcpListener,
-    db: AsyncDb,
+    service: Service,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(db))
+    axum::serve(listener, router(service))
         .with_graceful_shutdown(shutdown)
         .await
 }
 
-/// Every route, over `db`.
-pub fn router(db: AsyncDb) -> Router {
+/// Every route, over `service`.
+pub fn router(service: Service) -> Router {
     Router::new()
         .route("/users/me", get(get_me).put(put_me).delete(delete_me))
         .route("/users/me/usage", get(usage))
@@ -177,7 +237,7 @@ pub fn router(db: AsyncDb) -> Router {
         )
         .route("/webhooks/auth", post(auth_webhook))
         .fallback(|| async { ApiError::NoRoute })
-        .with_state(db)
+        .with_state(service)
 }
 
 // ---- users ----
@@ -357,16 +417,23 @@ async fn create_job_info(
     Ok(created(job_infos::insert(&db, me, job).await?))
 }
 
-async fn list_job_infos(State(db): State<AsyncDb>, Owner(me): Owner) -> Result<Response, ApiError> {
-    Ok(cached(job_infos::list_for_user(&db, me).await?))
+async fn list_job_infos(
+    State(db): State<AsyncDb>,
+    State(cache): State<ReadCache>,
+    Owner(me): Owner,
+) -> Result<Response, ApiError> {
+    let key = format!("{me} /job-infos");
+    cache.serve(key, job_infos::list_for_user(&db, me)).await
 }
 
 async fn get_job_info(
     State(db): State<AsyncDb>,
+    State(cache): State<ReadCache>,
     Owner(me): Owner,
     Id(id): Id<JobInfoId>,
 ) -> Result<Response, ApiError> {
-    Ok(cached(job_infos::get(&db, me, id).await?))
+    let key = format!("{me} /job-infos/{id}");
+    cache.serve(key, job_infos::get(&db, me, id)).await
 }
 
 async fn update_job_info(
@@ -501,6 +568,123 @@ async fn delete_question(
     Id(id): Id<QuestionId>,
 ) -> Result<Response, ApiError> {
     Ok(Json(questions::delete(&db, me, id).await?).into_response())
+}
+
+// ---- read cache ----
+
+/// Read results under the cache tags they depend on, invalidated by the `Db`'s sink
+/// (this process's writes) and by the cache feed (everyone's).
+#[derive(Clone, Default)]
+pub struct ReadCache(Arc<CacheInner>);
+
+#[derive(Default)]
+struct CacheInner {
+    /// Off until a listener follows the feed: without it, entries could go stale.
+    enabled: AtomicBool,
+    /// Bumped by every invalidation: a read that started before one does not store
+    /// its (possibly older) result.
+    generation: AtomicU64,
+    entries: Mutex<HashMap<String, (Vec<CacheTag>, serde_json::Value)>>,
+    listener: Mutex<Option<StopHandle>>,
+}
+
+impl std::fmt::Debug for ReadCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadCache")
+            .field("enabled", &self.0.enabled.load(Ordering::SeqCst))
+            .field("entries", &self.entries().len())
+            .finish()
+    }
+}
+
+impl Drop for CacheInner {
+    fn drop(&mut self) {
+        if let Some(stop) = self.listener.get_mut().ok().and_then(Option::take) {
+            stop.stop();
+        }
+    }
+}
+
+impl ReadCache {
+    /// Starts a cache-feed listener that invalidates this cache, and turns it on.
+    fn follow(&self, db: &Db) -> jobprep_repo::Result<()> {
+        let listener = Listener::start(db, FeedOptions::default())?;
+        *self.lock_listener() = Some(listener.stop_handle());
+        let cache: Weak<CacheInner> = Arc::downgrade(&self.0);
+        std::thread::spawn(move || {
+            for event in listener {
+                // The service is gone: dropping the listener closes its connection.
+                let Some(cache) = cache.upgrade().map(ReadCache) else {
+                    return;
+                };
+                match event {
+                    FeedEvent::Tags(tags) => cache.invalidate(&tags),
+                    FeedEvent::Reset => cache.clear(),
+                }
+            }
+        });
+        self.0.enabled.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Answers from the cache, or runs `read` and keeps its result.
+    async fn serve<T: Serialize>(
+        &self,
+        key: String,
+        read: impl std::future::Future<Output = jobprep_repo::Result<Cached<T>>>,
+    ) -> Result<Response, ApiError> {
+        if let Some((tags, value)) = self.entries().get(&key).cloned() {
+            return Ok(with_cache_header(cached(Cached::new(value, tags)), "hit"));
+        }
+        let generation = self.0.generation.load(Ordering::SeqCst);
+        let read = read.await?;
+        if self.0.enabled.load(Ordering::SeqCst) {
+            if let Ok(value) = serde_json::to_value(&read.value) {
+                let mut entries = self.entries();
+                // Checked under the lock that invalidation takes too.
+                if self.0.generation.load(Ordering::SeqCst) == generation {
+                    entries.insert(key, (read.tags.clone(), value));
+                }
+            }
+        }
+        Ok(with_cache_header(cached(read), "miss"))
+    }
+
+    fn invalidate(&self, tags: &[CacheTag]) {
+        let mut entries = self.entries();
+        self.0.generation.fetch_add(1, Ordering::SeqCst);
+        entries.retain(|_, (depends_on, _)| !depends_on.iter().any(|tag| tags.contains(tag)));
+    }
+
+    fn clear(&self) {
+        let mut entries = self.entries();
+        self.0.generation.fetch_add(1, Ordering::SeqCst);
+        entries.clear();
+    }
+
+    fn entries(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<String, (Vec<CacheTag>, serde_json::Value)>> {
+        self.0.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_listener(&self) -> std::sync::MutexGuard<'_, Option<StopHandle>> {
+        self.0.listener.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl TagSink for ReadCache {
+    /// Called after this process's own writes commit, before they answer.
+    fn revalidate(&self, tags: &[CacheTag]) {
+        self.invalidate(tags);
+    }
+}
+
+fn with_cache_header(mut response: Response, state: &'static str) -> Response {
+    response
+        .headers_mut()
+        .insert("x-cache", HeaderValue::from_static(state));
+    response
 }
 
 // ---- responses ----

@@ -18,6 +18,10 @@ pub enum CliError {
     #[error("{0}")]
     Refused(String),
 
+    /// `cache-bridge` cannot go on (its listener stopped).
+    #[error("cache-bridge: {0}")]
+    Bridge(String),
+
     /// A benchmark could not be set up or run to its end.
     #[error("benchmark: {0}")]
     Bench(String),

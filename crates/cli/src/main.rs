@@ -2,12 +2,14 @@
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 mod bench;
+mod bridge;
 mod demo;
 mod error;
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use jobprep_repo::feed::{self, FeedEvent, FeedInstallation, FeedOptions, Listener};
 use jobprep_repo::{Db, DbConfig, Error, JobInfoId, UserId};
 
 use crate::error::CliError;
@@ -44,6 +46,13 @@ enum Command {
     },
     /// Measure each operation through jobprep against raw SQL, in the same run.
     Bench(bench::BenchArgs),
+    /// Install, remove or inspect the PostgreSQL triggers of the cache feed, or print its events.
+    CacheFeed {
+        #[command(subcommand)]
+        action: FeedAction,
+    },
+    /// Forward the cache feed to an HTTP endpoint (the app's revalidation route).
+    CacheBridge(bridge::BridgeArgs),
     /// Read one user (JSON).
     User {
         #[command(subcommand)]
@@ -79,6 +88,18 @@ enum MigrateAction {
     /// Revert every migration and drop the original app's tables; refuses while they hold
     /// rows or drizzle's journal exists.
     DropAppSchema,
+}
+
+#[derive(Debug, Subcommand)]
+enum FeedAction {
+    /// Install (or update) the triggers; safe to run again.
+    Install,
+    /// Remove the triggers and their functions; the tables are untouched.
+    Remove,
+    /// Whether the triggers are in place.
+    Status,
+    /// Print each event as one JSON line until interrupted.
+    Listen,
 }
 
 #[derive(Debug, Subcommand)]
@@ -213,6 +234,39 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                 }
             }
         }
+        Command::CacheFeed { action } => {
+            let db = connect(url)?;
+            match action {
+                FeedAction::Install => {
+                    db.install_cache_feed()?;
+                    println!("cache feed installed (channel {})", feed::CHANNEL);
+                }
+                FeedAction::Remove => {
+                    db.remove_cache_feed()?;
+                    println!("cache feed removed");
+                }
+                FeedAction::Status => match db.cache_feed_status()? {
+                    FeedInstallation::Installed => println!("installed"),
+                    FeedInstallation::Absent => println!("absent"),
+                    FeedInstallation::InProcess => {
+                        println!("in-process (SQLite: listeners see this process's commits)")
+                    }
+                    FeedInstallation::Partial { missing } => {
+                        println!("partial: missing {}", missing.join(", "))
+                    }
+                },
+                FeedAction::Listen => {
+                    for event in Listener::start(&db, FeedOptions::default())? {
+                        let line = match event {
+                            FeedEvent::Tags(tags) => serde_json::json!({ "tags": tags }),
+                            FeedEvent::Reset => serde_json::json!({ "reset": true }),
+                        };
+                        println!("{line}");
+                    }
+                }
+            }
+        }
+        Command::CacheBridge(args) => bridge::run(&connect(url)?, args)?,
         Command::Demo { json } => demo::run(config(url)?, json)?,
         Command::Bench(args) => bench::run(config(url)?, args)?,
         Command::User {

@@ -67,6 +67,8 @@ struct Reply {
     status: u16,
     body: Value,
     tags: Option<String>,
+    /// `hit` or `miss` on the cached routes.
+    cache: Option<String>,
 }
 
 #[derive(Clone)]
@@ -114,13 +116,22 @@ impl Client {
             .headers()
             .get("x-cache-tags")
             .map(|v| v.to_str().unwrap().to_owned());
+        let cache = response
+            .headers()
+            .get("x-cache")
+            .map(|v| v.to_str().unwrap().to_owned());
         let text = response.body_mut().read_to_string().unwrap();
         let body = if text.is_empty() {
             Value::Null
         } else {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{method} {path}: {e}: {text}"))
         };
-        Reply { status, body, tags }
+        Reply {
+            status,
+            body,
+            tags,
+            cache,
+        }
     }
 
     fn get(&self, path: &str, user: &str) -> Reply {
@@ -162,6 +173,88 @@ fn expect_invalid(reply: Reply, field: &str) {
 
 const ADA: &str = "user_ada";
 const EVE: &str = "user_eve";
+
+/// The read cache serves hits, and fresh data after a write made by another process
+/// (here raw SQL on a connection of its own, as the original app writes), which reaches
+/// the service only through the cache feed.
+#[test]
+fn a_cached_read_is_fresh_after_another_process_writes() {
+    let Some(t) = TestDb::new(jobprep_repo::Backend::Postgres) else {
+        return;
+    };
+    t.db.install_cache_feed().unwrap();
+    let server = Server::start(&t.url);
+    let client = Client::new(&server);
+    let me = "user_cache_reader";
+    expect(
+        client.put(
+            "/users/me",
+            me,
+            json!({"name": "Ada", "email": "ada@cache.example"}),
+        ),
+        200,
+    );
+    let job = json!({"name": "SRE", "experienceLevel": "senior", "description": "On call"});
+    expect(client.post("/job-infos", me, job), 201);
+
+    let first = client.get("/job-infos", me);
+    assert_eq!(first.cache.as_deref(), Some("miss"));
+    // The feed echoes the service's own writes a few milliseconds later, which may
+    // invalidate once more; then reads are hits.
+    let hit = until_hit(&client, me);
+    assert_eq!(hit.body.as_array().unwrap().len(), 1);
+
+    // The service's own write invalidates before it answers.
+    let job = json!({"name": "DBA", "experienceLevel": "junior", "description": "Backups"});
+    expect(client.post("/job-infos", me, job), 201);
+    let own = client.get("/job-infos", me);
+    assert_eq!(
+        (own.cache.as_deref(), own.body.as_array().unwrap().len()),
+        (Some("miss"), 2)
+    );
+    assert_eq!(until_hit(&client, me).body.as_array().unwrap().len(), 2);
+
+    // Another process's write: fresh data within a bounded time, never a stale hit after.
+    let mut app = <diesel::PgConnection as diesel::Connection>::establish(&t.url).unwrap();
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut app,
+        "INSERT INTO job_info (name, \"experienceLevel\", description, \"userId\") \
+         VALUES ('From the app', 'mid-level', 'written elsewhere', 'user_cache_reader')",
+    )
+    .unwrap();
+    let started = Instant::now();
+    let fresh = loop {
+        let reply = client.get("/job-infos", me);
+        if reply.body.as_array().unwrap().len() == 3 {
+            break reply;
+        }
+        assert!(started.elapsed() < TIMEOUT, "still stale: {reply:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(fresh.cache.as_deref(), Some("miss"));
+    let names: Vec<&str> = fresh
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert!(names.contains(&"From the app"), "{names:?}");
+    server.stop();
+}
+
+/// Reads `/job-infos` until the cache answers it (bounded).
+fn until_hit(client: &Client, user: &str) -> Reply {
+    let started = Instant::now();
+    loop {
+        let reply = client.get("/job-infos", user);
+        if reply.cache.as_deref() == Some("hit") {
+            return reply;
+        }
+        assert!(started.elapsed() < TIMEOUT, "never a hit: {reply:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
 
 backend_tests! {
     fn http_service_serves_the_product_flow(t) {

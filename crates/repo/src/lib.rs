@@ -16,6 +16,7 @@ mod types;
 mod validate;
 
 pub mod cache_rules;
+pub mod feed;
 pub mod interviews;
 pub mod job_infos;
 pub mod migrations;

@@ -53,6 +53,11 @@ impl CacheTag {
         CacheTag(format!("id:{id}:{}", collection(entity)))
     }
 
+    /// A tag as the database's feed spelled it.
+    pub(crate) fn from_raw(tag: String) -> Self {
+        CacheTag(tag)
+    }
+
     pub fn as_str(&self) -> &str {
         &self.0
     }

@@ -3,6 +3,7 @@
 //! database seeded and analyzed first.
 
 mod drive;
+mod feed;
 mod ops;
 mod scratch;
 
@@ -42,6 +43,10 @@ pub struct BenchArgs {
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// Measure the cache feed instead (PostgreSQL): write throughput with the
+    /// triggers off and on, and commit-to-listener latency.
+    #[arg(long)]
+    cache_feed: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -101,6 +106,9 @@ pub fn run(base: DbConfig, args: BenchArgs) -> Result<(), CliError> {
         return Err(CliError::Refused(
             "--clients, --users and --seconds must be positive".into(),
         ));
+    }
+    if args.cache_feed {
+        return feed::run(base, args.seconds, args.json);
     }
     let scratch = Scratch::create(&base)?;
     let mut config = scratch.config.clone();

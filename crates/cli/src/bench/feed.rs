@@ -1,0 +1,153 @@
+//! `jobprep bench --cache-feed`: what the cache feed costs the writers, and how long a
+//! committed write takes to reach a listener. PostgreSQL only (on SQLite the feed is
+//! an in-process hand-off).
+//!
+//! Write throughput (`insert_job_info`, one client) alternates in four rounds between
+//! the feed removed and the feed installed with a listener draining it, the order
+//! swapped every round, so drift on a shared machine hits both sides alike. Latency is measured one write at a time: from
+//! the moment the write call returns (COMMIT acknowledged) to the moment the listener
+//! yields a batch holding the row's `id:` tag.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jobprep_job_infos::{ExperienceLevel, NewJobInfo};
+use jobprep_repo::feed::{FeedEvent, FeedOptions, Listener};
+use jobprep_repo::{Backend, Db, DbConfig, NoopSink, UserId};
+use jobprep_users::NewUser;
+use serde::Serialize;
+
+use super::scratch::Scratch;
+use crate::error::CliError;
+
+const ROUNDS: u32 = 4;
+const LATENCY_SAMPLES: usize = 300;
+
+#[derive(Debug, Serialize)]
+struct FeedReport {
+    seconds: f64,
+    /// `insert_job_info` per second with the feed removed.
+    feed_off_ops: f64,
+    /// The same with the triggers installed and a listener draining them.
+    feed_on_ops: f64,
+    /// feed_on_ops / feed_off_ops.
+    ratio: f64,
+    /// Commit acknowledged to listener yield, one write at a time.
+    latency_p50_us: u64,
+    latency_p99_us: u64,
+    latency_samples: usize,
+}
+
+pub fn run(base: DbConfig, seconds: f64, json: bool) -> Result<(), CliError> {
+    let scratch = Scratch::create(&base)?;
+    let db = Db::from_config(scratch.config.clone(), Arc::new(NoopSink))?;
+    if db.backend() != Backend::Postgres {
+        return Err(CliError::Refused(
+            "bench --cache-feed measures the PostgreSQL triggers; give a postgres:// URL".into(),
+        ));
+    }
+    db.migrate()?;
+    let me = UserId::new("user_bench_feed")?;
+    jobprep_users::upsert(
+        &db,
+        &NewUser::new(me.clone(), "Bench", "bench@feed.example"),
+    )?;
+    let job = NewJobInfo::new("Backend", ExperienceLevel::Senior, "Rust and PostgreSQL");
+    let half = Duration::from_secs_f64(seconds / f64::from(2 * ROUNDS));
+
+    let (mut off, mut on) = ((0u64, Duration::ZERO), (0u64, Duration::ZERO));
+    // Odd rounds measure "on" first, so that an order effect hits both sides alike.
+    for round in 0..ROUNDS {
+        for on_side in [round % 2 == 1, round % 2 == 0] {
+            if on_side {
+                db.install_cache_feed()?;
+                let listener = Listener::start(&db, FeedOptions::default())?;
+                let stop = listener.stop_handle();
+                let drain = std::thread::spawn(move || listener.count());
+                let (n, took) = writes(&db, &me, &job, half)?;
+                on = (on.0 + n, on.1 + took);
+                stop.stop();
+                drain
+                    .join()
+                    .map_err(|_| CliError::Bench("the draining listener panicked".into()))?;
+            } else {
+                db.remove_cache_feed()?;
+                let (n, took) = writes(&db, &me, &job, half)?;
+                off = (off.0 + n, off.1 + took);
+            }
+        }
+    }
+    db.install_cache_feed()?;
+    let rate = |(n, took): (u64, Duration)| n as f64 / took.as_secs_f64().max(f64::EPSILON);
+
+    let mut listener = Listener::start(&db, FeedOptions::default())?;
+    let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
+    for _ in 0..LATENCY_SAMPLES {
+        let key = jobprep_job_infos::insert(&db, &me, &job)?;
+        let committed = Instant::now();
+        let wanted = format!("id:{}:jobInfos", key.id);
+        loop {
+            match listener.recv_timeout(Duration::from_secs(5)) {
+                Some(FeedEvent::Tags(tags)) if tags.iter().any(|t| t.as_str() == wanted) => {
+                    latencies.push(committed.elapsed());
+                    break;
+                }
+                Some(_) => continue,
+                None => {
+                    return Err(CliError::Bench(
+                        "a write did not reach the listener within 5 s".into(),
+                    ))
+                }
+            }
+        }
+    }
+    listener.stop();
+    latencies.sort_unstable();
+    let at = |p: f64| {
+        let index = ((latencies.len() - 1) as f64 * p).round() as usize;
+        u64::try_from(latencies[index].as_micros()).unwrap_or(u64::MAX)
+    };
+    let report = FeedReport {
+        seconds,
+        feed_off_ops: rate(off),
+        feed_on_ops: rate(on),
+        ratio: rate(on) / rate(off).max(f64::EPSILON),
+        latency_p50_us: at(0.50),
+        latency_p99_us: at(0.99),
+        latency_samples: latencies.len(),
+    };
+    if json {
+        let text = serde_json::to_string(&report).map_err(CliError::json("the report"))?;
+        println!("{text}");
+    } else {
+        println!(
+            "cache feed: insert_job_info {:.0}/s off, {:.0}/s on (ratio {:.3}); \
+             commit to listener p50 {} us, p99 {} us ({} writes)",
+            report.feed_off_ops,
+            report.feed_on_ops,
+            report.ratio,
+            report.latency_p50_us,
+            report.latency_p99_us,
+            report.latency_samples
+        );
+    }
+    drop(db);
+    drop(scratch);
+    Ok(())
+}
+
+/// Job info inserts, one after another, for `time`.
+fn writes(
+    db: &Db,
+    me: &UserId,
+    job: &NewJobInfo,
+    time: Duration,
+) -> Result<(u64, Duration), jobprep_repo::Error> {
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < time {
+        jobprep_job_infos::insert(db, me, job)?;
+        n += 1;
+    }
+    Ok((n, started.elapsed()))
+}
