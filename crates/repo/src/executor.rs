@@ -14,11 +14,11 @@ pub(crate) mod sealed {
     impl Sealed for super::Tx<'_> {}
 }
 
-/// Where a repository call runs: on the [`Db`] (a pooled connection per call) or inside
+/// Where a repository call runs: on the [`Db`](crate::Db) (a pooled connection per call) or inside
 /// a caller's transaction ([`Tx`]). Every repository and use-case function takes
 /// `&impl Executor`, so the same call works in both places.
 pub trait Executor: sealed::Sealed {
-    /// Runs a read. On a [`Db`] with read replicas it may run on a replica, and run
+    /// Runs a read. On a [`Db`](crate::Db) with read replicas it may run on a replica, and run
     /// again on the primary if the replica fails mid-way: reads must not write.
     fn read<T>(&self, f: impl Fn(&mut Connection) -> Result<T>) -> Result<T>;
 
@@ -60,7 +60,7 @@ pub trait Executor: sealed::Sealed {
     }
 }
 
-/// A transaction in progress, handed to the closure of [`Db::transaction`].
+/// A transaction in progress, handed to the closure of [`Db::transaction`](crate::Db::transaction).
 pub struct Tx<'c> {
     backend: Backend,
     conn: RefCell<&'c mut Connection>,

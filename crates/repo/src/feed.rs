@@ -43,8 +43,7 @@
 //! ```
 
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
@@ -57,6 +56,7 @@ use diesel::{Connection as _, RunQueryDsl as _};
 use crate::config::{Backend, DatabaseUrl};
 use crate::error::{Entity, Error, Result};
 use crate::handle::Db;
+use crate::local_feed;
 use crate::tags::CacheTag;
 
 /// The channel the triggers notify on. Its payloads are JSON,
@@ -369,7 +369,7 @@ impl Shared {
     fn stop(&self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(id) = self.local_id {
-            local::unsubscribe(id);
+            local_feed::unsubscribe(id);
         }
     }
 }
@@ -457,14 +457,16 @@ impl Listener {
                         connected: true,
                         ..FeedStatus::default()
                     }),
-                    local_id: Some(local::next_id()),
+                    local_id: Some(local_feed::next_id()),
                 });
-                local::subscribe(
+                let outbox = Outbox {
+                    tx,
+                    shared: shared.clone(),
+                };
+                local_feed::subscribe(
                     &db.config().url,
-                    Outbox {
-                        tx,
-                        shared: shared.clone(),
-                    },
+                    shared.local_id.unwrap_or_else(local_feed::next_id),
+                    Box::new(move |tags| outbox.send(FeedEvent::Tags(tags.to_vec()))),
                 );
                 Ok(Listener {
                     events,
@@ -823,62 +825,5 @@ impl Worker {
             )),
             _ => true,
         }
-    }
-}
-
-/// Listeners of this process on SQLite files, fed by the `Db`s after COMMIT.
-mod local {
-    use super::*;
-
-    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-    /// Subscribers, counted separately so that a write with none takes no lock.
-    static COUNT: AtomicUsize = AtomicUsize::new(0);
-    static SUBSCRIBERS: Mutex<Vec<(u64, PathBuf, Outbox)>> = Mutex::new(Vec::new());
-
-    fn subscribers() -> MutexGuard<'static, Vec<(u64, PathBuf, Outbox)>> {
-        SUBSCRIBERS.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// The file a URL names, the same for every spelling of it.
-    fn file(url: &DatabaseUrl) -> PathBuf {
-        let path = PathBuf::from(url.expose_secret());
-        std::fs::canonicalize(&path).unwrap_or(path)
-    }
-
-    pub(super) fn next_id() -> u64 {
-        NEXT_ID.fetch_add(1, Ordering::Relaxed)
-    }
-
-    pub(super) fn subscribe(url: &DatabaseUrl, outbox: Outbox) {
-        let id = outbox.shared.local_id.unwrap_or_else(next_id);
-        let mut subscribers = subscribers();
-        subscribers.push((id, file(url), outbox));
-        COUNT.store(subscribers.len(), Ordering::SeqCst);
-    }
-
-    pub(super) fn unsubscribe(id: u64) {
-        let mut subscribers = subscribers();
-        subscribers.retain(|(other, _, _)| *other != id);
-        COUNT.store(subscribers.len(), Ordering::SeqCst);
-    }
-
-    pub(super) fn publish(url: &DatabaseUrl, tags: &[CacheTag]) {
-        if COUNT.load(Ordering::SeqCst) == 0 {
-            return;
-        }
-        let file = file(url);
-        let mut subscribers = subscribers();
-        subscribers.retain(|(_, other, outbox)| {
-            *other != file || outbox.send(FeedEvent::Tags(tags.to_vec()))
-        });
-        COUNT.store(subscribers.len(), Ordering::SeqCst);
-    }
-}
-
-/// Called by the `Db` after a commit with the tags it reported. On PostgreSQL the
-/// database publishes, so nothing is done here.
-pub(crate) fn publish_local(url: &DatabaseUrl, tags: &[CacheTag]) {
-    if url.backend() == Backend::Sqlite {
-        local::publish(url, tags);
     }
 }

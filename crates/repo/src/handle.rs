@@ -445,7 +445,7 @@ impl Db {
         crate::tags::dedup(&mut tags);
         if !tags.is_empty() {
             self.inner.sink.revalidate(&tags);
-            crate::feed::publish_local(&self.inner.config.url, &tags);
+            crate::local_feed::publish(&self.inner.config.url, &tags);
         }
     }
 

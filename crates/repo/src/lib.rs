@@ -6,6 +6,7 @@ mod database_url;
 mod error;
 mod executor;
 mod handle;
+mod local_feed;
 #[cfg(feature = "tracing")]
 mod observe;
 mod pool;
