@@ -311,11 +311,17 @@ mod fixtures {
     use std::collections::BTreeSet;
 
     use super::TestDb;
-    use jobprep_repo::{users, Entity, Error, Executor, UserId};
+    use jobprep_repo::job_infos::NewJobInfo;
+    use jobprep_repo::{users, Db, Entity, Error, Executor, ExperienceLevel, UserId};
 
     /// Creates a user below the use cases (so no cache tags are reported) and returns
     /// its id; the email is made from the id's letters and digits.
     pub fn user(t: &TestDb, id: &str) -> UserId {
+        user_on(&t.db, id)
+    }
+
+    /// [`user`] on any handle.
+    pub fn user_on(db: &Db, id: &str) -> UserId {
         let id = UserId::new(id).expect("a valid user id");
         let local: String = id
             .as_str()
@@ -327,9 +333,14 @@ mod fixtures {
             format!("Name of {id}"),
             format!("{local}@example.com"),
         );
-        t.db.write(|conn, _| users::upsert(conn, &new))
+        db.write(|conn, _| users::upsert(conn, &new))
             .expect("create the user");
         id
+    }
+
+    /// A job info form named `name`.
+    pub fn job_form(name: &str) -> NewJobInfo {
+        NewJobInfo::new(name, ExperienceLevel::Senior, format!("About {name}"))
     }
 
     /// Tags as sorted, de-duplicated strings.
@@ -349,6 +360,50 @@ mod fixtures {
         matches!(result, Err(Error::NotFound { entity: e }) if e == entity)
     }
 
+    /// Fails the test unless `result` is `NotFound` for `entity`.
+    pub fn assert_not_found<T: std::fmt::Debug>(
+        result: jobprep_repo::Result<T>,
+        entity: Entity,
+        context: &str,
+    ) {
+        assert!(
+            matches!(result, Err(Error::NotFound { entity: e }) if e == entity),
+            "{context}: expected {entity} not found, got {result:?}"
+        );
+    }
+
+    /// The field of an `InvalidInput`, `None` for `Ok`; any other error fails the test.
+    pub fn refused_field<T: std::fmt::Debug>(
+        result: &jobprep_repo::Result<T>,
+    ) -> Option<&'static str> {
+        match result {
+            Ok(_) => None,
+            Err(Error::InvalidInput { field, .. }) => Some(field),
+            Err(other) => panic!("expected Ok or InvalidInput, got {other:?}"),
+        }
+    }
+
+    /// Joins `handle`, failing the test (instead of hanging) when it has not finished
+    /// within `limit`.
+    pub fn join_within<T>(
+        handle: std::thread::JoinHandle<T>,
+        limit: std::time::Duration,
+        what: &str,
+    ) -> T {
+        let deadline = std::time::Instant::now() + limit;
+        while !handle.is_finished() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what} did not finish within {limit:?}: deadlock or hang"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        match handle.join() {
+            Ok(value) => value,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+
     /// The field an `InvalidInput` names; panics on any other outcome.
     pub fn invalid_field<T: std::fmt::Debug>(result: jobprep_repo::Result<T>) -> &'static str {
         match result {
@@ -363,7 +418,10 @@ mod fixtures {
     }
 }
 
-pub use fixtures::{invalid_field, is_not_found, pause, tag_set, user};
+pub use fixtures::{
+    assert_not_found, invalid_field, is_not_found, job_form, join_within, pause, refused_field,
+    tag_set, user, user_on,
+};
 
 /// Runs `future` to completion on a fresh single-threaded runtime, for tests of the
 /// async facade (feature `tokio`) written as plain `#[test]`s.
