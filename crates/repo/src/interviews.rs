@@ -10,7 +10,7 @@ use jobprep_schema::{interviews, job_info};
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::quota;
-use crate::tenant::{owned_by, owned_job_info_ids, owned_job_infos};
+use crate::tenant::{self, owned_by, owned_job_info_ids, owned_job_infos};
 use crate::types::{ExperienceLevel, InterviewId, JobInfoId, Timestamp, UserId};
 use crate::validate;
 
@@ -168,11 +168,9 @@ pub fn insert(
     interview.validate()?;
     let now = Timestamp::now();
     let id = InterviewId::generate();
-    // The job info may be deleted by another transaction after this statement found
-    // it: the foreign key then fails, which `parent_missing` reports as `NotFound`, and
-    // `guarded` keeps from aborting a caller's transaction.
-    conn.guarded(|conn| {
-        on_backend!(conn, c => diesel::insert_into(interviews::table)
+    tenant::insert_child(conn, |conn| {
+        Ok(
+            on_backend!(conn, c => diesel::insert_into(interviews::table)
         .values(
             owned_job_infos(user_id)
                 .filter(job_info::id.eq(job_info_id))
@@ -195,10 +193,9 @@ pub fn insert(
         ))
         .returning(InterviewKey::as_returning())
         .get_result(c)
-        .optional())?
-        .ok_or(Error::not_found(Entity::JobInfo))
+        .optional())?,
+        )
     })
-    .map_err(|error| error.parent_missing(Entity::JobInfo))
 }
 
 /// [`insert`], checked against the plan quota: an interview with a chat id counts

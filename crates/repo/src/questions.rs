@@ -11,7 +11,7 @@ use crate::config::Backend;
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::quota;
-use crate::tenant::{owned_by, owned_job_info_ids, owned_job_infos};
+use crate::tenant::{self, owned_by, owned_job_info_ids, owned_job_infos};
 use crate::types::{JobInfoId, QuestionDifficulty, QuestionId, Timestamp, UserId};
 use crate::validate;
 
@@ -123,10 +123,8 @@ pub fn insert(
     question.validate()?;
     let now = Timestamp::now();
     let id = QuestionId::generate();
-    // A job info deleted concurrently after this statement found it fails the foreign
-    // key: `NotFound`, as for a missing one (see `interviews::insert`).
-    conn.guarded(|conn| {
-        on_backend!(conn, c => diesel::insert_into(questions::table)
+    tenant::insert_child(conn, |conn| {
+        Ok(on_backend!(conn, c => diesel::insert_into(questions::table)
         .values(
             owned_job_infos(user_id)
                 .filter(job_info::id.eq(job_info_id))
@@ -149,10 +147,8 @@ pub fn insert(
         ))
         .returning(QuestionKey::as_returning())
         .get_result(c)
-        .optional())?
-        .ok_or(Error::not_found(Entity::JobInfo))
+        .optional())?)
     })
-    .map_err(|error| error.parent_missing(Entity::JobInfo))
 }
 
 /// [`insert`], if the user has fewer than `limit` questions across their job infos

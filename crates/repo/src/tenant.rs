@@ -6,6 +6,8 @@ use diesel::dsl::{Eq, Filter, Select};
 use diesel::prelude::*;
 use jobprep_schema::job_info;
 
+use crate::connection::Connection;
+use crate::error::{Entity, Error, Result};
 use crate::types::UserId;
 
 /// `job_info."userId" = $user`: the owner filter, for queries on `job_info` or joined
@@ -28,4 +30,18 @@ pub(crate) type OwnedJobInfoIds<'a> = Select<OwnedJobInfos<'a>, job_info::id>;
 
 pub(crate) fn owned_job_info_ids(user_id: &UserId) -> OwnedJobInfoIds<'_> {
     owned_job_infos(user_id).select(job_info::id)
+}
+
+/// Runs `insert`, an `INSERT ... SELECT` of a child row (interview, question) from the
+/// user's job info, and says why nothing was written: `None` (the select found no job
+/// info of the user's) and a foreign-key failure (the job info was deleted by another
+/// transaction after the statement found it) are both the documented `NotFound` for
+/// the job info. Inside a caller's transaction the statement gets a savepoint, so a
+/// refusal leaves that transaction usable.
+pub(crate) fn insert_child<T>(
+    conn: &mut Connection,
+    insert: impl FnOnce(&mut Connection) -> Result<Option<T>>,
+) -> Result<T> {
+    conn.guarded(|conn| insert(conn)?.ok_or(Error::not_found(Entity::JobInfo)))
+        .map_err(|error| error.parent_missing(Entity::JobInfo))
 }
