@@ -156,6 +156,14 @@ LANGUAGE plpgsql AS $fn$
 DECLARE
   tags text[] := ARRAY[]::text[];
 BEGIN
+  -- An update that left every row as it was (a lock taken by a no-op UPDATE, say)
+  -- changes nothing a cache holds. Nested: the inner query names both transition
+  -- tables, which only an UPDATE has, and PL/pgSQL plans it only when it is reached.
+  IF TG_OP = 'UPDATE' THEN
+    IF NOT EXISTS (SELECT * FROM new_rows EXCEPT SELECT * FROM old_rows) THEN
+      RETURN NULL;
+    END IF;
+  END IF;
   IF TG_OP <> 'DELETE' THEN
     tags := tags || ARRAY(SELECT t FROM new_rows, LATERAL unnest(ARRAY[{row_tags}]) AS u(t));
   END IF;

@@ -219,9 +219,16 @@ fn a_raw_sql_write_by_another_app_arrives_with_the_same_tags() {
     ];
     assert_one_batch(&collect(&mut listener, &expected), &expected);
 
-    // An update that moves nothing sends nothing; one that matches rows sends their tags.
+    // An update that matches nothing, or leaves its rows as they were (the no-op
+    // update a quota-checked write locks the user with), sends nothing; one that
+    // changes rows sends their tags.
     app.batch_execute("UPDATE job_info SET name = 'x' WHERE false")
         .unwrap();
+    app.batch_execute("UPDATE job_info SET name = name").unwrap();
+    app.batch_execute(&format!(
+        "UPDATE users SET \"updatedAt\" = \"updatedAt\" WHERE id = '{me}'"
+    ))
+    .unwrap();
     app.batch_execute("UPDATE job_info SET name = 'Renamed by the app'")
         .unwrap();
     assert_one_batch(&collect(&mut listener, &expected), &expected);
