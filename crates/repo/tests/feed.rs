@@ -224,7 +224,8 @@ fn a_raw_sql_write_by_another_app_arrives_with_the_same_tags() {
     // changes rows sends their tags.
     app.batch_execute("UPDATE job_info SET name = 'x' WHERE false")
         .unwrap();
-    app.batch_execute("UPDATE job_info SET name = name").unwrap();
+    app.batch_execute("UPDATE job_info SET name = name")
+        .unwrap();
     app.batch_execute(&format!(
         "UPDATE users SET \"updatedAt\" = \"updatedAt\" WHERE id = '{me}'"
     ))

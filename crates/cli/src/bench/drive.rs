@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use jobprep_repo::Error;
+use crate::error::CliError;
 
 /// A small xorshift generator: each client picks rows at random, reproducibly.
 pub struct Rng(u64);
@@ -56,13 +56,13 @@ impl Side {
 pub fn drive<F>(
     clients: usize,
     duration: Duration,
-    make: impl Fn() -> Result<F, Error> + Sync,
-) -> Result<Side, Error>
+    make: impl Fn() -> Result<F, jobprep_repo::Error> + Sync,
+) -> Result<Side, CliError>
 where
-    F: FnMut(&mut Rng) -> Result<u64, Error>,
+    F: FnMut(&mut Rng) -> Result<u64, jobprep_repo::Error>,
 {
     let started = Instant::now();
-    let results: Vec<Result<(u64, Vec<u32>), Error>> = std::thread::scope(|scope| {
+    let results: Vec<Result<(u64, Vec<u32>), CliError>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..clients)
             .map(|client| {
                 let make = &make;
@@ -84,7 +84,7 @@ where
             .into_iter()
             .map(|h| {
                 h.join()
-                    .unwrap_or_else(|_| Err(Error::Misuse("a benchmark client panicked".into())))
+                    .unwrap_or_else(|_| Err(CliError::Bench("a client thread panicked".into())))
             })
             .collect()
     });
