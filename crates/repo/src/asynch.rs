@@ -2,8 +2,9 @@
 //!
 //! jobprep is synchronous: a call holds a pooled connection and blocks its thread until
 //! the database answers. [`AsyncDb`] lets an async service (axum, actix-web, a lambda)
-//! use it without stalling the runtime: every call runs on tokio's blocking pool
-//! ([`tokio::task::spawn_blocking`]) and the caller's task simply awaits it. The feature
+//! use it without stalling the runtime: every call runs on one of the handle's worker
+//! threads (one per connection the pool may open) and the caller's task simply awaits
+//! it, waiting in a queue, not on a thread, while every worker is busy. The feature
 //! crates (`jobprep-users`, ...) have a `tokio` feature with an `asynch` module holding
 //! the same use cases as `async fn`s over an [`AsyncDb`].
 //!
@@ -24,7 +25,7 @@
 //!
 //!     let ada = UserId::new("user_ada")?;
 //!     let new = users::NewUser::new(ada.clone(), "Ada", "ada@example.com");
-//!     // The closure runs on the blocking pool with the synchronous `Db`; the write
+//!     // The closure runs on a worker thread with the synchronous `Db`; the write
 //!     // reports its cache tags (a feature crate's use case does this for you).
 //!     db.run(move |db| {
 //!         db.write(|conn, tags| {
@@ -69,14 +70,19 @@
 //!   interrupted once it started, so a call whose caller went away (a client that
 //!   disconnected, a `select!` that took another branch, a timeout) still runs to its
 //!   end, and a write still commits; only its result is discarded.
-//! - **Concurrency.** Each call occupies one blocking-pool thread while it waits for a
-//!   connection (up to the pool's connection timeout) and while it runs. The pool's
-//!   `max_size` bounds the calls that reach the database at once; tokio's
-//!   `max_blocking_threads` (512 by default) bounds the threads.
+//! - **Concurrency.** A call first waits its turn asynchronously: at most the pool's
+//!   `max_size` calls run at once, each on one blocking-pool thread, so a thousand
+//!   concurrent calls on a pool of ten use about ten threads, not a thousand parked
+//!   ones. A call that waited longer than the pool's connection timeout for its turn
+//!   fails with the retryable [`Error::Unavailable`] without running, as a synchronous
+//!   checkout would. Turns are given in arrival order.
 //! - **Errors.** Everything arrives as [`Error`]: a closure that panicked, and a call the
 //!   runtime dropped before running it (it is shutting down), are
 //!   [`Error::Unavailable`]; an `AsyncDb` awaited outside a tokio runtime is
-//!   [`Error::Config`]. No panic reaches the caller.
+//!   [`Error::Misuse`]. No panic reaches the caller.
+
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::executor::Tx;
@@ -85,11 +91,13 @@ use crate::migrations::MigrationReport;
 use crate::Backend;
 
 /// A [`Db`] for async code: the same handle (cheap to clone, one pool inside), with
-/// every call run on tokio's blocking pool. Build one with [`AsyncDb::new`] or
+/// every call run on one of its worker threads. Build one with [`AsyncDb::new`] or
 /// `db.into()`; [`AsyncDb::sync`] gives the [`Db`] back.
 #[derive(Clone, Debug)]
 pub struct AsyncDb {
     db: Db,
+    /// The threads that run the calls, one per connection the pool may open.
+    workers: Arc<Workers>,
 }
 
 impl From<Db> for AsyncDb {
@@ -107,7 +115,8 @@ impl From<AsyncDb> for Db {
 impl AsyncDb {
     /// Wraps a handle; opens no connection.
     pub fn new(db: Db) -> Self {
-        AsyncDb { db }
+        let workers = Arc::new(Workers::new(db.pool_state().max_size as usize));
+        AsyncDb { db, workers }
     }
 
     /// The synchronous handle, for code that already runs off the runtime (inside
@@ -122,7 +131,7 @@ impl AsyncDb {
         self.db.backend()
     }
 
-    /// Runs `f` with the synchronous [`Db`] on tokio's blocking pool and awaits it. Use
+    /// Runs `f` with the synchronous [`Db`] on a worker thread and awaits it. Use
     /// it for any synchronous jobprep call, e.g. a feature crate's use case:
     /// `db.run(move |db| jobprep_users::get(db, &id)).await`.
     ///
@@ -137,9 +146,9 @@ impl AsyncDb {
         self.spawn(move || f(&db)).await
     }
 
-    /// Runs `f` in one transaction (see [`Db::transaction`]) on the blocking pool: every
+    /// Runs `f` in one transaction (see [`Db::transaction`]) on a worker thread: every
     /// write inside commits together or not at all, and cache tags reach the sink only
-    /// after COMMIT. The transaction lives on one blocking thread from BEGIN to COMMIT,
+    /// after COMMIT. The transaction lives on one worker thread from BEGIN to COMMIT,
     /// so `f` is synchronous: it cannot await.
     pub async fn transaction<T, F>(&self, f: F) -> Result<T>
     where
@@ -175,8 +184,8 @@ impl AsyncDb {
         F: FnOnce() -> Result<T> + Send + 'static,
         T: Send + 'static,
     {
-        // `spawn_blocking` panics outside a runtime; say so as an error instead.
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+        // The facade is documented for tokio services: say so when it is used elsewhere.
+        tokio::runtime::Handle::try_current().map_err(|_| {
             Error::Misuse(
                 "jobprep's AsyncDb was used outside a tokio runtime (call it from a task \
                  of a tokio runtime)"
@@ -189,19 +198,89 @@ impl AsyncDb {
             let span = tracing::Span::current();
             move || span.in_scope(f)
         };
-        match runtime.spawn_blocking(f).await {
-            Ok(result) => result,
-            Err(error) if error.is_panic() => Err(Error::unavailable(format!(
-                "the blocking database call panicked: {}",
-                self.db
-                    .config()
-                    .url
-                    .scrub(&panic_message(error.into_panic()))
-            ))),
-            Err(_) => Err(Error::unavailable(
-                "the blocking database call was cancelled: the tokio runtime is shutting down",
-            )),
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let arrived = Instant::now();
+        let timeout = self.db.config().pool.connection_timeout;
+        let url = self.db.config().url.clone();
+        let job: Job = Box::new(move || {
+            // A call that waited past the pool's timeout for a worker is the timeout a
+            // synchronous checkout would have met: it does not run.
+            let outcome = if arrived.elapsed() > timeout {
+                Err(Error::unavailable(format!(
+                    "timed out waiting for a connection: every connection was busy for \
+                     {timeout:?}"
+                )))
+            } else {
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(
+                    |payload| {
+                        Err(Error::unavailable(format!(
+                            "the blocking database call panicked: {}",
+                            url.scrub(&panic_message(payload))
+                        )))
+                    },
+                )
+            };
+            // The caller may have gone away; the call ran all the same.
+            let _ = reply.send(outcome);
+        });
+        self.workers.submit(job)?;
+        answer.await.unwrap_or_else(|_| {
+            Err(Error::unavailable(
+                "the database call was dropped before it ran: its worker stopped",
+            ))
+        })
+    }
+}
+
+/// A call handed to the workers.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// The threads that run an [`AsyncDb`]'s calls: as many as the pool has connections,
+/// started on the first call, fed in arrival order through one queue. A call waits in
+/// the queue, not on a thread of its own, so threads never outnumber connections; the
+/// workers end when the last clone of the handle is dropped.
+#[derive(Debug)]
+struct Workers {
+    count: usize,
+    /// The queue's sending end, once the workers are started.
+    queue: OnceLock<std::result::Result<mpsc::Sender<Job>, String>>,
+}
+
+impl Workers {
+    fn new(count: usize) -> Self {
+        Workers {
+            count: count.max(1),
+            queue: OnceLock::new(),
         }
+    }
+
+    fn submit(&self, job: Job) -> Result<()> {
+        match self.queue.get_or_init(|| self.start()) {
+            Ok(queue) => queue
+                .send(job)
+                .map_err(|_| Error::unavailable("the async handle's workers have stopped")),
+            Err(reason) => Err(Error::unavailable(reason.clone())),
+        }
+    }
+
+    fn start(&self) -> std::result::Result<mpsc::Sender<Job>, String> {
+        let (sender, receiver) = mpsc::channel::<Job>();
+        let receiver = Arc::new(Mutex::new(receiver));
+        for n in 0..self.count {
+            let receiver = receiver.clone();
+            std::thread::Builder::new()
+                .name(format!("jobprep-async-{n}"))
+                .spawn(move || loop {
+                    // One worker waits on the queue at a time; the others wait for it.
+                    let next = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                    match next {
+                        Ok(job) => job(),
+                        Err(_) => return, // every handle is gone
+                    }
+                })
+                .map_err(|e| format!("cannot start the async handle's workers: {e}"))?;
+        }
+        Ok(sender)
     }
 }
 
@@ -218,7 +297,7 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
 /// Defines, in a feature crate's `asynch` module, the `async fn` twin of each listed
 /// use case of the crate: the same name and arguments, `&AsyncDb` first, borrowed
 /// arguments taken owned (`user_id: &UserId` becomes `user_id: UserId`; list a slice
-/// argument as `&Vec<T>` to take a `Vec<T>`), run on the blocking pool by
+/// argument as `&Vec<T>` to take a `Vec<T>`), run on a worker thread by
 /// [`AsyncDb::run`]. One definition per use case: the twin calls it.
 ///
 /// ```text
@@ -236,7 +315,7 @@ macro_rules! async_twins {
         $($crate::async_twins!(@twin $name [] [] $($params)* ,; $ret);)*
     };
     (@twin $name:ident [$($owned:tt)*] [$($args:tt)*] $(,)? ; $ret:ty) => {
-        #[doc = concat!("[`crate::", stringify!($name), "`], awaited: it runs on the blocking pool.")]
+        #[doc = concat!("[`crate::", stringify!($name), "`], awaited: it runs on a worker thread of the `AsyncDb`.")]
         pub async fn $name(
             db: &$crate::asynch::AsyncDb,
             $($owned)*
