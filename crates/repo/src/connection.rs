@@ -138,6 +138,26 @@ impl Connection {
         }
     }
 
+    /// The statements this connection has prepared and keeps (PostgreSQL's
+    /// `pg_prepared_statements`; SQLite keeps its own, which it does not list): for
+    /// tests and diagnostics of statement caching.
+    #[doc(hidden)]
+    pub fn prepared_statements(&mut self) -> Result<Vec<String>> {
+        #[derive(diesel::QueryableByName)]
+        struct Statement {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            statement: String,
+        }
+        let Some(c) = self.as_postgres() else {
+            return Ok(Vec::new());
+        };
+        let rows: Vec<Statement> = diesel::RunQueryDsl::load(
+            diesel::sql_query("SELECT statement FROM pg_prepared_statements ORDER BY statement"),
+            c,
+        )?;
+        Ok(rows.into_iter().map(|row| row.statement).collect())
+    }
+
     pub(crate) fn batch_execute(&mut self, sql: &str) -> Result<()> {
         on_backend!(self, c => c.batch_execute(sql))?;
         Ok(())

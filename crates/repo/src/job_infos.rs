@@ -2,13 +2,17 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use jobprep_schema::{interviews, job_info, questions};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{Bool, HasSqlType, Nullable, Text};
+use jobprep_schema::{interviews, job_info, questions, sql_types};
 
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::interviews::InterviewKey;
 use crate::questions::QuestionKey;
-use crate::tenant::owned_job_infos;
+use crate::statements::ColumnChange;
+use crate::tenant::{owned_by, owned_job_infos};
 use crate::types::{ExperienceLevel, JobInfoId, Timestamp, UserId};
 use crate::validate;
 
@@ -164,12 +168,70 @@ pub fn update(
     changes: &JobInfoChanges,
 ) -> Result<JobInfoKey> {
     changes.validate()?;
-    on_backend!(conn, c => diesel::update(owned_job_infos(user_id).filter(job_info::id.eq(id)))
-        .set((changes, job_info::updated_at.eq(Timestamp::now())))
-        .returning(JobInfoKey::as_returning())
-        .get_result(c)
-        .optional())?
-    .ok_or(Error::not_found(Entity::JobInfo))
+    let update = UpdateJobInfo {
+        title: ColumnChange::nullable(changes.title.as_ref().map(|t| t.as_deref())),
+        name: ColumnChange::new(changes.name.as_deref()),
+        experience_level: ColumnChange::new(changes.experience_level),
+        description: ColumnChange::new(changes.description.as_deref()),
+        now: Timestamp::now(),
+        filter: job_info::id.eq(id).and(owned_by(user_id)),
+    };
+    on_backend!(conn, c => update.get_result(c).optional())?
+        .ok_or(Error::not_found(Entity::JobInfo))
+}
+
+/// `UPDATE job_info SET ... WHERE id = $ AND <owner> RETURNING id, "userId"`, one text
+/// whichever fields change (see the `statements` module).
+struct UpdateJobInfo<'a, F> {
+    title: ColumnChange<&'a str>,
+    name: ColumnChange<&'a str>,
+    experience_level: ColumnChange<ExperienceLevel>,
+    description: ColumnChange<&'a str>,
+    now: Timestamp,
+    filter: F,
+}
+
+/// The statement cache's key for [`UpdateJobInfo`]: its text is always the same.
+struct UpdateJobInfoStatement;
+
+impl<F> QueryId for UpdateJobInfo<'_, F> {
+    type QueryId = UpdateJobInfoStatement;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<F> Query for UpdateJobInfo<'_, F> {
+    type SqlType = (sql_types::Uuid, Text);
+}
+
+impl<F, Conn> RunQueryDsl<Conn> for UpdateJobInfo<'_, F> {}
+
+impl<DB, F> QueryFragment<DB> for UpdateJobInfo<'_, F>
+where
+    DB: diesel::backend::Backend
+        + HasSqlType<Text>
+        + HasSqlType<sql_types::ExperienceLevel>
+        + HasSqlType<sql_types::TimestampWithTimeZone>
+        + HasSqlType<Bool>,
+    F: QueryFragment<DB>,
+    for<'s> Option<&'s str>: ToSql<Nullable<Text>, DB>,
+    Option<ExperienceLevel>: ToSql<Nullable<sql_types::ExperienceLevel>, DB>,
+    Timestamp: ToSql<sql_types::TimestampWithTimeZone, DB>,
+    bool: ToSql<Bool, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql(r#"UPDATE "job_info" SET "#);
+        self.title.push::<DB, Text>("title", &mut out)?;
+        self.name.push::<DB, Text>("name", &mut out)?;
+        self.experience_level
+            .push::<DB, sql_types::ExperienceLevel>("experienceLevel", &mut out)?;
+        self.description.push::<DB, Text>("description", &mut out)?;
+        out.push_sql(r#""updatedAt" = "#);
+        out.push_bind_param::<sql_types::TimestampWithTimeZone, _>(&self.now)?;
+        out.push_sql(" WHERE ");
+        self.filter.walk_ast(out.reborrow())?;
+        out.push_sql(r#" RETURNING "job_info"."id", "job_info"."userId""#);
+        Ok(())
+    }
 }
 
 /// The user's job info.

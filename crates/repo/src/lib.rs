@@ -11,6 +11,7 @@ mod local_feed;
 mod observe;
 mod pool;
 mod quota;
+mod statements;
 mod tags;
 mod tenant;
 mod types;

@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::sql_types::Varchar;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{Bool, HasSqlType, Nullable, Text, Varchar};
 use jobprep_schema::sql_types;
 use jobprep_schema::{job_info, questions};
 
@@ -11,6 +13,7 @@ use crate::config::Backend;
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::quota;
+use crate::statements::ColumnChange;
 use crate::tenant::{self, owned_by, owned_job_info_ids, owned_job_infos};
 use crate::types::{JobInfoId, QuestionDifficulty, QuestionId, Timestamp, UserId};
 use crate::validate;
@@ -336,14 +339,66 @@ pub fn update(
     changes: &QuestionChanges,
 ) -> Result<QuestionKey> {
     changes.validate()?;
-    on_backend!(conn, c => diesel::update(questions::table)
-        .filter(questions::id.eq(id))
-        .filter(questions::job_info_id.eq_any(owned_job_info_ids(user_id)))
-        .set((changes, questions::updated_at.eq(Timestamp::now())))
-        .returning(QuestionKey::as_returning())
-        .get_result(c)
-        .optional())?
-    .ok_or(Error::not_found(Entity::Question))
+    let update = UpdateQuestion {
+        text: ColumnChange::new(changes.text.as_deref()),
+        difficulty: ColumnChange::new(changes.difficulty),
+        now: Timestamp::now(),
+        filter: questions::id
+            .eq(id)
+            .and(questions::job_info_id.eq_any(owned_job_info_ids(user_id))),
+    };
+    on_backend!(conn, c => update.get_result(c).optional())?
+        .ok_or(Error::not_found(Entity::Question))
+}
+
+/// `UPDATE questions SET ... WHERE id = $ AND <owned> RETURNING id, "jobInfoId"`, one
+/// text whichever fields change (see the `statements` module).
+struct UpdateQuestion<'a, F> {
+    text: ColumnChange<&'a str>,
+    difficulty: ColumnChange<QuestionDifficulty>,
+    now: Timestamp,
+    filter: F,
+}
+
+/// The statement cache's key for [`UpdateQuestion`]: its text is always the same.
+struct UpdateQuestionStatement;
+
+impl<F> QueryId for UpdateQuestion<'_, F> {
+    type QueryId = UpdateQuestionStatement;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl<F> Query for UpdateQuestion<'_, F> {
+    type SqlType = (sql_types::Uuid, sql_types::Uuid);
+}
+
+impl<F, Conn> RunQueryDsl<Conn> for UpdateQuestion<'_, F> {}
+
+impl<DB, F> QueryFragment<DB> for UpdateQuestion<'_, F>
+where
+    DB: diesel::backend::Backend
+        + HasSqlType<Text>
+        + HasSqlType<sql_types::QuestionDifficulty>
+        + HasSqlType<sql_types::TimestampWithTimeZone>
+        + HasSqlType<Bool>,
+    F: QueryFragment<DB>,
+    for<'s> Option<&'s str>: ToSql<Nullable<Text>, DB>,
+    Option<QuestionDifficulty>: ToSql<Nullable<sql_types::QuestionDifficulty>, DB>,
+    Timestamp: ToSql<sql_types::TimestampWithTimeZone, DB>,
+    bool: ToSql<Bool, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql(r#"UPDATE "questions" SET "#);
+        self.text.push::<DB, Text>("text", &mut out)?;
+        self.difficulty
+            .push::<DB, sql_types::QuestionDifficulty>("difficulty", &mut out)?;
+        out.push_sql(r#""updatedAt" = "#);
+        out.push_bind_param::<sql_types::TimestampWithTimeZone, _>(&self.now)?;
+        out.push_sql(" WHERE ");
+        self.filter.walk_ast(out.reborrow())?;
+        out.push_sql(r#" RETURNING "questions"."id", "questions"."jobInfoId""#);
+        Ok(())
+    }
 }
 
 /// Deletes the user's question.

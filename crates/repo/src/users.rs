@@ -1,11 +1,11 @@
 //! Users: keyed by the auth provider's id, with a unique email.
 
 use chrono::{DateTime, Utc};
-use diesel::dsl::case_when;
 use diesel::prelude::*;
-use diesel::sql_types::Bool;
-use diesel::upsert::excluded;
-use jobprep_schema::{interviews, questions, users};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::serialize::ToSql;
+use diesel::sql_types::{Bool, HasSqlType, Nullable, Text};
+use jobprep_schema::{interviews, questions, sql_types, users};
 
 use crate::config::Backend;
 use crate::connection::{on_backend, Connection};
@@ -177,45 +177,89 @@ pub fn upsert(conn: &mut Connection, user: &NewUser) -> Result<User> {
 
 fn upsert_once(conn: &mut Connection, user: &NewUser) -> Result<User> {
     let now = Timestamp::now();
-    let created_at = user.created_at.map_or(now, Timestamp::truncated);
-    let updated_at = user.updated_at.map_or(now, Timestamp::truncated);
-    // `now` is taken before the statement waits for a lock held by a concurrent upsert
-    // of the same user, and a provider's event may arrive after a newer one: keep the
-    // later updatedAt, so it never goes back. It cannot fall below createdAt either:
-    // the provider's updatedAt is not before its createdAt (validated).
-    let keep_later_updated_at = case_when(
-        excluded(users::updated_at).gt(users::updated_at),
-        excluded(users::updated_at),
-    )
-    .otherwise(users::updated_at);
-    // The provider's createdAt replaces the stored one; without it, createdAt stays.
-    let provider_created_at = user.created_at.is_some();
-    let created_at_on_conflict = case_when(
-        provider_created_at.into_sql::<Bool>(),
-        excluded(users::created_at),
-    )
-    .otherwise(users::created_at);
-    let row = on_backend!(conn, c => diesel::insert_into(users::table)
-        .values((
-            users::id.eq(&user.id),
-            users::name.eq(&user.name),
-            users::email.eq(&user.email),
-            users::image_url.eq(user.image_url.as_deref()),
-            users::created_at.eq(created_at),
-            users::updated_at.eq(updated_at),
-        ))
-        .on_conflict(users::id)
-        .do_update()
-        .set((
-            users::name.eq(excluded(users::name)),
-            users::email.eq(excluded(users::email)),
-            users::image_url.eq(excluded(users::image_url)),
-            users::created_at.eq(created_at_on_conflict),
-            users::updated_at.eq(keep_later_updated_at),
-        ))
-        .returning(User::as_returning())
-        .get_result(c))?;
-    Ok(row)
+    let upsert = UpsertUser {
+        user,
+        created_at: user.created_at.map_or(now, Timestamp::truncated),
+        updated_at: user.updated_at.map_or(now, Timestamp::truncated),
+        provider_created_at: user.created_at.is_some(),
+    };
+    Ok(on_backend!(conn, c => upsert.get_result(c))?)
+}
+
+/// The user upsert as one statement whose text never changes, so that each connection
+/// prepares it once and then only binds (diesel builds `ON CONFLICT ... DO UPDATE`
+/// statements that it never caches, since their text may vary; this one's cannot).
+///
+/// On conflict: name, email and imageUrl are refreshed; `createdAt` becomes the
+/// provider's when the form carries it (`provider_created_at`), else it stays; and
+/// `updatedAt` becomes the later of the stored and the new one, so it never goes back
+/// (`now` is taken before the statement may wait for a concurrent upsert of the same
+/// user, and a provider's event may arrive after a newer one). It cannot fall below
+/// `createdAt`: the provider's `updatedAt` is not before its `createdAt` (validated).
+struct UpsertUser<'a> {
+    user: &'a NewUser,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+    provider_created_at: bool,
+}
+
+/// The statement cache's key for [`UpsertUser`]: its text is always the same.
+struct UpsertUserStatement;
+
+impl QueryId for UpsertUser<'_> {
+    type QueryId = UpsertUserStatement;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for UpsertUser<'_> {
+    type SqlType = (
+        Text,
+        Text,
+        Text,
+        Nullable<Text>,
+        sql_types::TimestampWithTimeZone,
+        sql_types::TimestampWithTimeZone,
+    );
+}
+
+impl<Conn> RunQueryDsl<Conn> for UpsertUser<'_> {}
+
+impl<DB> QueryFragment<DB> for UpsertUser<'_>
+where
+    DB: diesel::backend::Backend
+        + HasSqlType<Text>
+        + HasSqlType<sql_types::TimestampWithTimeZone>
+        + HasSqlType<Bool>,
+    UserId: ToSql<Text, DB>,
+    String: ToSql<Text, DB>,
+    Option<String>: ToSql<Nullable<Text>, DB>,
+    Timestamp: ToSql<sql_types::TimestampWithTimeZone, DB>,
+    bool: ToSql<Bool, DB>,
+{
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
+        out.push_sql(
+            r#"INSERT INTO "users" ("id", "name", "email", "imageUrl", "createdAt", "updatedAt") VALUES ("#,
+        );
+        out.push_bind_param::<Text, _>(&self.user.id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.user.name)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Text, _>(&self.user.email)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<Text>, _>(&self.user.image_url)?;
+        out.push_sql(", ");
+        out.push_bind_param::<sql_types::TimestampWithTimeZone, _>(&self.created_at)?;
+        out.push_sql(", ");
+        out.push_bind_param::<sql_types::TimestampWithTimeZone, _>(&self.updated_at)?;
+        out.push_sql(
+            r#") ON CONFLICT ("id") DO UPDATE SET "name" = excluded."name", "email" = excluded."email", "imageUrl" = excluded."imageUrl", "createdAt" = CASE WHEN "#,
+        );
+        out.push_bind_param::<Bool, _>(&self.provider_created_at)?;
+        out.push_sql(
+            r#" THEN excluded."createdAt" ELSE "users"."createdAt" END, "updatedAt" = CASE WHEN excluded."updatedAt" > "users"."updatedAt" THEN excluded."updatedAt" ELSE "users"."updatedAt" END RETURNING "users"."id", "users"."name", "users"."email", "users"."imageUrl", "users"."createdAt", "users"."updatedAt""#,
+        );
+        Ok(())
+    }
 }
 
 /// The user with this id.
