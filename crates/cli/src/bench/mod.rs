@@ -61,6 +61,11 @@ struct OpResult {
     p99_us: u64,
     raw_p50_us: u64,
     raw_p99_us: u64,
+    /// The plan shape PostgreSQL chose on the analyzed data, as the scans counted
+    /// while the operation ran (both sides): sequential scans of jobprep's tables, and
+    /// index scans. `None` on SQLite.
+    sequential_scans: Option<i64>,
+    index_scans: Option<i64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -142,7 +147,12 @@ pub fn run(base: DbConfig, args: BenchArgs) -> Result<(), CliError> {
             args.clients,
             args.seconds
         ));
-        let result = measure_op(op, &db, &config, &dataset, args.clients, per_side)?;
+        let before = scratch.scans()?;
+        let mut result = measure_op(op, &db, &config, &dataset, args.clients, per_side)?;
+        if let (Some(before), Some(after)) = (before, scratch.scans()?) {
+            result.sequential_scans = Some(after.sequential - before.sequential);
+            result.index_scans = Some(after.index - before.index);
+        }
         progress.line(&format!(
             "  {:<28} jobprep {:>10.0}/s  raw {:>10.0}/s  ratio {:.3}  p50 {}us p99 {}us",
             op.name(),
@@ -188,12 +198,17 @@ fn print_table(report: &Report) {
         report.seconds
     );
     println!(
-        "{:<28} {:>12} {:>12} {:>7} {:>8} {:>8}",
+        "{:<28} {:>12} {:>12} {:>7} {:>8} {:>8}  plan",
         "operation", "jobprep/s", "raw/s", "ratio", "p50 us", "p99 us"
     );
     for (op, r) in &report.ops {
+        let plan = match (r.sequential_scans, r.index_scans) {
+            (Some(0), Some(_)) => "index scans".to_owned(),
+            (Some(seq), Some(idx)) => format!("{seq} seq scans, {idx} index scans"),
+            _ => String::new(),
+        };
         println!(
-            "{op:<28} {:>12.0} {:>12.0} {:>7.3} {:>8} {:>8}",
+            "{op:<28} {:>12.0} {:>12.0} {:>7.3} {:>8} {:>8}  {plan}",
             r.dal_ops, r.raw_ops, r.ratio, r.p50_us, r.p99_us
         );
     }
@@ -369,5 +384,7 @@ fn measure_op(
         p99_us: dal.percentile(0.99),
         raw_p50_us: raw.percentile(0.50),
         raw_p99_us: raw.percentile(0.99),
+        sequential_scans: None,
+        index_scans: None,
     })
 }

@@ -67,6 +67,44 @@ impl Scratch {
     }
 }
 
+/// Sequential and index scans of the tables so far (PostgreSQL's statistics).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Scans {
+    pub sequential: i64,
+    pub index: i64,
+}
+
+impl Scratch {
+    /// The scans PostgreSQL has counted on jobprep's tables so far; `None` on SQLite.
+    /// Backends report their statistics when idle, at most a second late, so this
+    /// waits that long first.
+    pub fn scans(&self) -> Result<Option<Scans>, CliError> {
+        if self.config.url.backend() != Backend::Postgres {
+            return Ok(None);
+        }
+        #[derive(diesel::QueryableByName)]
+        struct Counts {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            sequential: i64,
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            index: i64,
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let counts: Counts = diesel::RunQueryDsl::get_result(
+            diesel::sql_query(
+                "SELECT COALESCE(sum(seq_scan), 0)::bigint AS sequential, \
+                 COALESCE(sum(idx_scan), 0)::bigint AS index FROM pg_stat_user_tables \
+                 WHERE relname IN ('users', 'job_info', 'interviews', 'questions')",
+            ),
+            &mut admin(&self.config)?,
+        )?;
+        Ok(Some(Scans {
+            sequential: counts.sequential,
+            index: counts.index,
+        }))
+    }
+}
+
 impl Drop for Scratch {
     fn drop(&mut self) {
         if let Some(admin_url) = &self.admin_url {
