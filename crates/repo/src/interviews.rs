@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{Bool, HasSqlType, Nullable, Text, Varchar};
 use jobprep_schema::sql_types;
@@ -12,7 +12,7 @@ use jobprep_schema::{interviews, job_info};
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::quota;
-use crate::statements::ColumnChange;
+use crate::statements::{stable_statement, ColumnChange};
 use crate::tenant::{self, owned_by, owned_job_info_ids, owned_job_infos};
 use crate::types::{ExperienceLevel, InterviewId, JobInfoId, Timestamp, UserId};
 use crate::validate;
@@ -298,19 +298,7 @@ struct UpdateInterview<'a, F> {
     filter: F,
 }
 
-/// The statement cache's key for [`UpdateInterview`]: its text is always the same.
-struct UpdateInterviewStatement;
-
-impl<F> QueryId for UpdateInterview<'_, F> {
-    type QueryId = UpdateInterviewStatement;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl<F> Query for UpdateInterview<'_, F> {
-    type SqlType = (sql_types::Uuid, sql_types::Uuid);
-}
-
-impl<F, Conn> RunQueryDsl<Conn> for UpdateInterview<'_, F> {}
+stable_statement!(UpdateInterview<'a; F>, UpdateInterviewStatement, returns (sql_types::Uuid, sql_types::Uuid));
 
 impl<DB, F> QueryFragment<DB> for UpdateInterview<'_, F>
 where

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{Bool, HasSqlType, Nullable, Text};
 use jobprep_schema::{interviews, job_info, questions, sql_types};
@@ -11,7 +11,7 @@ use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::interviews::InterviewKey;
 use crate::questions::QuestionKey;
-use crate::statements::ColumnChange;
+use crate::statements::{stable_statement, ColumnChange};
 use crate::tenant::{owned_by, owned_job_infos};
 use crate::types::{ExperienceLevel, JobInfoId, Timestamp, UserId};
 use crate::validate;
@@ -191,19 +191,7 @@ struct UpdateJobInfo<'a, F> {
     filter: F,
 }
 
-/// The statement cache's key for [`UpdateJobInfo`]: its text is always the same.
-struct UpdateJobInfoStatement;
-
-impl<F> QueryId for UpdateJobInfo<'_, F> {
-    type QueryId = UpdateJobInfoStatement;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl<F> Query for UpdateJobInfo<'_, F> {
-    type SqlType = (sql_types::Uuid, Text);
-}
-
-impl<F, Conn> RunQueryDsl<Conn> for UpdateJobInfo<'_, F> {}
+stable_statement!(UpdateJobInfo<'a; F>, UpdateJobInfoStatement, returns (sql_types::Uuid, Text));
 
 impl<DB, F> QueryFragment<DB> for UpdateJobInfo<'_, F>
 where

@@ -3,7 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{Bool, HasSqlType, Nullable, Text, Varchar};
 use jobprep_schema::sql_types;
@@ -13,7 +13,7 @@ use crate::config::Backend;
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::quota;
-use crate::statements::ColumnChange;
+use crate::statements::{stable_statement, ColumnChange};
 use crate::tenant::{self, owned_by, owned_job_info_ids, owned_job_infos};
 use crate::types::{JobInfoId, QuestionDifficulty, QuestionId, Timestamp, UserId};
 use crate::validate;
@@ -360,19 +360,7 @@ struct UpdateQuestion<'a, F> {
     filter: F,
 }
 
-/// The statement cache's key for [`UpdateQuestion`]: its text is always the same.
-struct UpdateQuestionStatement;
-
-impl<F> QueryId for UpdateQuestion<'_, F> {
-    type QueryId = UpdateQuestionStatement;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl<F> Query for UpdateQuestion<'_, F> {
-    type SqlType = (sql_types::Uuid, sql_types::Uuid);
-}
-
-impl<F, Conn> RunQueryDsl<Conn> for UpdateQuestion<'_, F> {}
+stable_statement!(UpdateQuestion<'a; F>, UpdateQuestionStatement, returns (sql_types::Uuid, sql_types::Uuid));
 
 impl<DB, F> QueryFragment<DB> for UpdateQuestion<'_, F>
 where

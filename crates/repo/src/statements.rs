@@ -57,3 +57,32 @@ impl<T> ColumnChange<T> {
         Ok(())
     }
 }
+
+/// The impls every statement type of this kind shares: a static statement-cache key
+/// (the text never varies, so the type identifies it), the SQL types of the row it
+/// returns, and `RunQueryDsl`. Its `QueryFragment` impl writes the text.
+macro_rules! stable_statement {
+    ($name:ident<$($lifetime:lifetime),* $(; $param:ident)*>, $key:ident, returns $sql:ty) => {
+        /// The statement cache's key for the statement type of the same name.
+        pub(crate) struct $key;
+
+        impl<$($lifetime,)* $($param),*> diesel::query_builder::QueryId
+            for $name<$($lifetime,)* $($param),*>
+        {
+            type QueryId = $key;
+            const HAS_STATIC_QUERY_ID: bool = true;
+        }
+
+        impl<$($lifetime,)* $($param),*> diesel::query_builder::Query
+            for $name<$($lifetime,)* $($param),*>
+        {
+            type SqlType = $sql;
+        }
+
+        impl<$($lifetime,)* $($param,)* Conn> diesel::RunQueryDsl<Conn>
+            for $name<$($lifetime,)* $($param),*>
+        {
+        }
+    };
+}
+pub(crate) use stable_statement;

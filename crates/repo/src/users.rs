@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_builder::{AstPass, QueryFragment};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{Bool, HasSqlType, Nullable, Text};
 use jobprep_schema::{interviews, questions, sql_types, users};
@@ -13,6 +13,7 @@ use crate::error::{ConstraintKind, Entity, Error, Result};
 use crate::interviews::InterviewKey;
 use crate::job_infos::JobInfoKey;
 use crate::questions::QuestionKey;
+use crate::statements::stable_statement;
 use crate::tenant::{owned_job_info_ids, owned_job_infos};
 use crate::types::{Timestamp, UserId};
 use crate::validate;
@@ -203,26 +204,18 @@ struct UpsertUser<'a> {
     provider_created_at: bool,
 }
 
-/// The statement cache's key for [`UpsertUser`]: its text is always the same.
-struct UpsertUserStatement;
-
-impl QueryId for UpsertUser<'_> {
-    type QueryId = UpsertUserStatement;
-    const HAS_STATIC_QUERY_ID: bool = true;
-}
-
-impl Query for UpsertUser<'_> {
-    type SqlType = (
+stable_statement!(
+    UpsertUser<'a>,
+    UpsertUserStatement,
+    returns(
         Text,
         Text,
         Text,
         Nullable<Text>,
         sql_types::TimestampWithTimeZone,
         sql_types::TimestampWithTimeZone,
-    );
-}
-
-impl<Conn> RunQueryDsl<Conn> for UpsertUser<'_> {}
+    )
+);
 
 impl<DB> QueryFragment<DB> for UpsertUser<'_>
 where
