@@ -12,8 +12,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds=${PGBENCH_COMPARE_SECONDS:-10} reps=${PGBENCH_COMPARE_REPS:-3} profile=release users=1000
+bench_seconds=$seconds # per side: jobprep bench splits each in two halves per side
 if [ "${1:-}" = --short ]; then
-  seconds=1 reps=1 profile=debug users=100
+  seconds=1 bench_seconds=0.4 reps=1 profile=debug users=100
 fi
 ops="get_job_info list_job_infos list_interviews count_interviews_for_user upsert_user insert_job_info insert_question"
 reads="get_job_info list_job_infos list_interviews count_interviews_for_user"
@@ -101,7 +102,7 @@ fi
 for clients in 1 4; do
   for _ in $(seq "$reps"); do
     "$jobprep" --database-url "$admin?sslmode=disable" bench --users "$users" \
-      --seconds "$seconds" --clients "$clients" --ops "${ops// /,}" --json 2>/dev/null |
+      --seconds "$bench_seconds" --clients "$clients" --ops "${ops// /,}" --json 2>/dev/null |
       tail -n 1 >"$work/json"
     for op in $ops; do
       grep -o "\"$op\":{\"dal_ops\":[0-9.]*" "$work/json" | sed 's/.*://' >>"$work/jobprep.$op.$clients"
@@ -110,7 +111,8 @@ for clients in 1 4; do
 done
 
 echo
-echo "pgbench -M prepared vs jobprep (sync), transactions per second, median of $reps x ${seconds}s"
+echo "pgbench -M prepared vs jobprep (sync), transactions per second, median of $reps runs" \
+  "(pgbench ${seconds}s, jobprep bench ${bench_seconds}s per side); jobprep bench on its own data"
 printf '%-28s %10s %10s %6s %10s %10s %6s\n' operation "pgbench 1" "jobprep 1" ratio "pgbench 4" "jobprep 4" ratio
 for op in $ops; do
   line=$(printf '%-28s' "$op")

@@ -350,17 +350,20 @@ async fn main() -> Result<(), BoxError> {
         "{:<28} {:>5} {:>12} {:>12} {:>7}",
         "operation", "tasks", "jobprep/s", "sqlx/s", "ratio"
     );
-    for &tasks in &args.tasks {
-        let size = u32::try_from(tasks)?;
-        let jobprep = Side::Jobprep(AsyncDb::new(Db::builder(&args.url).max_size(size).build()?));
-        let sqlx = Side::Sqlx(
-            PgPoolOptions::new()
-                .max_connections(size)
-                .test_before_acquire(false)
-                .connect(&args.url)
-                .await?,
-        );
-        for &op in OPS {
+    // Operation by operation, every task count: the reads all run before the writes
+    // grow the tables.
+    for &op in OPS {
+        for &tasks in &args.tasks {
+            let size = u32::try_from(tasks)?;
+            let jobprep =
+                Side::Jobprep(AsyncDb::new(Db::builder(&args.url).max_size(size).build()?));
+            let sqlx = Side::Sqlx(
+                PgPoolOptions::new()
+                    .max_connections(size)
+                    .test_before_acquire(false)
+                    .connect(&args.url)
+                    .await?,
+            );
             // Warm both pools (connections open, statements prepared) before timing.
             for side in [&jobprep, &sqlx] {
                 drive(side, op, tasks, Duration::from_millis(200)).await?;
@@ -386,9 +389,9 @@ async fn main() -> Result<(), BoxError> {
                 "{op:<28} {tasks:>5} {ours:>12.0} {theirs:>12.0} {:>7.2}",
                 ours / theirs
             );
-        }
-        if let Side::Sqlx(pool) = sqlx {
-            pool.close().await;
+            if let Side::Sqlx(pool) = sqlx {
+                pool.close().await;
+            }
         }
     }
     Ok(())
