@@ -6,12 +6,12 @@
 # and measures a scratch database of its own, so its data is not the pgbench data.
 # TLS is off on both sides (sslmode=disable): libpq's default uses TLS on loopback too.
 #
-#   bash scripts/pgbench-compare.sh            # 10 s per cell, median of 3, release build
+#   bash scripts/pgbench-compare.sh            # 5 s per cell, median of 3, release build
 #   bash scripts/pgbench-compare.sh --short    # 1 s per cell, once, debug build (CI)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seconds=${PGBENCH_COMPARE_SECONDS:-10} reps=${PGBENCH_COMPARE_REPS:-3} profile=release users=1000
+seconds=${PGBENCH_COMPARE_SECONDS:-5} reps=${PGBENCH_COMPARE_REPS:-3} profile=release users=1000
 bench_seconds=$seconds # per side: jobprep bench splits each in two halves per side
 if [ "${1:-}" = --short ]; then
   seconds=1 bench_seconds=0.4 reps=1 profile=debug users=100
