@@ -18,11 +18,13 @@ CARGO_TARGET_DIR=$PWD/target/compat-sqlx cargo build -q "${profile[@]}" --manife
 
 admin=${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 db=jobprep_sqlx_$$
-url="${admin%/*}/$db?sslmode=disable"
+# SYNCHRONOUS_COMMIT=off: commits do not wait for the WAL flush, on both sides alike.
+url="${admin%/*}/$db?sslmode=disable&options=-c%20synchronous_commit%3D${SYNCHRONOUS_COMMIT:-on}"
 export PGSSLMODE=disable
 trap 'psql "$admin" -qAtc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1 || true' EXIT
 psql "$admin" -qAtc "CREATE DATABASE $db"
 target/debug/jobprep --database-url "$url" migrate >/dev/null
 psql "$url" -qX -v ON_ERROR_STOP=1 -f scripts/pgbench/seed.sql
 psql "$url" -qAtc "VACUUM ANALYZE"
+echo "synchronous_commit: $(psql "$url" -qAtXc 'SHOW synchronous_commit'), TLS: $(psql "$url" -qAtXc 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')"
 "target/compat-sqlx/$dir/jobprep-sqlx-compat" "$url" "${args[@]}"

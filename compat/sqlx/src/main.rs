@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use jobprep_repo::asynch::AsyncDb;
 use jobprep_repo::Db;
-use sqlx::postgres::{PgPool, PgPoolOptions};
+use sqlx::encode::IsNull;
+use sqlx::postgres::{PgArgumentBuffer, PgPool, PgPoolOptions, PgTypeInfo, PgValueRef};
+use sqlx::Postgres;
 use uuid::Uuid;
 
 type BoxError = Box<dyn StdError + Send + Sync>;
@@ -41,68 +43,86 @@ const UPSERT_USER: &str = r#"INSERT INTO "users" ("id", "name", "email", "imageU
 const INSERT_JOB_INFO: &str = r#"INSERT INTO "job_info" ("id", "title", "name", "experienceLevel", "description", "userId", "createdAt", "updatedAt") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING "job_info"."id", "job_info"."userId""#;
 const INSERT_QUESTION: &str = r#"INSERT INTO "questions" ("id", "jobInfoId", "text", "difficulty", "createdAt", "updatedAt") SELECT $1, "job_info"."id", $2, $3, $4, $5 FROM "job_info" WHERE (("job_info"."id" = $6) AND ("job_info"."userId" = $7)) RETURNING "questions"."id", "questions"."jobInfoId""#;
 
-#[derive(Debug, Clone, Copy, sqlx::Type)]
-#[sqlx(type_name = "job_infos_experience_level", rename_all = "kebab-case")]
-enum Level {
-    Junior,
-    MidLevel,
-    Senior,
+/// A PostgreSQL enum value, bound and read as its label. Written out rather than derived:
+/// sqlx's derive macros would build a second copy of its drivers for the compiler.
+macro_rules! pg_enum {
+    ($name:ident, $type_name:literal, { $($variant:ident => $label:literal),+ $(,)? }) => {
+        #[allow(dead_code)] // every label the type has, not only those the bench binds
+        #[derive(Debug, Clone, Copy)]
+        enum $name {
+            $($variant),+
+        }
+
+        impl sqlx::Type<Postgres> for $name {
+            fn type_info() -> PgTypeInfo {
+                PgTypeInfo::with_name($type_name)
+            }
+        }
+
+        impl<'q> sqlx::Encode<'q, Postgres> for $name {
+            fn encode_by_ref(&self, buf: &mut PgArgumentBuffer) -> Result<IsNull, BoxError> {
+                let label = match self {
+                    $($name::$variant => $label),+
+                };
+                <&str as sqlx::Encode<Postgres>>::encode_by_ref(&label, buf)
+            }
+        }
+
+        impl<'r> sqlx::Decode<'r, Postgres> for $name {
+            fn decode(value: PgValueRef<'r>) -> Result<Self, BoxError> {
+                match <&str as sqlx::Decode<Postgres>>::decode(value)? {
+                    $($label => Ok($name::$variant),)+
+                    other => Err(format!("unknown {} {other}", $type_name).into()),
+                }
+            }
+        }
+    };
 }
 
-#[derive(Debug, Clone, Copy, sqlx::Type)]
-#[sqlx(type_name = "questions_question_difficulty", rename_all = "lowercase")]
-enum Difficulty {
-    Easy,
-    Medium,
-    Hard,
-}
+pg_enum!(Level, "job_infos_experience_level", {
+    Junior => "junior",
+    MidLevel => "mid-level",
+    Senior => "senior",
+});
 
-#[allow(dead_code)] // read to be decoded, like jobprep's rows
-#[derive(Debug, sqlx::FromRow)]
-struct JobInfoRow {
-    id: Uuid,
-    title: Option<String>,
-    name: String,
-    #[sqlx(rename = "experienceLevel")]
-    experience_level: Level,
-    description: String,
-    #[sqlx(rename = "userId")]
-    user_id: String,
-    #[sqlx(rename = "createdAt")]
-    created_at: DateTime<Utc>,
-    #[sqlx(rename = "updatedAt")]
-    updated_at: DateTime<Utc>,
-}
+pg_enum!(Difficulty, "questions_question_difficulty", {
+    Easy => "easy",
+    Medium => "medium",
+    Hard => "hard",
+});
 
-#[allow(dead_code)]
-#[derive(Debug, sqlx::FromRow)]
-struct InterviewRow {
-    id: Uuid,
-    #[sqlx(rename = "jobInfoId")]
-    job_info_id: Uuid,
-    duration: String,
-    #[sqlx(rename = "humeChatId")]
-    hume_chat_id: Option<String>,
-    feedback: Option<String>,
-    #[sqlx(rename = "createdAt")]
-    created_at: DateTime<Utc>,
-    #[sqlx(rename = "updatedAt")]
-    updated_at: DateTime<Utc>,
-}
+/// A `job_info` row, decoded in full as jobprep decodes it.
+type JobInfoRow = (
+    Uuid,
+    Option<String>,
+    String,
+    Level,
+    String,
+    String,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
 
-#[allow(dead_code)]
-#[derive(Debug, sqlx::FromRow)]
-struct UserRow {
-    id: String,
-    name: String,
-    email: String,
-    #[sqlx(rename = "imageUrl")]
-    image_url: Option<String>,
-    #[sqlx(rename = "createdAt")]
-    created_at: DateTime<Utc>,
-    #[sqlx(rename = "updatedAt")]
-    updated_at: DateTime<Utc>,
-}
+/// An `interviews` row.
+type InterviewRow = (
+    Uuid,
+    Uuid,
+    String,
+    Option<String>,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
+
+/// A `users` row.
+type UserRow = (
+    String,
+    String,
+    String,
+    Option<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+);
 
 /// The seeded ids (see seed.sql): job info `k` in 0..2000 is
 /// `00000000-0000-4000-8000-` followed by `k` in 12 decimal digits, and belongs to user
@@ -346,6 +366,12 @@ async fn main() -> Result<(), BoxError> {
         args.seconds,
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
+    let probe = PgPoolOptions::new().max_connections(1).connect(&args.url).await?;
+    let (commit,): (String,) = sqlx::query_as("SHOW synchronous_commit")
+        .fetch_one(&probe)
+        .await?;
+    probe.close().await;
+    println!("sqlx's sessions: synchronous_commit = {commit}");
     println!(
         "{:<28} {:>5} {:>12} {:>12} {:>7}",
         "operation", "tasks", "jobprep/s", "sqlx/s", "ratio"
