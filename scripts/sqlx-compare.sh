@@ -6,12 +6,14 @@
 #
 #   bash scripts/sqlx-compare.sh            # 3 s per side, median of 3 rounds, release build
 #   bash scripts/sqlx-compare.sh --short    # 0.3 s per side, one round, debug build (CI)
+# Further arguments go to the bench (`--ops a,b`, `--tasks 1,4`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 args=(--seconds "${SQLX_COMPARE_SECONDS:-3}" --rounds "${SQLX_COMPARE_ROUNDS:-3}") profile=(--release) dir=release
 if [ "${1:-}" = --short ]; then
   args=(--seconds 0.3 --rounds 1) profile=() dir=debug
+  shift
 fi
 cargo build -q -p jobprep-cli
 CARGO_TARGET_DIR=$PWD/target/compat-sqlx cargo build -q "${profile[@]}" --manifest-path compat/sqlx/Cargo.toml
@@ -27,4 +29,4 @@ target/debug/jobprep --database-url "$url" migrate >/dev/null
 psql "$url" -qX -v ON_ERROR_STOP=1 -f scripts/pgbench/seed.sql
 psql "$url" -qAtc "VACUUM ANALYZE"
 echo "synchronous_commit: $(psql "$url" -qAtXc 'SHOW synchronous_commit'), TLS: $(psql "$url" -qAtXc 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')"
-"target/compat-sqlx/$dir/jobprep-sqlx-compat" "$url" "${args[@]}"
+"target/compat-sqlx/$dir/jobprep-sqlx-compat" "$url" "${args[@]}" "$@"
