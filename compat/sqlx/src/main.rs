@@ -79,7 +79,7 @@ macro_rules! pg_enum {
     };
 }
 
-pg_enum!(Level, "job_infos_experience_level", {
+pg_enum!(ExperienceLevel, "job_infos_experience_level", {
     Junior => "junior",
     MidLevel => "mid-level",
     Senior => "senior",
@@ -96,7 +96,7 @@ type JobInfoRow = (
     Uuid,
     Option<String>,
     String,
-    Level,
+    ExperienceLevel,
     String,
     String,
     DateTime<Utc>,
@@ -175,13 +175,17 @@ async fn call(
             let user = jobprep_repo::UserId::new(user)?;
             let job = jobprep_repo::JobInfoId::from_uuid(job);
             match op {
-                "get_job_info" => drop(jobprep_job_infos::asynch::get(db, job, user).await?),
-                "list_job_infos" => drop(jobprep_job_infos::asynch::list_for_user(db, user).await?),
+                "get_job_info" => {
+                    jobprep_job_infos::asynch::get(db, job, user).await?;
+                }
+                "list_job_infos" => {
+                    jobprep_job_infos::asynch::list_for_user(db, user).await?;
+                }
                 "list_interviews" => {
-                    drop(jobprep_interviews::asynch::list_for_job_info(db, job, user).await?)
+                    jobprep_interviews::asynch::list_for_job_info(db, job, user).await?;
                 }
                 "count_interviews_for_user" => {
-                    drop(jobprep_interviews::asynch::count_for_user(db, user).await?)
+                    jobprep_interviews::asynch::count_for_user(db, user).await?;
                 }
                 "upsert_user" => {
                     let n = rng.below(1000 / tasks) * tasks + task;
@@ -190,7 +194,7 @@ async fn call(
                         format!("Bench user {n}"),
                         format!("bench{n}@bench.example"),
                     );
-                    drop(jobprep_users::asynch::upsert(db, new).await?)
+                    jobprep_users::asynch::upsert(db, new).await?;
                 }
                 "insert_job_info" => {
                     let new = jobprep_job_infos::NewJobInfo::new(
@@ -199,49 +203,49 @@ async fn call(
                         "A job for the benchmark",
                     )
                     .with_title("Bench title");
-                    drop(jobprep_job_infos::asynch::insert(db, user, new).await?)
+                    jobprep_job_infos::asynch::insert(db, user, new).await?;
                 }
                 "insert_question" => {
                     let new = jobprep_questions::NewQuestion::new(
                         "How do you size a connection pool?",
                         jobprep_repo::QuestionDifficulty::Medium,
                     );
-                    drop(jobprep_questions::asynch::insert(db, user, job, new).await?)
+                    jobprep_questions::asynch::insert(db, user, job, new).await?;
                 }
                 other => return Err(format!("unknown operation {other}").into()),
             }
         }
         Side::Sqlx(pool) => match op {
-            "get_job_info" => drop(
+            "get_job_info" => {
                 sqlx::query_as::<_, JobInfoRow>(GET_JOB_INFO)
                     .bind(job)
                     .bind(user)
                     .fetch_one(pool)
-                    .await?,
-            ),
-            "list_job_infos" => drop(
+                    .await?;
+            }
+            "list_job_infos" => {
                 sqlx::query_as::<_, JobInfoRow>(LIST_JOB_INFOS)
                     .bind(user)
                     .fetch_all(pool)
-                    .await?,
-            ),
-            "list_interviews" => drop(
+                    .await?;
+            }
+            "list_interviews" => {
                 sqlx::query_as::<_, InterviewRow>(LIST_INTERVIEWS)
                     .bind(job)
                     .bind(user)
                     .fetch_all(pool)
-                    .await?,
-            ),
-            "count_interviews_for_user" => drop(
+                    .await?;
+            }
+            "count_interviews_for_user" => {
                 sqlx::query_as::<_, (i64,)>(COUNT_INTERVIEWS)
                     .bind(user)
                     .fetch_one(pool)
-                    .await?,
-            ),
+                    .await?;
+            }
             "upsert_user" => {
                 let n = rng.below(1000 / tasks) * tasks + task;
                 let now = Utc::now();
-                let _ = sqlx::query_as::<_, UserRow>(UPSERT_USER)
+                sqlx::query_as::<_, UserRow>(UPSERT_USER)
                     .bind(user_id(n))
                     .bind(format!("Bench user {n}"))
                     .bind(format!("bench{n}@bench.example"))
@@ -254,11 +258,11 @@ async fn call(
             }
             "insert_job_info" => {
                 let now = Utc::now();
-                let _ = sqlx::query_as::<_, (Uuid, String)>(INSERT_JOB_INFO)
+                sqlx::query_as::<_, (Uuid, String)>(INSERT_JOB_INFO)
                     .bind(Uuid::now_v7())
                     .bind(Some("Bench title"))
                     .bind("Bench job")
-                    .bind(Level::Senior)
+                    .bind(ExperienceLevel::Senior)
                     .bind("A job for the benchmark")
                     .bind(user)
                     .bind(now)
@@ -268,7 +272,7 @@ async fn call(
             }
             "insert_question" => {
                 let now = Utc::now();
-                let _ = sqlx::query_as::<_, (Uuid, Uuid)>(INSERT_QUESTION)
+                sqlx::query_as::<_, (Uuid, Uuid)>(INSERT_QUESTION)
                     .bind(Uuid::now_v7())
                     .bind("How do you size a connection pool?")
                     .bind(Difficulty::Medium)
