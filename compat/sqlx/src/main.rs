@@ -39,7 +39,7 @@ const GET_JOB_INFO: &str = r#"SELECT "job_info"."id", "job_info"."title", "job_i
 const LIST_JOB_INFOS: &str = r#"SELECT "job_info"."id", "job_info"."title", "job_info"."name", "job_info"."experienceLevel", "job_info"."description", "job_info"."userId", "job_info"."createdAt", "job_info"."updatedAt" FROM "job_info" WHERE ("job_info"."userId" = $1) ORDER BY "job_info"."updatedAt" DESC, "job_info"."id" DESC"#;
 const LIST_INTERVIEWS: &str = r#"SELECT "interviews"."id", "interviews"."jobInfoId", "interviews"."duration", "interviews"."humeChatId", "interviews"."feedback", "interviews"."createdAt", "interviews"."updatedAt" FROM ("interviews" INNER JOIN "job_info" ON ("interviews"."jobInfoId" = "job_info"."id")) WHERE ((("job_info"."id" = $1) AND ("job_info"."userId" = $2)) AND ("interviews"."humeChatId" IS NOT NULL)) ORDER BY "interviews"."updatedAt" DESC, "interviews"."id" DESC"#;
 const COUNT_INTERVIEWS: &str = r#"SELECT COUNT(*) FROM ("interviews" INNER JOIN "job_info" ON ("interviews"."jobInfoId" = "job_info"."id")) WHERE (("job_info"."userId" = $1) AND ("interviews"."humeChatId" IS NOT NULL))"#;
-const UPSERT_USER: &str = r#"INSERT INTO "users" ("id", "name", "email", "imageUrl", "createdAt", "updatedAt") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT ("id") DO UPDATE SET "name" = excluded."name", "email" = excluded."email", "imageUrl" = excluded."imageUrl", "createdAt" = CASE WHEN ($7) THEN (excluded."createdAt") ELSE ("users"."createdAt") END, "updatedAt" = CASE WHEN ((excluded."updatedAt" > "users"."updatedAt")) THEN (excluded."updatedAt") ELSE ("users"."updatedAt") END RETURNING "users"."id", "users"."name", "users"."email", "users"."imageUrl", "users"."createdAt", "users"."updatedAt""#;
+const UPSERT_USER: &str = r#"INSERT INTO "users" ("id", "name", "email", "imageUrl", "createdAt", "updatedAt") VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT ("id") DO UPDATE SET "name" = excluded."name", "email" = excluded."email", "imageUrl" = excluded."imageUrl", "createdAt" = CASE WHEN $7 THEN excluded."createdAt" ELSE "users"."createdAt" END, "updatedAt" = CASE WHEN excluded."updatedAt" > "users"."updatedAt" THEN excluded."updatedAt" ELSE "users"."updatedAt" END RETURNING "users"."id", "users"."name", "users"."email", "users"."imageUrl", "users"."createdAt", "users"."updatedAt""#;
 const INSERT_JOB_INFO: &str = r#"INSERT INTO "job_info" ("id", "title", "name", "experienceLevel", "description", "userId", "createdAt", "updatedAt") VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING "job_info"."id", "job_info"."userId""#;
 const INSERT_QUESTION: &str = r#"INSERT INTO "questions" ("id", "jobInfoId", "text", "difficulty", "createdAt", "updatedAt") SELECT $1, "job_info"."id", $2, $3, $4, $5 FROM "job_info" WHERE (("job_info"."id" = $6) AND ("job_info"."userId" = $7)) RETURNING "questions"."id", "questions"."jobInfoId""#;
 
@@ -176,13 +176,13 @@ async fn call(
             let job = jobprep_repo::JobInfoId::from_uuid(job);
             match op {
                 "get_job_info" => {
-                    jobprep_job_infos::asynch::get(db, job, user).await?;
+                    jobprep_job_infos::asynch::get(db, user, job).await?;
                 }
                 "list_job_infos" => {
                     jobprep_job_infos::asynch::list_for_user(db, user).await?;
                 }
                 "list_interviews" => {
-                    jobprep_interviews::asynch::list_for_job_info(db, job, user).await?;
+                    jobprep_interviews::asynch::list_for_job_info(db, user, job).await?;
                 }
                 "count_interviews_for_user" => {
                     jobprep_interviews::asynch::count_for_user(db, user).await?;
