@@ -15,6 +15,9 @@ use diesel::Connection as _;
 use jobprep_job_infos::{ExperienceLevel, NewJobInfo};
 use jobprep_repo::Backend;
 use jobprep_testing::{user, TestDb};
+use support::jobprep;
+
+mod support;
 
 const SECRET: &str = "s3cret-for-tests";
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -24,16 +27,6 @@ const GLOBALS: [&str; 4] = [
     "global:interviews",
     "global:questions",
 ];
-
-fn jobprep(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_jobprep"))
-        .arg("--database-url")
-        .arg(url)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .unwrap()
-}
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

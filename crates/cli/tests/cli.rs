@@ -7,16 +7,9 @@ use std::process::{Command, Output};
 use jobprep_testing::backend_tests;
 use jobprep_testing::TestDb;
 use serde_json::Value;
+use support::jobprep;
 
-fn jobprep(url: &str, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_jobprep"))
-        .arg("--database-url")
-        .arg(url)
-        .args(args)
-        .env_remove("DATABASE_URL")
-        .output()
-        .expect("run jobprep")
-}
+mod support;
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()

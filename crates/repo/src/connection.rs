@@ -17,7 +17,8 @@ use crate::config::{Backend, DatabaseUrl, DbConfig, PoolOptions};
 use crate::error::{Error, Result};
 
 /// A database connection of either backend. Opaque outside this crate: only the
-/// repository modules run queries on it.
+/// repository functions run queries on it. Services reach it through a
+/// [`Db`](crate::Db); [`Connection::establish`] opens one outside any pool.
 pub struct Connection {
     pub(crate) inner: BackendConnection,
     /// Set when an error showed the connection is gone, so the pool drops it.
@@ -72,7 +73,10 @@ impl Connection {
         &mut self,
         f: impl FnOnce(&mut Connection) -> Result<T, E>,
     ) -> Result<T, E> {
-        self.begin()?;
+        // A connection found gone at BEGIN must not go back to the pool.
+        let begun = self.begin();
+        self.note_outcome(&begun);
+        begun?;
         match f(self) {
             Ok(value) => {
                 let committed: Result<()> =

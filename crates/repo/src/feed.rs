@@ -458,6 +458,7 @@ impl Listener {
         let (tx, events) = mpsc::sync_channel(options.capacity);
         match db.backend() {
             Backend::Sqlite => {
+                let id = local_feed::next_id();
                 let shared = Arc::new(Shared {
                     stop: AtomicBool::new(false),
                     gap: AtomicBool::new(false),
@@ -465,7 +466,7 @@ impl Listener {
                         connected: true,
                         ..FeedStatus::default()
                     }),
-                    local_id: Some(local_feed::next_id()),
+                    local_id: Some(id),
                 });
                 let outbox = Outbox {
                     tx,
@@ -473,7 +474,7 @@ impl Listener {
                 };
                 local_feed::subscribe(
                     &db.config().url,
-                    shared.local_id.unwrap_or_else(local_feed::next_id),
+                    id,
                     Box::new(move |tags| outbox.send(FeedEvent::Tags(tags.to_vec()))),
                 );
                 Ok(Listener {
