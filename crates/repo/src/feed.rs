@@ -60,7 +60,8 @@ use crate::local_feed;
 use crate::tags::CacheTag;
 
 /// The channel the triggers notify on. Its payloads are JSON,
-/// `{"tx": "<transaction id>", "tags": ["global:jobInfos", ...]}`, or
+/// `{"tx": "<transaction id>", "tags": ["global:jobInfos", ...]}` (a tag may repeat,
+/// within a payload and across the payloads of one transaction), or
 /// `{"tx": "...", "reset": true}` after a `TRUNCATE`, so any PostgreSQL client can
 /// listen too.
 pub const CHANNEL: &str = "jobprep_cache_tags";
@@ -80,117 +81,131 @@ const WATCHED: [(&str, &str, Scope); 4] = [
 ];
 
 /// One trigger per event: transition tables are per event, and `TRUNCATE` has none.
-const EVENTS: [(&str, &str); 4] = [
+/// Each event's function reads the rows the statement changed from `rows`.
+const EVENTS: [(&str, &str, &str); 4] = [
     (
         "insert",
         "AFTER INSERT ON {t} REFERENCING NEW TABLE AS new_rows",
+        "new_rows",
     ),
     (
+        // Only the rows the update changed, in both versions (a new `userId` moves a
+        // job info between two users' lists). An update that changed nothing (a lock
+        // taken by a no-op UPDATE, say) has no rows here and sends nothing.
         "update",
         "AFTER UPDATE ON {t} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
+        "((SELECT * FROM new_rows EXCEPT SELECT * FROM old_rows) \
+         UNION ALL (SELECT * FROM old_rows EXCEPT SELECT * FROM new_rows)) AS changed",
     ),
     (
         "delete",
         "AFTER DELETE ON {t} REFERENCING OLD TABLE AS old_rows",
+        "old_rows",
     ),
-    ("truncate", "AFTER TRUNCATE ON {t}"),
+    ("truncate", "AFTER TRUNCATE ON {t}", ""),
 ];
 
 fn trigger_name(event: &str) -> String {
     format!("{SCHEMA}_{event}")
 }
 
-/// The installation script: idempotent, in one transaction.
+/// The installation script: idempotent, in one transaction. It starts from an empty
+/// schema, so an install over an older version leaves none of its functions behind.
+///
+/// The trigger functions run inside every write, so they are kept to one query and
+/// a loop (see BENCHMARKS.md): no sorting, no window, no call to another function.
+/// Payloads may therefore repeat a tag; a [`Listener`] removes repeats.
 fn install_sql() -> String {
-    // Chunks stay under 7900 bytes of the 8000 allowed: each tag counts as its JSON
-    // text plus the ", " json_agg puts after it; a chunk holds under `7836 - widest`
-    // bytes before its last tag, plus that tag, plus a header of under 64 bytes.
     let mut sql = format!(
         r#"
-CREATE SCHEMA IF NOT EXISTS {SCHEMA};
-COMMENT ON SCHEMA {SCHEMA} IS 'jobprep cache feed v1: triggers that pg_notify cache tags on {CHANNEL}; remove with DROP SCHEMA {SCHEMA} CASCADE';
+DROP SCHEMA IF EXISTS {SCHEMA} CASCADE;
+CREATE SCHEMA {SCHEMA};
+COMMENT ON SCHEMA {SCHEMA} IS 'jobprep cache feed v2: triggers that pg_notify cache tags on {CHANNEL}; remove with DROP SCHEMA {SCHEMA} CASCADE';
 
-CREATE OR REPLACE FUNCTION {SCHEMA}.publish(global_tag text, tags text[]) RETURNS void
-LANGUAGE plpgsql AS $fn$
-DECLARE
-  payload text;
-BEGIN
-  IF cardinality(tags) = 0 THEN
-    RETURN;
-  END IF;
-  FOR payload IN
-    SELECT json_build_object('tx', txid_current()::text, 'tags', json_agg(tag ORDER BY tag))::text
-    FROM (
-      SELECT tag, sum(len) OVER (ORDER BY tag) / (7836 - max(len) OVER ()) AS chunk
-      FROM (
-        SELECT tag, octet_length(to_json(tag)::text) + 2 AS len
-        FROM (SELECT DISTINCT tag FROM unnest(tags || global_tag) AS u(tag)) d
-      ) sized
-    ) chunked
-    GROUP BY chunk
-    ORDER BY chunk
-  LOOP
-    PERFORM pg_notify('{CHANNEL}', payload);
-  END LOOP;
-END
-$fn$;
-
-CREATE OR REPLACE FUNCTION {SCHEMA}.truncated() RETURNS trigger
+CREATE FUNCTION {SCHEMA}.truncated() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
-  PERFORM pg_notify('{CHANNEL}', json_build_object('tx', txid_current()::text, 'reset', true)::text);
+  PERFORM pg_notify('{CHANNEL}', '{{"tx":"' || txid_current() || '","reset":true}}');
   RETURN NULL;
 END
 $fn$;
 "#
     );
     for (table, collection, scope) in WATCHED {
-        let mut row_tags = format!("'id:' || \"id\" || ':{collection}'");
-        if let Some((prefix, column)) = scope {
-            row_tags.push_str(&format!(", '{prefix}:' || \"{column}\" || ':{collection}'"));
-        }
-        sql.push_str(&format!(
-            r#"
-CREATE OR REPLACE FUNCTION {SCHEMA}.{table}_changed() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-DECLARE
-  tags text[] := ARRAY[]::text[];
-BEGIN
-  -- An update that left every row as it was (a lock taken by a no-op UPDATE, say)
-  -- changes nothing a cache holds. Nested: the inner query names both transition
-  -- tables, which only an UPDATE has, and PL/pgSQL plans it only when it is reached.
-  IF TG_OP = 'UPDATE' THEN
-    IF NOT EXISTS (SELECT * FROM new_rows EXCEPT SELECT * FROM old_rows) THEN
-      RETURN NULL;
-    END IF;
-  END IF;
-  IF TG_OP <> 'DELETE' THEN
-    tags := tags || ARRAY(SELECT t FROM new_rows, LATERAL unnest(ARRAY[{row_tags}]) AS u(t));
-  END IF;
-  IF TG_OP <> 'INSERT' THEN
-    tags := tags || ARRAY(SELECT t FROM old_rows, LATERAL unnest(ARRAY[{row_tags}]) AS u(t));
-  END IF;
-  PERFORM {SCHEMA}.publish('global:{collection}', tags);
-  RETURN NULL;
-END
-$fn$;
-"#
-        ));
-        for (event, clause) in EVENTS {
+        let scope_tag = match scope {
+            Some((prefix, column)) => {
+                format!("to_json('{prefix}:' || \"{column}\" || ':{collection}')::text")
+            }
+            None => "NULL::text".to_string(),
+        };
+        for (event, clause, rows) in EVENTS {
             let name = trigger_name(event);
             let function = if event == "truncate" {
                 "truncated".to_string()
             } else {
-                format!("{table}_changed")
+                let function = format!("{table}_{event}");
+                sql.push_str(&publish_function(&function, collection, &scope_tag, rows));
+                function
             };
             let clause = clause.replace("{t}", &format!("\"{table}\""));
             sql.push_str(&format!(
-                "DROP TRIGGER IF EXISTS {name} ON \"{table}\";\n\
-                 CREATE TRIGGER {name} {clause} FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.{function}();\n"
+                "CREATE TRIGGER {name} {clause} FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.{function}();\n"
             ));
         }
     }
     sql
+}
+
+/// A trigger function that notifies the tags of `rows`: each row's `id:` tag and its
+/// scope tag (written again only when it differs from the row before, so a bulk
+/// insert under one job info names it once per chunk), after the collection's
+/// `global:` tag, in chunks under the 8000-byte payload limit.
+fn publish_function(function: &str, collection: &str, scope_tag: &str, rows: &str) -> String {
+    // A chunk is flushed before it would pass 7800 bytes; the header and the closing
+    // `]}` add under 80 more. A row whose tags alone pass 7000 bytes (ids that long
+    // are not real ones) cannot be sent: it turns into a reset, never into a failed
+    // write.
+    format!(
+        r#"
+CREATE FUNCTION {SCHEMA}.{function}() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+DECLARE
+  head constant text := '{{"tx":"' || txid_current() || '","tags":["global:{collection}"';
+  chunk text := '';
+  id_tag text;
+  scope_tag text;
+  last_scope text;
+  too_long boolean := false;
+BEGIN
+  FOR id_tag, scope_tag IN
+    SELECT to_json('id:' || "id" || ':{collection}')::text, {scope_tag} FROM {rows}
+  LOOP
+    IF octet_length(id_tag) + coalesce(octet_length(scope_tag), 0) > 7000 THEN
+      too_long := true;
+      CONTINUE;
+    END IF;
+    IF octet_length(chunk) + octet_length(id_tag) + coalesce(octet_length(scope_tag), 0) > 7798 THEN
+      PERFORM pg_notify('{CHANNEL}', head || chunk || ']}}');
+      chunk := '';
+      last_scope := NULL;
+    END IF;
+    chunk := chunk || ',' || id_tag;
+    IF scope_tag IS DISTINCT FROM last_scope THEN
+      chunk := chunk || ',' || scope_tag;
+      last_scope := scope_tag;
+    END IF;
+  END LOOP;
+  IF chunk <> '' THEN
+    PERFORM pg_notify('{CHANNEL}', head || chunk || ']}}');
+  END IF;
+  IF too_long THEN
+    PERFORM pg_notify('{CHANNEL}', '{{"tx":"' || txid_current() || '","reset":true}}');
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+"#
+    )
 }
 
 /// Whether the feed is in place, from [`Db::cache_feed_status`].
@@ -213,7 +228,7 @@ fn expected_triggers() -> Vec<String> {
         .flat_map(|(table, _, _)| {
             EVENTS
                 .iter()
-                .map(move |(event, _)| format!("{table}.{}", trigger_name(event)))
+                .map(move |(event, _, _)| format!("{table}.{}", trigger_name(event)))
         })
         .collect()
 }
@@ -293,8 +308,8 @@ impl Db {
 /// What a [`Listener`] yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedEvent {
-    /// The tags of one committed transaction, without repeats. A very large
-    /// transaction may arrive in more than one batch.
+    /// The tags of one committed transaction, each once. A very large transaction
+    /// may arrive in more than one batch; a tag is then in the first that holds it.
     Tags(Vec<CacheTag>),
     /// Changes may have been missed (reconnect, full queue, `TRUNCATE`, unreadable
     /// payload): flush everything cached. See [`reset_tags`] for the tags that stand for
@@ -682,8 +697,18 @@ struct Worker {
     url: DatabaseUrl,
     options: FeedOptions,
     outbox: Outbox,
-    /// The transaction being assembled: (sender pid, transaction id) and its tags.
-    pending: Option<((i32, String), BTreeSet<String>)>,
+    /// The transaction being assembled.
+    pending: Option<Assembling>,
+}
+
+/// The tags of one transaction as its notifications arrive. Payloads may repeat a
+/// tag, and a burst may be handed over in more than one batch: `seen` keeps each tag
+/// to the first batch that holds it.
+struct Assembling {
+    /// The sender's pid and transaction id.
+    key: (i32, String),
+    seen: BTreeSet<String>,
+    unsent: BTreeSet<String>,
 }
 
 impl Worker {
@@ -814,24 +839,36 @@ impl Worker {
             return self.flush() && self.outbox.send(FeedEvent::Reset);
         }
         let key = (pid, payload.tx);
-        match &mut self.pending {
-            Some((pending, tags)) if *pending == key => tags.extend(payload.tags),
-            _ => {
-                if !self.flush() {
-                    return false;
+        if self.pending.as_ref().is_none_or(|p| p.key != key) {
+            if !self.flush() {
+                return false;
+            }
+            self.pending = Some(Assembling {
+                key,
+                seen: BTreeSet::new(),
+                unsent: BTreeSet::new(),
+            });
+        }
+        if let Some(assembling) = &mut self.pending {
+            for tag in payload.tags {
+                if assembling.seen.insert(tag.clone()) {
+                    assembling.unsent.insert(tag);
                 }
-                self.pending = Some((key, payload.tags.into_iter().collect()));
             }
         }
         true
     }
 
-    /// Hands the pending transaction to the consumer; false once the consumer is gone.
+    /// Hands what the pending transaction has not yet sent to the consumer, keeping
+    /// the transaction in case more of it arrives; false once the consumer is gone.
     fn flush(&mut self) -> bool {
-        match self.pending.take() {
-            Some((_, tags)) if !tags.is_empty() => self.outbox.send(FeedEvent::Tags(
-                tags.into_iter().map(CacheTag::from_raw).collect(),
-            )),
+        match &mut self.pending {
+            Some(assembling) if !assembling.unsent.is_empty() => {
+                let tags = std::mem::take(&mut assembling.unsent);
+                self.outbox.send(FeedEvent::Tags(
+                    tags.into_iter().map(CacheTag::from_raw).collect(),
+                ))
+            }
             _ => true,
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
-use diesel::Connection as _;
+use diesel::{Connection as _, RunQueryDsl as _};
 use jobprep_interviews::NewInterview;
 use jobprep_job_infos::{ExperienceLevel, NewJobInfo};
 use jobprep_questions::{NewQuestion, QuestionDifficulty};
@@ -377,6 +377,63 @@ fn truncate_is_a_reset() {
         }
     };
     assert_eq!(event, FeedEvent::Reset);
+    listener.stop();
+}
+
+#[test]
+fn an_update_reports_only_the_rows_it_changed() {
+    let Some(t) = postgres() else { return };
+    let (_, job) = seed(&t, "user_feed_partial");
+    let mut app = raw(&t);
+    let easy: String = diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(&format!(
+        "(SELECT id::text FROM questions WHERE \"jobInfoId\" = '{job}' ORDER BY text LIMIT 1)"
+    )))
+    .get_result(&mut app)
+    .unwrap();
+    app.batch_execute(&format!(
+        "UPDATE questions SET difficulty = 'easy' WHERE id = '{easy}'"
+    ))
+    .unwrap();
+    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
+    // Both questions are set to easy; only the one that was hard changes.
+    app.batch_execute(&format!(
+        "UPDATE questions SET difficulty = 'easy' WHERE \"jobInfoId\" = '{job}'"
+    ))
+    .unwrap();
+    let events = collect(&mut listener, &["global:questions".to_string()]);
+    let changed: Vec<String> = events
+        .iter()
+        .flat_map(|e| match e {
+            FeedEvent::Tags(tags) => strings(tags),
+            FeedEvent::Reset => panic!("no reset expected: {events:?}"),
+        })
+        .collect();
+    assert_eq!(changed.len(), 3, "{changed:?}");
+    assert!(
+        !changed.contains(&format!("id:{easy}:questions")),
+        "{changed:?}"
+    );
+    assert!(changed.contains(&format!("jobInfo:{job}:questions")));
+    listener.stop();
+}
+
+#[test]
+fn a_row_whose_tags_cannot_fit_a_notification_is_a_reset_not_a_failed_write() {
+    let Some(t) = postgres() else { return };
+    let mut app = raw(&t);
+    // The app's ids are at most 255 characters, under 1,600 bytes as JSON; the guard
+    // is for a schema that widens them, as the app's team could.
+    app.batch_execute("ALTER TABLE users ALTER COLUMN id TYPE text")
+        .unwrap();
+    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
+    // JSON escapes chr(1) as six bytes: the id tag alone is over 7,000 bytes.
+    app.batch_execute(
+        "INSERT INTO users (id, name, email) \
+             VALUES (repeat(chr(1), 1200), 'n', 'long@x'), ('user_short', 'n', 'short@x')",
+    )
+    .expect("the write succeeds");
+    let events = collect(&mut listener, &["id:user_short:users".to_string()]);
+    assert!(events.contains(&FeedEvent::Reset), "{events:?}");
     listener.stop();
 }
 
