@@ -57,8 +57,10 @@ if command -v diesel >/dev/null 2>&1; then
     local url=$1 dir=$2 name=$3
     diesel migration run --migration-dir "$dir" --database-url "$url" >/dev/null
     diesel migration redo --all --migration-dir "$dir" --database-url "$url" >/dev/null
-    [ "$(diesel migration list --migration-dir "$dir" --database-url "$url" | grep -c '\[X\]')" = 4 ]
-    [ "$("$jobprep" --database-url "$url" migrate status | grep -c '^applied')" = 4 ]
+    local all
+    all=$(find "$dir" -mindepth 1 -maxdepth 1 -type d | wc -l)
+    [ "$(diesel migration list --migration-dir "$dir" --database-url "$url" | grep -c '\[X\]')" = "$all" ]
+    [ "$("$jobprep" --database-url "$url" migrate status | grep -c '^applied')" = "$all" ]
     "$jobprep" --database-url "$url" migrate check >/dev/null
     echo "$name: diesel migration run, redo --all and list agree with jobprep migrate status and check"
   }

@@ -166,8 +166,8 @@ else fail "push on a jobprep-adopted database proposed:"; cat "$work/push.out"; 
 
 push_dry_run "$created" "$bare_config"
 if grep -q 'DROP TABLE "__diesel_schema_migrations" CASCADE;' "$work/push.out" &&
-  [ "$(grep -c '^DROP INDEX "' "$work/push.out")" = 3 ] && ! proposes_nothing; then
-  pass "control: without the app's additions push proposes dropping our table and three indexes"
+  [ "$(grep -c '^DROP INDEX "' "$work/push.out")" = 5 ] && ! proposes_nothing; then
+  pass "control: without the app's additions push proposes dropping our table and five indexes"
 else fail "control: push without the additions did not propose the drops"; cat "$work/push.out"; fi
 if [ "$(schema "$created")" = "$before" ] && clean "$created"; then
   pass "the --strict dry runs without a TTY ran nothing"
@@ -187,7 +187,7 @@ if ! kit_migrate "$created" "$app_config" "$work/app-migrations-now" &&
 else fail "control: the migration dated now"; cat "$work/migrate.out"; fi
 
 # The app's team adds the index declarations (README, "What the app's team adds"); its
-# next `drizzle-kit generate` writes a migration with three plain CREATE INDEX, dated now.
+# next `drizzle-kit generate` writes a migration with five plain CREATE INDEX, dated now.
 history=$work/history
 mkdir -p "$history"
 # drizzle-kit prefixes `out` with "./" when it reads earlier snapshots: give it a path
@@ -204,7 +204,7 @@ node -e '
 next_sql=$(ls "$history"/0001_*.sql)
 next=$(new_db next)
 "$jobprep" --database-url "$next" migrate >/dev/null && seed "$next"
-if [ "$(grep -c '^CREATE INDEX "' "$next_sql")" = 3 ] && ! kit_migrate "$next" "$app_config" "$history" &&
+if [ "$(grep -c '^CREATE INDEX "' "$next_sql")" = 5 ] && ! kit_migrate "$next" "$app_config" "$history" &&
   grep -q 'already exists' "$work/migrate.out" && [ "$(schema "$next")" = "$before" ] && clean "$next"; then
   pass "the app's generated index migration, as generated, fails on a jobprep database and changes nothing"
 else fail "the app's generated index migration as generated"; cat "$next_sql" "$work/migrate.out"; fi
@@ -219,7 +219,7 @@ echo "== 3. jobprep adopts what drizzle-kit migrate made"
 theirs=$(new_db theirs)
 if kit_migrate "$theirs" "$bare_config" "$work/bare-migrations" && seed "$theirs" &&
   "$jobprep" --database-url "$theirs" migrate >"$work/adopt.out" && grep -q '^adopted' "$work/adopt.out" &&
-  [ "$(grep -c '^applied' "$work/adopt.out")" = 3 ] && clean "$theirs" &&
+  [ "$(grep -c '^applied' "$work/adopt.out")" = 5 ] && clean "$theirs" &&
   [ "$(schema "$theirs")" = "$before" ] && [ "$(rows "$theirs")" = 1,1,1,1 ]; then
   pass "jobprep migrate adopted drizzle-kit migrate's database and added its indexes"
 else fail "adoption of drizzle-kit migrate's database"; cat "$work/migrate.out" "$work/adopt.out" "$work/check.out"; fi
@@ -267,9 +267,9 @@ echo "== 5. revert never drops the app's tables"
 n=0
 while "$jobprep" --database-url "$created" migrate revert >/dev/null 2>"$work/revert.err"; do
   n=$((n + 1))
-  [ $n -le 3 ] || break
+  [ $n -le 5 ] || break
 done
-if [ $n = 3 ] && grep -q 'refusing to revert the baseline' "$work/revert.err" &&
+if [ $n = 5 ] && grep -q 'refusing to revert the baseline' "$work/revert.err" &&
   [ "$(rows "$created")" = 1,1,1,1 ] &&
   ! "$jobprep" --database-url "$created" migrate drop-app-schema 2>"$work/drop.err" &&
   grep -q 'holds rows' "$work/drop.err" && grep -q '__drizzle_migrations" exists' "$work/drop.err" &&

@@ -1,6 +1,6 @@
 // The original app's schema as drizzle-orm 0.44 declares it, written from the schema
 // facts in crates/repo/tests/fixtures/original_app_schema.sql, plus what the app's team
-// adds to share its database with jobprep: the three index declarations marked
+// adds to share its database with jobprep: the five index declarations marked
 // "jobprep index". Without them `drizzle-kit push` drops jobprep's indexes.
 import { index, pgEnum, pgTable, timestamp, uuid, varchar } from "drizzle-orm/pg-core";
 
@@ -44,6 +44,7 @@ export const JobInfoTable = pgTable(
   // index as DESC NULLS LAST.
   (table) => [
     index("job_info_userId_updatedAt_idx").on(table.userId, table.updatedAt.desc().nullsFirst()), // jobprep index
+    index("job_info_userId_id_idx").on(table.userId, table.id), // jobprep index
   ],
 );
 
@@ -62,6 +63,7 @@ export const InterviewTable = pgTable(
   },
   (table) => [
     index("interviews_jobInfoId_updatedAt_idx").on(table.jobInfoId, table.updatedAt.desc().nullsFirst()), // jobprep index
+    index("interviews_jobInfoId_humeChatId_idx").on(table.jobInfoId, table.humeChatId), // jobprep index
   ],
 );
 

@@ -79,18 +79,18 @@ backend_tests! {
         let fresh = TestDb::empty(t.backend()).unwrap();
         let applied = jobprep(&fresh.url, &["migrate"]);
         assert!(applied.status.success(), "{}", stderr(&applied));
-        assert_eq!(stdout(&applied).matches("applied ").count(), 4, "{}", stdout(&applied));
+        assert_eq!(stdout(&applied).matches("applied ").count(), 6, "{}", stdout(&applied));
         assert_eq!(stdout(&jobprep(&fresh.url, &["migrate"])).trim(), "no pending migrations");
         let status = stdout(&jobprep(&fresh.url, &["migrate", "status"]));
-        assert_eq!(status.matches("applied ").count(), 4, "{status}");
+        assert_eq!(status.matches("applied ").count(), 6, "{status}");
         let reverted = jobprep(&fresh.url, &["migrate", "revert"]);
-        assert!(stdout(&reverted).starts_with("reverted 2026-11-25-000004_questions_job_info_created_idx"), "{}", stdout(&reverted));
+        assert!(stdout(&reverted).starts_with("reverted 2026-11-26-000006_interviews_job_info_chat_idx"), "{}", stdout(&reverted));
         let status = stdout(&jobprep(&fresh.url, &["migrate", "status"]));
-        assert!(status.contains("pending  2026-11-25-000004"), "{status}");
+        assert!(status.contains("pending  2026-11-26-000006"), "{status}");
     }
 
     fn migrate_revert_stops_at_the_baseline_and_drop_app_schema_is_named(t) {
-        for _ in 0..3 {
+        for _ in 0..5 {
             assert!(stdout(&jobprep(&t.url, &["migrate", "revert"])).starts_with("reverted "));
         }
         let refused = jobprep(&t.url, &["migrate", "revert"]);
@@ -117,9 +117,9 @@ backend_tests! {
         let drift = jobprep(&t.url, &["migrate", "check"]);
         assert_eq!(drift.status.code(), Some(1));
         let report = stdout(&drift);
-        assert!(report.contains("pending migration: 2026-11-25-000004_questions_job_info_created_idx  (jobprep migrate repairs this)"), "{report}");
+        assert!(report.contains("pending migration: 2026-11-26-000006_interviews_job_info_chat_idx  (jobprep migrate repairs this)"), "{report}");
         assert!(report.contains("expected, not found: index "), "{report}");
-        assert!(report.contains("questions_jobInfoId_createdAt_idx"), "{report}");
+        assert!(report.contains("interviews_jobInfoId_humeChatId_idx"), "{report}");
         assert_eq!(stderr(&drift).trim(), "jobprep: 2 difference(s) from what jobprep expects");
         assert!(jobprep(&t.url, &["migrate"]).status.success());
         assert!(jobprep(&t.url, &["migrate", "check"]).status.success());

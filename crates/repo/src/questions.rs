@@ -323,6 +323,7 @@ pub fn list_for_job_info(
 }
 
 /// How many questions the user has across their job infos (the plan quota).
+/// On PostgreSQL this reads two indexes and no table row (an index-only scan of each).
 pub fn count_for_user(conn: &mut Connection, user_id: &UserId) -> Result<i64> {
     Ok(on_backend!(conn, c => questions::table
         .inner_join(job_info::table)

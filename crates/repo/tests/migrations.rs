@@ -6,6 +6,10 @@ use jobprep_repo::migrations::Drift;
 use jobprep_repo::{migrations, Backend, Db, Error};
 use jobprep_testing::{backend_tests, TestDb};
 
+/// The migrations of each backend: the app's baseline and jobprep's indexes after it.
+const ALL: usize = 6;
+const AFTER_BASELINE: usize = ALL - 1;
+
 fn applied(db: &Db) -> Vec<String> {
     db.migration_status()
         .unwrap()
@@ -20,9 +24,9 @@ backend_tests! {
         let fresh = TestDb::empty(t.backend()).unwrap();
         let report = fresh.db.migrate().unwrap();
         assert!(!report.adopted);
-        assert_eq!(report.applied.len(), 4, "{report:?}");
+        assert_eq!(report.applied.len(), ALL, "{report:?}");
         assert!(report.applied[0].ends_with("_existing_app_schema"));
-        assert_eq!(applied(&fresh.db).len(), 4);
+        assert_eq!(applied(&fresh.db).len(), ALL);
         let again = fresh.db.migrate().unwrap();
         assert!(again.applied.is_empty(), "{again:?}");
     }
@@ -42,7 +46,7 @@ backend_tests! {
                 Err(error) => break error,
             }
         };
-        assert_eq!(shapes.len(), 4, "the three additive migrations reverted one by one");
+        assert_eq!(shapes.len(), ALL, "the additive migrations reverted one by one");
         // Each step changed the schema: no migration is a silent no-op.
         for pair in shapes.windows(2) {
             assert_ne!(pair[0], pair[1]);
@@ -55,7 +59,7 @@ backend_tests! {
 
     fn revert_stops_at_the_baseline_saying_why_and_keeps_the_app_tables(t) {
         exec(t, ONE_ROW_EACH);
-        for _ in 0..3 {
+        for _ in 0..AFTER_BASELINE {
             assert!(t.db.revert_last_migration().unwrap().is_some());
         }
         let before = t.db.describe_schema().unwrap();
@@ -85,7 +89,7 @@ backend_tests! {
             assert!(message.contains(&format!("table {table} holds rows")), "{message}");
         }
         assert_eq!(t.db.describe_schema().unwrap(), before);
-        assert_eq!(applied(&t.db).len(), 4);
+        assert_eq!(applied(&t.db).len(), ALL);
         assert_eq!(row_counts(t), [1, 1, 1, 1]);
         // One row anywhere is enough to refuse.
         exec(t, "DELETE FROM questions; DELETE FROM interviews;");
@@ -99,7 +103,7 @@ backend_tests! {
         let full = t.db.describe_schema().unwrap();
         forget_the_journal(t);
         let dropped = t.db.drop_app_schema().unwrap();
-        assert_eq!(dropped.len(), 4, "{dropped:?}");
+        assert_eq!(dropped.len(), ALL, "{dropped:?}");
         assert_eq!(dropped.last().map(String::as_str), Some(BASELINE));
         assert!(t.db.describe_schema().unwrap().is_empty());
         assert!(applied(&t.db).is_empty());
@@ -113,7 +117,7 @@ backend_tests! {
         // What `diesel migration revert` runs, bypassing jobprep's own checks.
         exec(t, ONE_ROW_EACH);
         let error = harness(t, |h| {
-            for _ in 0..4 {
+            for _ in 0..ALL {
                 h.revert_last()?;
             }
             Ok(())
@@ -189,7 +193,7 @@ backend_tests! {
         let full = t.db.describe_schema().unwrap();
         exec(t, r#"DELETE FROM __diesel_schema_migrations WHERE version <> '20261125000001'"#);
         let report = t.db.migrate().unwrap();
-        assert_eq!(report.applied.len(), 3, "{report:?}");
+        assert_eq!(report.applied.len(), AFTER_BASELINE, "{report:?}");
         assert!(!report.adopted && report.repaired.is_empty(), "{report:?}");
         assert_eq!(t.db.describe_schema().unwrap(), full);
         assert_eq!(t.db.check_schema().unwrap(), Vec::new());
@@ -221,7 +225,7 @@ backend_tests! {
         exec(t, ONE_ROW_EACH);
         exec(t, r#"DROP TABLE "__diesel_schema_migrations";"#);
         let report = t.db.migrate().unwrap();
-        assert!(report.adopted && report.applied.len() == 3, "{report:?}");
+        assert!(report.adopted && report.applied.len() == AFTER_BASELINE, "{report:?}");
         assert!(report.repaired.is_empty(), "{report:?}");
         assert_eq!(t.db.describe_schema().unwrap(), full);
         assert_eq!(t.db.check_schema().unwrap(), Vec::new());
@@ -236,7 +240,7 @@ backend_tests! {
         assert!(harness(t, |h| h.run_pending()).is_err());
         assert_eq!(applied(&t.db), Vec::<String>::new(), "an empty bookkeeping table");
         let report = t.db.migrate().unwrap();
-        assert!(report.adopted && report.applied.len() == 3, "{report:?}");
+        assert!(report.adopted && report.applied.len() == AFTER_BASELINE, "{report:?}");
         assert_eq!(t.db.describe_schema().unwrap(), full);
         assert_eq!(t.db.check_schema().unwrap(), Vec::new());
         assert_eq!(row_counts(t), [1, 1, 1, 1]);
@@ -258,12 +262,12 @@ backend_tests! {
         exec(t, r#"DELETE FROM __diesel_schema_migrations WHERE version <> '20261125000001'"#);
         let drift = t.db.check_schema().unwrap();
         let pending: Vec<&Drift> = drift.iter().filter(|d| matches!(d, Drift::Pending(_))).collect();
-        assert_eq!(pending.len(), 3, "{drift:#?}");
+        assert_eq!(pending.len(), AFTER_BASELINE, "{drift:#?}");
         assert!(drift.iter().all(Drift::repaired_by_migrate), "{drift:#?}");
         exec(t, "DROP TABLE __diesel_schema_migrations;");
         let drift = t.db.check_schema().unwrap();
         assert!(drift.contains(&Drift::Bookkeeping("__diesel_schema_migrations is missing".into())), "{drift:#?}");
-        assert_eq!(drift.iter().filter(|d| matches!(d, Drift::Pending(_))).count(), 4);
+        assert_eq!(drift.iter().filter(|d| matches!(d, Drift::Pending(_))).count(), ALL);
         assert!(drift.iter().all(Drift::repaired_by_migrate), "{drift:#?}");
         assert!(t.db.migrate().unwrap().adopted);
         assert_eq!(t.db.check_schema().unwrap(), Vec::new());
@@ -417,7 +421,7 @@ fn postgres_fresh_migration_is_the_original_apps_schema_plus_indexes() {
     let extra: Vec<&String> = ours.iter().filter(|l| !theirs.contains(l)).collect();
     let missing: Vec<&String> = theirs.iter().filter(|l| !ours.contains(l)).collect();
     assert!(missing.is_empty(), "missing from ours: {missing:#?}");
-    assert_eq!(extra.len(), 3, "{extra:#?}");
+    assert_eq!(extra.len(), AFTER_BASELINE, "{extra:#?}");
     assert!(
         extra.iter().all(|l| l.starts_with("index ")),
         "only indexes are added: {extra:#?}"
@@ -449,10 +453,10 @@ fn postgres_adopts_the_original_apps_database_then_is_a_no_op() {
     assert!(report.adopted);
     assert_eq!(
         report.applied.len(),
-        3,
+        AFTER_BASELINE,
         "the baseline is recorded, the indexes applied: {report:?}"
     );
-    assert_eq!(applied(&t.db).len(), 4);
+    assert_eq!(applied(&t.db).len(), ALL);
     let again = t.db.migrate().unwrap();
     assert!(!again.adopted && again.applied.is_empty(), "{again:?}");
     // The original app's rows (v4 ids from gen_random_uuid) read fine.
@@ -509,7 +513,7 @@ fn postgres_migrators_running_at_once_take_turns() {
     counts.sort();
     assert_eq!(
         counts,
-        vec![0, 0, 4],
+        vec![0, 0, ALL],
         "exactly one migrator applied the migrations"
     );
 }
@@ -602,7 +606,7 @@ fn postgres_drop_app_schema_refuses_while_drizzles_journal_exists() {
     );
     assert!(message.contains("nothing was changed"), "{message}");
     assert_eq!(t.db.describe_schema().unwrap(), before);
-    assert_eq!(applied(&t.db).len(), 4);
+    assert_eq!(applied(&t.db).len(), ALL);
     assert_eq!(drizzle_journal(&t.url), the_apps_history());
 }
 
@@ -616,9 +620,9 @@ fn postgres_revert_never_drops_an_adopted_apps_tables() {
     let mut reverted = 0;
     while let Ok(Some(_)) = t.db.revert_last_migration() {
         reverted += 1;
-        assert!(reverted <= 3, "reverted past the baseline");
+        assert!(reverted <= AFTER_BASELINE, "reverted past the baseline");
     }
-    assert_eq!(reverted, 3);
+    assert_eq!(reverted, AFTER_BASELINE);
     assert!(t.db.revert_last_migration().is_err());
     let message = t.db.drop_app_schema().unwrap_err().to_string();
     assert!(message.contains("table users holds rows"), "{message}");
@@ -651,8 +655,8 @@ fn postgres_adopts_after_a_failed_diesel_migration_run_left_empty_bookkeeping() 
     );
     let report = t.db.migrate().unwrap();
     assert!(report.adopted, "{report:?}");
-    assert_eq!(report.applied.len(), 3, "{report:?}");
-    assert_eq!(applied(&t.db).len(), 4);
+    assert_eq!(report.applied.len(), AFTER_BASELINE, "{report:?}");
+    assert_eq!(applied(&t.db).len(), ALL);
     assert_eq!(t.db.check_schema().unwrap(), Vec::new());
     assert_eq!(row_counts(&t), [1, 1, 1, 1]);
 }
@@ -675,7 +679,7 @@ fn postgres_adopts_again_when_push_force_dropped_bookkeeping_and_indexes() {
     );
     let report = t.db.migrate().unwrap();
     assert!(report.adopted, "{report:?}");
-    assert_eq!(report.applied.len(), 3, "{report:?}");
+    assert_eq!(report.applied.len(), AFTER_BASELINE, "{report:?}");
     assert_eq!(t.db.describe_schema().unwrap(), full);
     assert_eq!(t.db.check_schema().unwrap(), Vec::new());
     assert_eq!(row_counts(&t), [1, 1, 1, 1]);

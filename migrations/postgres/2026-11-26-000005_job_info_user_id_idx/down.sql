@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS "job_info_userId_id_idx";

@@ -1,0 +1,1 @@
+DROP INDEX CONCURRENTLY IF EXISTS "interviews_jobInfoId_humeChatId_idx";

@@ -1,0 +1,1 @@
+DROP INDEX IF EXISTS "interviews_jobInfoId_humeChatId_idx";
