@@ -29,12 +29,15 @@ backend_tests! {
     }
 
     fn migrations_refuse_to_run_through_a_transaction_pooler(t) {
+        let applied = || t.db.migration_status().unwrap().iter().filter(|m| m.applied).count();
+        let before = applied();
+        assert!(before > 1, "a migrated database");
         let db = Db::builder(&t.url).pooler_safe(true).build().unwrap();
         for error in [db.migrate().unwrap_err(), db.revert_last_migration().unwrap_err()] {
             assert!(matches!(error, Error::Config(_)), "{error:?}");
             assert!(error.to_string().contains("direct URL"), "{error}");
         }
-        assert_eq!(t.db.migration_status().unwrap().iter().filter(|m| m.applied).count(), 4, "nothing reverted");
+        assert_eq!(applied(), before, "nothing reverted");
     }
 
     fn waits_and_timeouts_are_counted(t) {
