@@ -2,8 +2,7 @@
 # The C ceiling: each single-row operation of `jobprep bench` as the same statement sent
 # by pgbench with prepared statements (libpq, `-M prepared`), on a scratch database
 # migrated by the jobprep CLI, seeded with scripts/pgbench/seed.sql and VACUUM ANALYZEd;
-# then `jobprep bench` for the same operations in the same run. `jobprep bench` seeds
-# and measures a scratch database of its own, so its data is not the pgbench data.
+# and `jobprep bench --existing` on that same database, each cell right after pgbench's.
 # TLS is off on both sides (sslmode=disable): libpq's default uses TLS on loopback too.
 #
 #   bash scripts/pgbench-compare.sh            # 5 s per cell, median of 3, release build
@@ -11,10 +10,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-seconds=${PGBENCH_COMPARE_SECONDS:-5} reps=${PGBENCH_COMPARE_REPS:-3} profile=release users=1000
+seconds=${PGBENCH_COMPARE_SECONDS:-5} reps=${PGBENCH_COMPARE_REPS:-3} profile=release
 bench_seconds=$seconds # per side: jobprep bench splits each in two halves per side
 if [ "${1:-}" = --short ]; then
-  seconds=1 bench_seconds=0.4 reps=1 profile=debug users=100
+  seconds=1 bench_seconds=0.4 reps=1 profile=debug
 fi
 ops="get_job_info list_job_infos list_interviews count_interviews_for_user upsert_user insert_job_info insert_question"
 reads="get_job_info list_job_infos list_interviews count_interviews_for_user"
@@ -79,7 +78,8 @@ done
 median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 count() { psql "$url" -qAtXc "SELECT count(*) FROM $1"; }
 
-# pgbench: reads first, then writes (which grow the tables), as `jobprep bench` does.
+# Each cell: pgbench, then jobprep bench on the same database at once. Reads first, then
+# writes (which grow the tables on both sides alike), as `jobprep bench` orders them.
 for op in $ops; do
   for clients in 1 4; do
     for _ in $(seq "$reps"); do
@@ -94,6 +94,12 @@ for op in $ops; do
         exit 1
       fi
       awk '/^tps = .*without initial connection time/ { print $3 }' "$work/out" >>"$work/pgbench.$op.$clients"
+
+      "$jobprep" --database-url "$url" bench --existing --seconds "$bench_seconds" \
+        --clients "$clients" --ops "$op" --json 2>/dev/null | tail -n 1 >"$work/json"
+      for side in dal raw; do
+        grep -o "\"${side}_ops\":[0-9.]*" "$work/json" | sed 's/.*://' >>"$work/$side.$op.$clients"
+      done
     done
   done
 done
@@ -102,29 +108,20 @@ if [ "$(count users)" != 1000 ]; then
   exit 1
 fi
 
-# jobprep bench, on its own freshly seeded scratch database, same server, no TLS.
-for clients in 1 4; do
-  for _ in $(seq "$reps"); do
-    "$jobprep" --database-url "$admin?$opts" bench --users "$users" \
-      --seconds "$bench_seconds" --clients "$clients" --ops "${ops// /,}" --json 2>/dev/null |
-      tail -n 1 >"$work/json"
-    for op in $ops; do
-      grep -o "\"$op\":{\"dal_ops\":[0-9.]*" "$work/json" | sed 's/.*://' >>"$work/jobprep.$op.$clients"
-    done
-  done
-done
-
 echo
 echo "pgbench -M prepared vs jobprep (sync), transactions per second, median of $reps runs" \
-  "(pgbench ${seconds}s, jobprep bench ${bench_seconds}s per side); jobprep bench on its own data"
-printf '%-28s %10s %10s %6s %10s %10s %6s\n' operation "pgbench 1" "jobprep 1" ratio "pgbench 4" "jobprep 4" ratio
+  "(pgbench ${seconds}s, jobprep bench ${bench_seconds}s per side), the same database;" \
+  "baseline: jobprep's repository functions on a bare connection (jobprep bench's raw side)"
+printf '%-26s %9s %9s %6s %9s %6s %9s %9s %6s %9s %6s\n' operation \
+  "pgbench 1" "jobprep" ratio baseline ratio "pgbench 4" "jobprep" ratio baseline ratio
 for op in $ops; do
-  line=$(printf '%-28s' "$op")
+  line=$(printf '%-26s' "$op")
   for clients in 1 4; do
     p=$(median <"$work/pgbench.$op.$clients")
-    j=$(median <"$work/jobprep.$op.$clients")
-    [ -n "$p" ] && [ -n "$j" ] || { echo "no result for $op at $clients clients"; exit 1; }
-    line+=$(awk -v p="$p" -v j="$j" 'BEGIN { printf " %10.0f %10.0f %6.2f", p, j, j / p }')
+    j=$(median <"$work/dal.$op.$clients")
+    b=$(median <"$work/raw.$op.$clients")
+    [ -n "$p" ] && [ -n "$j" ] && [ -n "$b" ] || { echo "no result for $op at $clients clients"; exit 1; }
+    line+=$(awk -v p="$p" -v j="$j" -v b="$b" 'BEGIN { printf " %9.0f %9.0f %6.2f %9.0f %6.2f", p, j, j / p, b, b / p }')
   done
   echo "$line"
 done

@@ -63,23 +63,32 @@ where
 {
     let started = Instant::now();
     let results: Vec<Result<(u64, Vec<u32>), CliError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..clients)
+        let handles = (0..clients)
             .map(|client| {
                 let make = &make;
-                scope.spawn(move || {
-                    let mut call = make()?;
-                    let mut rng = Rng::for_client(client);
-                    let deadline = Instant::now() + duration;
-                    let (mut units, mut latencies) = (0, Vec::with_capacity(65_536));
-                    while Instant::now() < deadline {
-                        let t = Instant::now();
-                        units += call(&mut rng)?;
-                        latencies.push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
-                    }
-                    Ok((units, latencies))
-                })
+                // Named, so a profiler tells the measured calls from seeding and setup.
+                std::thread::Builder::new()
+                    .name(format!("bench-client-{client}"))
+                    .spawn_scoped(scope, move || {
+                        let mut call = make()?;
+                        let mut rng = Rng::for_client(client);
+                        let deadline = Instant::now() + duration;
+                        let (mut units, mut latencies) = (0, Vec::with_capacity(65_536));
+                        while Instant::now() < deadline {
+                            let t = Instant::now();
+                            units += call(&mut rng)?;
+                            latencies
+                                .push(u32::try_from(t.elapsed().as_micros()).unwrap_or(u32::MAX));
+                        }
+                        Ok((units, latencies))
+                    })
             })
-            .collect();
+            .collect::<std::io::Result<Vec<_>>>();
+        let Ok(handles) = handles else {
+            return vec![Err(CliError::Bench(
+                "could not start a client thread".into(),
+            ))];
+        };
         handles
             .into_iter()
             .map(|h| {

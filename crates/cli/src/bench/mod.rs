@@ -1,6 +1,6 @@
 //! `jobprep bench`: each operation through jobprep and through the baseline (the
 //! same repository functions on a bare connection), in the same run, on a scratch
-//! database seeded and analyzed first.
+//! database seeded and analyzed first (or, with `--existing`, on a database as it is).
 
 mod drive;
 mod feed;
@@ -43,6 +43,12 @@ pub struct BenchArgs {
     /// Print one JSON object on the last line.
     #[arg(long)]
     json: bool,
+    /// Measure the configured PostgreSQL database as it is, with the users and job
+    /// infos it holds, instead of a scratch database seeded by the run (`--users` is
+    /// then ignored). The writes add rows to it. For comparisons on the same data
+    /// (scripts/pgbench-compare.sh).
+    #[arg(long, conflicts_with_all = ["replicas", "cache_feed"])]
+    existing: bool,
     /// Measure the cache feed instead (PostgreSQL): write throughput with the
     /// triggers off and on, and commit-to-listener latency.
     #[arg(long)]
@@ -115,7 +121,11 @@ pub fn run(base: DbConfig, args: BenchArgs) -> Result<(), CliError> {
     if args.cache_feed {
         return feed::run(base, args.seconds, args.json);
     }
-    let scratch = Scratch::create(&base)?;
+    let scratch = if args.existing {
+        Scratch::existing(&base)?
+    } else {
+        Scratch::create(&base)?
+    };
     let mut config = scratch.config.clone();
     config.pool.max_size = u32::try_from(args.clients).unwrap_or(u32::MAX).max(1);
     config.pooler_safe = base.pooler_safe;
@@ -125,11 +135,15 @@ pub fn run(base: DbConfig, args: BenchArgs) -> Result<(), CliError> {
             .push(scratch.on_server(&DbConfig::parse(replica)?)?.url);
     }
     let db = Db::from_config(config.clone(), Arc::new(NoopSink))?;
-    db.migrate()?;
     let progress = Progress::new(!args.json || std::io::stderr().is_terminal());
-
-    let dataset = seed(&db, args.users, &progress)?;
-    scratch.analyze()?;
+    let dataset = if scratch.is_scratch() {
+        db.migrate()?;
+        let dataset = seed(&db, args.users, &progress)?;
+        scratch.analyze()?;
+        dataset
+    } else {
+        existing_dataset(&scratch)?
+    };
     if !args.replicas.is_empty() {
         wait_for_replicas(&db, &dataset)?;
     }
@@ -168,7 +182,7 @@ pub fn run(base: DbConfig, args: BenchArgs) -> Result<(), CliError> {
         backend: db.backend().to_string(),
         replicas: args.replicas.len(),
         clients: args.clients,
-        users: args.users,
+        users: dataset.users.len(),
         seconds: args.seconds,
         cold_start,
         ops,
@@ -296,6 +310,26 @@ fn seed(db: &Db, users: usize, progress: &Progress) -> Result<Dataset, CliError>
         started.elapsed().as_secs_f64()
     ));
     Ok(dataset)
+}
+
+/// The users and job infos of an existing database, for `--existing`.
+fn existing_dataset(scratch: &Scratch) -> Result<Dataset, CliError> {
+    let (users, jobs) = scratch.rows()?;
+    if users.is_empty() || jobs.is_empty() {
+        return Err(CliError::Refused(
+            "--existing needs a database that holds users and job infos".into(),
+        ));
+    }
+    Ok(Dataset {
+        users: users
+            .into_iter()
+            .map(|(id, name, email)| Ok(NewUser::new(UserId::new(id)?, name, email)))
+            .collect::<Result<_, jobprep_repo::Error>>()?,
+        jobs: jobs
+            .into_iter()
+            .map(|(user, id)| Ok((UserId::new(user)?, JobInfoId::from_uuid(id))))
+            .collect::<Result<_, jobprep_repo::Error>>()?,
+    })
 }
 
 /// Waits (up to a minute) until the replicas have replayed the seeded data.

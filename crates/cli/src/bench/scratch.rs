@@ -50,6 +50,64 @@ impl Scratch {
         }
     }
 
+    /// The configured PostgreSQL database itself, as it is: nothing is created,
+    /// seeded, vacuumed or dropped (`jobprep bench --existing`).
+    pub fn existing(base: &DbConfig) -> Result<Scratch, CliError> {
+        if base.url.backend() != Backend::Postgres {
+            return Err(CliError::Refused(
+                "--existing measures a PostgreSQL database (the pgbench comparison's)".into(),
+            ));
+        }
+        let mut config = base.clone();
+        config.replicas.clear();
+        Ok(Scratch {
+            config,
+            admin_url: None,
+            name: String::new(),
+            sqlite_path: None,
+        })
+    }
+
+    /// Whether this is a database of the run's own (dropped at the end).
+    pub fn is_scratch(&self) -> bool {
+        self.admin_url.is_some() || self.sqlite_path.is_some()
+    }
+
+    /// The users and job infos already in the database, for `--existing`.
+    pub fn rows(
+        &self,
+    ) -> Result<(Vec<(String, String, String)>, Vec<(String, uuid::Uuid)>), CliError> {
+        #[derive(diesel::QueryableByName)]
+        struct UserRow {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            id: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            name: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            email: String,
+        }
+        #[derive(diesel::QueryableByName)]
+        struct JobRow {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            user_id: String,
+            #[diesel(sql_type = diesel::sql_types::Uuid)]
+            id: uuid::Uuid,
+        }
+        let mut conn = admin(&self.config)?;
+        let users: Vec<UserRow> = diesel::RunQueryDsl::load(
+            diesel::sql_query("SELECT id, name, email FROM users ORDER BY id"),
+            &mut conn,
+        )?;
+        let jobs: Vec<JobRow> = diesel::RunQueryDsl::load(
+            diesel::sql_query(r#"SELECT "userId" AS user_id, id FROM job_info ORDER BY id"#),
+            &mut conn,
+        )?;
+        Ok((
+            users.into_iter().map(|u| (u.id, u.name, u.email)).collect(),
+            jobs.into_iter().map(|j| (j.user_id, j.id)).collect(),
+        ))
+    }
+
     /// The scratch database's name on another server (a replica of this one).
     pub fn on_server(&self, server: &DbConfig) -> Result<DbConfig, CliError> {
         let mut config = server.clone();
