@@ -318,6 +318,56 @@ async fn drive(
     Ok(calls as f64 / started.elapsed().as_secs_f64())
 }
 
+/// The process's CPU time and context switches so far (every thread).
+struct Usage {
+    cpu_us: f64,
+    switches: f64,
+}
+
+impl Usage {
+    fn now() -> Usage {
+        // SAFETY: getrusage only writes the struct it is given.
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+        let us = |t: libc::timeval| t.tv_sec as f64 * 1e6 + t.tv_usec as f64;
+        Usage {
+            cpu_us: us(usage.ru_utime) + us(usage.ru_stime),
+            switches: (usage.ru_nvcsw + usage.ru_nivcsw) as f64,
+        }
+    }
+
+    fn since(&self, earlier: &Usage) -> Usage {
+        Usage {
+            cpu_us: self.cpu_us - earlier.cpu_us,
+            switches: self.switches - earlier.switches,
+        }
+    }
+}
+
+/// One side's client cost, summed over its rounds.
+#[derive(Default)]
+struct Cost {
+    cpu_us: f64,
+    switches: f64,
+    calls: f64,
+}
+
+impl Cost {
+    fn add(&mut self, usage: &Usage, calls: f64) {
+        self.cpu_us += usage.cpu_us;
+        self.switches += usage.switches;
+        self.calls += calls;
+    }
+
+    fn cpu_us_per_call(&self) -> f64 {
+        self.cpu_us / self.calls.max(1.0)
+    }
+
+    fn switches_per_call(&self) -> f64 {
+        self.switches / self.calls.max(1.0)
+    }
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -392,8 +442,19 @@ async fn main() -> Result<(), BoxError> {
     probe.close().await;
     println!("sqlx's sessions: synchronous_commit = {commit}");
     println!(
-        "{:<28} {:>5} {:>12} {:>12} {:>7}",
-        "operation", "tasks", "jobprep/s", "sqlx/s", "ratio"
+        "client cost per call, this process (getrusage): CPU in microseconds, context switches"
+    );
+    println!(
+        "{:<28} {:>5} {:>12} {:>12} {:>7} {:>9} {:>9} {:>8} {:>8}",
+        "operation",
+        "tasks",
+        "jobprep/s",
+        "sqlx/s",
+        "ratio",
+        "cpu jp",
+        "cpu sqlx",
+        "cs jp",
+        "cs sqlx"
     );
     // Operation by operation, every task count: the reads all run before the writes
     // grow the tables.
@@ -417,6 +478,7 @@ async fn main() -> Result<(), BoxError> {
                 drive(side, op, tasks, Duration::from_millis(200)).await?;
             }
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            let (mut our_cost, mut their_cost) = (Cost::default(), Cost::default());
             for round in 0..args.rounds {
                 // Alternate which side goes first, so drift hits both alike.
                 let order = if round % 2 == 0 {
@@ -425,17 +487,25 @@ async fn main() -> Result<(), BoxError> {
                     [&sqlx, &jobprep]
                 };
                 for side in order {
+                    let before = Usage::now();
+                    let started = Instant::now();
                     let rate = drive(side, op, tasks, per_side).await?;
+                    let calls = rate * started.elapsed().as_secs_f64();
+                    let cost = Usage::now().since(&before);
                     match side {
-                        Side::Jobprep(_) => ours.push(rate),
-                        Side::Sqlx(_) => theirs.push(rate),
-                    }
+                        Side::Jobprep(_) => (ours.push(rate), our_cost.add(&cost, calls)),
+                        Side::Sqlx(_) => (theirs.push(rate), their_cost.add(&cost, calls)),
+                    };
                 }
             }
             let (ours, theirs) = (median(ours), median(theirs));
             println!(
-                "{op:<28} {tasks:>5} {ours:>12.0} {theirs:>12.0} {:>7.2}",
-                ours / theirs
+                "{op:<28} {tasks:>5} {ours:>12.0} {theirs:>12.0} {:>7.2} {:>9.1} {:>9.1} {:>8.2} {:>8.2}",
+                ours / theirs,
+                our_cost.cpu_us_per_call(),
+                their_cost.cpu_us_per_call(),
+                our_cost.switches_per_call(),
+                their_cost.switches_per_call(),
             );
             if let Side::Sqlx(pool) = sqlx {
                 pool.close().await;

@@ -314,7 +314,7 @@ fn seed(db: &Db, users: usize, progress: &Progress) -> Result<Dataset, CliError>
 
 /// The users and job infos of an existing database, for `--existing`.
 fn existing_dataset(scratch: &Scratch) -> Result<Dataset, CliError> {
-    let (users, jobs) = scratch.rows()?;
+    let scratch::ExistingRows { users, jobs } = scratch.rows()?;
     if users.is_empty() || jobs.is_empty() {
         return Err(CliError::Refused(
             "--existing needs a database that holds users and job infos".into(),

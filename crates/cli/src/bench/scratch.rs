@@ -74,9 +74,7 @@ impl Scratch {
     }
 
     /// The users and job infos already in the database, for `--existing`.
-    pub fn rows(
-        &self,
-    ) -> Result<(Vec<(String, String, String)>, Vec<(String, uuid::Uuid)>), CliError> {
+    pub fn rows(&self) -> Result<ExistingRows, CliError> {
         #[derive(diesel::QueryableByName)]
         struct UserRow {
             #[diesel(sql_type = diesel::sql_types::Text)]
@@ -102,10 +100,10 @@ impl Scratch {
             diesel::sql_query(r#"SELECT "userId" AS user_id, id FROM job_info ORDER BY id"#),
             &mut conn,
         )?;
-        Ok((
-            users.into_iter().map(|u| (u.id, u.name, u.email)).collect(),
-            jobs.into_iter().map(|j| (j.user_id, j.id)).collect(),
-        ))
+        Ok(ExistingRows {
+            users: users.into_iter().map(|u| (u.id, u.name, u.email)).collect(),
+            jobs: jobs.into_iter().map(|j| (j.user_id, j.id)).collect(),
+        })
     }
 
     /// The scratch database's name on another server (a replica of this one).
@@ -124,6 +122,13 @@ impl Scratch {
         }
         Ok(())
     }
+}
+
+/// What `--existing` measures with: users as (id, name, email), job infos as
+/// (owner, id).
+pub struct ExistingRows {
+    pub users: Vec<(String, String, String)>,
+    pub jobs: Vec<(String, uuid::Uuid)>,
 }
 
 /// Sequential and index scans of the tables so far (PostgreSQL's statistics).
