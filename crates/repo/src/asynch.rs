@@ -81,7 +81,8 @@
 //!   [`Error::Unavailable`]; an `AsyncDb` awaited outside a tokio runtime is
 //!   [`Error::Misuse`]. No panic reaches the caller.
 
-use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
@@ -238,12 +239,68 @@ type Job = Box<dyn FnOnce() + Send>;
 /// The threads that run an [`AsyncDb`]'s calls: as many as the pool has connections,
 /// started on the first call, fed in arrival order through one queue. A call waits in
 /// the queue, not on a thread of its own, so threads never outnumber connections; the
-/// workers end when the last clone of the handle is dropped.
+/// workers finish the queued calls and end when the last clone of the handle is dropped.
 #[derive(Debug)]
 struct Workers {
     count: usize,
-    /// The queue's sending end, once the workers are started.
-    queue: OnceLock<std::result::Result<mpsc::Sender<Job>, String>>,
+    /// The queue, once the workers are started.
+    queue: OnceLock<std::result::Result<Arc<Queue>, String>>,
+}
+
+/// The calls waiting for a worker. Each idle worker sleeps on the condition variable
+/// and a new call wakes exactly one of them: one thread wake-up per call (a channel
+/// behind a mutex woke a second worker each time the mutex changed hands).
+#[derive(Debug, Default)]
+struct Queue {
+    state: Mutex<QueueState>,
+    ready: Condvar,
+}
+
+#[derive(Default)]
+struct QueueState {
+    jobs: VecDeque<Job>,
+    closed: bool,
+}
+
+impl std::fmt::Debug for QueueState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueState")
+            .field("jobs", &self.jobs.len())
+            .field("closed", &self.closed)
+            .finish()
+    }
+}
+
+impl Queue {
+    /// The state; a worker never panics while holding the lock (calls run outside it,
+    /// and catch their own panics), so a poisoned lock still holds consistent data.
+    fn lock(&self) -> MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn push(&self, job: Job) {
+        self.lock().jobs.push_back(job);
+        self.ready.notify_one();
+    }
+
+    /// The next call, waiting for one; `None` once closed and drained.
+    fn next(&self) -> Option<Job> {
+        let mut state = self.lock();
+        loop {
+            if let Some(job) = state.jobs.pop_front() {
+                return Some(job);
+            }
+            if state.closed {
+                return None;
+            }
+            state = self.ready.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.ready.notify_all();
+    }
 }
 
 impl Workers {
@@ -256,31 +313,40 @@ impl Workers {
 
     fn submit(&self, job: Job) -> Result<()> {
         match self.queue.get_or_init(|| self.start()) {
-            Ok(queue) => queue
-                .send(job)
-                .map_err(|_| Error::unavailable("the async handle's workers have stopped")),
+            Ok(queue) => {
+                queue.push(job);
+                Ok(())
+            }
             Err(reason) => Err(Error::unavailable(reason.clone())),
         }
     }
 
-    fn start(&self) -> std::result::Result<mpsc::Sender<Job>, String> {
-        let (sender, receiver) = mpsc::channel::<Job>();
-        let receiver = Arc::new(Mutex::new(receiver));
+    fn start(&self) -> std::result::Result<Arc<Queue>, String> {
+        let queue = Arc::new(Queue::default());
         for n in 0..self.count {
-            let receiver = receiver.clone();
-            std::thread::Builder::new()
+            let worker_queue = queue.clone();
+            let started = std::thread::Builder::new()
                 .name(format!("jobprep-async-{n}"))
-                .spawn(move || loop {
-                    // One worker waits on the queue at a time; the others wait for it.
-                    let next = receiver.lock().unwrap_or_else(|p| p.into_inner()).recv();
-                    match next {
-                        Ok(job) => job(),
-                        Err(_) => return, // every handle is gone
+                .spawn(move || {
+                    while let Some(job) = worker_queue.next() {
+                        job();
                     }
-                })
-                .map_err(|e| format!("cannot start the async handle's workers: {e}"))?;
+                });
+            if let Err(e) = started {
+                // The workers already running end with the queue.
+                queue.close();
+                return Err(format!("cannot start the async handle's workers: {e}"));
+            }
         }
-        Ok(sender)
+        Ok(queue)
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        if let Some(Ok(queue)) = self.queue.get() {
+            queue.close();
+        }
     }
 }
 
