@@ -75,6 +75,33 @@ backend_tests! {
         assert!(stderr(&bad).starts_with("jobprep: invalid jobInfoId"), "{}", stderr(&bad));
     }
 
+    fn bench_existing_measures_the_postgres_database_as_it_is(t) {
+        let args = ["bench", "--existing", "--ops", "get_job_info,list_job_infos", "--seconds", "0.2", "--json"];
+        if t.backend() == jobprep_repo::Backend::Sqlite {
+            let refused = jobprep(&t.url, &args);
+            assert_eq!(refused.status.code(), Some(1));
+            assert!(stderr(&refused).contains("--existing measures a PostgreSQL database"), "{}", stderr(&refused));
+            return;
+        }
+        let empty = jobprep(&t.url, &args);
+        assert_eq!(empty.status.code(), Some(1));
+        assert!(stderr(&empty).contains("needs a database that holds users and job infos"), "{}", stderr(&empty));
+
+        let owner = jobprep_testing::user(t, "user_bench_existing");
+        jobprep_job_infos::insert(&t.db, &owner, &jobprep_testing::job_form("Backend")).unwrap();
+        let before = stdout(&jobprep(&t.url, &["job-infos", "list", owner.as_str()]));
+        let output = jobprep(&t.url, &args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        let report: Value = serde_json::from_str(stdout(&output).trim().lines().last().unwrap()).unwrap();
+        assert_eq!(report["users"], 1, "{report}");
+        for op in ["get_job_info", "list_job_infos"] {
+            assert!(report["ops"][op]["dal_ops"].as_f64().unwrap() > 0.0, "{report}");
+            assert!(report["ops"][op]["raw_ops"].as_f64().unwrap() > 0.0, "{report}");
+        }
+        // Measured in place: the database's rows are still there, unchanged by reads.
+        assert_eq!(stdout(&jobprep(&t.url, &["job-infos", "list", owner.as_str()])), before);
+    }
+
     fn migrate_status_and_revert(t) {
         let fresh = TestDb::empty(t.backend()).unwrap();
         let applied = jobprep(&fresh.url, &["migrate"]);
