@@ -246,6 +246,11 @@ impl Db {
     /// (their owner). Briefly locks each table against writes while its triggers are
     /// replaced, waiting at most 10 s for running writes (then it fails and changes
     /// nothing). SQLite needs nothing installed: a configuration error says so.
+    ///
+    /// Cost: every write statement on the four tables then runs a trigger function,
+    /// and PostgreSQL commits the transactions that notified one at a time (a lock on
+    /// its notification queue is held through the commit's WAL flush), so concurrent
+    /// writers lose group commit. README ("Cost") has the measurements.
     pub fn install_cache_feed(&self) -> Result<()> {
         // Replacing a trigger waits for the table's running writes; give up rather
         // than queue every later write behind a long transaction.

@@ -2,7 +2,7 @@
 //! committed write takes to reach a listener. PostgreSQL only (on SQLite the feed is
 //! an in-process hand-off).
 //!
-//! Write throughput (`insert_job_info`, one client) alternates in four rounds between
+//! Write throughput (`insert_job_info`, `--clients` threads) alternates in four rounds between
 //! the feed removed and the feed installed with a listener draining it, the order
 //! swapped every round, so drift on a shared machine hits both sides alike. Latency is measured one write at a time: from
 //! the moment the write call returns (COMMIT acknowledged) to the moment the listener
@@ -26,6 +26,7 @@ const LATENCY_SAMPLES: usize = 300;
 #[derive(Debug, Serialize)]
 struct FeedReport {
     seconds: f64,
+    clients: usize,
     /// `insert_job_info` per second with the feed removed.
     feed_off_ops: f64,
     /// The same with the triggers installed and a listener draining them.
@@ -38,9 +39,11 @@ struct FeedReport {
     latency_samples: usize,
 }
 
-pub fn run(base: DbConfig, seconds: f64, json: bool) -> Result<(), CliError> {
+pub fn run(base: DbConfig, seconds: f64, clients: usize, json: bool) -> Result<(), CliError> {
     let scratch = Scratch::create(&base)?;
-    let db = Db::from_config(scratch.config.clone(), Arc::new(NoopSink))?;
+    let mut config = scratch.config.clone();
+    config.pool.max_size = u32::try_from(clients).unwrap_or(u32::MAX).max(1);
+    let db = Db::from_config(config, Arc::new(NoopSink))?;
     if db.backend() != Backend::Postgres {
         return Err(CliError::Refused(
             "bench --cache-feed measures the PostgreSQL triggers; give a postgres:// URL".into(),
@@ -64,7 +67,7 @@ pub fn run(base: DbConfig, seconds: f64, json: bool) -> Result<(), CliError> {
                 let listener = Listener::start(&db, FeedOptions::default())?;
                 let stop = listener.stop_handle();
                 let drain = std::thread::spawn(move || listener.count());
-                let (n, took) = writes(&db, &me, &job, half)?;
+                let (n, took) = writes(&db, &me, &job, half, clients)?;
                 on = (on.0 + n, on.1 + took);
                 stop.stop();
                 drain
@@ -72,7 +75,7 @@ pub fn run(base: DbConfig, seconds: f64, json: bool) -> Result<(), CliError> {
                     .map_err(|_| CliError::Bench("the draining listener panicked".into()))?;
             } else {
                 db.remove_cache_feed()?;
-                let (n, took) = writes(&db, &me, &job, half)?;
+                let (n, took) = writes(&db, &me, &job, half, clients)?;
                 off = (off.0 + n, off.1 + took);
             }
         }
@@ -109,6 +112,7 @@ pub fn run(base: DbConfig, seconds: f64, json: bool) -> Result<(), CliError> {
     };
     let report = FeedReport {
         seconds,
+        clients,
         feed_off_ops: rate(off),
         feed_on_ops: rate(on),
         ratio: rate(on) / rate(off).max(f64::EPSILON),
@@ -121,8 +125,9 @@ pub fn run(base: DbConfig, seconds: f64, json: bool) -> Result<(), CliError> {
         println!("{text}");
     } else {
         println!(
-            "cache feed: insert_job_info {:.0}/s off, {:.0}/s on (ratio {:.3}); \
+            "cache feed: insert_job_info, {} client(s): {:.0}/s off, {:.0}/s on (ratio {:.3}); \
              commit to listener p50 {} us, p99 {} us ({} writes)",
+            report.clients,
             report.feed_off_ops,
             report.feed_on_ops,
             report.ratio,
@@ -136,18 +141,39 @@ pub fn run(base: DbConfig, seconds: f64, json: bool) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Job info inserts, one after another, for `time`.
+/// Job info inserts for `time`, one after another on each of `clients` threads.
 fn writes(
     db: &Db,
     me: &UserId,
     job: &NewJobInfo,
     time: Duration,
-) -> Result<(u64, Duration), jobprep_repo::Error> {
+    clients: usize,
+) -> Result<(u64, Duration), CliError> {
     let started = Instant::now();
-    let mut n = 0;
-    while started.elapsed() < time {
-        jobprep_job_infos::insert(db, me, job)?;
-        n += 1;
+    let counts: Vec<Result<u64, CliError>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut n = 0;
+                    while started.elapsed() < time {
+                        jobprep_job_infos::insert(db, me, job)?;
+                        n += 1;
+                    }
+                    Ok::<u64, CliError>(n)
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(CliError::Bench("a writer thread panicked".into())))
+            })
+            .collect()
+    });
+    let mut total = 0;
+    for count in counts {
+        total += count?;
     }
-    Ok((n, started.elapsed()))
+    Ok((total, started.elapsed()))
 }

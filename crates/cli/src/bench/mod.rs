@@ -119,7 +119,7 @@ pub fn run(base: DbConfig, args: BenchArgs) -> Result<(), CliError> {
         ));
     }
     if args.cache_feed {
-        return feed::run(base, args.seconds, args.json);
+        return feed::run(base, args.seconds, args.clients, args.json);
     }
     let scratch = if args.existing {
         Scratch::existing(&base)?
