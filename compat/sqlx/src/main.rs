@@ -492,10 +492,12 @@ async fn main() -> Result<(), BoxError> {
                     let rate = drive(side, op, tasks, per_side).await?;
                     let calls = rate * started.elapsed().as_secs_f64();
                     let cost = Usage::now().since(&before);
-                    match side {
-                        Side::Jobprep(_) => (ours.push(rate), our_cost.add(&cost, calls)),
-                        Side::Sqlx(_) => (theirs.push(rate), their_cost.add(&cost, calls)),
+                    let (rates, costs) = match side {
+                        Side::Jobprep(_) => (&mut ours, &mut our_cost),
+                        Side::Sqlx(_) => (&mut theirs, &mut their_cost),
                     };
+                    rates.push(rate);
+                    costs.add(&cost, calls);
                 }
             }
             let (ours, theirs) = (median(ours), median(theirs));

@@ -17,6 +17,7 @@ use jobprep_repo::{Backend, Db, DbConfig, NoopSink, UserId};
 use jobprep_users::NewUser;
 use serde::Serialize;
 
+use super::drive::{drive, Rng};
 use super::scratch::Scratch;
 use crate::error::CliError;
 
@@ -149,31 +150,8 @@ fn writes(
     time: Duration,
     clients: usize,
 ) -> Result<(u64, Duration), CliError> {
-    let started = Instant::now();
-    let counts: Vec<Result<u64, CliError>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..clients)
-            .map(|_| {
-                scope.spawn(|| {
-                    let mut n = 0;
-                    while started.elapsed() < time {
-                        jobprep_job_infos::insert(db, me, job)?;
-                        n += 1;
-                    }
-                    Ok::<u64, CliError>(n)
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(CliError::Bench("a writer thread panicked".into())))
-            })
-            .collect()
-    });
-    let mut total = 0;
-    for count in counts {
-        total += count?;
-    }
-    Ok((total, started.elapsed()))
+    let side = drive(clients, time, || {
+        Ok(|_: &mut Rng| jobprep_job_infos::insert(db, me, job).map(|_| 1))
+    })?;
+    Ok((side.units, side.elapsed))
 }

@@ -7,8 +7,10 @@ use jobprep_repo::{Backend, DbConfig};
 
 use crate::error::CliError;
 
-/// A database made for one run: a new database on the same PostgreSQL server (needs
-/// CREATEDB), or a new SQLite file in the temporary folder.
+/// The database a run measures: normally one made for the run, a new database on the
+/// same PostgreSQL server (needs CREATEDB) or a new SQLite file in the temporary
+/// folder, dropped at the end; with `--existing`, the configured database, which is
+/// neither created nor dropped.
 pub struct Scratch {
     pub config: DbConfig,
     admin_url: Option<String>,
