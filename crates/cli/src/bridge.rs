@@ -72,8 +72,8 @@ pub fn run(db: &Db, args: BridgeArgs) -> Result<(), CliError> {
     // What happened before the bridge started is unknown to the app: reset first.
     queue.push(FeedEvent::Reset);
     eprintln!(
-        "jobprep cache-bridge: forwarding {} to {}",
-        feed::CHANNEL,
+        "jobprep cache-bridge: forwarding the changes in {} to {}",
+        feed::CHANGES,
         args.endpoint
     );
     let mut backoff = Duration::from_millis(100);

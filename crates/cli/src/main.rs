@@ -98,6 +98,9 @@ enum FeedAction {
     Remove,
     /// Whether the triggers are in place.
     Status,
+    /// Delete the recorded changes every listener has read (listeners do this
+    /// themselves; schedule it when none runs).
+    Trim,
     /// Print each event as one JSON line until interrupted.
     Listen,
 }
@@ -239,11 +242,18 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             match action {
                 FeedAction::Install => {
                     db.install_cache_feed()?;
-                    println!("cache feed installed (channel {})", feed::CHANNEL);
+                    println!(
+                        "cache feed installed (changes recorded in {})",
+                        feed::CHANGES
+                    );
                 }
                 FeedAction::Remove => {
                     db.remove_cache_feed()?;
                     println!("cache feed removed");
+                }
+                FeedAction::Trim => {
+                    let deleted = db.trim_cache_feed()?;
+                    println!("trimmed {deleted} recorded changes");
                 }
                 FeedAction::Status => match db.cache_feed_status()? {
                     FeedInstallation::Installed => println!("installed"),

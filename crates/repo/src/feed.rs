@@ -3,23 +3,27 @@
 //!
 //! - **PostgreSQL**: statement-level `AFTER` triggers with transition tables on `users`,
 //!   `job_info`, `interviews` and `questions` (installed by [`Db::install_cache_feed`],
-//!   removed by [`Db::remove_cache_feed`]) compute the tags of [`crate::cache_rules`]
-//!   for the rows a statement touched and `pg_notify` them on [`CHANNEL`], in chunks
-//!   under the 8000-byte payload limit. `NOTIFY` is transactional: nothing is sent
-//!   before COMMIT, nothing after a rollback. Rows removed by a cascade fire the child
-//!   tables' triggers, so their tags come too. Writes by the original app, by `psql`
-//!   and by jobprep are published alike.
+//!   removed by [`Db::remove_cache_feed`]) record, in the writer's own transaction, one
+//!   row per statement in the unlogged table [`CHANGES`]: the table, the ids it
+//!   changed and their parents. The row commits with the write or not at all, so
+//!   nothing is seen before COMMIT and nothing after a rollback. Rows removed by a
+//!   cascade fire the child tables' triggers, so their tags come too. Writes by the
+//!   original app, by `psql` and by jobprep are recorded alike. Each listener polls
+//!   the table and turns the rows of each newly committed transaction into the tags
+//!   of [`crate::cache_rules`]. Writers never `NOTIFY`, because PostgreSQL commits
+//!   notifying transactions one at a time.
 //! - **SQLite**: no server to notify through. The listener receives the commits made
 //!   through any [`Db`] of *this process* on the same file (hooked on the tags the
 //!   `Db` reports after COMMIT); other processes writing the file are not seen.
 //!
 //! A [`Listener`] holds one dedicated session connection (never one of the pool's, and
-//! never through a transaction-mode pooler, which would drop `LISTEN` between
-//! transactions), reconnects by itself, and yields [`FeedEvent::Reset`] after any gap
-//! (reconnect, a full queue, a `TRUNCATE`, an unreadable payload), because
-//! notifications sent while it was away are lost. Delivery is therefore *at most once
-//! per connection*, with a reset after every gap: a consumer that flushes everything on
-//! a reset never keeps a stale entry.
+//! never through a transaction-mode pooler, which would hide a server restart from
+//! it), reconnects by itself, and yields [`FeedEvent::Reset`] after any gap
+//! (reconnect, a full queue, a `TRUNCATE`, a listener that fell more than 30 s
+//! behind the table's trimming), because what committed while it was away is not
+//! looked for. Delivery is therefore *at most once per connection*, with a reset
+//! after every gap: a consumer that flushes everything on a reset never keeps a
+//! stale entry.
 //!
 //! ```
 //! # fn main() -> jobprep_repo::Result<()> {
@@ -59,25 +63,45 @@ use crate::handle::Db;
 use crate::local_feed;
 use crate::tags::CacheTag;
 
-/// The channel the triggers notify on. Its payloads are JSON,
-/// `{"tx": "<transaction id>", "tags": ["global:jobInfos", ...]}` (a tag may repeat,
-/// within a payload and across the payloads of one transaction), or
-/// `{"tx": "...", "reset": true}` after a `TRUNCATE`, so any PostgreSQL client can
-/// listen too.
-pub const CHANNEL: &str = "jobprep_cache_tags";
-
-/// The schema that holds the feed's functions; dropping it removes the whole feed.
+/// The schema that holds the feed: its functions, the [`CHANGES`] table and the
+/// [`TRIMMED`] horizon. Dropping it removes the whole feed.
 pub const SCHEMA: &str = "jobprep_cache_feed";
 
-/// A scope tag: its prefix and the column it is made from (`user` / `userId`).
-type Scope = Option<(&'static str, &'static str)>;
+/// The table the triggers write to, `jobprep_cache_feed.changes`: one row per write
+/// statement, `(xid, source, ids, scopes)`, with the top-level transaction's id, the
+/// table written, the ids of the rows it changed and their scope column (`userId`
+/// or `jobInfoId`), or `ids` NULL after a `TRUNCATE`. Unlogged: it costs the writers
+/// no WAL, and a crash empties it (every listener reconnects and resets then).
+pub const CHANGES: &str = "jobprep_cache_feed.changes";
 
-/// The watched tables: name, tag collection, and the scope tag.
-const WATCHED: [(&str, &str, Scope); 4] = [
-    ("users", "users", None),
-    ("job_info", "jobInfos", Some(("user", "userId"))),
-    ("interviews", "interviews", Some(("jobInfo", "jobInfoId"))),
-    ("questions", "questions", Some(("jobInfo", "jobInfoId"))),
+/// The one-row table that records how far [`CHANGES`] has been trimmed.
+pub const TRIMMED: &str = "jobprep_cache_feed.trimmed";
+
+/// How long the changes of a finished transaction are kept at least, for listeners
+/// that are slow to poll; one that falls further behind gets a reset.
+const KEEP: &str = "30 seconds";
+
+/// The parent a row's scope tag names (`user:{userId}:jobInfos`, `jobInfo:{jobInfoId}:questions`).
+#[derive(Clone, Copy)]
+enum Owner {
+    User,
+    JobInfo,
+}
+
+/// The watched tables: name, entity, and the scope tag's column and parent.
+const WATCHED: [(&str, Entity, Option<(&str, Owner)>); 4] = [
+    ("users", Entity::User, None),
+    ("job_info", Entity::JobInfo, Some(("userId", Owner::User))),
+    (
+        "interviews",
+        Entity::Interview,
+        Some(("jobInfoId", Owner::JobInfo)),
+    ),
+    (
+        "questions",
+        Entity::Question,
+        Some(("jobInfoId", Owner::JobInfo)),
+    ),
 ];
 
 /// One trigger per event: transition tables are per event, and `TRUNCATE` has none.
@@ -91,7 +115,7 @@ const EVENTS: [(&str, &str, &str); 4] = [
     (
         // Only the rows the update changed, in both versions (a new `userId` moves a
         // job info between two users' lists). An update that changed nothing (a lock
-        // taken by a no-op UPDATE, say) has no rows here and sends nothing.
+        // taken by a no-op UPDATE, say) has no rows here and records nothing.
         "update",
         "AFTER UPDATE ON {t} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
         "((SELECT * FROM new_rows EXCEPT SELECT * FROM old_rows) \
@@ -110,33 +134,54 @@ fn trigger_name(event: &str) -> String {
 }
 
 /// The installation script: idempotent, in one transaction. It starts from an empty
-/// schema, so an install over an older version leaves none of its functions behind.
+/// schema, so an install over an older version leaves nothing of it behind.
 ///
-/// The trigger functions run inside every write, so they are kept to one query and
-/// a loop (see BENCHMARKS.md): no sorting, no window, no call to another function.
-/// Payloads may therefore repeat a tag; a [`Listener`] removes repeats.
+/// The trigger functions run inside every write, so each is one `INSERT` of one row
+/// (see BENCHMARKS.md); the tags are computed by the listener. Writers never
+/// `NOTIFY`: PostgreSQL commits notifying transactions one at a time.
 fn install_sql() -> String {
     let mut sql = format!(
         r#"
 DROP SCHEMA IF EXISTS {SCHEMA} CASCADE;
 CREATE SCHEMA {SCHEMA};
-COMMENT ON SCHEMA {SCHEMA} IS 'jobprep cache feed v2: triggers that pg_notify cache tags on {CHANNEL}; remove with DROP SCHEMA {SCHEMA} CASCADE';
+COMMENT ON SCHEMA {SCHEMA} IS 'jobprep cache feed v3: triggers record the rows each statement changed in {CHANGES}, listeners read them; remove with DROP SCHEMA {SCHEMA} CASCADE';
+
+CREATE UNLOGGED TABLE {CHANGES} (
+  xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+  source text NOT NULL,
+  ids text[],
+  scopes text[]
+);
+CREATE INDEX changes_xid ON {CHANGES} (xid);
+
+-- Rows of transactions older than `below` may be gone; `horizon` is the next
+-- `below`, taken {KEEP} before it is used.
+CREATE TABLE {TRIMMED} (
+  one boolean PRIMARY KEY DEFAULT true CHECK (one),
+  below xid8 NOT NULL,
+  horizon xid8 NOT NULL,
+  horizon_at timestamptz NOT NULL
+);
+INSERT INTO {TRIMMED} (below, horizon, horizon_at)
+  VALUES ('0', pg_snapshot_xmin(pg_current_snapshot()), now());
+
+-- Whoever writes the four tables runs the triggers, so any role may add a change.
+GRANT USAGE ON SCHEMA {SCHEMA} TO PUBLIC;
+GRANT INSERT ON {CHANGES} TO PUBLIC;
 
 CREATE FUNCTION {SCHEMA}.truncated() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
-  PERFORM pg_notify('{CHANNEL}', '{{"tx":"' || txid_current() || '","reset":true}}');
+  INSERT INTO {CHANGES} (source) VALUES (TG_TABLE_NAME);
   RETURN NULL;
 END
 $fn$;
 "#
     );
-    for (table, collection, scope) in WATCHED {
-        let scope_tag = match scope {
-            Some((prefix, column)) => {
-                format!("to_json('{prefix}:' || \"{column}\" || ':{collection}')::text")
-            }
-            None => "NULL::text".to_string(),
+    for (table, _, scope) in WATCHED {
+        let scopes = match scope {
+            Some((column, _)) => format!("array_agg(\"{column}\"::text)"),
+            None => "NULL".to_string(),
         };
         for (event, clause, rows) in EVENTS {
             let name = trigger_name(event);
@@ -144,7 +189,18 @@ $fn$;
                 "truncated".to_string()
             } else {
                 let function = format!("{table}_{event}");
-                sql.push_str(&publish_function(&function, collection, &scope_tag, rows));
+                sql.push_str(&format!(
+                    r#"
+CREATE FUNCTION {SCHEMA}.{function}() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  INSERT INTO {CHANGES} (source, ids, scopes)
+    SELECT '{table}', array_agg("id"::text), {scopes} FROM {rows} HAVING count(*) > 0;
+  RETURN NULL;
+END
+$fn$;
+"#
+                ));
                 function
             };
             let clause = clause.replace("{t}", &format!("\"{table}\""));
@@ -154,58 +210,6 @@ $fn$;
         }
     }
     sql
-}
-
-/// A trigger function that notifies the tags of `rows`: each row's `id:` tag and its
-/// scope tag (written again only when it differs from the row before, so a bulk
-/// insert under one job info names it once per chunk), after the collection's
-/// `global:` tag, in chunks under the 8000-byte payload limit.
-fn publish_function(function: &str, collection: &str, scope_tag: &str, rows: &str) -> String {
-    // A chunk is flushed before it would pass 7800 bytes; the header and the closing
-    // `]}` add under 80 more. A row whose tags alone pass 7000 bytes (ids that long
-    // are not real ones) cannot be sent: it turns into a reset, never into a failed
-    // write.
-    format!(
-        r#"
-CREATE FUNCTION {SCHEMA}.{function}() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-DECLARE
-  head constant text := '{{"tx":"' || txid_current() || '","tags":["global:{collection}"';
-  chunk text := '';
-  id_tag text;
-  scope_tag text;
-  last_scope text;
-  too_long boolean := false;
-BEGIN
-  FOR id_tag, scope_tag IN
-    SELECT to_json('id:' || "id" || ':{collection}')::text, {scope_tag} FROM {rows}
-  LOOP
-    IF octet_length(id_tag) + coalesce(octet_length(scope_tag), 0) > 7000 THEN
-      too_long := true;
-      CONTINUE;
-    END IF;
-    IF octet_length(chunk) + octet_length(id_tag) + coalesce(octet_length(scope_tag), 0) > 7798 THEN
-      PERFORM pg_notify('{CHANNEL}', head || chunk || ']}}');
-      chunk := '';
-      last_scope := NULL;
-    END IF;
-    chunk := chunk || ',' || id_tag;
-    IF scope_tag IS DISTINCT FROM last_scope THEN
-      chunk := chunk || ',' || scope_tag;
-      last_scope := scope_tag;
-    END IF;
-  END LOOP;
-  IF chunk <> '' THEN
-    PERFORM pg_notify('{CHANNEL}', head || chunk || ']}}');
-  END IF;
-  IF too_long THEN
-    PERFORM pg_notify('{CHANNEL}', '{{"tx":"' || txid_current() || '","reset":true}}');
-  END IF;
-  RETURN NULL;
-END
-$fn$;
-"#
-    )
 }
 
 /// Whether the feed is in place, from [`Db::cache_feed_status`].
@@ -247,10 +251,10 @@ impl Db {
     /// replaced, waiting at most 10 s for running writes (then it fails and changes
     /// nothing). SQLite needs nothing installed: a configuration error says so.
     ///
-    /// Cost: every write statement on the four tables then runs a trigger function,
-    /// and PostgreSQL commits the transactions that notified one at a time (a lock on
-    /// its notification queue is held through the commit's WAL flush), so concurrent
-    /// writers lose group commit. README ("Cost") has the measurements.
+    /// Cost: every write statement on the four tables then runs a trigger function
+    /// that inserts one row into an unlogged table (no WAL); each listener runs one
+    /// indexed query per poll interval, and its listeners between them trim the
+    /// table every 30 s. README ("Cost") has the measurements.
     pub fn install_cache_feed(&self) -> Result<()> {
         // Replacing a trigger waits for the table's running writes; give up rather
         // than queue every later write behind a long transaction.
@@ -262,6 +266,16 @@ impl Db {
     /// triggers. The tables and their data are untouched. Idempotent.
     pub fn remove_cache_feed(&self) -> Result<()> {
         self.feed_admin(|c| c.batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")))
+    }
+
+    /// Deletes the rows of [`CHANGES`] that every listener still polling has read,
+    /// and returns how many. Listeners call it every 10 s; it does anything at most
+    /// once per 30 s, deleting what had committed before its previous run, so a
+    /// listener that polled in between has seen it and one that did not is reset.
+    /// With no listener running nobody trims: schedule `jobprep cache-feed trim`
+    /// then, or remove the feed.
+    pub fn trim_cache_feed(&self) -> Result<usize> {
+        self.feed_admin(|c| diesel::sql_query(trim_sql()).execute(c))
     }
 
     /// Whether the feed's triggers are in place.
@@ -338,11 +352,10 @@ pub fn reset_tags() -> Vec<CacheTag> {
 /// Settings of a [`Listener`]. The defaults suit a service.
 #[derive(Debug, Clone)]
 pub struct FeedOptions {
-    /// How often the connection is checked for notifications (default 10 ms): libpq
-    /// is polled, so this bounds the added delivery latency.
+    /// How often the listener reads what committed since its last look (default
+    /// 20 ms): one indexed query each time, and the bound on the added delivery
+    /// latency. A failed poll is how a lost connection is noticed.
     pub poll_interval: Duration,
-    /// A query this often proves the connection alive (default 5 s).
-    pub heartbeat: Duration,
     /// Events queued for the consumer before a full queue turns into a reset
     /// (default 1024).
     pub capacity: usize,
@@ -355,8 +368,7 @@ pub struct FeedOptions {
 impl Default for FeedOptions {
     fn default() -> Self {
         FeedOptions {
-            poll_interval: Duration::from_millis(10),
-            heartbeat: Duration::from_secs(5),
+            poll_interval: Duration::from_millis(20),
             capacity: 1024,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
@@ -373,6 +385,9 @@ pub struct FeedStatus {
     pub backend_pid: Option<i32>,
     /// Reconnections so far.
     pub reconnects: u64,
+    /// Polls of the recorded changes so far (PostgreSQL); a growing count shows the
+    /// listener alive.
+    pub polls: u64,
     /// Resets yielded so far.
     pub resets: u64,
     /// The latest failure: a lost connection, a failed reconnect, an unreadable payload.
@@ -404,12 +419,12 @@ impl Shared {
 
 /// The sending half: never blocks; a full queue becomes a gap.
 #[derive(Clone)]
-struct Outbox {
+struct Queue {
     tx: SyncSender<FeedEvent>,
     shared: Arc<Shared>,
 }
 
-impl Outbox {
+impl Queue {
     /// Queues `event`; false once the listener is gone.
     fn send(&self, event: FeedEvent) -> bool {
         match self.tx.try_send(event) {
@@ -488,14 +503,14 @@ impl Listener {
                     }),
                     local_id: Some(id),
                 });
-                let outbox = Outbox {
+                let queue = Queue {
                     tx,
                     shared: shared.clone(),
                 };
                 local_feed::subscribe(
                     &db.config().url,
                     id,
-                    Box::new(move |tags| outbox.send(FeedEvent::Tags(tags.to_vec()))),
+                    Box::new(move |tags| queue.send(FeedEvent::Tags(tags.to_vec()))),
                 );
                 Ok(Listener {
                     events,
@@ -507,9 +522,11 @@ impl Listener {
             Backend::Postgres => {
                 if db.config().pooler_safe {
                     return Err(Error::Config(
-                        "the cache feed listener needs a session connection, and this URL is a \
-                         transaction-mode pooler (pooler-safe mode is on), which drops LISTEN \
-                         between transactions: start the listener with the database's direct URL"
+                        "the cache feed listener needs a session connection of its own, and this \
+                         URL is a transaction-mode pooler (pooler-safe mode is on): a pooler \
+                         reconnects to a restarted server without telling the listener, which \
+                         would then miss the reset it owes its consumer. Start the listener \
+                         with the database's direct URL"
                             .into(),
                     ));
                 }
@@ -523,7 +540,7 @@ impl Listener {
                     }
                 }
                 let url = db.config().url.clone();
-                let (conn, pid) = connect(&url)?;
+                let (conn, pid, snapshot) = connect(&url)?;
                 let shared = Arc::new(Shared {
                     stop: AtomicBool::new(false),
                     gap: AtomicBool::new(false),
@@ -534,13 +551,13 @@ impl Listener {
                     }),
                     local_id: None,
                 });
-                let outbox = Outbox {
+                let queue = Queue {
                     tx,
                     shared: shared.clone(),
                 };
                 let worker = std::thread::Builder::new()
                     .name("jobprep-cache-feed".into())
-                    .spawn(move || Worker::new(url, options, outbox).run(conn))
+                    .spawn(move || Worker::new(url, options, queue, snapshot).run(conn))
                     .map_err(|e| {
                         Error::unavailable(format!("cannot start the cache feed thread: {e}"))
                     })?;
@@ -663,71 +680,106 @@ fn session_target(url: &DatabaseUrl) -> String {
 }
 
 #[derive(diesel::QueryableByName)]
-struct Pid {
+struct Start {
     #[diesel(sql_type = diesel::sql_types::Integer)]
     pid: i32,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    snapshot: String,
 }
 
-/// Opens the session connection and subscribes; returns it with its server pid.
-fn connect(url: &DatabaseUrl) -> Result<(PgConnection, i32)> {
-    let unavailable = |e: &dyn std::fmt::Display| {
-        Error::unavailable(format!(
-            "cache feed connection: {}",
-            url.scrub(&e.to_string())
-        ))
-    };
-    let mut conn = PgConnection::establish(&session_target(url)).map_err(|e| unavailable(&e))?;
-    conn.batch_execute(&format!("LISTEN {CHANNEL}"))
-        .map_err(|e| unavailable(&e))?;
-    let pid: Pid = diesel::sql_query("SELECT pg_backend_pid() AS pid")
-        .get_result(&mut conn)
-        .map_err(|e| unavailable(&e))?;
-    Ok((conn, pid.pid))
+/// Opens the session connection; returns it with its server pid and the snapshot
+/// that later polls start from (what committed before it is not delivered).
+fn connect(url: &DatabaseUrl) -> Result<(PgConnection, i32, String)> {
+    let mut conn =
+        PgConnection::establish(&session_target(url)).map_err(|e| lost(url, &e, false))?;
+    let start: Start = diesel::sql_query(
+        "SELECT pg_backend_pid() AS pid, pg_current_snapshot()::text AS snapshot",
+    )
+    .get_result(&mut conn)
+    .map_err(|e| lost(url, &e, false))?;
+    Ok((conn, start.pid, start.snapshot))
 }
 
-#[derive(serde::Deserialize)]
-struct Payload {
-    tx: String,
-    #[serde(default)]
-    tags: Vec<String>,
-    #[serde(default)]
-    reset: bool,
+fn lost(url: &DatabaseUrl, error: &dyn std::fmt::Display, connection_lost: bool) -> Error {
+    Error::Unavailable {
+        reason: format!("cache feed connection: {}", url.scrub(&error.to_string())),
+        connection_lost,
+    }
 }
 
-/// The wait after notifications arrived before the batch is considered complete.
-const SETTLE: Duration = Duration::from_millis(2);
+/// One poll, in one statement and so in one snapshot: the snapshot itself, whether
+/// changes the last poll had not seen may have been trimmed, and the changes of every
+/// transaction that committed between the last poll's snapshot (`$1`) and this one:
+/// those that were running then (its `xip`) or started after (from its `xmax` on).
+/// Transactions commit out of id order, so a plain "xid greater than the last one
+/// seen" would miss the slow ones.
+fn poll_sql() -> String {
+    format!(
+        "SELECT pg_current_snapshot()::text AS snapshot, \
+         coalesce((SELECT below FROM {TRIMMED}) > pg_snapshot_xmin($1::text::pg_snapshot), true) AS gap, \
+         coalesce((SELECT json_agg(json_build_array(xid::text, source, ids, scopes) ORDER BY xid) \
+                   FROM {CHANGES} \
+                   WHERE xid >= pg_snapshot_xmax($1::text::pg_snapshot) \
+                      OR xid = ANY(ARRAY(SELECT pg_snapshot_xip($1::text::pg_snapshot)))), \
+                  '[]')::text AS changes"
+    )
+}
+
+#[derive(diesel::QueryableByName)]
+struct Polled {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    snapshot: String,
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    gap: bool,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    changes: String,
+}
+
+/// One row of [`CHANGES`]: transaction id, table, ids (none after a `TRUNCATE`), scopes.
+type Change = (String, String, Option<Vec<String>>, Option<Vec<String>>);
+
+/// Trims [`CHANGES`], at most once per [`KEEP`] whoever runs it: rows of
+/// transactions that had finished when the previous trim ran are deleted, and that
+/// trim's horizon becomes `below`. A listener that polled since then has seen them;
+/// a concurrent trim waits for the row lock, then finds the horizon fresh.
+fn trim_sql() -> String {
+    format!(
+        "WITH round AS ( \
+           UPDATE {TRIMMED} SET below = horizon, \
+             horizon = pg_snapshot_xmin(pg_current_snapshot()), horizon_at = now() \
+           WHERE horizon_at < now() - interval '{KEEP}' RETURNING below) \
+         DELETE FROM {CHANGES} WHERE xid < (SELECT below FROM round)"
+    )
+}
+
+/// How often a listener offers to trim; the trim itself runs at most once per [`KEEP`].
+const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// The PostgreSQL side: one thread, one session connection.
 struct Worker {
     url: DatabaseUrl,
     options: FeedOptions,
-    outbox: Outbox,
-    /// The transaction being assembled.
-    pending: Option<Assembling>,
-}
-
-/// The tags of one transaction as its notifications arrive. Payloads may repeat a
-/// tag, and a burst may be handed over in more than one batch: `seen` keeps each tag
-/// to the first batch that holds it.
-struct Assembling {
-    /// The sender's pid and transaction id.
-    key: (i32, String),
-    seen: BTreeSet<String>,
-    unsent: BTreeSet<String>,
+    queue: Queue,
+    /// The snapshot of the last poll, as text.
+    snapshot: String,
+    poll: String,
+    last_trim: Instant,
 }
 
 impl Worker {
-    fn new(url: DatabaseUrl, options: FeedOptions, outbox: Outbox) -> Self {
+    fn new(url: DatabaseUrl, options: FeedOptions, queue: Queue, snapshot: String) -> Self {
         Worker {
             url,
             options,
-            outbox,
-            pending: None,
+            queue,
+            snapshot,
+            poll: poll_sql(),
+            last_trim: Instant::now(),
         }
     }
 
     fn stopped(&self) -> bool {
-        self.outbox.shared.stop.load(Ordering::SeqCst)
+        self.queue.shared.stop.load(Ordering::SeqCst)
     }
 
     fn run(mut self, first: PgConnection) {
@@ -736,22 +788,23 @@ impl Worker {
         while !self.stopped() {
             let Some(c) = conn.as_mut() else {
                 match connect(&self.url) {
-                    Ok((c, pid)) => {
+                    Ok((c, pid, snapshot)) => {
                         conn = Some(c);
+                        self.snapshot = snapshot;
                         backoff = self.options.min_backoff;
                         {
-                            let mut status = self.outbox.shared.status();
+                            let mut status = self.queue.shared.status();
                             status.connected = true;
                             status.backend_pid = Some(pid);
                             status.reconnects += 1;
                         }
-                        // Whatever was committed while away is lost: reset first.
-                        if !self.outbox.send(FeedEvent::Reset) {
+                        // What committed while away is not looked for: reset first.
+                        if !self.queue.send(FeedEvent::Reset) {
                             return;
                         }
                     }
                     Err(error) => {
-                        self.outbox.shared.status().last_error = Some(error.to_string());
+                        self.queue.shared.status().last_error = Some(error.to_string());
                         self.sleep(backoff);
                         backoff = (backoff * 2).min(self.options.max_backoff);
                     }
@@ -759,14 +812,11 @@ impl Worker {
                 continue;
             };
             match self.poll(c) {
-                Ok(true) => {}
+                Ok(true) => self.sleep(self.options.poll_interval),
                 Ok(false) => return,
                 Err(error) => {
-                    if !self.flush() {
-                        return;
-                    }
                     conn = None;
-                    let mut status = self.outbox.shared.status();
+                    let mut status = self.queue.shared.status();
                     status.connected = false;
                     status.backend_pid = None;
                     status.last_error = Some(error.to_string());
@@ -787,94 +837,86 @@ impl Worker {
         }
     }
 
-    /// Drains the notifications that arrived, proves the connection alive now and
-    /// then, and sleeps one poll interval. `Ok(false)` when the consumer is gone.
+    /// Reads what committed since the last poll and hands it over, one event per
+    /// transaction; trims now and then. `Ok(false)` when the consumer is gone.
     fn poll(&mut self, conn: &mut PgConnection) -> Result<bool> {
-        let mut last_heartbeat = Instant::now();
-        loop {
-            let mut arrived = false;
-            for notification in conn.notifications_iter() {
-                let notification = notification.map_err(|e| Error::Unavailable {
-                    reason: format!("cache feed connection lost: {e}"),
-                    connection_lost: true,
-                })?;
-                arrived = true;
-                if !self.take(notification.process_id, &notification.payload) {
-                    return Ok(false);
-                }
-            }
-            // A quiet poll ends the transaction being assembled.
-            if !arrived && !self.flush() {
-                return Ok(false);
-            }
-            if self.stopped() {
-                return Ok(false);
-            }
-            if last_heartbeat.elapsed() >= self.options.heartbeat {
-                conn.batch_execute("SELECT 1")
-                    .map_err(|e| Error::Unavailable {
-                        reason: format!("cache feed connection lost: {e}"),
-                        connection_lost: true,
-                    })?;
-                last_heartbeat = Instant::now();
-            }
-            // A transaction's notifications come in one burst: after something
-            // arrived, a short look settles whether the burst is over.
-            std::thread::sleep(if arrived {
-                SETTLE.min(self.options.poll_interval)
-            } else {
-                self.options.poll_interval
-            });
+        let polled: Polled = diesel::sql_query(&self.poll)
+            .bind::<diesel::sql_types::Text, _>(&self.snapshot)
+            .get_result(conn)
+            .map_err(|e| lost(&self.url, &e, true))?;
+        self.snapshot = polled.snapshot;
+        self.queue.shared.status().polls += 1;
+        if polled.gap && !self.queue.send(FeedEvent::Reset) {
+            return Ok(false);
         }
-    }
-
-    /// Adds one notification to the pending transaction; false once the consumer is gone.
-    fn take(&mut self, pid: i32, payload: &str) -> bool {
-        let payload: Payload = match serde_json::from_str(payload) {
-            Ok(payload) => payload,
+        let changes: Vec<Change> = match serde_json::from_str(&polled.changes) {
+            Ok(changes) => changes,
             Err(error) => {
-                // Someone else notified on the channel: the tags are unknown, so reset.
-                self.outbox.shared.status().last_error = Some(format!(
-                    "unreadable notification on {CHANNEL} from pid {pid}: {error}"
-                ));
-                return self.flush() && self.outbox.send(FeedEvent::Reset);
+                self.queue.shared.status().last_error =
+                    Some(format!("unreadable rows in {CHANGES}: {error}"));
+                return Ok(self.queue.send(FeedEvent::Reset));
             }
         };
-        if payload.reset {
-            return self.flush() && self.outbox.send(FeedEvent::Reset);
-        }
-        let key = (pid, payload.tx);
-        if self.pending.as_ref().is_none_or(|p| p.key != key) {
-            if !self.flush() {
-                return false;
-            }
-            self.pending = Some(Assembling {
-                key,
-                seen: BTreeSet::new(),
-                unsent: BTreeSet::new(),
-            });
-        }
-        if let Some(assembling) = &mut self.pending {
-            for tag in payload.tags {
-                if assembling.seen.insert(tag.clone()) {
-                    assembling.unsent.insert(tag);
+        let mut rest = changes.as_slice();
+        while let Some((xid, _, _, _)) = rest.first() {
+            let end = rest.iter().position(|c| &c.0 != xid).unwrap_or(rest.len());
+            let (transaction, later) = rest.split_at(end);
+            rest = later;
+            let event = match transaction_tags(transaction) {
+                Ok(tags) => FeedEvent::Tags(tags),
+                Err(unknown) => {
+                    if let Some(source) = unknown {
+                        self.queue.shared.status().last_error = Some(format!(
+                            "a row of {CHANGES} names an unknown table {source:?}"
+                        ));
+                    }
+                    FeedEvent::Reset
                 }
+            };
+            if !self.queue.send(event) {
+                return Ok(false);
             }
         }
-        true
+        if self.last_trim.elapsed() >= TRIM_EVERY {
+            self.last_trim = Instant::now();
+            // A trim that fails (no right to delete, say) leaves the rows in place:
+            // nothing is lost, and the status tells why the table grows.
+            if let Err(error) = diesel::sql_query(trim_sql()).execute(conn) {
+                self.queue.shared.status().last_error = Some(format!(
+                    "cannot trim {CHANGES}: {}",
+                    self.url.scrub(&error.to_string())
+                ));
+            }
+        }
+        Ok(!self.stopped())
     }
+}
 
-    /// Hands what the pending transaction has not yet sent to the consumer, keeping
-    /// the transaction in case more of it arrives; false once the consumer is gone.
-    fn flush(&mut self) -> bool {
-        match &mut self.pending {
-            Some(assembling) if !assembling.unsent.is_empty() => {
-                let tags = std::mem::take(&mut assembling.unsent);
-                self.outbox.send(FeedEvent::Tags(
-                    tags.into_iter().map(CacheTag::from_raw).collect(),
-                ))
+/// The tags of one transaction's changes, each once, in order; `Err` when they stand
+/// for "everything" (a `TRUNCATE`: `Err(None)`; a table the feed does not know:
+/// `Err(Some(name))`).
+fn transaction_tags(changes: &[Change]) -> std::result::Result<Vec<CacheTag>, Option<String>> {
+    let mut tags = BTreeSet::new();
+    for (_, source, ids, scopes) in changes {
+        let Some((_, entity, scope)) = WATCHED.iter().find(|(table, _, _)| table == source) else {
+            return Err(Some(source.clone()));
+        };
+        let Some(ids) = ids else {
+            return Err(None);
+        };
+        tags.insert(CacheTag::global(*entity).as_str().to_string());
+        for id in ids {
+            tags.insert(CacheTag::id(id, *entity).as_str().to_string());
+        }
+        if let Some((_, owner)) = scope {
+            for parent in scopes.iter().flatten() {
+                let tag = match owner {
+                    Owner::User => CacheTag::user(parent, *entity),
+                    Owner::JobInfo => CacheTag::job_info(parent, *entity),
+                };
+                tags.insert(tag.as_str().to_string());
             }
-            _ => true,
         }
     }
+    Ok(tags.into_iter().map(CacheTag::from_raw).collect())
 }

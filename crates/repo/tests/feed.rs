@@ -236,93 +236,184 @@ fn a_raw_sql_write_by_another_app_arrives_with_the_same_tags() {
     listener.stop();
 }
 
-#[test]
-fn a_bulk_insert_is_a_few_notifications_and_one_batch() {
-    let Some(t) = postgres() else { return };
-    let (_, job) = seed(&t, "user_feed_bulk");
-    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
-    // A second, bare listener counts the notifications themselves.
-    let mut counter = raw(&t);
-    counter.batch_execute("LISTEN jobprep_cache_tags").unwrap();
-    let mut app = raw(&t);
-    app.batch_execute(&format!(
-        "INSERT INTO questions (\"jobInfoId\", text, difficulty) \
-         SELECT '{job}', 'question ' || n, 'easy' FROM generate_series(1, 10000) AS n"
-    ))
-    .unwrap();
-    let expected = vec![
-        "global:questions".to_string(),
-        format!("jobInfo:{job}:questions"),
-    ];
-    let events = collect(&mut listener, &expected);
-    let tags: Vec<String> = events
+/// The text of one value a query on `conn` returns.
+fn text(conn: &mut PgConnection, sql: &str) -> String {
+    diesel::select(diesel::dsl::sql::<diesel::sql_types::Text>(sql))
+        .get_result(conn)
+        .unwrap()
+}
+
+/// The tags of the events, which must hold no reset.
+fn all_tags(events: &[FeedEvent]) -> Vec<String> {
+    events
         .iter()
         .flat_map(|e| match e {
             FeedEvent::Tags(tags) => strings(tags),
             FeedEvent::Reset => panic!("no reset expected: {events:?}"),
         })
-        .collect();
+        .collect()
+}
+
+#[test]
+fn a_bulk_insert_is_one_recorded_change_and_one_batch() {
+    let Some(t) = postgres() else { return };
+    let (_, job) = seed(&t, "user_feed_bulk");
+    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
+    let mut app = raw(&t);
+    app.batch_execute(&format!(
+        "BEGIN; INSERT INTO questions (\"jobInfoId\", text, difficulty) \
+         SELECT '{job}', 'question ' || n, 'easy' FROM generate_series(1, 10000) AS n"
+    ))
+    .unwrap();
+    let xid = text(&mut app, "pg_current_xact_id()::text");
+    app.batch_execute("COMMIT").unwrap();
+    let recorded = text(
+        &mut app,
+        &format!("(SELECT count(*)::text FROM jobprep_cache_feed.changes WHERE xid = '{xid}')"),
+    );
+    assert_eq!(
+        recorded, "1",
+        "one row for the statement, not one per question"
+    );
+
+    let expected = vec![
+        "global:questions".to_string(),
+        format!("jobInfo:{job}:questions"),
+    ];
+    let events = collect(&mut listener, &expected);
+    assert_eq!(events.len(), 1, "one batch");
+    let tags = all_tags(&events);
     assert_eq!(
         tags.len(),
         10_002,
         "every question's id tag and the two shared ones"
     );
-    assert_eq!(tag_set(tags.clone()).len(), 10_002, "each once");
-    // Normally one batch; a burst that pauses mid-way on a busy machine may be split,
-    // never repeated (the tags above are each once).
-    assert!(!events.is_empty());
-
-    let mut notifications = Vec::new();
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(2) {
-        for n in counter.notifications_iter() {
-            notifications.push(n.unwrap().payload);
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    assert!(
-        notifications.iter().all(|p| p.len() < 8000),
-        "every payload under the limit"
-    );
-    assert!(
-        (2..=100).contains(&notifications.len()),
-        "10,000 rows in a few dozen notifications, not 10,000: {}",
-        notifications.len()
-    );
-    eprintln!(
-        "bulk insert of 10000 rows: {} notifications",
-        notifications.len()
-    );
+    assert_eq!(tag_set(tags).len(), 10_002, "each once");
     listener.stop();
 }
 
 #[test]
-fn short_tags_in_bulk_stay_under_the_payload_limit() {
+fn ids_of_any_length_and_characters_arrive_intact() {
+    let Some(t) = postgres() else { return };
+    let mut app = raw(&t);
+    // The app's ids are at most 255 characters; a schema that widens them still works.
+    app.batch_execute("ALTER TABLE users ALTER COLUMN id TYPE text")
+        .unwrap();
+    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
+    app.batch_execute(
+        "INSERT INTO users (id, name, email) VALUES \
+         (repeat(chr(1), 20000), 'n', 'long@x'), (repeat('\"', 255), 'n', 'quote@x'), \
+         ('user_short', 'n', 'short@x')",
+    )
+    .unwrap();
+    let expected = vec![
+        "global:users".to_string(),
+        format!("id:{}:users", "\u{1}".repeat(20000)),
+        format!("id:{}:users", "\"".repeat(255)),
+        "id:user_short:users".to_string(),
+    ];
+    assert_one_batch(&collect(&mut listener, &expected), &expected);
+    listener.stop();
+}
+
+#[test]
+fn transactions_that_commit_out_of_id_order_each_arrive_once() {
     let Some(t) = postgres() else { return };
     let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
-    // The shortest tags pack the most per notification: `id:u1:users` and the like.
+    // The older transaction takes its id first and commits last.
+    let mut older = raw(&t);
+    older
+        .batch_execute(
+            "BEGIN; INSERT INTO users (id, name, email) VALUES ('user_older', 'n', 'older@x')",
+        )
+        .unwrap();
     raw(&t)
         .batch_execute(
-            "INSERT INTO users (id, name, email) \
-             SELECT 'u' || n, 'n', n || '@x' FROM generate_series(1, 5000) AS n \
-             UNION ALL SELECT repeat(chr(1), 255), 'n', 'ctl@x' \
-             UNION ALL SELECT repeat('\"', 255), 'n', 'quote@x'",
+            "INSERT INTO users (id, name, email) VALUES ('user_younger', 'n', 'younger@x')",
         )
-        .expect("the write succeeds: no payload over the limit");
-    let mut expected: Vec<String> = (1..=5000).map(|n| format!("id:u{n}:users")).collect();
-    expected.push("global:users".into());
-    // The widest tags JSON can make of a 255-character id (escaped 6 and 2 times over).
-    expected.push(format!("id:{}:users", "\u{1}".repeat(255)));
-    expected.push(format!("id:{}:users", "\"".repeat(255)));
-    let tags: Vec<String> = collect(&mut listener, &expected)
-        .iter()
-        .flat_map(|e| match e {
-            FeedEvent::Tags(tags) => strings(tags),
-            FeedEvent::Reset => panic!("no reset expected"),
-        })
-        .collect();
-    assert_eq!(tags.len(), 5003);
-    assert_eq!(tag_set(tags), tag_set(expected));
+        .unwrap();
+    // The younger one arrives while the older one is still open...
+    let younger = vec![
+        "global:users".to_string(),
+        "id:user_younger:users".to_string(),
+    ];
+    assert_one_batch(&collect(&mut listener, &younger), &younger);
+    // ...and the older one when it commits, although its id is below what was read.
+    older.batch_execute("COMMIT").unwrap();
+    let older = vec![
+        "global:users".to_string(),
+        "id:user_older:users".to_string(),
+    ];
+    assert_one_batch(&collect(&mut listener, &older), &older);
+    listener.stop();
+}
+
+#[test]
+fn trimming_removes_what_listeners_read_without_a_reset() {
+    let Some(t) = postgres() else { return };
+    let me = user(&t, "user_feed_trim");
+    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
+    let mut app = raw(&t);
+    let recorded = |app: &mut PgConnection| {
+        text(
+            app,
+            "(SELECT count(*)::text FROM jobprep_cache_feed.changes)",
+        )
+    };
+    jobprep_job_infos::insert(&t.db, &me, &job("Before the trim")).unwrap();
+    let reported = t.sink.take_sorted();
+    assert_one_batch(&collect(&mut listener, &reported), &reported);
+    assert_ne!(recorded(&mut app), "0");
+
+    // A trim does anything at most once per 30 s; ageing its clock stands for the wait.
+    let age = "UPDATE jobprep_cache_feed.trimmed SET horizon_at = now() - interval '1 hour'";
+    app.batch_execute(age).unwrap();
+    t.db.trim_cache_feed().unwrap();
+    assert_eq!(t.db.trim_cache_feed().unwrap(), 0, "not again within 30 s");
+    // The 30 s stand for "every listener polled in between": this one polls twice.
+    let polls = listener.status().polls;
+    let started = Instant::now();
+    while listener.status().polls < polls + 2 {
+        assert!(started.elapsed() < PATIENCE, "the listener stopped polling");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    app.batch_execute(age).unwrap();
+    assert!(t.db.trim_cache_feed().unwrap() > 0);
+    assert_eq!(recorded(&mut app), "0", "everything read is gone");
+
+    // The listener, which kept polling, goes on without a reset.
+    jobprep_job_infos::insert(&t.db, &me, &job("After the trim")).unwrap();
+    let reported = t.sink.take_sorted();
+    assert_one_batch(&collect(&mut listener, &reported), &reported);
+    listener.stop();
+}
+
+#[test]
+fn changes_trimmed_before_a_listener_read_them_are_a_reset() {
+    let Some(t) = postgres() else { return };
+    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
+    // A write whose recorded change is trimmed before the listener reads it, as a
+    // trim would do to a listener that did not poll for longer than 30 s.
+    raw(&t)
+        .batch_execute(
+            "BEGIN; \
+             INSERT INTO users (id, name, email) VALUES ('user_trimmed', 'n', 'trimmed@x'); \
+             DELETE FROM jobprep_cache_feed.changes WHERE xid = pg_current_xact_id(); \
+             UPDATE jobprep_cache_feed.trimmed \
+               SET below = (pg_current_xact_id()::text::bigint + 1)::text::xid8; \
+             COMMIT",
+        )
+        .unwrap();
+    let started = Instant::now();
+    let event = loop {
+        assert!(started.elapsed() < PATIENCE, "no event after the trim");
+        if let Some(event) = listener.recv_timeout(Duration::from_millis(100)) {
+            break event;
+        }
+    };
+    assert_eq!(event, FeedEvent::Reset);
+    // Once: the listener has moved past the trimmed horizon.
+    assert!(collect(&mut listener, &[]).is_empty());
     listener.stop();
 }
 
@@ -401,13 +492,7 @@ fn an_update_reports_only_the_rows_it_changed() {
     ))
     .unwrap();
     let events = collect(&mut listener, &["global:questions".to_string()]);
-    let changed: Vec<String> = events
-        .iter()
-        .flat_map(|e| match e {
-            FeedEvent::Tags(tags) => strings(tags),
-            FeedEvent::Reset => panic!("no reset expected: {events:?}"),
-        })
-        .collect();
+    let changed = all_tags(&events);
     assert_eq!(changed.len(), 3, "{changed:?}");
     assert!(
         !changed.contains(&format!("id:{easy}:questions")),
@@ -418,37 +503,19 @@ fn an_update_reports_only_the_rows_it_changed() {
 }
 
 #[test]
-fn a_row_whose_tags_cannot_fit_a_notification_is_a_reset_not_a_failed_write() {
-    let Some(t) = postgres() else { return };
-    let mut app = raw(&t);
-    // The app's ids are at most 255 characters, under 1,600 bytes as JSON; the guard
-    // is for a schema that widens them, as the app's team could.
-    app.batch_execute("ALTER TABLE users ALTER COLUMN id TYPE text")
-        .unwrap();
-    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
-    // JSON escapes chr(1) as six bytes: the id tag alone is over 7,000 bytes.
-    app.batch_execute(
-        "INSERT INTO users (id, name, email) \
-             VALUES (repeat(chr(1), 1200), 'n', 'long@x'), ('user_short', 'n', 'short@x')",
-    )
-    .expect("the write succeeds");
-    let events = collect(&mut listener, &["id:user_short:users".to_string()]);
-    assert!(events.contains(&FeedEvent::Reset), "{events:?}");
-    listener.stop();
-}
-
-#[test]
-fn a_foreign_payload_on_the_channel_is_a_reset_and_is_reported() {
+fn a_recorded_change_naming_an_unknown_table_is_a_reset_and_is_reported() {
     let Some(t) = postgres() else { return };
     let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
     raw(&t)
-        .batch_execute("NOTIFY jobprep_cache_tags, 'not the feed''s JSON'")
+        .batch_execute(
+            "INSERT INTO jobprep_cache_feed.changes (source, ids) VALUES ('not_a_table', '{x}')",
+        )
         .unwrap();
     let started = Instant::now();
     let event = loop {
         assert!(
             started.elapsed() < PATIENCE,
-            "no event after the foreign payload"
+            "no event after the unknown row"
         );
         if let Some(event) = listener.recv_timeout(Duration::from_millis(100)) {
             break event;
@@ -456,7 +523,7 @@ fn a_foreign_payload_on_the_channel_is_a_reset_and_is_reported() {
     };
     assert_eq!(event, FeedEvent::Reset);
     let error = listener.status().last_error.unwrap();
-    assert!(error.contains("unreadable notification"), "{error}");
+    assert!(error.contains("unknown table \"not_a_table\""), "{error}");
     listener.stop();
 }
 
