@@ -88,8 +88,11 @@ enum Owner {
     JobInfo,
 }
 
-/// The watched tables: name, entity, and the scope tag's column and parent.
-const WATCHED: [(&str, Entity, Option<(&str, Owner)>); 4] = [
+/// A scope tag: the column it is made from, and the parent it names.
+type Scope = Option<(&'static str, Owner)>;
+
+/// The watched tables: name, entity, and scope tag.
+const WATCHED: [(&str, Entity, Scope); 4] = [
     ("users", Entity::User, None),
     ("job_info", Entity::JobInfo, Some(("userId", Owner::User))),
     (
