@@ -182,28 +182,13 @@ $fn$;
 "#
     );
     for (table, _, scope) in WATCHED {
-        let scopes = match scope {
-            Some((column, _)) => format!("array_agg(\"{column}\"::text)"),
-            None => "NULL".to_string(),
-        };
         for (event, clause, rows) in EVENTS {
             let name = trigger_name(event);
             let function = if event == "truncate" {
                 "truncated".to_string()
             } else {
                 let function = format!("{table}_{event}");
-                sql.push_str(&format!(
-                    r#"
-CREATE FUNCTION {SCHEMA}.{function}() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-  INSERT INTO {CHANGES} (source, ids, scopes)
-    SELECT '{table}', array_agg("id"::text), {scopes} FROM {rows} HAVING count(*) > 0;
-  RETURN NULL;
-END
-$fn$;
-"#
-                ));
+                sql.push_str(&record_function(&function, table, scope, event, rows));
                 function
             };
             let clause = clause.replace("{t}", &format!("\"{table}\""));
@@ -213,6 +198,44 @@ $fn$;
         }
     }
     sql
+}
+
+/// A trigger function that records one row of [`CHANGES`] for the statement.
+/// Inserts and deletes take the cheapest form, two array subqueries (a statement
+/// that touched no row records empty arrays, which listeners skip); an update reads
+/// its changed rows (an `EXCEPT`) once, and records nothing when there are none,
+/// which spares the no-op update a quota check locks the user with.
+fn record_function(function: &str, table: &str, scope: Scope, event: &str, rows: &str) -> String {
+    let body = match (event, scope) {
+        ("update", _) => {
+            let scopes = match scope {
+                Some((column, _)) => format!("array_agg(\"{column}\"::text)"),
+                None => "NULL".to_string(),
+            };
+            format!(
+                "INSERT INTO {CHANGES} (source, ids, scopes) \
+                 SELECT '{table}', array_agg(\"id\"::text), {scopes} FROM {rows} HAVING count(*) > 0;"
+            )
+        }
+        (_, Some((column, _))) => format!(
+            "INSERT INTO {CHANGES} (source, ids, scopes) VALUES ('{table}', \
+             ARRAY(SELECT \"id\"::text FROM {rows}), ARRAY(SELECT \"{column}\"::text FROM {rows}));"
+        ),
+        (_, None) => format!(
+            "INSERT INTO {CHANGES} (source, ids) VALUES ('{table}', ARRAY(SELECT \"id\"::text FROM {rows}));"
+        ),
+    };
+    format!(
+        r#"
+CREATE FUNCTION {SCHEMA}.{function}() RETURNS trigger
+LANGUAGE plpgsql AS $fn$
+BEGIN
+  {body}
+  RETURN NULL;
+END
+$fn$;
+"#
+    )
 }
 
 /// Whether the feed is in place, from [`Db::cache_feed_status`].
@@ -866,6 +889,7 @@ impl Worker {
             let (transaction, later) = rest.split_at(end);
             rest = later;
             let event = match transaction_tags(transaction) {
+                Ok(tags) if tags.is_empty() => continue,
                 Ok(tags) => FeedEvent::Tags(tags),
                 Err(unknown) => {
                     if let Some(source) = unknown {
@@ -895,7 +919,8 @@ impl Worker {
     }
 }
 
-/// The tags of one transaction's changes, each once, in order; `Err` when they stand
+/// The tags of one transaction's changes, each once, in order (none when its
+/// statements changed no row); `Err` when they stand
 /// for "everything" (a `TRUNCATE`: `Err(None)`; a table the feed does not know:
 /// `Err(Some(name))`).
 fn transaction_tags(changes: &[Change]) -> std::result::Result<Vec<CacheTag>, Option<String>> {
@@ -907,6 +932,9 @@ fn transaction_tags(changes: &[Change]) -> std::result::Result<Vec<CacheTag>, Op
         let Some(ids) = ids else {
             return Err(None);
         };
+        if ids.is_empty() {
+            continue;
+        }
         tags.insert(CacheTag::global(*entity).as_str().to_string());
         for id in ids {
             tags.insert(CacheTag::id(id, *entity).as_str().to_string());

@@ -220,9 +220,16 @@ fn a_raw_sql_write_by_another_app_arrives_with_the_same_tags() {
     assert_one_batch(&collect(&mut listener, &expected), &expected);
 
     // An update that matches nothing, or leaves its rows as they were (the no-op
-    // update a quota-checked write locks the user with), sends nothing; one that
-    // changes rows sends their tags.
+    // update a quota-checked write locks the user with), an insert that conflicts
+    // and does nothing, and a delete of nothing send nothing; one that changes rows
+    // sends their tags.
     app.batch_execute("UPDATE job_info SET name = 'x' WHERE false")
+        .unwrap();
+    app.batch_execute(&format!(
+        "INSERT INTO users (id, name, email) VALUES ('{me}', 'n', 'x@x') ON CONFLICT DO NOTHING"
+    ))
+    .unwrap();
+    app.batch_execute("DELETE FROM questions WHERE false")
         .unwrap();
     app.batch_execute("UPDATE job_info SET name = name")
         .unwrap();

@@ -86,7 +86,13 @@ pub fn run(base: DbConfig, seconds: f64, clients: usize, json: bool) -> Result<(
 
     let mut listener = Listener::start(&db, FeedOptions::default())?;
     let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
+    let mut rng = Rng::for_client(0);
+    let poll = FeedOptions::default().poll_interval;
     for _ in 0..LATENCY_SAMPLES {
+        // Writes at random moments, as real ones come: a write made right after the
+        // previous delivery would always wait one whole poll interval.
+        let pause = rng.below(usize::try_from(poll.as_micros()).unwrap_or(usize::MAX));
+        std::thread::sleep(Duration::from_micros(pause as u64));
         let key = jobprep_job_infos::insert(&db, &me, &job)?;
         let committed = Instant::now();
         let wanted = format!("id:{}:jobInfos", key.id);
