@@ -12,7 +12,7 @@
 //!   the table and turns the rows of each newly committed transaction into the tags
 //!   of [`crate::cache_rules`]. Writers never `NOTIFY`, because PostgreSQL commits
 //!   notifying transactions one at a time.
-//! - **SQLite**: no server to notify through. The listener receives the commits made
+//! - **SQLite**: no server to record changes for other processes. The listener receives the commits made
 //!   through any [`Db`] of *this process* on the same file (hooked on the tags the
 //!   `Db` reports after COMMIT); other processes writing the file are not seen.
 //!
@@ -242,9 +242,10 @@ $fn$;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum FeedInstallation {
-    /// Every trigger is present and enabled.
+    /// Every trigger is present and enabled, and both tables are there.
     Installed,
-    /// Some triggers are missing or disabled (named `table.trigger`): run the install again.
+    /// Some parts are missing or disabled (a trigger as `table.trigger`, a table as
+    /// [`CHANGES`] or [`TRIMMED`]): run the install again.
     Partial { missing: Vec<String> },
     /// Nothing of the feed is in this database.
     Absent,
@@ -252,14 +253,18 @@ pub enum FeedInstallation {
     InProcess,
 }
 
-fn expected_triggers() -> Vec<String> {
-    WATCHED
-        .iter()
-        .flat_map(|(table, _, _)| {
-            EVENTS
-                .iter()
-                .map(move |(event, _, _)| format!("{table}.{}", trigger_name(event)))
-        })
+/// The feed's parts as [`Db::cache_feed_status`] names them: its two tables, and
+/// `table.trigger` for each trigger.
+fn expected_parts() -> Vec<String> {
+    let triggers = WATCHED.iter().flat_map(|(table, _, _)| {
+        EVENTS
+            .iter()
+            .map(move |(event, _, _)| format!("{table}.{}", trigger_name(event)))
+    });
+    [CHANGES, TRIMMED]
+        .map(String::from)
+        .into_iter()
+        .chain(triggers)
         .collect()
 }
 
@@ -316,7 +321,11 @@ impl Db {
                  JOIN pg_class c ON c.oid = t.tgrelid \
                  JOIN pg_proc p ON p.oid = t.tgfoid \
                  JOIN pg_namespace n ON n.oid = p.pronamespace \
-                 WHERE n.nspname = '{SCHEMA}' AND NOT t.tgisinternal AND t.tgenabled <> 'D'"
+                 WHERE n.nspname = '{SCHEMA}' AND NOT t.tgisinternal AND t.tgenabled <> 'D' \
+                 UNION ALL \
+                 SELECT n.nspname || '.' || c.relname FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = '{SCHEMA}' AND c.relkind = 'r'"
             ))
             .load(c)
         })?;
@@ -324,7 +333,7 @@ impl Db {
         if present.is_empty() {
             return Ok(FeedInstallation::Absent);
         }
-        let missing: Vec<String> = expected_triggers()
+        let missing: Vec<String> = expected_parts()
             .into_iter()
             .filter(|name| !present.contains(name))
             .collect();
@@ -353,11 +362,11 @@ impl Db {
 /// What a [`Listener`] yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FeedEvent {
-    /// The tags of one committed transaction, each once. A very large transaction
-    /// may arrive in more than one batch; a tag is then in the first that holds it.
+    /// The tags of one committed transaction, each once, in one batch.
     Tags(Vec<CacheTag>),
-    /// Changes may have been missed (reconnect, full queue, `TRUNCATE`, unreadable
-    /// payload): flush everything cached. See [`reset_tags`] for the tags that stand for
+    /// Changes may have been missed (reconnect, full queue, `TRUNCATE`, an
+    /// unreadable recorded change, a trim of changes not yet read): flush everything
+    /// cached. See [`reset_tags`] for the tags that stand for
     /// "everything" in the app's rules.
     Reset,
 }
@@ -416,7 +425,8 @@ pub struct FeedStatus {
     pub polls: u64,
     /// Resets yielded so far.
     pub resets: u64,
-    /// The latest failure: a lost connection, a failed reconnect, an unreadable payload.
+    /// The latest failure: a lost connection, a failed reconnect, an unreadable
+    /// recorded change, a failed trim.
     pub last_error: Option<String>,
 }
 

@@ -572,6 +572,26 @@ fn install_remove_and_status_are_idempotent() {
         t.db.cache_feed_status().unwrap(),
         FeedInstallation::Installed
     );
+    // Triggers without the table they write to (an older version's, say) are not a
+    // feed a listener can read: it is refused until the install runs again.
+    admin
+        .batch_execute("DROP TABLE jobprep_cache_feed.changes CASCADE")
+        .unwrap();
+    assert_eq!(
+        t.db.cache_feed_status().unwrap(),
+        FeedInstallation::Partial {
+            missing: vec!["jobprep_cache_feed.changes".into()]
+        }
+    );
+    assert!(matches!(
+        Listener::start(&t.db, FeedOptions::default()),
+        Err(Error::Config(_))
+    ));
+    t.db.install_cache_feed().unwrap();
+    assert_eq!(
+        t.db.cache_feed_status().unwrap(),
+        FeedInstallation::Installed
+    );
 
     t.db.remove_cache_feed().unwrap();
     t.db.remove_cache_feed().unwrap();
