@@ -387,10 +387,15 @@ pub fn reset_tags() -> Vec<CacheTag> {
 /// Settings of a [`Listener`]. The defaults suit a service.
 #[derive(Debug, Clone)]
 pub struct FeedOptions {
-    /// How often the listener reads what committed since its last look (default
-    /// 20 ms): one indexed query each time, and the bound on the added delivery
-    /// latency. A failed poll is how a lost connection is noticed.
+    /// How often the listener reads what committed since its last look while
+    /// changes keep coming (default 20 ms): one prepared, indexed query each time. A
+    /// failed poll is how a lost connection is noticed.
     pub poll_interval: Duration,
+    /// The longest wait between polls (default 200 ms): after each poll that found
+    /// nothing the wait doubles, up to this, so an idle listener costs the server
+    /// about five queries a second; a poll that finds changes returns to
+    /// `poll_interval`. Together they bound the added delivery latency.
+    pub idle_poll_interval: Duration,
     /// Events queued for the consumer before a full queue turns into a reset
     /// (default 1024).
     pub capacity: usize,
@@ -404,6 +409,7 @@ impl Default for FeedOptions {
     fn default() -> Self {
         FeedOptions {
             poll_interval: Duration::from_millis(20),
+            idle_poll_interval: Duration::from_millis(200),
             capacity: 1024,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
@@ -524,6 +530,11 @@ impl Listener {
         if options.capacity == 0 || options.poll_interval.is_zero() {
             return Err(Error::Config(
                 "cache feed: capacity and poll_interval must be positive".into(),
+            ));
+        }
+        if options.idle_poll_interval < options.poll_interval {
+            return Err(Error::Config(
+                "cache feed: idle_poll_interval must not be shorter than poll_interval".into(),
             ));
         }
         let (tx, events) = mpsc::sync_channel(options.capacity);
@@ -723,11 +734,15 @@ struct Start {
     snapshot: String,
 }
 
-/// Opens the session connection; returns it with its server pid and the snapshot
-/// that later polls start from (what committed before it is not delivered).
+/// Opens the session connection and prepares the poll on it; returns it with its
+/// server pid and the snapshot that later polls start from (what committed before
+/// it is not delivered).
 fn connect(url: &DatabaseUrl) -> Result<(PgConnection, i32, String)> {
     let mut conn =
         PgConnection::establish(&session_target(url)).map_err(|e| lost(url, &e, false))?;
+    // Prepared once: planning the poll anew cost the server more than running it.
+    conn.batch_execute(&format!("PREPARE {POLL}(text) AS {}", poll_sql()))
+        .map_err(|e| lost(url, &e, false))?;
     let start: Start = diesel::sql_query(
         "SELECT pg_backend_pid() AS pid, pg_current_snapshot()::text AS snapshot",
     )
@@ -735,6 +750,9 @@ fn connect(url: &DatabaseUrl) -> Result<(PgConnection, i32, String)> {
     .map_err(|e| lost(url, &e, false))?;
     Ok((conn, start.pid, start.snapshot))
 }
+
+/// The name of the prepared poll on the listener's connection.
+const POLL: &str = "jobprep_cache_feed_poll";
 
 fn lost(url: &DatabaseUrl, error: &dyn std::fmt::Display, connection_lost: bool) -> Error {
     Error::Unavailable {
@@ -798,18 +816,19 @@ struct Worker {
     queue: Queue,
     /// The snapshot of the last poll, as text.
     snapshot: String,
-    poll: String,
+    /// The wait before the next poll.
+    wait: Duration,
     last_trim: Instant,
 }
 
 impl Worker {
     fn new(url: DatabaseUrl, options: FeedOptions, queue: Queue, snapshot: String) -> Self {
         Worker {
+            wait: options.poll_interval,
             url,
             options,
             queue,
             snapshot,
-            poll: poll_sql(),
             last_trim: Instant::now(),
         }
     }
@@ -827,6 +846,7 @@ impl Worker {
                     Ok((c, pid, snapshot)) => {
                         conn = Some(c);
                         self.snapshot = snapshot;
+                        self.wait = self.options.poll_interval;
                         backoff = self.options.min_backoff;
                         {
                             let mut status = self.queue.shared.status();
@@ -848,7 +868,7 @@ impl Worker {
                 continue;
             };
             match self.poll(c) {
-                Ok(true) => self.sleep(self.options.poll_interval),
+                Ok(true) => self.sleep(self.wait),
                 Ok(false) => return,
                 Err(error) => {
                     conn = None;
@@ -876,12 +896,29 @@ impl Worker {
     /// Reads what committed since the last poll and hands it over, one event per
     /// transaction; trims now and then. `Ok(false)` when the consumer is gone.
     fn poll(&mut self, conn: &mut PgConnection) -> Result<bool> {
-        let polled: Polled = diesel::sql_query(&self.poll)
-            .bind::<diesel::sql_types::Text, _>(&self.snapshot)
+        // EXECUTE takes no bind parameters: the snapshot goes in as a literal, and
+        // it is the server's own text of digits, colons and commas.
+        if !self
+            .snapshot
+            .bytes()
+            .all(|b| b.is_ascii_digit() || b == b':' || b == b',')
+        {
+            return Err(lost(
+                &self.url,
+                &format!("unexpected snapshot {:?}", self.snapshot),
+                true,
+            ));
+        }
+        let polled: Polled = diesel::sql_query(format!("EXECUTE {POLL}('{}')", self.snapshot))
             .get_result(conn)
             .map_err(|e| lost(&self.url, &e, true))?;
         self.snapshot = polled.snapshot;
         self.queue.shared.status().polls += 1;
+        self.wait = if polled.gap || polled.changes != "[]" {
+            self.options.poll_interval
+        } else {
+            (self.wait * 2).min(self.options.idle_poll_interval)
+        };
         if polled.gap && !self.queue.send(FeedEvent::Reset) {
             return Ok(false);
         }

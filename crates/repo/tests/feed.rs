@@ -176,6 +176,24 @@ backend_tests! {
         assert_eq!(reader.join().unwrap(), 0);
         assert!(started.elapsed() < PATIENCE);
     }
+
+    fn options_that_cannot_work_are_refused_with_the_reason(t) {
+        if t.backend() == Backend::Postgres {
+            t.db.install_cache_feed().unwrap();
+        }
+        let refused = |options: FeedOptions| match Listener::start(&t.db, options) {
+            Err(Error::Config(reason)) => reason,
+            other => panic!("expected a configuration error, got {other:?}"),
+        };
+        let zero = refused(FeedOptions { capacity: 0, ..FeedOptions::default() });
+        assert!(zero.contains("capacity"), "{zero}");
+        let inverted = refused(FeedOptions {
+            poll_interval: Duration::from_millis(500),
+            idle_poll_interval: Duration::from_millis(100),
+            ..FeedOptions::default()
+        });
+        assert!(inverted.contains("idle_poll_interval"), "{inverted}");
+    }
 }
 
 /// A PostgreSQL test database with the feed installed; `None` when PostgreSQL is

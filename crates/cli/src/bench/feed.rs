@@ -4,8 +4,9 @@
 //!
 //! Write throughput (`insert_job_info`, `--clients` threads) alternates in four rounds between
 //! the feed removed and the feed installed with a listener draining it, the order
-//! swapped every round, so drift on a shared machine hits both sides alike. Latency is measured one write at a time: from
-//! the moment the write call returns (COMMIT acknowledged) to the moment the listener
+//! swapped every round, so drift on a shared machine hits both sides alike. Latency is
+//! measured one write at a time, each after a random pause of up to 100 ms: from the
+//! moment the write call returns (COMMIT acknowledged) to the moment the listener
 //! yields a batch holding the row's `id:` tag.
 
 use std::sync::Arc;
@@ -87,11 +88,12 @@ pub fn run(base: DbConfig, seconds: f64, clients: usize, json: bool) -> Result<(
     let mut listener = Listener::start(&db, FeedOptions::default())?;
     let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
     let mut rng = Rng::for_client(0);
-    let poll = FeedOptions::default().poll_interval;
+    let longest = FeedOptions::default().idle_poll_interval / 2;
     for _ in 0..LATENCY_SAMPLES {
-        // Writes at random moments, as real ones come: a write made right after the
-        // previous delivery would always wait one whole poll interval.
-        let pause = rng.below(usize::try_from(poll.as_micros()).unwrap_or(usize::MAX));
+        // Writes at random moments, as real ones come, some while the listener polls
+        // fast and some after it slowed down: a write made right after the previous
+        // delivery would always find the same point of the poll cycle.
+        let pause = rng.below(usize::try_from(longest.as_micros()).unwrap_or(usize::MAX));
         std::thread::sleep(Duration::from_micros(pause as u64));
         let key = jobprep_job_infos::insert(&db, &me, &job)?;
         let committed = Instant::now();
