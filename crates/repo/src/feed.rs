@@ -107,29 +107,27 @@ const WATCHED: [(&str, Entity, Scope); 4] = [
     ),
 ];
 
-/// One trigger per event: transition tables are per event, and `TRUNCATE` has none.
-/// Each event's function reads the rows the statement changed from `rows`.
-const EVENTS: [(&str, &str, &str); 4] = [
+/// One trigger per event, with how it fires. Inserts and deletes fire once per
+/// statement and read its rows from a transition table, so a bulk insert is one
+/// recorded change. Updates fire per row, and only for a row the update changed
+/// (compared as text, which every column type has): a no-op update, such as the lock a
+/// quota-checked write takes on its user, then costs no function call at all, where a
+/// statement trigger would capture both versions and compare them in SQL. `TRUNCATE`
+/// has no rows.
+const EVENTS: [(&str, &str); 4] = [
     (
         "insert",
-        "AFTER INSERT ON {t} REFERENCING NEW TABLE AS new_rows",
-        "new_rows",
+        "AFTER INSERT ON {t} REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT",
     ),
     (
-        // Only the rows the update changed, in both versions (a new `userId` moves a
-        // job info between two users' lists). An update that changed nothing (a lock
-        // taken by a no-op UPDATE, say) has no rows here and records nothing.
         "update",
-        "AFTER UPDATE ON {t} REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows",
-        "((SELECT * FROM new_rows EXCEPT SELECT * FROM old_rows) \
-         UNION ALL (SELECT * FROM old_rows EXCEPT SELECT * FROM new_rows)) AS changed",
+        "AFTER UPDATE ON {t} FOR EACH ROW WHEN (OLD::text IS DISTINCT FROM NEW::text)",
     ),
     (
         "delete",
-        "AFTER DELETE ON {t} REFERENCING OLD TABLE AS old_rows",
-        "old_rows",
+        "AFTER DELETE ON {t} REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT",
     ),
-    ("truncate", "AFTER TRUNCATE ON {t}", ""),
+    ("truncate", "AFTER TRUNCATE ON {t} FOR EACH STATEMENT"),
 ];
 
 fn trigger_name(event: &str) -> String {
@@ -182,41 +180,45 @@ $fn$;
 "#
     );
     for (table, _, scope) in WATCHED {
-        for (event, clause, rows) in EVENTS {
+        for (event, clause) in EVENTS {
             let name = trigger_name(event);
             let function = if event == "truncate" {
                 "truncated".to_string()
             } else {
                 let function = format!("{table}_{event}");
-                sql.push_str(&record_function(&function, table, scope, event, rows));
+                sql.push_str(&record_function(&function, table, scope, event));
                 function
             };
             let clause = clause.replace("{t}", &format!("\"{table}\""));
             sql.push_str(&format!(
-                "CREATE TRIGGER {name} {clause} FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.{function}();\n"
+                "CREATE TRIGGER {name} {clause} EXECUTE FUNCTION {SCHEMA}.{function}();\n"
             ));
         }
     }
     sql
 }
 
-/// A trigger function that records one row of [`CHANGES`] for the statement.
-/// Inserts and deletes take the cheapest form, two array subqueries (a statement
-/// that touched no row records empty arrays, which listeners skip); an update reads
-/// its changed rows (an `EXCEPT`) once, and records nothing when there are none,
-/// which spares the no-op update a quota check locks the user with.
-fn record_function(function: &str, table: &str, scope: Scope, event: &str, rows: &str) -> String {
+/// A trigger function that records one row of [`CHANGES`]: for an insert or a
+/// delete statement, the ids and parents of its rows, read with two array
+/// subqueries (the cheapest form measured; a statement that touched no row records
+/// empty arrays, which listeners skip); for an updated row, its old and new version
+/// (a new `userId` moves a job info between two users' lists).
+fn record_function(function: &str, table: &str, scope: Scope, event: &str) -> String {
+    let rows = if event == "insert" {
+        "new_rows"
+    } else {
+        "old_rows"
+    };
     let body = match (event, scope) {
-        ("update", _) => {
-            let scopes = match scope {
-                Some((column, _)) => format!("array_agg(\"{column}\"::text)"),
-                None => "NULL".to_string(),
-            };
-            format!(
-                "INSERT INTO {CHANGES} (source, ids, scopes) \
-                 SELECT '{table}', array_agg(\"id\"::text), {scopes} FROM {rows} HAVING count(*) > 0;"
-            )
-        }
+        ("update", Some((column, _))) => format!(
+            "INSERT INTO {CHANGES} (source, ids, scopes) VALUES ('{table}', \
+             ARRAY[OLD.\"id\"::text, NEW.\"id\"::text], \
+             ARRAY[OLD.\"{column}\"::text, NEW.\"{column}\"::text]);"
+        ),
+        ("update", None) => format!(
+            "INSERT INTO {CHANGES} (source, ids) VALUES ('{table}', \
+             ARRAY[OLD.\"id\"::text, NEW.\"id\"::text]);"
+        ),
         (_, Some((column, _))) => format!(
             "INSERT INTO {CHANGES} (source, ids, scopes) VALUES ('{table}', \
              ARRAY(SELECT \"id\"::text FROM {rows}), ARRAY(SELECT \"{column}\"::text FROM {rows}));"
@@ -259,7 +261,7 @@ fn expected_parts() -> Vec<String> {
     let triggers = WATCHED.iter().flat_map(|(table, _, _)| {
         EVENTS
             .iter()
-            .map(move |(event, _, _)| format!("{table}.{}", trigger_name(event)))
+            .map(move |(event, _)| format!("{table}.{}", trigger_name(event)))
     });
     [CHANGES, TRIMMED]
         .map(String::from)

@@ -342,6 +342,33 @@ fn ids_of_any_length_and_characters_arrive_intact() {
 }
 
 #[test]
+fn a_column_the_app_adds_later_of_a_type_without_equality_keeps_updates_working() {
+    let Some(t) = postgres() else { return };
+    let (_, job) = seed(&t, "user_feed_json");
+    let mut app = raw(&t);
+    // `json` has no equality operator: a feed that compared rows column by column
+    // would fail the app's updates.
+    app.batch_execute("ALTER TABLE job_info ADD COLUMN meta json")
+        .unwrap();
+    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
+    app.batch_execute(&format!(
+        "UPDATE job_info SET meta = '{{\"a\": 1}}' WHERE id = '{job}'"
+    ))
+    .expect("the app's update succeeds");
+    app.batch_execute(&format!(
+        "UPDATE job_info SET meta = meta WHERE id = '{job}'"
+    ))
+    .unwrap();
+    let expected = vec![
+        "global:jobInfos".to_string(),
+        format!("id:{job}:jobInfos"),
+        "user:user_feed_json:jobInfos".to_string(),
+    ];
+    assert_one_batch(&collect(&mut listener, &expected), &expected);
+    listener.stop();
+}
+
+#[test]
 fn transactions_that_commit_out_of_id_order_each_arrive_once() {
     let Some(t) = postgres() else { return };
     let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
