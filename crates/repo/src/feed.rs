@@ -1,11 +1,11 @@
 //! The change feed of cache tags: every committed write, whoever made it, as the tags
 //! it invalidates, delivered to every process that listens.
 //!
-//! - **PostgreSQL**: statement-level `AFTER` triggers with transition tables on `users`,
-//!   `job_info`, `interviews` and `questions` (installed by [`Db::install_cache_feed`],
-//!   removed by [`Db::remove_cache_feed`]) record, in the writer's own transaction, one
-//!   row per statement in the unlogged table [`CHANGES`]: the table, the ids it
-//!   changed and their parents. The row commits with the write or not at all, so
+//! - **PostgreSQL**: `AFTER` triggers on `users`, `job_info`, `interviews` and
+//!   `questions` (installed by [`Db::install_cache_feed`], removed by
+//!   [`Db::remove_cache_feed`]) record, in the writer's own transaction, one row per
+//!   insert or delete statement, and per updated row that changed, in the unlogged
+//!   table [`CHANGES`]: the table, the ids it changed and their parents. The row commits with the write or not at all, so
 //!   nothing is seen before COMMIT and nothing after a rollback. Rows removed by a
 //!   cascade fire the child tables' triggers, so their tags come too. Writes by the
 //!   original app, by `psql` and by jobprep are recorded alike. Each listener polls
@@ -67,8 +67,8 @@ use crate::tags::CacheTag;
 /// [`TRIMMED`] horizon. Dropping it removes the whole feed.
 pub const SCHEMA: &str = "jobprep_cache_feed";
 
-/// The table the triggers write to, `jobprep_cache_feed.changes`: one row per write
-/// statement, `(xid, source, ids, scopes)`, with the top-level transaction's id, the
+/// The table the triggers write to, `jobprep_cache_feed.changes`: one row per insert
+/// or delete statement and per changed row of an update, `(xid, source, ids, scopes)`, with the top-level transaction's id, the
 /// table written, the ids of the rows it changed and their scope column (`userId`
 /// or `jobInfoId`), or `ids` NULL after a `TRUNCATE`. Unlogged: it costs the writers
 /// no WAL, and a crash empties it (every listener reconnects and resets then).
@@ -284,8 +284,9 @@ impl Db {
     /// replaced, waiting at most 10 s for running writes (then it fails and changes
     /// nothing). SQLite needs nothing installed: a configuration error says so.
     ///
-    /// Cost: every write statement on the four tables then runs a trigger function
-    /// that inserts one row into an unlogged table (no WAL); each listener runs one
+    /// Cost: every insert or delete statement on the four tables, and every updated
+    /// row that changed, then runs a trigger function that inserts one row into an
+    /// unlogged table (no WAL); each listener runs one
     /// prepared, indexed query every 20 to 200 ms, and the listeners between them
     /// trim the table every 30 s. README ("Cost") has the measurements.
     pub fn install_cache_feed(&self) -> Result<()> {
