@@ -811,14 +811,18 @@ type Ids = diesel::sql_types::Nullable<
 
 /// Trims [`CHANGES`], at most once per [`KEEP`] whoever runs it: rows of
 /// transactions that had finished when the previous trim ran are deleted, and that
-/// trim's horizon becomes `below`. A listener that polled since then has seen them;
-/// a concurrent trim waits for the row lock, then finds the horizon fresh.
+/// trim's horizon becomes `below`. A listener that polled since then has seen them.
+/// A trim already under way elsewhere is skipped, not waited for, so no listener's
+/// polling stalls behind another's delete.
 fn trim_sql() -> String {
     format!(
-        "WITH round AS ( \
-           UPDATE {TRIMMED} SET below = horizon, \
+        "WITH due AS ( \
+           SELECT one FROM {TRIMMED} WHERE horizon_at < now() - interval '{KEEP}' \
+           FOR UPDATE SKIP LOCKED), \
+         round AS ( \
+           UPDATE {TRIMMED} t SET below = horizon, \
              horizon = pg_snapshot_xmin(pg_current_snapshot()), horizon_at = now() \
-           WHERE horizon_at < now() - interval '{KEEP}' RETURNING below) \
+           FROM due WHERE t.one = due.one RETURNING t.below) \
          DELETE FROM {CHANGES} WHERE xid < (SELECT below FROM round)"
     )
 }
@@ -879,7 +883,7 @@ impl Worker {
                     Err(error) => {
                         self.queue.shared.status().last_error = Some(error.to_string());
                         self.sleep(backoff);
-                        backoff = (backoff * 2).min(self.options.max_backoff);
+                        backoff = backoff.saturating_mul(2).min(self.options.max_backoff);
                     }
                 }
                 continue;
@@ -900,9 +904,9 @@ impl Worker {
 
     /// Sleeps up to `wait`, waking early when stopped.
     fn sleep(&self, wait: Duration) {
-        let until = Instant::now() + wait;
+        let started = Instant::now();
         while !self.stopped() {
-            let left = until.saturating_duration_since(Instant::now());
+            let left = wait.saturating_sub(started.elapsed());
             if left.is_zero() {
                 break;
             }
@@ -938,7 +942,9 @@ impl Worker {
         self.wait = if found {
             self.options.poll_interval
         } else {
-            (self.wait * 2).min(self.options.idle_poll_interval)
+            self.wait
+                .saturating_mul(2)
+                .min(self.options.idle_poll_interval)
         };
         if head.gap && !self.queue.send(FeedEvent::Reset) {
             return Ok(false);

@@ -193,6 +193,22 @@ backend_tests! {
             ..FeedOptions::default()
         });
         assert!(inverted.contains("idle_poll_interval"), "{inverted}");
+
+        // Extreme but valid waits neither overflow nor delay a stop.
+        let listener = Listener::start(
+            &t.db,
+            FeedOptions {
+                poll_interval: Duration::from_millis(1),
+                idle_poll_interval: Duration::MAX,
+                max_backoff: Duration::MAX,
+                ..FeedOptions::default()
+            },
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        listener.stop();
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 }
 
