@@ -5,7 +5,8 @@
 # auth on 127.0.0.1 only) in a temporary folder, as the postgres user, then runs
 # crates/repo/tests/fault_restart.rs against it: writer threads insert through the
 # public API while the test takes the server away three times (`pg_ctl restart -m fast`,
-# `pg_ctl restart -m immediate`, `pg_ctl stop -m immediate` + 5 s down + `pg_ctl start`).
+# `pg_ctl restart -m immediate`, `pg_ctl stop -m immediate` + 5 s down + `pg_ctl start`),
+# then crashes it once more under a cache-feed listener, which must reset and recover.
 # The cluster is always stopped and removed afterwards, also on failure.
 #
 #   bash scripts/fault-restart.sh          # from the repository root; prints
@@ -101,13 +102,13 @@ chmod 755 "$work/pg_ctl"
 
 "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -qAtc "CREATE DATABASE jobprep_fault" postgres
 
-echo "== cargo test -p jobprep-repo --test fault_restart -- --ignored --nocapture"
+echo "== cargo test -p jobprep-repo --test fault_restart -- --ignored --nocapture --test-threads=1"
 cargo test -q -p jobprep-repo --test fault_restart --no-run
 status=0
 JOBPREP_FAULT_URL="postgres://postgres@127.0.0.1:$port/jobprep_fault" \
 JOBPREP_FAULT_PGDATA="$data" \
 JOBPREP_FAULT_PGCTL="$work/pg_ctl" \
-  timeout -k 10 170 cargo test -q -p jobprep-repo --test fault_restart -- --ignored --nocapture \
+  timeout -k 10 230 cargo test -q -p jobprep-repo --test fault_restart -- --ignored --nocapture --test-threads=1 \
   2>&1 | tee "$work/test.log" || status=$?
 
 passed=$(grep -cE '^check \(.*: ok' "$work/test.log" || true)
