@@ -57,6 +57,17 @@ fn collect(listener: &mut Listener, expected: &[String]) -> Vec<FeedEvent> {
     events
 }
 
+/// The next event, which must come within `PATIENCE` of `cause`.
+fn next_event(listener: &mut Listener, cause: &str) -> FeedEvent {
+    let started = Instant::now();
+    loop {
+        assert!(started.elapsed() < PATIENCE, "no event after {cause}");
+        if let Some(event) = listener.recv_timeout(Duration::from_millis(100)) {
+            return event;
+        }
+    }
+}
+
 /// Asserts that the events are exactly one batch holding exactly `expected`.
 fn assert_one_batch(events: &[FeedEvent], expected: &[String]) {
     match events {
@@ -472,13 +483,7 @@ fn changes_trimmed_before_a_listener_read_them_are_a_reset() {
              COMMIT",
         )
         .unwrap();
-    let started = Instant::now();
-    let event = loop {
-        assert!(started.elapsed() < PATIENCE, "no event after the trim");
-        if let Some(event) = listener.recv_timeout(Duration::from_millis(100)) {
-            break event;
-        }
-    };
+    let event = next_event(&mut listener, "the trim");
     assert_eq!(event, FeedEvent::Reset);
     // Once: the listener has moved past the trimmed horizon.
     assert!(collect(&mut listener, &[]).is_empty());
@@ -499,13 +504,7 @@ fn a_killed_connection_reconnects_and_resets_before_new_batches() {
         .batch_execute(&format!("SELECT pg_terminate_backend({pid})"))
         .unwrap();
     // Writes made while the listener is away are lost; the reset stands for them.
-    let started = Instant::now();
-    let first = loop {
-        assert!(started.elapsed() < PATIENCE, "no event after the kill");
-        if let Some(event) = listener.recv_timeout(Duration::from_millis(100)) {
-            break event;
-        }
-    };
+    let first = next_event(&mut listener, "the kill");
     assert_eq!(first, FeedEvent::Reset);
     let status = listener.status();
     assert_eq!(status.reconnects, 1);
@@ -528,13 +527,7 @@ fn truncate_is_a_reset() {
     seed(&t, "user_feed_truncate");
     let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
     raw(&t).batch_execute("TRUNCATE questions").unwrap();
-    let started = Instant::now();
-    let event = loop {
-        assert!(started.elapsed() < PATIENCE, "no event after TRUNCATE");
-        if let Some(event) = listener.recv_timeout(Duration::from_millis(100)) {
-            break event;
-        }
-    };
+    let event = next_event(&mut listener, "TRUNCATE");
     assert_eq!(event, FeedEvent::Reset);
     listener.stop();
 }
@@ -579,16 +572,7 @@ fn a_recorded_change_naming_an_unknown_table_is_a_reset_and_is_reported() {
             "INSERT INTO jobprep_cache_feed.changes (source, ids) VALUES ('not_a_table', '{x}')",
         )
         .unwrap();
-    let started = Instant::now();
-    let event = loop {
-        assert!(
-            started.elapsed() < PATIENCE,
-            "no event after the unknown row"
-        );
-        if let Some(event) = listener.recv_timeout(Duration::from_millis(100)) {
-            break event;
-        }
-    };
+    let event = next_event(&mut listener, "the unknown row");
     assert_eq!(event, FeedEvent::Reset);
     let error = listener.status().last_error.unwrap();
     assert!(error.contains("unknown table \"not_a_table\""), "{error}");
