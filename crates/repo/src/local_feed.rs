@@ -2,7 +2,7 @@
 //! listeners. SQLite has no notification channel between processes, so a
 //! [`Listener`](crate::feed::Listener) on SQLite subscribes here, and every `Db` of
 //! the process publishes the tags of its commits here, after COMMIT. On PostgreSQL the
-//! database itself publishes (see `feed.rs`), so nothing is done here.
+//! database itself records the changes (see `feed/`), so nothing is done here.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};

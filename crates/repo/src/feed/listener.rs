@@ -1,50 +1,5 @@
-//! The change feed of cache tags: every committed write, whoever made it, as the tags
-//! it invalidates, delivered to every process that listens.
-//!
-//! - **PostgreSQL**: `AFTER` triggers on `users`, `job_info`, `interviews` and
-//!   `questions` (installed by [`Db::install_cache_feed`], removed by
-//!   [`Db::remove_cache_feed`]) record, in the writer's own transaction, one row per
-//!   insert or delete statement, and per updated row that changed, in the unlogged
-//!   table [`CHANGES`]: the table, the ids it changed and their parents. The row commits with the write or not at all, so
-//!   nothing is seen before COMMIT and nothing after a rollback. Rows removed by a
-//!   cascade fire the child tables' triggers, so their tags come too. Writes by the
-//!   original app, by `psql` and by jobprep are recorded alike. Each listener polls
-//!   the table and turns the rows of each newly committed transaction into the tags
-//!   of [`crate::cache_rules`]. Writers never `NOTIFY`, because PostgreSQL commits
-//!   notifying transactions one at a time.
-//! - **SQLite**: no server to record changes for other processes. The listener receives the commits made
-//!   through any [`Db`] of *this process* on the same file (hooked on the tags the
-//!   `Db` reports after COMMIT); other processes writing the file are not seen.
-//!
-//! A [`Listener`] holds one dedicated session connection (never one of the pool's, and
-//! never through a transaction-mode pooler, which would hide a server restart from
-//! it), reconnects by itself, and yields [`FeedEvent::Reset`] after any gap
-//! (reconnect, a full queue, a `TRUNCATE`, a listener that fell more than 30 s
-//! behind the table's trimming), because what committed while it was away is not
-//! looked for. Delivery is therefore *at most once per connection*, with a reset
-//! after every gap: a consumer that flushes everything on a reset never keeps a
-//! stale entry.
-//!
-//! ```
-//! # fn main() -> jobprep_repo::Result<()> {
-//! # let dir = tempfile::tempdir().unwrap();
-//! # let db = jobprep_repo::Db::connect(&dir.path().join("feed.sqlite3").display().to_string())?;
-//! # db.migrate()?;
-//! use std::time::Duration;
-//! use jobprep_repo::feed::{FeedEvent, FeedOptions, Listener};
-//! use jobprep_users::{NewUser, UserId};
-//!
-//! let mut listener = Listener::start(&db, FeedOptions::default())?;
-//! let me = UserId::new("user_feed")?;
-//! jobprep_users::upsert(&db, &NewUser::new(me, "Ada", "ada@feed.example"))?;
-//! match listener.recv_timeout(Duration::from_secs(5)) {
-//!     Some(FeedEvent::Tags(tags)) => assert!(tags.iter().any(|t| t.as_str() == "id:user_feed:users")),
-//!     other => panic!("expected the user's tags, got {other:?}"),
-//! }
-//! listener.stop();
-//! # Ok(())
-//! # }
-//! ```
+//! The [`Listener`]: one thread and one session connection per listener on
+//! PostgreSQL, an in-process subscription on SQLite.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,310 +12,13 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::{Connection as _, RunQueryDsl as _};
 
+use super::admin::FeedInstallation;
+use super::sql::{poll_sql, trim_sql, Owner, CHANGES, WATCHED};
 use crate::config::{Backend, DatabaseUrl};
 use crate::error::{Entity, Error, Result};
 use crate::handle::Db;
 use crate::local_feed;
 use crate::tags::CacheTag;
-
-/// The schema that holds the feed: its functions, the [`CHANGES`] table and the
-/// [`TRIMMED`] horizon. Dropping it removes the whole feed.
-pub const SCHEMA: &str = "jobprep_cache_feed";
-
-/// The table the triggers write to, `jobprep_cache_feed.changes`: one row per insert
-/// or delete statement and per changed row of an update, `(xid, source, ids, scopes)`, with the top-level transaction's id, the
-/// table written, the ids of the rows it changed and their scope column (`userId`
-/// or `jobInfoId`), or `ids` NULL after a `TRUNCATE`. Unlogged: it costs the writers
-/// no WAL, and a crash empties it (every listener reconnects and resets then).
-pub const CHANGES: &str = "jobprep_cache_feed.changes";
-
-/// The one-row table that records how far [`CHANGES`] has been trimmed.
-pub const TRIMMED: &str = "jobprep_cache_feed.trimmed";
-
-/// How long the changes of a finished transaction are kept at least, for listeners
-/// that are slow to poll; one that falls further behind gets a reset.
-const KEEP: &str = "30 seconds";
-
-/// The parent a row's scope tag names (`user:{userId}:jobInfos`, `jobInfo:{jobInfoId}:questions`).
-#[derive(Clone, Copy)]
-enum Owner {
-    User,
-    JobInfo,
-}
-
-/// A scope tag: the column it is made from, and the parent it names.
-type Scope = Option<(&'static str, Owner)>;
-
-/// The watched tables: name, entity, and scope tag.
-const WATCHED: [(&str, Entity, Scope); 4] = [
-    ("users", Entity::User, None),
-    ("job_info", Entity::JobInfo, Some(("userId", Owner::User))),
-    (
-        "interviews",
-        Entity::Interview,
-        Some(("jobInfoId", Owner::JobInfo)),
-    ),
-    (
-        "questions",
-        Entity::Question,
-        Some(("jobInfoId", Owner::JobInfo)),
-    ),
-];
-
-/// One trigger per event, with how it fires. Inserts and deletes fire once per
-/// statement and read its rows from a transition table, so a bulk insert is one
-/// recorded change. Updates fire per row, and only for a row the update changed
-/// (compared as text, which every column type has): a no-op update, such as the lock a
-/// quota-checked write takes on its user, then costs no function call at all, where a
-/// statement trigger would capture both versions and compare them in SQL. `TRUNCATE`
-/// has no rows.
-const EVENTS: [(&str, &str); 4] = [
-    (
-        "insert",
-        "AFTER INSERT ON {t} REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT",
-    ),
-    (
-        "update",
-        "AFTER UPDATE ON {t} FOR EACH ROW WHEN (OLD::text IS DISTINCT FROM NEW::text)",
-    ),
-    (
-        "delete",
-        "AFTER DELETE ON {t} REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT",
-    ),
-    ("truncate", "AFTER TRUNCATE ON {t} FOR EACH STATEMENT"),
-];
-
-fn trigger_name(event: &str) -> String {
-    format!("{SCHEMA}_{event}")
-}
-
-/// The installation script: idempotent, in one transaction. It starts from an empty
-/// schema, so an install over an older version leaves nothing of it behind.
-///
-/// The trigger functions run inside every write, so each is one `INSERT` of one row
-/// (see BENCHMARKS.md); the tags are computed by the listener. Writers never
-/// `NOTIFY`: PostgreSQL commits notifying transactions one at a time.
-fn install_sql() -> String {
-    let mut sql = format!(
-        r#"
-DROP SCHEMA IF EXISTS {SCHEMA} CASCADE;
-CREATE SCHEMA {SCHEMA};
-COMMENT ON SCHEMA {SCHEMA} IS 'jobprep cache feed v3: triggers record the rows each statement changed in {CHANGES}, listeners read them; remove with DROP SCHEMA {SCHEMA} CASCADE';
-
-CREATE UNLOGGED TABLE {CHANGES} (
-  xid xid8 NOT NULL DEFAULT pg_current_xact_id(),
-  source text NOT NULL,
-  ids text[],
-  scopes text[]
-);
-CREATE INDEX changes_xid ON {CHANGES} (xid);
-
--- Rows of transactions older than `below` may be gone; `horizon` is the next
--- `below`, taken {KEEP} before it is used.
-CREATE TABLE {TRIMMED} (
-  one boolean PRIMARY KEY DEFAULT true CHECK (one),
-  below xid8 NOT NULL,
-  horizon xid8 NOT NULL,
-  horizon_at timestamptz NOT NULL
-);
-INSERT INTO {TRIMMED} (below, horizon, horizon_at)
-  VALUES ('0', pg_snapshot_xmin(pg_current_snapshot()), now());
-
--- Whoever writes the four tables runs the triggers, so any role may add a change.
-GRANT USAGE ON SCHEMA {SCHEMA} TO PUBLIC;
-GRANT INSERT ON {CHANGES} TO PUBLIC;
-
-CREATE FUNCTION {SCHEMA}.truncated() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-  INSERT INTO {CHANGES} (source) VALUES (TG_TABLE_NAME);
-  RETURN NULL;
-END
-$fn$;
-"#
-    );
-    for (table, _, scope) in WATCHED {
-        for (event, clause) in EVENTS {
-            let name = trigger_name(event);
-            let function = if event == "truncate" {
-                "truncated".to_string()
-            } else {
-                let function = format!("{table}_{event}");
-                sql.push_str(&record_function(&function, table, scope, event));
-                function
-            };
-            let clause = clause.replace("{t}", &format!("\"{table}\""));
-            sql.push_str(&format!(
-                "CREATE TRIGGER {name} {clause} EXECUTE FUNCTION {SCHEMA}.{function}();\n"
-            ));
-        }
-    }
-    sql
-}
-
-/// A trigger function that records one row of [`CHANGES`]: for an insert or a
-/// delete statement, the ids and parents of its rows, read with two array
-/// subqueries (the cheapest form measured; a statement that touched no row records
-/// empty arrays, which listeners skip); for an updated row, its old and new version
-/// (a new `userId` moves a job info between two users' lists).
-fn record_function(function: &str, table: &str, scope: Scope, event: &str) -> String {
-    let rows = if event == "insert" {
-        "new_rows"
-    } else {
-        "old_rows"
-    };
-    let body = match (event, scope) {
-        ("update", Some((column, _))) => format!(
-            "INSERT INTO {CHANGES} (source, ids, scopes) VALUES ('{table}', \
-             ARRAY[OLD.\"id\"::text, NEW.\"id\"::text], \
-             ARRAY[OLD.\"{column}\"::text, NEW.\"{column}\"::text]);"
-        ),
-        ("update", None) => format!(
-            "INSERT INTO {CHANGES} (source, ids) VALUES ('{table}', \
-             ARRAY[OLD.\"id\"::text, NEW.\"id\"::text]);"
-        ),
-        (_, Some((column, _))) => format!(
-            "INSERT INTO {CHANGES} (source, ids, scopes) VALUES ('{table}', \
-             ARRAY(SELECT \"id\"::text FROM {rows}), ARRAY(SELECT \"{column}\"::text FROM {rows}));"
-        ),
-        (_, None) => format!(
-            "INSERT INTO {CHANGES} (source, ids) VALUES ('{table}', ARRAY(SELECT \"id\"::text FROM {rows}));"
-        ),
-    };
-    format!(
-        r#"
-CREATE FUNCTION {SCHEMA}.{function}() RETURNS trigger
-LANGUAGE plpgsql AS $fn$
-BEGIN
-  {body}
-  RETURN NULL;
-END
-$fn$;
-"#
-    )
-}
-
-/// Whether the feed is in place, from [`Db::cache_feed_status`].
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case", tag = "state")]
-pub enum FeedInstallation {
-    /// Every trigger is present and enabled, and both tables are there.
-    Installed,
-    /// Some parts are missing or disabled (a trigger as `table.trigger`, a table as
-    /// [`CHANGES`] or [`TRIMMED`]): run the install again.
-    Partial { missing: Vec<String> },
-    /// Nothing of the feed is in this database.
-    Absent,
-    /// SQLite: nothing to install; listeners see this process's own commits.
-    InProcess,
-}
-
-/// The feed's parts as [`Db::cache_feed_status`] names them: its two tables, and
-/// `table.trigger` for each trigger.
-fn expected_parts() -> Vec<String> {
-    let triggers = WATCHED.iter().flat_map(|(table, _, _)| {
-        EVENTS
-            .iter()
-            .map(move |(event, _)| format!("{table}.{}", trigger_name(event)))
-    });
-    [CHANGES, TRIMMED]
-        .map(String::from)
-        .into_iter()
-        .chain(triggers)
-        .collect()
-}
-
-#[derive(diesel::QueryableByName)]
-struct TriggerRow {
-    #[diesel(sql_type = diesel::sql_types::Text)]
-    name: String,
-}
-
-impl Db {
-    /// Installs the PostgreSQL triggers of the cache feed (see the [module](self)
-    /// docs). Idempotent: running it again replaces the functions and triggers with
-    /// the current version. Needs the right to create triggers on the four tables
-    /// (their owner). Briefly locks each table against writes while its triggers are
-    /// replaced, waiting at most 10 s for running writes (then it fails and changes
-    /// nothing). SQLite needs nothing installed: a configuration error says so.
-    ///
-    /// Cost: every insert or delete statement on the four tables, and every updated
-    /// row that changed, then runs a trigger function that inserts one row into an
-    /// unlogged table (no WAL); each listener runs one
-    /// prepared, indexed query every 20 to 200 ms, and the listeners between them
-    /// trim the table every 30 s. README ("Cost") has the measurements.
-    pub fn install_cache_feed(&self) -> Result<()> {
-        // Replacing a trigger waits for the table's running writes; give up rather
-        // than queue every later write behind a long transaction.
-        let sql = format!("SET LOCAL lock_timeout = '10s';\n{}", install_sql());
-        self.feed_admin(|c| c.transaction(|c| c.batch_execute(&sql)))
-    }
-
-    /// Removes the feed: the schema [`SCHEMA`] with its functions, and with them the
-    /// triggers. The tables and their data are untouched. Idempotent.
-    pub fn remove_cache_feed(&self) -> Result<()> {
-        self.feed_admin(|c| c.batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")))
-    }
-
-    /// Deletes the rows of [`CHANGES`] that every listener still polling has read,
-    /// and returns how many. Listeners call it every 10 s; it does anything at most
-    /// once per 30 s, deleting what had committed before its previous run, so a
-    /// listener that polled in between has seen it and one that did not is reset.
-    /// With no listener running nobody trims: schedule `jobprep cache-feed trim`
-    /// then, or remove the feed.
-    pub fn trim_cache_feed(&self) -> Result<usize> {
-        self.feed_admin(|c| diesel::sql_query(trim_sql()).execute(c))
-    }
-
-    /// Whether the feed's triggers are in place.
-    pub fn cache_feed_status(&self) -> Result<FeedInstallation> {
-        if self.backend() == Backend::Sqlite {
-            return Ok(FeedInstallation::InProcess);
-        }
-        let present: Vec<TriggerRow> = self.feed_admin(|c| {
-            diesel::sql_query(format!(
-                "SELECT c.relname || '.' || t.tgname AS name \
-                 FROM pg_trigger t \
-                 JOIN pg_class c ON c.oid = t.tgrelid \
-                 JOIN pg_proc p ON p.oid = t.tgfoid \
-                 JOIN pg_namespace n ON n.oid = p.pronamespace \
-                 WHERE n.nspname = '{SCHEMA}' AND NOT t.tgisinternal AND t.tgenabled <> 'D' \
-                 UNION ALL \
-                 SELECT n.nspname || '.' || c.relname FROM pg_class c \
-                 JOIN pg_namespace n ON n.oid = c.relnamespace \
-                 WHERE n.nspname = '{SCHEMA}' AND c.relkind = 'r'"
-            ))
-            .load(c)
-        })?;
-        let present: BTreeSet<String> = present.into_iter().map(|row| row.name).collect();
-        if present.is_empty() {
-            return Ok(FeedInstallation::Absent);
-        }
-        let missing: Vec<String> = expected_parts()
-            .into_iter()
-            .filter(|name| !present.contains(name))
-            .collect();
-        Ok(if missing.is_empty() {
-            FeedInstallation::Installed
-        } else {
-            FeedInstallation::Partial { missing }
-        })
-    }
-
-    fn feed_admin<T>(
-        &self,
-        f: impl FnOnce(&mut PgConnection) -> diesel::QueryResult<T>,
-    ) -> Result<T> {
-        self.with_connection(|conn| match conn.as_postgres() {
-            Some(c) => Ok(f(c)?),
-            None => Err(Error::Config(
-                "the cache feed's triggers are for PostgreSQL; on SQLite a listener sees \
-                 this process's commits without installing anything"
-                    .into(),
-            )),
-        })
-    }
-}
 
 /// What a [`Listener`] yields.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -503,7 +161,7 @@ impl StopHandle {
     }
 }
 
-/// Receives the cache tags of committed writes; see the [module](self) docs.
+/// Receives the cache tags of committed writes; see the [module](crate::feed) docs.
 ///
 /// Use it as an iterator (blocks until an event arrives or the listener is stopped
 /// through a [`StopHandle`]) or with [`Listener::recv_timeout`] (bounded).
@@ -764,26 +422,6 @@ fn lost(url: &DatabaseUrl, error: &dyn std::fmt::Display, connection_lost: bool)
     }
 }
 
-/// One poll, in one statement and so in one snapshot: the snapshot itself, whether
-/// changes the last poll had not seen may have been trimmed, and the changes of every
-/// transaction that committed between the last poll's snapshot (`$1`) and this one:
-/// those that were running then (its `xip`) or started after (from its `xmax` on).
-/// Transactions commit out of id order, so a plain "xid greater than the last one
-/// seen" would miss the slow ones.
-fn poll_sql() -> String {
-    format!(
-        "WITH head AS MATERIALIZED ( \
-           SELECT pg_current_snapshot()::text AS snapshot, \
-             coalesce((SELECT below FROM {TRIMMED}) > pg_snapshot_xmin($1::text::pg_snapshot), \
-                      true) AS gap) \
-         SELECT head.snapshot, head.gap, c.xid::text AS xid, c.source, c.ids, c.scopes \
-         FROM head LEFT JOIN {CHANGES} c \
-           ON c.xid >= pg_snapshot_xmax($1::text::pg_snapshot) \
-           OR c.xid = ANY(ARRAY(SELECT pg_snapshot_xip($1::text::pg_snapshot))) \
-         ORDER BY c.xid"
-    )
-}
-
 /// A row of the poll: the snapshot and gap on every row, and one recorded change
 /// (none on the single row of a poll that found nothing).
 #[derive(diesel::QueryableByName)]
@@ -809,25 +447,7 @@ type Ids = diesel::sql_types::Nullable<
     diesel::sql_types::Array<diesel::sql_types::Nullable<diesel::sql_types::Text>>,
 >;
 
-/// Trims [`CHANGES`], at most once per [`KEEP`] whoever runs it: rows of
-/// transactions that had finished when the previous trim ran are deleted, and that
-/// trim's horizon becomes `below`. A listener that polled since then has seen them.
-/// A trim already under way elsewhere is skipped, not waited for, so no listener's
-/// polling stalls behind another's delete.
-fn trim_sql() -> String {
-    format!(
-        "WITH due AS ( \
-           SELECT one FROM {TRIMMED} WHERE horizon_at < now() - interval '{KEEP}' \
-           FOR UPDATE SKIP LOCKED), \
-         round AS ( \
-           UPDATE {TRIMMED} t SET below = horizon, \
-             horizon = pg_snapshot_xmin(pg_current_snapshot()), horizon_at = now() \
-           FROM due WHERE t.one = due.one RETURNING t.below) \
-         DELETE FROM {CHANGES} WHERE xid < (SELECT below FROM round)"
-    )
-}
-
-/// How often a listener offers to trim; the trim itself runs at most once per [`KEEP`].
+/// How often a listener offers to trim; the trim itself runs at most once per 30 s.
 const TRIM_EVERY: Duration = Duration::from_secs(10);
 
 /// The PostgreSQL side: one thread, one session connection.
