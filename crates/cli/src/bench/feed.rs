@@ -2,13 +2,15 @@
 //! committed write takes to reach a listener. PostgreSQL only (on SQLite the feed is
 //! an in-process hand-off).
 //!
-//! Write throughput (`insert_job_info`, `--clients` threads) alternates in four rounds between
-//! the feed removed and the feed installed with a listener draining it, the order
-//! swapped every round, so drift on a shared machine hits both sides alike. Latency is
+//! Write throughput (`insert_job_info`, `--clients` threads, each writing as its own
+//! user) alternates in four rounds between the feed removed and the feed installed
+//! with a listener draining it, the order swapped every round, so drift on a shared
+//! machine hits both sides alike. Latency is
 //! measured one write at a time, each after a random pause of up to 100 ms: from the
 //! moment the write call returns (COMMIT acknowledged) to the moment the listener
 //! yields a batch holding the row's `id:` tag.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,11 +54,17 @@ pub fn run(base: DbConfig, seconds: f64, clients: usize, json: bool) -> Result<(
         ));
     }
     db.migrate()?;
-    let me = UserId::new("user_bench_feed")?;
-    jobprep_users::upsert(
-        &db,
-        &NewUser::new(me.clone(), "Bench", "bench@feed.example"),
-    )?;
+    // One user per client: the writes of one user take turns on its quota lock, and
+    // the bench would then measure how long that lock is held, not what writing costs.
+    let users = (0..clients.max(1))
+        .map(|client| {
+            let id = UserId::new(format!("user_bench_feed_{client}"))?;
+            let email = format!("bench{client}@feed.example");
+            jobprep_users::upsert(&db, &NewUser::new(id.clone(), "Bench", email))?;
+            Ok(id)
+        })
+        .collect::<Result<Vec<UserId>, jobprep_repo::Error>>()?;
+    let me = &users[0];
     let job = NewJobInfo::new("Backend", ExperienceLevel::Senior, "Rust and PostgreSQL");
     let half = Duration::from_secs_f64(seconds / f64::from(2 * ROUNDS));
 
@@ -69,7 +77,7 @@ pub fn run(base: DbConfig, seconds: f64, clients: usize, json: bool) -> Result<(
                 let listener = Listener::start(&db, FeedOptions::default())?;
                 let stop = listener.stop_handle();
                 let drain = std::thread::spawn(move || listener.count());
-                let (n, took) = writes(&db, &me, &job, half, clients)?;
+                let (n, took) = writes(&db, &users, &job, half)?;
                 on = (on.0 + n, on.1 + took);
                 stop.stop();
                 drain
@@ -77,7 +85,7 @@ pub fn run(base: DbConfig, seconds: f64, clients: usize, json: bool) -> Result<(
                     .map_err(|_| CliError::Bench("the draining listener panicked".into()))?;
             } else {
                 db.remove_cache_feed()?;
-                let (n, took) = writes(&db, &me, &job, half, clients)?;
+                let (n, took) = writes(&db, &users, &job, half)?;
                 off = (off.0 + n, off.1 + took);
             }
         }
@@ -95,7 +103,7 @@ pub fn run(base: DbConfig, seconds: f64, clients: usize, json: bool) -> Result<(
         // delivery would always find the same point of the poll cycle.
         let pause = rng.below(usize::try_from(longest.as_micros()).unwrap_or(usize::MAX));
         std::thread::sleep(Duration::from_micros(pause as u64));
-        let key = jobprep_job_infos::insert(&db, &me, &job)?;
+        let key = jobprep_job_infos::insert(&db, me, &job)?;
         let committed = Instant::now();
         let wanted = format!("id:{}:jobInfos", key.id);
         loop {
@@ -150,16 +158,17 @@ pub fn run(base: DbConfig, seconds: f64, clients: usize, json: bool) -> Result<(
     Ok(())
 }
 
-/// Job info inserts for `time`, one after another on each of `clients` threads.
+/// Job info inserts for `time`, one after another on one client thread per user.
 fn writes(
     db: &Db,
-    me: &UserId,
+    users: &[UserId],
     job: &NewJobInfo,
     time: Duration,
-    clients: usize,
 ) -> Result<(u64, Duration), CliError> {
-    let side = drive(clients, time, || {
-        Ok(|_: &mut Rng| jobprep_job_infos::insert(db, me, job).map(|_| 1))
+    let next = AtomicUsize::new(0);
+    let side = drive(users.len(), time, || {
+        let me = &users[next.fetch_add(1, Ordering::Relaxed) % users.len()];
+        Ok(move |_: &mut Rng| jobprep_job_infos::insert(db, me, job).map(|_| 1))
     })?;
     Ok((side.units, side.elapsed))
 }
