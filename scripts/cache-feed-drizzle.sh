@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The cache feed's triggers are invisible to the original app's tooling: on a migrated
-# database, `drizzle-kit pull` (0.31, with drizzle-orm 0.44, the app's versions) gives
-# the same schema before and after `jobprep cache-feed install`, and `drizzle-kit push`
-# of that schema finds nothing to change. Uses the pinned drizzle-kit of compat/drizzle
+# The cache feed (its triggers, and its tables in their own schema) is invisible to the
+# original app's tooling: on a migrated database, `drizzle-kit pull` (0.31, with
+# drizzle-orm 0.44, the app's versions) gives the same schema before and after
+# `jobprep cache-feed install`, and `drizzle-kit push` of that schema finds nothing to
+# change. Uses the pinned drizzle-kit of compat/drizzle
 # (`npm ci` from its lockfile); needs node, npm and psql.
 set -euo pipefail
 cd "$(dirname "$0")/.."
