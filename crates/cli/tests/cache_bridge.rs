@@ -290,6 +290,11 @@ fn cache_feed_commands_on_both_backends() {
             stdout(&jobprep(&t.url, &["cache-feed", "status"])).trim(),
             "installed"
         );
+        // Within 30 s of the install a trim does nothing.
+        assert_eq!(
+            stdout(&jobprep(&t.url, &["cache-feed", "trim"])).trim(),
+            "trimmed 0 recorded changes"
+        );
         let out = jobprep(&t.url, &["cache-feed", "remove"]);
         assert!(out.status.success(), "{out:?}");
         assert_eq!(
@@ -300,6 +305,8 @@ fn cache_feed_commands_on_both_backends() {
     let t = TestDb::new(Backend::Sqlite).unwrap();
     assert!(stdout(&jobprep(&t.url, &["cache-feed", "status"])).starts_with("in-process"));
     let out = jobprep(&t.url, &["cache-feed", "install"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = jobprep(&t.url, &["cache-feed", "trim"]);
     assert_eq!(out.status.code(), Some(1));
     // The bridge needs PostgreSQL: on SQLite it would only see its own commits.
     let out = Command::new(env!("CARGO_BIN_EXE_jobprep"))

@@ -667,6 +667,7 @@ fn sqlite_needs_nothing_installed() {
     );
     assert!(matches!(t.db.install_cache_feed(), Err(Error::Config(_))));
     assert!(matches!(t.db.remove_cache_feed(), Err(Error::Config(_))));
+    assert!(matches!(t.db.trim_cache_feed(), Err(Error::Config(_))));
 }
 
 #[test]
