@@ -94,7 +94,7 @@ enum MigrateAction {
 enum FeedAction {
     /// Install (or update) the triggers; safe to run again.
     Install,
-    /// Remove the triggers and their functions; the tables are untouched.
+    /// Remove the triggers, their functions and tables; the app's tables are untouched.
     Remove,
     /// Whether the triggers are in place.
     Status,

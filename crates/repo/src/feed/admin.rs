@@ -18,7 +18,8 @@ pub enum FeedInstallation {
     /// Every trigger is present and enabled, and both tables are there.
     Installed,
     /// Some parts are missing or disabled (a trigger as `table.trigger`, a table as
-    /// [`CHANGES`](super::CHANGES) or [`TRIMMED`](super::TRIMMED)): run the install again.
+    /// [`CHANGES`](super::CHANGES) or [`TRIMMED`](super::TRIMMED)): run the install
+    /// again.
     Partial { missing: Vec<String> },
     /// Nothing of the feed is in this database.
     Absent,
@@ -42,9 +43,9 @@ impl Db {
     ///
     /// Cost: every insert or delete statement on the four tables, and every updated
     /// row that changed, then runs a trigger function that inserts one row into an
-    /// unlogged table (no WAL); each listener runs one
-    /// prepared, indexed query every 20 to 200 ms, and the listeners between them
-    /// trim the table every 30 s. README ("Cost") has the measurements.
+    /// unlogged table (no WAL); each listener runs one prepared, indexed query every
+    /// 20 to 200 ms, and the listeners between them trim the table every 30 s.
+    /// README ("Cost") has the measurements.
     pub fn install_cache_feed(&self) -> Result<()> {
         // Replacing a trigger waits for the table's running writes; give up rather
         // than queue every later write behind a long transaction.
@@ -52,14 +53,15 @@ impl Db {
         self.feed_admin(|c| c.transaction(|c| c.batch_execute(&sql)))
     }
 
-    /// Removes the feed: the schema [`SCHEMA`] with its functions, and with them the
-    /// triggers. The tables and their data are untouched. Idempotent.
+    /// Removes the feed: the schema [`SCHEMA`] with its functions and tables, and
+    /// with them the triggers. The app's tables and their data are untouched.
+    /// Idempotent.
     pub fn remove_cache_feed(&self) -> Result<()> {
         self.feed_admin(|c| c.batch_execute(&format!("DROP SCHEMA IF EXISTS {SCHEMA} CASCADE")))
     }
 
-    /// Deletes the rows of [`CHANGES`](super::CHANGES) that every listener still polling has read,
-    /// and returns how many. Listeners call it every 10 s; it does anything at most
+    /// Deletes the rows of [`CHANGES`](super::CHANGES) that every listener still
+    /// polling has read, and returns how many. Listeners call it every 10 s; it does anything at most
     /// once per 30 s, deleting what had committed before its previous run, so a
     /// listener that polled in between has seen it and one that did not is reset.
     /// With no listener running nobody trims: schedule `jobprep cache-feed trim`
@@ -68,7 +70,7 @@ impl Db {
         self.feed_admin(|c| diesel::sql_query(trim_sql()).execute(c))
     }
 
-    /// Whether the feed's triggers are in place.
+    /// Whether the feed's triggers and tables are in place.
     pub fn cache_feed_status(&self) -> Result<FeedInstallation> {
         if self.backend() == Backend::Sqlite {
             return Ok(FeedInstallation::InProcess);
