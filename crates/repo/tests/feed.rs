@@ -491,6 +491,46 @@ fn changes_trimmed_before_a_listener_read_them_are_a_reset() {
 }
 
 #[test]
+fn a_lost_trim_horizon_is_one_reset_and_an_incomplete_install() {
+    let Some(t) = postgres() else { return };
+    let me = user(&t, "user_feed_horizon");
+    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
+    raw(&t)
+        .batch_execute("DELETE FROM jobprep_cache_feed.trimmed")
+        .unwrap();
+    // What was trimmed before the row went cannot be known: one reset.
+    assert_eq!(next_event(&mut listener, "the delete"), FeedEvent::Reset);
+    assert!(listener
+        .status()
+        .last_error
+        .is_some_and(|e| e.contains("cache-feed install")));
+    // Nothing trims without the row, so nothing more is lost: writes still arrive,
+    // with no reset before each.
+    for title in ["First after", "Second after"] {
+        jobprep_job_infos::insert(&t.db, &me, &job(title)).unwrap();
+        let reported = t.sink.take_sorted();
+        assert_one_batch(&collect(&mut listener, &reported), &reported);
+    }
+    assert_eq!(t.db.trim_cache_feed().unwrap(), 0);
+    assert_eq!(
+        t.db.cache_feed_status().unwrap(),
+        FeedInstallation::Partial {
+            missing: vec!["jobprep_cache_feed.trimmed row".into()]
+        }
+    );
+    assert!(matches!(
+        Listener::start(&t.db, FeedOptions::default()),
+        Err(Error::Config(_))
+    ));
+    listener.stop();
+    t.db.install_cache_feed().unwrap();
+    assert_eq!(
+        t.db.cache_feed_status().unwrap(),
+        FeedInstallation::Installed
+    );
+}
+
+#[test]
 fn a_killed_connection_reconnects_and_resets_before_new_batches() {
     let Some(t) = postgres() else { return };
     let me = user(&t, "user_feed_kill");

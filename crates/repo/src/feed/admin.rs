@@ -6,7 +6,7 @@ use diesel::connection::SimpleConnection;
 use diesel::pg::PgConnection;
 use diesel::{Connection as _, RunQueryDsl as _};
 
-use super::sql::{expected_parts, install_sql, trim_sql, SCHEMA};
+use super::sql::{expected_parts, horizon_row, install_sql, trim_sql, SCHEMA, TRIMMED};
 use crate::config::Backend;
 use crate::error::{Error, Result};
 use crate::handle::Db;
@@ -18,8 +18,8 @@ pub enum FeedInstallation {
     /// Every trigger is present and enabled, and both tables are there.
     Installed,
     /// Some parts are missing or disabled (a trigger as `table.trigger`, a table as
-    /// [`CHANGES`](super::CHANGES) or [`TRIMMED`](super::TRIMMED)): run the install
-    /// again.
+    /// [`CHANGES`](super::CHANGES) or [`TRIMMED`](super::TRIMMED), the one row of the
+    /// latter as `jobprep_cache_feed.trimmed row`): run the install again.
     Partial { missing: Vec<String> },
     /// Nothing of the feed is in this database.
     Absent,
@@ -90,9 +90,17 @@ impl Db {
             ))
             .load(c)
         })?;
-        let present: BTreeSet<String> = present.into_iter().map(|row| row.name).collect();
+        let mut present: BTreeSet<String> = present.into_iter().map(|row| row.name).collect();
         if present.is_empty() {
             return Ok(FeedInstallation::Absent);
+        }
+        // Without its one row, listeners cannot tell what was trimmed (see `poll_sql`).
+        if present.contains(TRIMMED) {
+            let rows: Vec<TriggerRow> = self.feed_admin(|c| {
+                diesel::sql_query(format!("SELECT '{}' AS name FROM {TRIMMED}", horizon_row()))
+                    .load(c)
+            })?;
+            present.extend(rows.into_iter().map(|row| row.name));
         }
         let missing: Vec<String> = expected_parts()
             .into_iter()

@@ -13,7 +13,7 @@ use diesel::pg::PgConnection;
 use diesel::{Connection as _, RunQueryDsl as _};
 
 use super::admin::FeedInstallation;
-use super::sql::{poll_sql, trim_sql, Owner, CHANGES, WATCHED};
+use super::sql::{poll_sql, trim_sql, Owner, CHANGES, TRIMMED, WATCHED};
 use crate::config::{Backend, DatabaseUrl};
 use crate::error::{Entity, Error, Result};
 use crate::handle::Db;
@@ -428,8 +428,9 @@ fn lost(url: &DatabaseUrl, error: &dyn std::fmt::Display, connection_lost: bool)
 struct Polled {
     #[diesel(sql_type = diesel::sql_types::Text)]
     snapshot: String,
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    gap: bool,
+    /// NULL when the horizon row of [`TRIMMED`] is gone.
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bool>)]
+    gap: Option<bool>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
     xid: Option<String>,
     #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
@@ -460,6 +461,8 @@ struct Worker {
     /// The wait before the next poll.
     wait: Duration,
     last_trim: Instant,
+    /// The last poll found the horizon row of [`TRIMMED`] gone.
+    horizon_missing: bool,
 }
 
 impl Worker {
@@ -471,6 +474,7 @@ impl Worker {
             queue,
             snapshot,
             last_trim: Instant::now(),
+            horizon_missing: false,
         }
     }
 
@@ -558,7 +562,25 @@ impl Worker {
         };
         self.snapshot.clone_from(&head.snapshot);
         self.queue.shared.status().polls += 1;
-        let found = head.gap || head.xid.is_some();
+        let gap = match head.gap {
+            Some(gap) => {
+                self.horizon_missing = false;
+                gap
+            }
+            // Without its row nobody can know what was trimmed before it went, so
+            // once is a reset; after that nothing trims (the trim needs the row),
+            // and no further change can be lost until an install puts it back.
+            None => {
+                let first = !self.horizon_missing;
+                self.horizon_missing = true;
+                self.queue.shared.status().last_error = Some(format!(
+                    "the row of {TRIMMED} is gone, so nothing is trimmed: run \
+                     `jobprep cache-feed install`"
+                ));
+                first
+            }
+        };
+        let found = gap || head.xid.is_some();
         self.wait = if found {
             self.options.poll_interval
         } else {
@@ -566,7 +588,7 @@ impl Worker {
                 .saturating_mul(2)
                 .min(self.options.idle_poll_interval)
         };
-        if head.gap && !self.queue.send(FeedEvent::Reset) {
+        if gap && !self.queue.send(FeedEvent::Reset) {
             return Ok(false);
         }
         let mut rest = polled.as_slice();

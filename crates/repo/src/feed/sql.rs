@@ -182,23 +182,29 @@ $fn$;
     )
 }
 
-/// The feed's parts as [`Db::cache_feed_status`](crate::Db::cache_feed_status) names them: its two tables, and
-/// `table.trigger` for each trigger.
+/// The name [`Db::cache_feed_status`](crate::Db::cache_feed_status) gives the one
+/// row of [`TRIMMED`].
+pub(super) fn horizon_row() -> String {
+    format!("{TRIMMED} row")
+}
+
+/// The feed's parts as [`Db::cache_feed_status`](crate::Db::cache_feed_status) names
+/// them: its two tables, the row of [`TRIMMED`], and `table.trigger` for each trigger.
 pub(super) fn expected_parts() -> Vec<String> {
     let triggers = WATCHED.iter().flat_map(|(table, _, _)| {
         EVENTS
             .iter()
             .map(move |(event, _)| format!("{table}.{}", trigger_name(event)))
     });
-    [CHANGES, TRIMMED]
-        .map(String::from)
+    [CHANGES.to_string(), TRIMMED.to_string(), horizon_row()]
         .into_iter()
         .chain(triggers)
         .collect()
 }
 
 /// One poll, in one statement and so in one snapshot: the snapshot itself, whether
-/// changes the last poll had not seen may have been trimmed, and the changes of every
+/// changes the last poll had not seen may have been trimmed (NULL when the row of
+/// [`TRIMMED`] is gone), and the changes of every
 /// transaction that committed between the last poll's snapshot (`$1`) and this one:
 /// those that were running then (its `xip`) or started after (from its `xmax` on).
 /// Transactions commit out of id order, so a plain "xid greater than the last one
@@ -207,8 +213,7 @@ pub(super) fn poll_sql() -> String {
     format!(
         "WITH head AS MATERIALIZED ( \
            SELECT pg_current_snapshot()::text AS snapshot, \
-             coalesce((SELECT below FROM {TRIMMED}) > pg_snapshot_xmin($1::text::pg_snapshot), \
-                      true) AS gap) \
+             (SELECT below FROM {TRIMMED}) > pg_snapshot_xmin($1::text::pg_snapshot) AS gap) \
          SELECT head.snapshot, head.gap, c.xid::text AS xid, c.source, c.ids, c.scopes \
          FROM head LEFT JOIN {CHANGES} c \
            ON c.xid >= pg_snapshot_xmax($1::text::pg_snapshot) \
