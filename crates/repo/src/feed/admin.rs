@@ -15,7 +15,8 @@ use crate::handle::Db;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
 pub enum FeedInstallation {
-    /// Every trigger is present and enabled, and both tables are there.
+    /// Every trigger is present and enabled, and both tables are there (the horizon
+    /// table with its one row).
     Installed,
     /// Some parts are missing or disabled (a trigger as `table.trigger`, a table as
     /// [`CHANGES`](super::CHANGES) or [`TRIMMED`](super::TRIMMED), the one row of the
