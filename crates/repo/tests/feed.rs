@@ -345,6 +345,39 @@ fn a_bulk_insert_is_one_recorded_change_and_one_batch() {
 }
 
 #[test]
+fn a_multi_row_insert_into_a_table_recorded_per_row_is_still_one_batch() {
+    let Some(t) = postgres() else { return };
+    let (me, _) = seed(&t, "user_feed_many_jobs");
+    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
+    let mut app = raw(&t);
+    // job_info's inserts are recorded per row; the listener joins a transaction's rows.
+    app.batch_execute(&format!(
+        "BEGIN; INSERT INTO job_info (name, \"experienceLevel\", description, \"userId\") \
+         SELECT 'job ' || n, 'junior', 'd', '{me}' FROM generate_series(1, 500) AS n"
+    ))
+    .unwrap();
+    let xid = text(&mut app, "pg_current_xact_id()::text");
+    app.batch_execute("COMMIT").unwrap();
+    let recorded = text(
+        &mut app,
+        &format!("(SELECT count(*)::text FROM jobprep_cache_feed.changes WHERE xid = '{xid}')"),
+    );
+    assert_eq!(recorded, "500");
+
+    let expected = vec!["global:jobInfos".to_string(), format!("user:{me}:jobInfos")];
+    let events = collect(&mut listener, &expected);
+    assert_eq!(events.len(), 1, "one batch");
+    let tags = all_tags(&events);
+    assert_eq!(
+        tags.len(),
+        502,
+        "every job info's id tag and the two shared ones"
+    );
+    assert_eq!(tag_set(tags).len(), 502, "each once");
+    listener.stop();
+}
+
+#[test]
 fn ids_of_any_length_and_characters_arrive_intact() {
     let Some(t) = postgres() else { return };
     let mut app = raw(&t);

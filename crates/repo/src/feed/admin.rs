@@ -42,9 +42,9 @@ impl Db {
     /// replaced, waiting at most 10 s for running writes (then it fails and changes
     /// nothing). SQLite needs nothing installed: a configuration error says so.
     ///
-    /// Cost: every insert or delete statement on the four tables, and every updated
-    /// row that changed, then runs a trigger function that inserts one row into an
-    /// unlogged table (no WAL); each listener runs one prepared, indexed query every
+    /// Cost: every inserted row (every insert statement on `questions`), every delete
+    /// statement, and every updated row that changed then runs a trigger function
+    /// that inserts one row into an unlogged table (no WAL); each listener runs one prepared, indexed query every
     /// 20 to 200 ms, and the listeners between them trim the table every 30 s.
     /// README ("Cost") has the measurements.
     pub fn install_cache_feed(&self) -> Result<()> {

@@ -4,8 +4,9 @@
 //! - **PostgreSQL**: `AFTER` triggers on `users`, `job_info`, `interviews` and
 //!   `questions` (installed by [`Db::install_cache_feed`](crate::Db::install_cache_feed), removed by
 //!   [`Db::remove_cache_feed`](crate::Db::remove_cache_feed)) record, in the writer's own transaction, one row per
-//!   insert or delete statement, and per updated row that changed, in the unlogged
-//!   table [`CHANGES`]: the table, the ids it changed and their parents. The row commits with the write or not at all, so
+//!   inserted row (per insert statement on `questions`, the table written in bulk),
+//!   per delete statement, and per updated row that changed, in the unlogged table
+//!   [`CHANGES`]: the table, the ids it changed and their parents. The row commits with the write or not at all, so
 //!   nothing is seen before COMMIT and nothing after a rollback. Rows removed by a
 //!   cascade fire the child tables' triggers, so their tags come too. Writes by the
 //!   original app, by `psql` and by jobprep are recorded alike. Each listener polls

@@ -49,28 +49,34 @@ pub(super) const WATCHED: [(&str, Entity, Scope); 4] = [
     ),
 ];
 
-/// One trigger per event, with how it fires. Inserts and deletes fire once per
-/// statement and read its rows from a transition table, so a bulk insert is one
-/// recorded change. Updates fire per row, and only for a row the update changed
-/// (compared as text, which every column type has): a no-op update, such as the lock a
-/// quota-checked write takes on its user, then costs no function call at all, where a
-/// statement trigger would capture both versions and compare them in SQL. `TRUNCATE`
-/// has no rows.
-const EVENTS: [(&str, &str); 4] = [
-    (
-        "insert",
-        "AFTER INSERT ON {t} REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT",
-    ),
-    (
-        "update",
-        "AFTER UPDATE ON {t} FOR EACH ROW WHEN (OLD::text IS DISTINCT FROM NEW::text)",
-    ),
-    (
-        "delete",
-        "AFTER DELETE ON {t} REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT",
-    ),
-    ("truncate", "AFTER TRUNCATE ON {t} FOR EACH STATEMENT"),
-];
+/// The events with a trigger each, on every watched table.
+const EVENTS: [&str; 4] = ["insert", "update", "delete", "truncate"];
+
+/// The table jobprep writes in bulk (`questions::insert_many`): its inserts fire once
+/// per statement, so a 1,000-row insert is one recorded change.
+const INSERTED_IN_BULK: &str = "questions";
+
+/// How the trigger of `event` on `table` fires, after `ON table`.
+///
+/// Inserts fire per row and read `NEW` (except on [`INSERTED_IN_BULK`]): for a
+/// single-row insert that costs less than reading a transition table, whose scans the
+/// executor sets up anew at every call (3 % of throughput, BENCHMARKS.md). Deletes fire
+/// once per statement and read a transition table, so a cascade records one change per
+/// parent. Updates fire per row, and only for a row the update changed (compared as
+/// text, which every column type has): a no-op update, such as the lock a
+/// quota-checked write takes on its user, then costs no function call at all.
+/// `TRUNCATE` has no rows.
+fn firing(table: &str, event: &str) -> &'static str {
+    match event {
+        "insert" if table == INSERTED_IN_BULK => {
+            "AFTER INSERT ON {t} REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT"
+        }
+        "insert" => "AFTER INSERT ON {t} FOR EACH ROW",
+        "update" => "AFTER UPDATE ON {t} FOR EACH ROW WHEN (OLD::text IS DISTINCT FROM NEW::text)",
+        "delete" => "AFTER DELETE ON {t} REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT",
+        _ => "AFTER TRUNCATE ON {t} FOR EACH STATEMENT",
+    }
+}
 
 fn trigger_name(event: &str) -> String {
     format!("{SCHEMA}_{event}")
@@ -122,13 +128,15 @@ $fn$;
 "#
     );
     for (table, _, scope) in WATCHED {
-        for (event, clause) in EVENTS {
+        for event in EVENTS {
             let name = trigger_name(event);
+            let clause = firing(table, event);
             let function = if event == "truncate" {
                 "truncated".to_string()
             } else {
                 let function = format!("{table}_{event}");
-                sql.push_str(&record_function(&function, table, scope, event));
+                let per_row = clause.contains("FOR EACH ROW");
+                sql.push_str(&record_function(&function, table, scope, event, per_row));
                 function
             };
             let clause = clause.replace("{t}", &format!("\"{table}\""));
@@ -140,33 +148,53 @@ $fn$;
     sql
 }
 
-/// A trigger function that records one row of [`CHANGES`]: for an insert or a
-/// delete statement, the ids and parents of its rows, read with two array
-/// subqueries (the cheapest form measured; a statement that touched no row records
-/// empty arrays, which listeners skip); for an updated row, its old and new version
-/// (a new `userId` moves a job info between two users' lists).
-fn record_function(function: &str, table: &str, scope: Scope, event: &str) -> String {
+/// A trigger function that records one row of [`CHANGES`]: for an inserted row, its
+/// id and parent; for an updated row, its old and new version (a new `userId` moves a
+/// job info between two users' lists); for a statement, the ids and parents of its
+/// rows, read with two array subqueries (the cheapest form measured; a statement that
+/// touched no row records empty arrays, which listeners skip).
+fn record_function(
+    function: &str,
+    table: &str,
+    scope: Scope,
+    event: &str,
+    per_row: bool,
+) -> String {
     let rows = if event == "insert" {
         "new_rows"
     } else {
         "old_rows"
     };
-    let body = match (event, scope) {
-        ("update", Some((column, _))) => format!(
-            "INSERT INTO {CHANGES} (source, ids, scopes) VALUES ('{table}', \
-             ARRAY[OLD.\"id\"::text, NEW.\"id\"::text], \
-             ARRAY[OLD.\"{column}\"::text, NEW.\"{column}\"::text]);"
+    // Row versions to record: the old and the new of an update, else the new one.
+    let versions: &[&str] = if event == "update" {
+        &["OLD", "NEW"]
+    } else {
+        &["NEW"]
+    };
+    let of_versions = |column: &str| {
+        let values: Vec<String> = versions
+            .iter()
+            .map(|version| format!("{version}.\"{column}\"::text"))
+            .collect();
+        format!("ARRAY[{}]", values.join(", "))
+    };
+    let of_rows = |column: &str| format!("ARRAY(SELECT \"{column}\"::text FROM {rows})");
+    let read = |column: &str| {
+        if per_row {
+            of_versions(column)
+        } else {
+            of_rows(column)
+        }
+    };
+    let body = match scope {
+        Some((column, _)) => format!(
+            "INSERT INTO {CHANGES} (source, ids, scopes) VALUES ('{table}', {}, {});",
+            read("id"),
+            read(column)
         ),
-        ("update", None) => format!(
-            "INSERT INTO {CHANGES} (source, ids) VALUES ('{table}', \
-             ARRAY[OLD.\"id\"::text, NEW.\"id\"::text]);"
-        ),
-        (_, Some((column, _))) => format!(
-            "INSERT INTO {CHANGES} (source, ids, scopes) VALUES ('{table}', \
-             ARRAY(SELECT \"id\"::text FROM {rows}), ARRAY(SELECT \"{column}\"::text FROM {rows}));"
-        ),
-        (_, None) => format!(
-            "INSERT INTO {CHANGES} (source, ids) VALUES ('{table}', ARRAY(SELECT \"id\"::text FROM {rows}));"
+        None => format!(
+            "INSERT INTO {CHANGES} (source, ids) VALUES ('{table}', {});",
+            read("id")
         ),
     };
     format!(
@@ -194,7 +222,7 @@ pub(super) fn expected_parts() -> Vec<String> {
     let triggers = WATCHED.iter().flat_map(|(table, _, _)| {
         EVENTS
             .iter()
-            .map(move |(event, _)| format!("{table}.{}", trigger_name(event)))
+            .map(move |event| format!("{table}.{}", trigger_name(event)))
     });
     [CHANGES.to_string(), TRIMMED.to_string(), horizon_row()]
         .into_iter()
