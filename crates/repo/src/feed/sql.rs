@@ -60,10 +60,10 @@ const INSERTED_IN_BULK: &str = "questions";
 ///
 /// Inserts fire per row and read `NEW` (except on [`INSERTED_IN_BULK`]): for a
 /// single-row insert that costs less than reading a transition table, whose scans the
-/// executor sets up anew at every call (3 % of throughput, BENCHMARKS.md). Deletes fire
-/// once per statement and read a transition table, so a cascade records one change per
-/// parent. Updates fire per row, and only for a row the update changed (compared as
-/// text, which every column type has): a no-op update, such as the lock a
+/// executor sets up anew at every call (BENCHMARKS.md, "Row triggers for inserts").
+/// Deletes fire once per statement and read a transition table, so a cascade records
+/// one change per parent. Updates fire per row, and only for a row the update changed
+/// (compared as text, which every column type has): a no-op update, such as the lock a
 /// quota-checked write takes on its user, then costs no function call at all.
 /// `TRUNCATE` has no rows.
 fn firing(table: &str, event: &str) -> &'static str {
