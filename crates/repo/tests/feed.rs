@@ -306,75 +306,69 @@ fn all_tags(events: &[FeedEvent]) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_bulk_insert_is_one_recorded_change_and_one_batch() {
-    let Some(t) = postgres() else { return };
-    let (_, job) = seed(&t, "user_feed_bulk");
+/// Commits `insert`, one multi-row statement, from another connection; returns how many
+/// rows of the feed's table it recorded, and the tags of the one batch the listener
+/// got, which must hold `shared` and `rows` id tags besides, each once.
+fn insert_rows(t: &TestDb, insert: &str, shared: &[String], rows: usize) -> String {
     let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
-    let mut app = raw(&t);
-    app.batch_execute(&format!(
-        "BEGIN; INSERT INTO questions (\"jobInfoId\", text, difficulty) \
-         SELECT '{job}', 'question ' || n, 'easy' FROM generate_series(1, 10000) AS n"
-    ))
-    .unwrap();
+    let mut app = raw(t);
+    app.batch_execute(&format!("BEGIN; {insert}")).unwrap();
     let xid = text(&mut app, "pg_current_xact_id()::text");
     app.batch_execute("COMMIT").unwrap();
     let recorded = text(
         &mut app,
         &format!("(SELECT count(*)::text FROM jobprep_cache_feed.changes WHERE xid = '{xid}')"),
     );
-    assert_eq!(
-        recorded, "1",
-        "one row for the statement, not one per question"
-    );
-
-    let expected = vec![
-        "global:questions".to_string(),
-        format!("jobInfo:{job}:questions"),
-    ];
-    let events = collect(&mut listener, &expected);
+    let events = collect(&mut listener, shared);
     assert_eq!(events.len(), 1, "one batch");
     let tags = all_tags(&events);
     assert_eq!(
         tags.len(),
-        10_002,
-        "every question's id tag and the two shared ones"
+        rows + shared.len(),
+        "every row's id tag and the shared ones"
     );
-    assert_eq!(tag_set(tags).len(), 10_002, "each once");
+    assert_eq!(tag_set(tags).len(), rows + shared.len(), "each once");
     listener.stop();
+    recorded
+}
+
+#[test]
+fn a_bulk_insert_is_one_recorded_change_and_one_batch() {
+    let Some(t) = postgres() else { return };
+    let (_, job) = seed(&t, "user_feed_bulk");
+    let recorded = insert_rows(
+        &t,
+        &format!(
+            "INSERT INTO questions (\"jobInfoId\", text, difficulty) \
+             SELECT '{job}', 'question ' || n, 'easy' FROM generate_series(1, 10000) AS n"
+        ),
+        &[
+            "global:questions".into(),
+            format!("jobInfo:{job}:questions"),
+        ],
+        10_000,
+    );
+    assert_eq!(
+        recorded, "1",
+        "one row for the statement, not one per question"
+    );
 }
 
 #[test]
 fn a_multi_row_insert_into_a_table_recorded_per_row_is_still_one_batch() {
     let Some(t) = postgres() else { return };
     let (me, _) = seed(&t, "user_feed_many_jobs");
-    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
-    let mut app = raw(&t);
+    let recorded = insert_rows(
+        &t,
+        &format!(
+            "INSERT INTO job_info (name, \"experienceLevel\", description, \"userId\") \
+             SELECT 'job ' || n, 'junior', 'd', '{me}' FROM generate_series(1, 500) AS n"
+        ),
+        &["global:jobInfos".into(), format!("user:{me}:jobInfos")],
+        500,
+    );
     // job_info's inserts are recorded per row; the listener joins a transaction's rows.
-    app.batch_execute(&format!(
-        "BEGIN; INSERT INTO job_info (name, \"experienceLevel\", description, \"userId\") \
-         SELECT 'job ' || n, 'junior', 'd', '{me}' FROM generate_series(1, 500) AS n"
-    ))
-    .unwrap();
-    let xid = text(&mut app, "pg_current_xact_id()::text");
-    app.batch_execute("COMMIT").unwrap();
-    let recorded = text(
-        &mut app,
-        &format!("(SELECT count(*)::text FROM jobprep_cache_feed.changes WHERE xid = '{xid}')"),
-    );
     assert_eq!(recorded, "500");
-
-    let expected = vec!["global:jobInfos".to_string(), format!("user:{me}:jobInfos")];
-    let events = collect(&mut listener, &expected);
-    assert_eq!(events.len(), 1, "one batch");
-    let tags = all_tags(&events);
-    assert_eq!(
-        tags.len(),
-        502,
-        "every job info's id tag and the two shared ones"
-    );
-    assert_eq!(tag_set(tags).len(), 502, "each once");
-    listener.stop();
 }
 
 #[test]
