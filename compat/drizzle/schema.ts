@@ -2,6 +2,7 @@
 // facts in crates/repo/tests/fixtures/original_app_schema.sql, plus what the app's team
 // adds to share its database with jobprep: the five index declarations marked
 // "jobprep index". Without them `drizzle-kit push` drops jobprep's indexes.
+import { sql } from "drizzle-orm";
 import { index, pgEnum, pgTable, timestamp, uuid, varchar } from "drizzle-orm/pg-core";
 
 export const experienceLevels = ["junior", "mid-level", "senior"] as const;
@@ -63,7 +64,7 @@ export const InterviewTable = pgTable(
   },
   (table) => [
     index("interviews_jobInfoId_updatedAt_idx").on(table.jobInfoId, table.updatedAt.desc().nullsFirst()), // jobprep index
-    index("interviews_jobInfoId_humeChatId_idx").on(table.jobInfoId, table.humeChatId), // jobprep index
+    index("interviews_jobInfoId_humeChatId_idx").on(table.jobInfoId).where(sql`${table.humeChatId} IS NOT NULL`), // jobprep index
   ],
 );
 

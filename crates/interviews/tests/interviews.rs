@@ -606,6 +606,36 @@ backend_tests! {
         assert!(t.sink.take().is_empty());
     }
 
+    fn a_chat_id_of_any_length_is_stored_through_jobprep_and_through_the_apps_own_sql(t) {
+        // `humeChatId` is an unbounded varchar in the app's schema. No index jobprep
+        // adds may narrow that: a btree entry holds at most about 2,700 bytes, so an
+        // index that contains the chat id would refuse this row, the app's writes too.
+        let owner = user(t, "user_owner");
+        let j = job(t, &owner, "Backend");
+        let long = |c: char| c.to_string().repeat(1 << 20);
+        let with = |c: char| NewInterview { hume_chat_id: Some(long(c)), ..NewInterview::new() };
+        let inserted = jobprep_interviews::insert(&t.db, &owner, j, &with('a')).unwrap();
+        let quota = jobprep_interviews::insert_within_quota(&t.db, &owner, j, &with('b'), 10).unwrap();
+        let pending = interview(t, &owner, j, None);
+        jobprep_interviews::update(&t.db, &owner, pending.id, &chat(&long('c'))).unwrap();
+        let pending_quota = interview(t, &owner, j, None);
+        jobprep_interviews::update_within_quota(&t.db, &owner, pending_quota.id, &chat(&long('d')), 10).unwrap();
+        for (key, c) in [(&inserted, 'a'), (&quota, 'b'), (&pending, 'c'), (&pending_quota, 'd')] {
+            assert_eq!(stored(t, key.id, &owner).hume_chat_id, Some(long(c)));
+        }
+        // The original app writes the same column with its own SQL.
+        let app_id = "0190b6a4-0000-7000-8000-00000000a991";
+        let sql = format!(
+            r#"INSERT INTO interviews (id, "jobInfoId", duration, "humeChatId") VALUES ('{app_id}', '{j}', '00:01:00', '{}');
+               UPDATE interviews SET "humeChatId" = '{}' WHERE id = '{app_id}';"#,
+            long('e'),
+            long('f'),
+        );
+        t.execute_sql(&sql).unwrap();
+        assert_eq!(count(t, &owner), 5);
+        assert_eq!(listed(t, j, &owner).len(), 5);
+    }
+
     fn a_refused_quota_checked_write_inside_a_transaction_can_be_handled_and_the_rest_commits(t) {
         let owner = user(t, "user_owner");
         let j = job(t, &owner, "Backend");

@@ -17,8 +17,9 @@
 //!   ([`DRIZZLE_JOURNAL`]) in its own transaction, so the app's `drizzle-kit migrate`
 //!   sees a jobprep-created database as up to date; adoption writes it when missing.
 //! - [`Db::migrate`] recovers from what other tools leave behind (an empty bookkeeping
-//!   table, bookkeeping dropped by `drizzle-kit push --force`, our indexes dropped)
-//!   without touching rows, and [`Db::check_schema`] names every drift.
+//!   table, bookkeeping dropped by `drizzle-kit push --force`, our indexes dropped,
+//!   redefined, or left invalid by a failed build) without touching rows, and
+//!   [`Db::check_schema`] names every drift.
 
 use std::time::{Duration, Instant};
 
@@ -119,7 +120,10 @@ pub enum Drift {
     /// A line found that the expected schema does not have.
     Unexpected(String),
     /// One of our indexes exists under its name with another definition (for example
-    /// rebuilt by `drizzle-kit push` from a schema declaring it differently).
+    /// rebuilt by `drizzle-kit push` from a schema declaring it differently, or an
+    /// earlier version of its migration), or is unusable: a failed `CREATE INDEX
+    /// CONCURRENTLY` leaves the index behind marked invalid, and the found line ends in
+    /// `(invalid)`. Our indexes are ours to repair: [`Db::migrate`] rebuilds it.
     Changed {
         /// The expected schema line.
         expected: String,
@@ -132,14 +136,15 @@ pub enum Drift {
 
 impl Drift {
     /// Whether `jobprep migrate` ([`Db::migrate`]) repairs it: bookkeeping, pending
-    /// migrations, our missing indexes and the journal. A changed or missing column, type
-    /// or constraint, and anything unexpected, is the app's schema: reported, never
-    /// touched.
+    /// migrations, our missing, changed or invalid indexes and the journal. A changed or
+    /// missing column, type or constraint, and anything unexpected, is the app's schema:
+    /// reported, never touched.
     pub fn repaired_by_migrate(&self) -> bool {
         match self {
             Drift::Bookkeeping(_) | Drift::Pending(_) | Drift::Journal(_) => true,
+            Drift::Changed { .. } => true,
             Drift::Missing(line) => line.starts_with("index "),
-            Drift::Unexpected(_) | Drift::Changed { .. } => false,
+            Drift::Unexpected(_) => false,
         }
     }
 }
@@ -334,6 +339,9 @@ fn migrate_locked(conn: &mut Connection) -> Result<MigrationReport> {
     if adopted {
         adopt(conn)?;
     }
+    // Before the pending migrations: their `IF NOT EXISTS` would take an invalid index
+    // left by a failed run as done, and record the migration as applied.
+    drop_changed_indexes(conn)?;
     let applied: Vec<String> = match &mut conn.inner {
         BackendConnection::Postgres(c) => c
             .run_pending_migrations(POSTGRES)
@@ -377,15 +385,46 @@ fn index_name(line: &str) -> &str {
     object.rsplit('.').next().unwrap_or(object)
 }
 
+/// Our indexes (by the expected schema's names) found under their name with another
+/// definition, or invalid.
+fn changed_indexes(expected: &[&str], found: &[String]) -> Vec<String> {
+    expected
+        .iter()
+        .filter(|line| line.starts_with("index ") && !found.iter().any(|f| f == *line))
+        .filter(|line| {
+            found
+                .iter()
+                .any(|f| f.starts_with("index ") && index_name(f) == index_name(line))
+        })
+        .map(|line| index_name(line).to_string())
+        .collect()
+}
+
+/// Drops our indexes that are changed or invalid (see [`Drift::Changed`]), so that the
+/// migrations build them again as written: the pending ones, and [`restore_indexes`]
+/// for the applied ones. The app's indexes are never touched. On PostgreSQL the drop
+/// is `CONCURRENTLY`, so the app keeps writing meanwhile.
+fn drop_changed_indexes(conn: &mut Connection) -> Result<()> {
+    let backend = conn.backend();
+    let found = describe_schema(conn)?;
+    for name in changed_indexes(&expected_schema(backend), &found) {
+        conn.batch_execute(&match backend {
+            Backend::Postgres => format!(r#"DROP INDEX CONCURRENTLY IF EXISTS "{name}""#),
+            Backend::Sqlite => format!(r#"DROP INDEX IF EXISTS "{name}""#),
+        })?;
+    }
+    Ok(())
+}
+
 /// Recreates our indexes that are recorded as applied but gone (`drizzle-kit push`
-/// drops indexes its schema does not declare). Every migration after the baseline is
-/// idempotent (`IF NOT EXISTS`, see migrations/README.md), so running the applied ones
-/// again restores exactly what is missing. Returns the restored index names.
+/// drops indexes its schema does not declare, [`drop_changed_indexes`] those it
+/// redefined). Every migration after the baseline is idempotent (`IF NOT EXISTS`, see
+/// migrations/README.md), so running the applied ones again restores exactly what is
+/// missing. Returns the restored index names.
 fn restore_indexes(conn: &mut Connection) -> Result<Vec<String>> {
     let backend = conn.backend();
     let found = describe_schema(conn)?;
-    // An index present under its name with another definition is reported by
-    // check_schema, not rebuilt: running the migration again would not change it.
+    // Only what is gone: an index still found under its name would not change.
     let missing: Vec<&str> = expected_schema(backend)
         .into_iter()
         .filter(|line| line.starts_with("index ") && !found.iter().any(|f| f == line))
@@ -828,6 +867,7 @@ SELECT line FROM (
     WHERE n.nspname = current_schema() AND c.relname <> '__diesel_schema_migrations'
   UNION ALL
     SELECT 'index ' || c.relname || '.' || i.relname || ' ' || pg_get_indexdef(i.oid)
+        || CASE WHEN x.indisvalid THEN '' ELSE ' (invalid)' END
     FROM pg_index x
     JOIN pg_class i ON i.oid = x.indexrelid
     JOIN pg_class c ON c.oid = x.indrelid

@@ -558,6 +558,38 @@ fn a_lost_trim_horizon_is_one_reset_and_an_incomplete_install() {
 }
 
 #[test]
+fn reinstalling_under_a_running_listener_is_one_reset_never_a_silent_gap() {
+    let Some(t) = postgres() else { return };
+    let me = user(&t, "user_feed_reinstall");
+    let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
+    // Whether or not the listener read this change before the install dropped the
+    // table that recorded it, what it may have missed must be a reset.
+    jobprep_job_infos::insert(&t.db, &me, &job("Before the reinstall")).unwrap();
+    t.db.install_cache_feed().unwrap();
+    t.sink.take();
+    jobprep_job_infos::insert(&t.db, &me, &job("After the reinstall")).unwrap();
+    let after = t.sink.take_sorted();
+    let events = collect(&mut listener, &after);
+    let resets: Vec<usize> = (0..events.len())
+        .filter(|&i| events[i] == FeedEvent::Reset)
+        .collect();
+    let batch = events
+        .iter()
+        .position(|e| matches!(e, FeedEvent::Tags(tags) if strings(tags).contains(&after[0])))
+        .unwrap_or_else(|| panic!("the write after the install arrives: {events:?}"));
+    assert_eq!(resets.len(), 1, "one reset: {events:?}");
+    assert!(resets[0] < batch, "the reset comes first: {events:?}");
+    assert_one_batch(&events[batch..], &after);
+    // A listener started after the install has nothing to reset.
+    let mut fresh = Listener::start(&t.db, FeedOptions::default()).unwrap();
+    jobprep_job_infos::insert(&t.db, &me, &job("Seen by the new listener")).unwrap();
+    let reported = t.sink.take_sorted();
+    assert_one_batch(&collect(&mut fresh, &reported), &reported);
+    fresh.stop();
+    listener.stop();
+}
+
+#[test]
 fn a_killed_connection_reconnects_and_resets_before_new_batches() {
     let Some(t) = postgres() else { return };
     let me = user(&t, "user_feed_kill");

@@ -199,9 +199,11 @@ backend_tests! {
         assert_eq!(t.db.check_schema().unwrap(), Vec::new());
     }
 
-    fn check_reports_an_index_of_ours_redefined_under_its_name_and_migrate_leaves_it(t) {
+    fn check_reports_an_index_of_ours_redefined_under_its_name_and_migrate_rebuilds_it(t) {
         // As `drizzle-kit push` does from a schema declaring the index otherwise (a
         // plain `.desc()` gives DESC NULLS LAST): the same name, another definition.
+        let full = t.db.describe_schema().unwrap();
+        exec(t, ONE_ROW_EACH);
         exec(
             t,
             r#"DROP INDEX "job_info_userId_updatedAt_idx";
@@ -213,11 +215,15 @@ backend_tests! {
             panic!("{drift:#?}");
         };
         assert!(expected.contains("job_info_userId_updatedAt_idx") && found.contains("createdAt"), "{drift:#?}");
-        assert!(!drift[0].repaired_by_migrate());
+        assert!(drift[0].repaired_by_migrate(), "our index is ours to rebuild");
         assert!(drift[0].to_string().starts_with("changed: expected index "), "{}", drift[0]);
         let report = t.db.migrate().unwrap();
-        assert!(report.repaired.is_empty() && report.applied.is_empty(), "{report:?}");
-        assert_eq!(t.db.check_schema().unwrap(), drift, "left as found");
+        assert!(report.applied.is_empty(), "{report:?}");
+        assert_eq!(report.repaired, vec!["job_info_userId_updatedAt_idx"]);
+        assert_eq!(t.db.describe_schema().unwrap(), full);
+        assert_eq!(t.db.check_schema().unwrap(), Vec::new());
+        assert_eq!(row_counts(t), [1, 1, 1, 1], "no row touched");
+        assert!(t.db.migrate().unwrap().repaired.is_empty(), "repairs once");
     }
 
     fn adopts_when_our_indexes_are_present_without_bookkeeping(t) {
@@ -290,17 +296,7 @@ const ONE_ROW_EACH: &str = r#"
 
 /// Runs SQL on a connection of its own, outside jobprep.
 fn exec(t: &TestDb, sql: &str) {
-    use diesel::connection::SimpleConnection;
-    use diesel::Connection;
-    match t.backend() {
-        Backend::Postgres => diesel::PgConnection::establish(&t.url)
-            .unwrap()
-            .batch_execute(sql),
-        Backend::Sqlite => diesel::SqliteConnection::establish(&t.url)
-            .unwrap()
-            .batch_execute(sql),
-    }
-    .unwrap();
+    t.execute_sql(sql).unwrap();
 }
 
 /// Whether PostgreSQL has a schema (namespace) of this name.
@@ -493,6 +489,86 @@ fn postgres_refuses_a_database_whose_shape_differs_and_changes_nothing() {
     );
     assert_eq!(t.db.describe_schema().unwrap(), before, "nothing changed");
     assert!(applied(&t.db).is_empty());
+}
+
+/// A chat id no index entry can hold (32 kB of md5 hex, which does not compress).
+const LONG_CHAT_ID: &str = "(SELECT string_agg(md5(i::text), '') FROM generate_series(1, 1000) i)";
+
+/// Builds our chat-id index as migration 000006 first defined it, chat id included,
+/// `CONCURRENTLY` as a migration does: over a long chat id the build fails and leaves
+/// the index behind, invalid. Returns the build's error.
+fn fail_to_build_the_old_chat_index(t: &TestDb) -> String {
+    exec(
+        t,
+        &format!(
+            r#"UPDATE interviews SET "humeChatId" = {LONG_CHAT_ID};
+               DROP INDEX "interviews_jobInfoId_humeChatId_idx";"#
+        ),
+    );
+    t.execute_sql(
+        r#"CREATE INDEX CONCURRENTLY "interviews_jobInfoId_humeChatId_idx" ON "interviews" ("jobInfoId", "humeChatId")"#,
+    )
+    .unwrap_err()
+}
+
+#[test]
+fn postgres_an_index_left_invalid_by_a_failed_build_is_named_and_rebuilt() {
+    let Some(t) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
+    let full = t.db.describe_schema().unwrap();
+    exec(&t, ONE_ROW_EACH);
+    let error = fail_to_build_the_old_chat_index(&t);
+    assert!(error.contains("index row"), "{error}");
+    let drift = t.db.check_schema().unwrap();
+    assert_eq!(drift.len(), 1, "{drift:#?}");
+    let Drift::Changed { found, .. } = &drift[0] else {
+        panic!("{drift:#?}");
+    };
+    assert!(found.contains("interviews_jobInfoId_humeChatId_idx") && found.ends_with("(invalid)"), "{found}");
+    assert!(drift[0].repaired_by_migrate());
+    let report = t.db.migrate().unwrap();
+    assert_eq!(report.repaired, vec!["interviews_jobInfoId_humeChatId_idx"], "{report:?}");
+    assert_eq!(t.db.describe_schema().unwrap(), full);
+    assert_eq!(t.db.check_schema().unwrap(), Vec::new());
+    assert_eq!(row_counts(&t), [1, 1, 1, 1], "the long chat id is kept");
+}
+
+#[test]
+fn postgres_a_migration_whose_index_build_failed_is_not_recorded_as_applied() {
+    // The first run of 000006 failed, leaving its index invalid and itself unrecorded;
+    // the next run must build the index, not take the invalid one for done.
+    let Some(t) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
+    let full = t.db.describe_schema().unwrap();
+    exec(&t, ONE_ROW_EACH);
+    fail_to_build_the_old_chat_index(&t);
+    exec(&t, "DELETE FROM __diesel_schema_migrations WHERE version = '20261126000006'");
+    let report = t.db.migrate().unwrap();
+    assert_eq!(report.applied, vec!["2026-11-26-000006_interviews_job_info_chat_idx"], "{report:?}");
+    assert_eq!(t.db.describe_schema().unwrap(), full, "the index is valid");
+    assert_eq!(t.db.check_schema().unwrap(), Vec::new());
+}
+
+#[test]
+fn postgres_adopts_an_app_database_holding_a_chat_id_no_index_entry_could_hold() {
+    let Some(t) = original_app_database() else {
+        return;
+    };
+    exec(&t, ONE_ROW_EACH);
+    exec(&t, &format!(r#"UPDATE interviews SET "humeChatId" = {LONG_CHAT_ID}"#));
+    let report = t.db.migrate().unwrap();
+    assert!(report.adopted && report.applied.len() == AFTER_BASELINE, "{report:?}");
+    assert_eq!(t.db.check_schema().unwrap(), Vec::new());
+    // The app keeps writing long chat ids after jobprep's indexes are in.
+    exec(
+        &t,
+        &format!(
+            r#"INSERT INTO interviews (id, "jobInfoId", duration, "humeChatId")
+               VALUES ('0190b6a4-0000-7000-8000-0000000000a2', '0190b6a4-0000-7000-8000-000000000001', '00:02:00', {LONG_CHAT_ID})"#
+        ),
+    );
 }
 
 #[test]

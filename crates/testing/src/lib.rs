@@ -184,6 +184,21 @@ impl TestDb {
     pub fn backend(&self) -> Backend {
         self.db.backend()
     }
+
+    /// Runs `sql` (one or more statements) on a connection of its own, outside jobprep,
+    /// as another client of the database would: the original app, `psql`, a migrator.
+    /// On failure, the database's error as text.
+    pub fn execute_sql(&self, sql: &str) -> Result<(), String> {
+        match self.backend() {
+            Backend::Postgres => PgConnection::establish(&self.url)
+                .map_err(|e| e.to_string())?
+                .batch_execute(sql),
+            Backend::Sqlite => diesel::SqliteConnection::establish(&self.url)
+                .map_err(|e| e.to_string())?
+                .batch_execute(sql),
+        }
+        .map_err(|e| e.to_string())
+    }
 }
 
 /// `admin_url` with its database name replaced by `name`.

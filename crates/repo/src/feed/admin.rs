@@ -36,8 +36,10 @@ struct TriggerRow {
 
 impl Db {
     /// Installs the PostgreSQL triggers of the cache feed (see the [module](crate::feed)
-    /// docs). Idempotent: running it again replaces the functions and triggers with
-    /// the current version. Needs the right to create triggers on the four tables
+    /// docs). Idempotent: running it again replaces the functions, triggers and tables
+    /// with the current version. Changes recorded before a re-install and not yet read
+    /// go with the old tables, so each listener running meanwhile yields one
+    /// [`FeedEvent::Reset`](super::FeedEvent::Reset) on its next poll. Needs the right to create triggers on the four tables
     /// (their owner). Briefly locks each table against writes while its triggers are
     /// replaced, waiting at most 10 s for running writes (then it fails and changes
     /// nothing). SQLite needs nothing installed: a configuration error says so.

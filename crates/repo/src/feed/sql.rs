@@ -104,12 +104,15 @@ CREATE UNLOGGED TABLE {CHANGES} (
 CREATE INDEX changes_xid ON {CHANGES} (xid);
 
 -- Rows of transactions older than `below` may be gone; `horizon` is the next
--- `below`, taken {KEEP} before it is used.
+-- `below`, taken {KEEP} before it is used. `installed` is this install's transaction:
+-- a listener whose last snapshot does not see it may have missed changes recorded in
+-- the tables this install dropped.
 CREATE TABLE {TRIMMED} (
   one boolean PRIMARY KEY DEFAULT true CHECK (one),
   below xid8 NOT NULL,
   horizon xid8 NOT NULL,
-  horizon_at timestamptz NOT NULL
+  horizon_at timestamptz NOT NULL,
+  installed xid8 NOT NULL DEFAULT pg_current_xact_id()
 );
 INSERT INTO {TRIMMED} (below, horizon, horizon_at)
   VALUES ('0', pg_snapshot_xmin(pg_current_snapshot()), now());
@@ -231,8 +234,9 @@ pub(super) fn expected_parts() -> Vec<String> {
 }
 
 /// One poll, in one statement and so in one snapshot: the snapshot itself, whether
-/// changes the last poll had not seen may have been trimmed (NULL when the row of
-/// [`TRIMMED`] is gone), and the changes of every
+/// changes the last poll had not seen may be gone, trimmed or dropped with the tables
+/// of an earlier install (NULL when the row of [`TRIMMED`] is gone), and the changes
+/// of every
 /// transaction that committed between the last poll's snapshot (`$1`) and this one:
 /// those that were running then (its `xip`) or started after (from its `xmax` on).
 /// Transactions commit out of id order, so a plain "xid greater than the last one
@@ -241,7 +245,9 @@ pub(super) fn poll_sql() -> String {
     format!(
         "WITH head AS MATERIALIZED ( \
            SELECT pg_current_snapshot()::text AS snapshot, \
-             (SELECT below FROM {TRIMMED}) > pg_snapshot_xmin($1::text::pg_snapshot) AS gap) \
+             (SELECT below > pg_snapshot_xmin($1::text::pg_snapshot) \
+                OR NOT pg_visible_in_snapshot(installed, $1::text::pg_snapshot) \
+              FROM {TRIMMED}) AS gap) \
          SELECT head.snapshot, head.gap, c.xid::text AS xid, c.source, c.ids, c.scopes \
          FROM head LEFT JOIN {CHANGES} c \
            ON c.xid >= pg_snapshot_xmax($1::text::pg_snapshot) \
