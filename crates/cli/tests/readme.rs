@@ -92,3 +92,65 @@ fn documented_writes_never_drop_their_cache_tags() {
         offenders.join("\n")
     );
 }
+
+/// The functions a feature crate's README names, outside its code blocks (which are
+/// doctests, so the compiler checks them): `name(...)` anywhere, and the first column
+/// of a table of use cases.
+fn functions_named(readme: &str) -> Vec<String> {
+    let prose = readme
+        .split("```")
+        .step_by(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let is_name = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_lowercase() || c == '_');
+    let mut names = Vec::new();
+    let mut use_case_table = false;
+    let mut previous = "";
+    for line in prose.lines() {
+        let first_cell = line
+            .strip_prefix('|')
+            .and_then(|rest| rest.split('|').next())
+            .unwrap_or("");
+        if !previous.starts_with('|') {
+            use_case_table = first_cell.trim() == "use case";
+        }
+        previous = line;
+        for span in line.split('`').skip(1).step_by(2) {
+            if let Some((name, _)) = span.split_once('(') {
+                if is_name(name) {
+                    names.push(name.to_owned());
+                }
+            } else if use_case_table && is_name(span) && first_cell.contains(&format!("`{span}`")) {
+                names.push(span.to_owned());
+            }
+        }
+    }
+    names.sort();
+    names.dedup();
+    names
+}
+
+#[test]
+fn feature_crate_readmes_name_only_functions_the_crate_has() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut missing = Vec::new();
+    for krate in ["users", "job_infos", "interviews", "questions"] {
+        let dir = root.join("crates").join(krate);
+        let readme = std::fs::read_to_string(dir.join("README.md")).unwrap();
+        let source = std::fs::read_to_string(dir.join("src/lib.rs")).unwrap();
+        // Builder methods of the forms a crate re-exports live in the repository crate.
+        let forms = std::fs::read_to_string(root.join(format!("crates/repo/src/{krate}.rs")))
+            .unwrap_or_default();
+        let names = functions_named(&readme);
+        assert!(!names.is_empty(), "{krate}: no function named");
+        for name in names {
+            let defined = |code: &str| {
+                code.contains(&format!("fn {name}(")) || code.contains(&format!("fn {name}<"))
+            };
+            if !defined(&source) && !defined(&forms) {
+                missing.push(format!("crates/{krate}/README.md names `{name}`"));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "no such function: {missing:#?}");
+}

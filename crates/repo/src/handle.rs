@@ -144,7 +144,21 @@ impl DbBuilder {
         self
     }
 
-    /// Validates the settings and builds the handle. Opens no connection.
+    /// Validates the settings and builds the handle. Opens no connection, so a server
+    /// that is down or refuses the credentials is found by the first call, as a
+    /// retryable [`Error::Unavailable`] or a [`Error::Config`]. What can be judged
+    /// without a server is refused here, at once, as [`Error::Config`] (never
+    /// retryable): a URL that does not parse, an unknown scheme, an unknown or
+    /// malformed setting.
+    ///
+    /// ```
+    /// use jobprep_repo::{Db, Error};
+    ///
+    /// let malformed = Db::builder("postgres://app@db.internal:port/app").build();
+    /// assert!(matches!(malformed, Err(Error::Config(_))));
+    /// // Well formed: built without a connection, though nothing listens there.
+    /// assert!(Db::builder("postgres://app@127.0.0.1:1/app").build().is_ok());
+    /// ```
     pub fn build(self) -> Result<Db> {
         let config = self.config.map_err(Error::Config)?;
         Db::from_parts(config, self.sink.unwrap_or_else(|| Arc::new(NoopSink)))
@@ -152,7 +166,8 @@ impl DbBuilder {
 }
 
 impl Db {
-    /// A handle for `url` with default settings and no tag sink.
+    /// A handle for `url` with default settings and no tag sink. Despite the name it
+    /// opens no connection: see [`DbBuilder::build`].
     pub fn connect(url: &str) -> Result<Db> {
         Db::builder(url).build()
     }

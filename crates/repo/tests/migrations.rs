@@ -525,10 +525,17 @@ fn postgres_an_index_left_invalid_by_a_failed_build_is_named_and_rebuilt() {
     let Drift::Changed { found, .. } = &drift[0] else {
         panic!("{drift:#?}");
     };
-    assert!(found.contains("interviews_jobInfoId_humeChatId_idx") && found.ends_with("(invalid)"), "{found}");
+    assert!(
+        found.contains("interviews_jobInfoId_humeChatId_idx") && found.ends_with("(invalid)"),
+        "{found}"
+    );
     assert!(drift[0].repaired_by_migrate());
     let report = t.db.migrate().unwrap();
-    assert_eq!(report.repaired, vec!["interviews_jobInfoId_humeChatId_idx"], "{report:?}");
+    assert_eq!(
+        report.repaired,
+        vec!["interviews_jobInfoId_humeChatId_idx"],
+        "{report:?}"
+    );
     assert_eq!(t.db.describe_schema().unwrap(), full);
     assert_eq!(t.db.check_schema().unwrap(), Vec::new());
     assert_eq!(row_counts(&t), [1, 1, 1, 1], "the long chat id is kept");
@@ -544,9 +551,16 @@ fn postgres_a_migration_whose_index_build_failed_is_not_recorded_as_applied() {
     let full = t.db.describe_schema().unwrap();
     exec(&t, ONE_ROW_EACH);
     fail_to_build_the_old_chat_index(&t);
-    exec(&t, "DELETE FROM __diesel_schema_migrations WHERE version = '20261126000006'");
+    exec(
+        &t,
+        "DELETE FROM __diesel_schema_migrations WHERE version = '20261126000006'",
+    );
     let report = t.db.migrate().unwrap();
-    assert_eq!(report.applied, vec!["2026-11-26-000006_interviews_job_info_chat_idx"], "{report:?}");
+    assert_eq!(
+        report.applied,
+        vec!["2026-11-26-000006_interviews_job_info_chat_idx"],
+        "{report:?}"
+    );
     assert_eq!(t.db.describe_schema().unwrap(), full, "the index is valid");
     assert_eq!(t.db.check_schema().unwrap(), Vec::new());
 }
@@ -557,9 +571,15 @@ fn postgres_adopts_an_app_database_holding_a_chat_id_no_index_entry_could_hold()
         return;
     };
     exec(&t, ONE_ROW_EACH);
-    exec(&t, &format!(r#"UPDATE interviews SET "humeChatId" = {LONG_CHAT_ID}"#));
+    exec(
+        &t,
+        &format!(r#"UPDATE interviews SET "humeChatId" = {LONG_CHAT_ID}"#),
+    );
     let report = t.db.migrate().unwrap();
-    assert!(report.adopted && report.applied.len() == AFTER_BASELINE, "{report:?}");
+    assert!(
+        report.adopted && report.applied.len() == AFTER_BASELINE,
+        "{report:?}"
+    );
     assert_eq!(t.db.check_schema().unwrap(), Vec::new());
     // The app keeps writing long chat ids after jobprep's indexes are in.
     exec(
