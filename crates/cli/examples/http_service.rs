@@ -33,8 +33,8 @@
 //!   service says so on stderr when it starts. Without a secret and without the flag it
 //!   does not start.
 //!
-//! Every route reads and writes only the acting user's rows; another user's id answers
-//! 404, like a missing one.
+//! The user routes read and write only the acting user's rows; another user's id
+//! answers 404, like a missing one.
 //!
 //! | route | does |
 //! |---|---|
