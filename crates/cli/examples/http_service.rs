@@ -2,17 +2,39 @@
 //! tokio's blocking pool through `AsyncDb`, JSON with the original app's field names.
 //!
 //! ```sh
-//! cargo run -p jobprep-cli --example http_service                  # embedded SQLite, 127.0.0.1:3000
-//! cargo run -p jobprep-cli --example http_service -- --database-url postgres://... --bind 127.0.0.1:8080
+//! # Development: embedded SQLite on 127.0.0.1:3000, the caller taken from `x-user-id`.
+//! cargo run -p jobprep-cli --example http_service -- --insecure-dev-auth
 //! curl -X PUT localhost:3000/users/me -H 'x-user-id: user_1' \
 //!      -d '{"name": "Ada", "email": "ada@example.com"}'
 //! curl -X POST localhost:3000/job-infos -H 'x-user-id: user_1' \
 //!      -d '{"name": "SRE", "experienceLevel": "senior", "description": "On call"}'
+//! # With the provider's signing secret: the webhook is verified.
+//! CLERK_WEBHOOK_SECRET=whsec_... cargo run -p jobprep-cli --example http_service -- \
+//!      --database-url postgres://... --bind 127.0.0.1:8080
 //! ```
 //!
-//! The caller is the `x-user-id` header, trusted as it is: it stands in for the user id
-//! your authentication layer verified. Every route reads and writes only that user's
-//! rows; another user's id answers 404, like a missing one.
+//! **Who is authenticated.**
+//!
+//! - `POST /webhooks/auth` is: a request must carry the provider's signature, as Svix
+//!   (through which Clerk signs) specifies it. `svix-signature` lists `v1,<base64>`
+//!   entries (others are ignored), one of which must be the HMAC-SHA256 of
+//!   `{svix-id}.{svix-timestamp}.{body}` under the key that is the base64 after the
+//!   `whsec_` of `CLERK_WEBHOOK_SECRET`; `svix-timestamp` (Unix seconds) must be within
+//!   5 minutes of the service's clock. A missing, stale or wrong signature answers 401
+//!   `{"error": "invalid webhook signature"}` and changes nothing. A delivery replayed
+//!   within those 5 minutes is not detected (a service that must refuse replays keeps
+//!   the `svix-id`s it has accepted).
+//! - Every other route acts for the user that [`authenticate`] returns, and this example
+//!   verifies no session: they all answer 401 `{"error": "not authenticated"}` until a
+//!   real service puts its session check there (see that function).
+//! - `--insecure-dev-auth` (or `JOBPREP_INSECURE_DEV_AUTH=true`) is for development
+//!   only: [`authenticate`] then trusts the `x-user-id` header as it is, so any caller
+//!   can act as any user, and without a secret the webhook is accepted unsigned. The
+//!   service says so on stderr when it starts. Without a secret and without the flag it
+//!   does not start.
+//!
+//! The user routes read and write only the acting user's rows; another user's id
+//! answers 404, like a missing one.
 //!
 //! | route | does |
 //! |---|---|
@@ -32,14 +54,12 @@
 //! `image_url` as no image; `created_at` and `updated_at` (epoch milliseconds) as the
 //! user's timestamps. It answers 200 with the stored user, or with what the deletion
 //! removed (`null` when the user was already gone, so a redelivered event succeeds).
-//! Verifying the provider's signature (Clerk signs with Svix: the `svix-id`,
-//! `svix-timestamp` and `svix-signature` headers) is left out of this example; a real
-//! service must verify it before trusting the body, as it must verify `x-user-id`.
 //!
 //! Creations answer 201 with the new row's key; reads carry the cache tags they depend
 //! on in `x-cache-tags`. Errors are `{"error": ...}`: 400 (with `"field"` when one is to
-//! blame), 401 (no or bad `x-user-id`), 404, 409 (with `"constraint"`), 503 (retry),
-//! 500 (details only in the service's log).
+//! blame), 401 (not authenticated, or a bad webhook signature; the reason only in the
+//! service's log), 404, 409 (with `"constraint"`), 503 (retry), 500 (details only in the
+//! service's log).
 //!
 //! **Read cache.** `GET /job-infos` and `GET /job-infos/{id}` are served from a small
 //! in-memory cache keyed by route and caller, each entry stored under the cache tags
@@ -58,15 +78,19 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request, State};
 use axum::http::request::Parts;
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use clap::Parser;
+use hmac::{Hmac, Mac};
 use jobprep_interviews::{asynch as interviews, InterviewChanges, NewInterview};
 use jobprep_job_infos::{asynch as job_infos, JobInfoChanges, NewJobInfo};
 use jobprep_questions::{asynch as questions, NewQuestion, QuestionChanges};
@@ -78,10 +102,17 @@ use jobprep_repo::{
 use jobprep_users::{asynch as users, NewUser, UserId};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 use tokio::net::TcpListener;
 
-/// The request header that names the caller.
+/// The request header that names the caller in development mode.
 pub const USER_HEADER: &str = "x-user-id";
+
+/// The environment variable that holds the webhook's signing secret (`whsec_...`).
+pub const WEBHOOK_SECRET_ENV: &str = "CLERK_WEBHOOK_SECRET";
+
+/// How far `svix-timestamp` may be from the service's clock, either way (Svix's default).
+pub const WEBHOOK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Debug, Parser)]
 #[command(about = "jobprep over HTTP (an example service)")]
@@ -94,12 +125,27 @@ struct Args {
     /// The address to listen on.
     #[arg(long, env = "JOBPREP_HTTP_BIND", default_value = "127.0.0.1:3000")]
     bind: SocketAddr,
+
+    /// Development only: trust the x-user-id header as the caller, and accept unsigned
+    /// webhooks when CLERK_WEBHOOK_SECRET is not set.
+    #[arg(long, env = "JOBPREP_INSECURE_DEV_AUTH")]
+    insecure_dev_auth: bool,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    let db = match open(args.database_url.as_deref()).await {
+    // From the environment only: a secret on the command line shows in `ps`.
+    let secret = std::env::var(WEBHOOK_SECRET_ENV).ok();
+    let auth = match Auth::new(secret.as_deref(), args.insecure_dev_auth) {
+        Ok(auth) => auth,
+        Err(error) => {
+            eprintln!("http_service: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    eprintln!("http_service: {}", auth.describe());
+    let db = match open(args.database_url.as_deref(), auth).await {
         Ok(db) => db,
         Err(error) => {
             eprintln!("http_service: {error}");
@@ -129,11 +175,12 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The service's state: the database and its read cache.
+/// The service's state: the database, its read cache and how callers are authenticated.
 #[derive(Clone)]
 pub struct Service {
     db: AsyncDb,
     cache: ReadCache,
+    auth: Auth,
 }
 
 impl std::fmt::Debug for Service {
@@ -141,6 +188,7 @@ impl std::fmt::Debug for Service {
         f.debug_struct("Service")
             .field("backend", &self.backend())
             .field("caching", &self.caching())
+            .field("auth", &self.auth)
             .finish()
     }
 }
@@ -157,6 +205,12 @@ impl FromRef<Service> for ReadCache {
     }
 }
 
+impl FromRef<Service> for Auth {
+    fn from_ref(service: &Service) -> Auth {
+        service.auth.clone()
+    }
+}
+
 impl Service {
     /// The backend the service runs on.
     pub fn backend(&self) -> jobprep_repo::Backend {
@@ -170,8 +224,9 @@ impl Service {
 }
 
 /// The service for `database_url` (default: `DATABASE_URL`, else the embedded SQLite
-/// file), migrated, with its read cache following the cache feed when it can.
-pub async fn open(database_url: Option<&str>) -> jobprep_repo::Result<Service> {
+/// file), migrated, with its read cache following the cache feed when it can, and its
+/// callers authenticated as `auth` says.
+pub async fn open(database_url: Option<&str>, auth: Auth) -> jobprep_repo::Result<Service> {
     let cache = ReadCache::default();
     let sink: Arc<dyn TagSink> = Arc::new(cache.clone());
     let config = match database_url.filter(|url| !url.trim().is_empty()) {
@@ -183,7 +238,7 @@ pub async fn open(database_url: Option<&str>) -> jobprep_repo::Result<Service> {
     if let Err(error) = cache.follow(db.sync()) {
         eprintln!("http_service: read cache off: {error}");
     }
-    Ok(Service { db, cache })
+    Ok(Service { db, cache, auth })
 }
 
 /// Serves the API on `listener` until the task is dropped.
@@ -238,6 +293,200 @@ pub fn router(service: Service) -> Router {
         .route("/webhooks/auth", post(auth_webhook))
         .fallback(|| async { ApiError::NoRoute })
         .with_state(service)
+}
+
+// ---- authentication ----
+
+/// How the service authenticates its callers, set once at start-up (see the module
+/// docs).
+#[derive(Clone, Debug)]
+pub struct Auth {
+    /// Verifies the webhook; `None` only in development mode without a secret.
+    webhook: Option<Arc<WebhookVerifier>>,
+    /// Development mode: [`authenticate`] trusts the `x-user-id` header.
+    insecure_dev: bool,
+}
+
+impl Auth {
+    /// From the webhook's signing secret (`whsec_...`; empty counts as none) and the
+    /// development flag. Without a secret only development mode starts; a secret that
+    /// does not decode never does.
+    pub fn new(webhook_secret: Option<&str>, insecure_dev: bool) -> Result<Auth, String> {
+        let webhook = match webhook_secret.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(secret) => Some(Arc::new(WebhookVerifier::new(secret, WEBHOOK_TOLERANCE)?)),
+            None if insecure_dev => None,
+            None => {
+                return Err(format!(
+                    "set {WEBHOOK_SECRET_ENV} to the auth provider's webhook signing secret \
+                     (whsec_...), or pass --insecure-dev-auth for development"
+                ))
+            }
+        };
+        Ok(Auth {
+            webhook,
+            insecure_dev,
+        })
+    }
+
+    /// One line for the start-up log: what is verified and what is trusted.
+    pub fn describe(&self) -> String {
+        let webhook = if self.webhook.is_some() {
+            "webhook signatures are verified".to_owned()
+        } else {
+            format!("INSECURE: webhooks are not verified (no {WEBHOOK_SECRET_ENV})")
+        };
+        let callers = if self.insecure_dev {
+            format!(
+                "INSECURE: the {USER_HEADER} header is trusted as the caller (--insecure-dev-auth)"
+            )
+        } else {
+            "no session is verified, so every user route answers 401 until authenticate() \
+             checks sessions"
+                .to_owned()
+        };
+        format!("{webhook}; {callers}")
+    }
+
+    /// Checks a webhook request before anything reads its body.
+    fn verify_webhook(&self, headers: &HeaderMap, body: &[u8]) -> Result<(), ApiError> {
+        match &self.webhook {
+            Some(verifier) => verifier
+                .verify(headers, body, unix_now())
+                .map_err(ApiError::WebhookSignature),
+            // Development mode without a secret, refused at start-up otherwise.
+            None => Ok(()),
+        }
+    }
+}
+
+/// The acting user of a request to any route but the webhook.
+///
+/// **This is where a real service authenticates its callers, and this example does
+/// not**: outside development mode it refuses every request (401). Put your session
+/// check here. For the original app's provider (Clerk) that is the session token, a JWT
+/// in `Authorization: Bearer ...` (or the browser's `__session` cookie): verify its
+/// signature against the provider's JWKS, its `exp` and `nbf`, and its `azp` against
+/// your own origins; the user id is its `sub` claim. Anything that does not verify is
+/// [`ApiError::Unauthenticated`].
+///
+/// In development mode (`--insecure-dev-auth`) it trusts the `x-user-id` header as it
+/// is, so any caller can act as any user.
+pub fn authenticate(parts: &Parts, auth: &Auth) -> Result<UserId, ApiError> {
+    if !auth.insecure_dev {
+        return Err(ApiError::Unauthenticated);
+    }
+    let header = parts
+        .headers
+        .get(USER_HEADER)
+        .ok_or(ApiError::Unauthenticated)?;
+    let id = header.to_str().map_err(|_| ApiError::Unauthenticated)?;
+    UserId::new(id).map_err(|_| ApiError::Unauthenticated)
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Verifies the auth provider's webhook signatures as Svix specifies them (see the
+/// module docs).
+#[derive(Clone)]
+pub struct WebhookVerifier {
+    key: Vec<u8>,
+    tolerance: Duration,
+}
+
+impl std::fmt::Debug for WebhookVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WebhookVerifier")
+            .field("key", &"<redacted>")
+            .field("tolerance", &self.tolerance)
+            .finish()
+    }
+}
+
+/// Why a webhook request is refused; each answers the same 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureError {
+    /// A `svix-*` header is missing, or not visible ASCII.
+    MissingHeader(&'static str),
+    /// `svix-timestamp` is not Unix seconds.
+    BadTimestamp,
+    /// `svix-timestamp` is further from the service's clock than the tolerance.
+    Stale,
+    /// No `v1` signature matches.
+    Mismatch,
+}
+
+impl std::fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignatureError::MissingHeader(name) => write!(f, "no usable {name} header"),
+            SignatureError::BadTimestamp => f.write_str("svix-timestamp is not Unix seconds"),
+            SignatureError::Stale => f.write_str("svix-timestamp is outside the tolerance"),
+            SignatureError::Mismatch => f.write_str("no v1 signature matches"),
+        }
+    }
+}
+
+impl WebhookVerifier {
+    /// The verifier for `secret`: `whsec_` and the base64 key, as the provider shows it
+    /// (the bare base64 is taken too, as Svix's own libraries do), accepting timestamps
+    /// within `tolerance` of the clock.
+    pub fn new(secret: &str, tolerance: Duration) -> Result<WebhookVerifier, String> {
+        let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+        let key = BASE64
+            .decode(encoded)
+            .map_err(|error| format!("{WEBHOOK_SECRET_ENV} is not whsec_ and base64: {error}"))?;
+        // An empty key is one anyone can sign with.
+        if key.is_empty() {
+            return Err(format!("{WEBHOOK_SECRET_ENV} holds an empty key"));
+        }
+        Ok(WebhookVerifier { key, tolerance })
+    }
+
+    /// Checks the `svix-id`, `svix-timestamp` and `svix-signature` headers against
+    /// `body`, the raw bytes as received, at `now` (Unix seconds).
+    pub fn verify(&self, headers: &HeaderMap, body: &[u8], now: i64) -> Result<(), SignatureError> {
+        let header = |name: &'static str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .ok_or(SignatureError::MissingHeader(name))
+        };
+        let id = header("svix-id")?;
+        let timestamp = header("svix-timestamp")?;
+        let signatures = header("svix-signature")?;
+        let sent: i64 = timestamp
+            .parse()
+            .map_err(|_| SignatureError::BadTimestamp)?;
+        if now.abs_diff(sent) > self.tolerance.as_secs() {
+            return Err(SignatureError::Stale);
+        }
+        // HMAC takes a key of any length; this cannot fail.
+        let mut mac =
+            HmacSha256::new_from_slice(&self.key).map_err(|_| SignatureError::Mismatch)?;
+        for part in [id.as_bytes(), b".", timestamp.as_bytes(), b".", body] {
+            mac.update(part);
+        }
+        // Several entries during a secret rotation; other versions than v1 are skipped.
+        let matches = signatures
+            .split_ascii_whitespace()
+            .filter_map(|entry| entry.strip_prefix("v1,"))
+            .filter_map(|signature| BASE64.decode(signature).ok())
+            // `verify_slice` compares in constant time.
+            .any(|signature| mac.clone().verify_slice(&signature).is_ok());
+        if matches {
+            Ok(())
+        } else {
+            Err(SignatureError::Mismatch)
+        }
+    }
+}
+
+/// The clock, in Unix seconds (0 before 1970, which no timestamp is near).
+fn unix_now() -> i64 {
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_secs()).unwrap_or(i64::MAX)
 }
 
 // ---- users ----
@@ -336,8 +585,13 @@ struct ProviderDeletedUser {
 
 async fn auth_webhook(
     State(db): State<AsyncDb>,
-    JsonBody(event): JsonBody<AuthEvent>,
+    State(auth): State<Auth>,
+    headers: HeaderMap,
+    RawBody(body): RawBody,
 ) -> Result<Response, ApiError> {
+    // The signature covers the bytes as received: checked before they are parsed.
+    auth.verify_webhook(&headers, &body)?;
+    let event: AuthEvent = parse_json(&body)?;
     match event.kind.as_str() {
         "user.created" | "user.updated" => {
             let user = new_user_from_provider(event_data(event.data)?)?;
@@ -706,22 +960,19 @@ fn cached<T: Serialize>(read: Cached<T>) -> Response {
 
 // ---- extractors ----
 
-/// The caller, from the `x-user-id` header (401 when missing or not a valid user id).
+/// The acting user, from [`authenticate`] (401 when it refuses).
 #[derive(Debug)]
 pub struct Owner(pub UserId);
 
-impl<S: Send + Sync> FromRequestParts<S> for Owner {
+impl<S> FromRequestParts<S> for Owner
+where
+    S: Send + Sync,
+    Auth: FromRef<S>,
+{
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        let header = parts
-            .headers
-            .get(USER_HEADER)
-            .ok_or(ApiError::Unauthenticated)?;
-        let id = header.to_str().map_err(|_| ApiError::Unauthenticated)?;
-        UserId::new(id)
-            .map(Owner)
-            .map_err(|_| ApiError::Unauthenticated)
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        authenticate(parts, &Auth::from_ref(state)).map(Owner)
     }
 }
 
@@ -758,22 +1009,40 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| ApiError::Request(rejection.status(), rejection.body_text()))?;
-        let bytes: &[u8] = if bytes.trim_ascii().is_empty() {
-            b"{}"
-        } else {
-            &bytes
-        };
-        let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-        let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
-        deserializer.end().map_err(|error| ApiError::Json {
-            field: None,
-            message: error.to_string(),
-        })?;
-        Ok(JsonBody(value))
+        let RawBody(bytes) = RawBody::from_request(request, state).await?;
+        parse_json(&bytes).map(JsonBody)
     }
+}
+
+/// The body's bytes as received (too large or unreadable is the request's error).
+#[derive(Debug)]
+pub struct RawBody(pub Bytes);
+
+impl<S: Send + Sync> FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(request, state)
+            .await
+            .map(RawBody)
+            .map_err(|rejection| ApiError::Request(rejection.status(), rejection.body_text()))
+    }
+}
+
+/// [`JsonBody`]'s parsing, for a body already read.
+fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let bytes: &[u8] = if bytes.trim_ascii().is_empty() {
+        b"{}"
+    } else {
+        bytes
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
+    deserializer.end().map_err(|error| ApiError::Json {
+        field: None,
+        message: error.to_string(),
+    })?;
+    Ok(value)
 }
 
 fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
@@ -797,8 +1066,10 @@ fn json_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError 
 pub enum ApiError {
     /// From the data layer.
     Db(Error),
-    /// No `x-user-id`, or not a valid user id.
+    /// [`authenticate`] found no acting user.
     Unauthenticated,
+    /// The webhook's signature is missing, stale or wrong.
+    WebhookSignature(SignatureError),
     /// The body is not the JSON this route takes.
     Json {
         field: Option<String>,
@@ -855,10 +1126,17 @@ impl IntoResponse for ApiError {
                     body("internal error".into()),
                 )
             }
-            ApiError::Unauthenticated => (
-                StatusCode::UNAUTHORIZED,
-                body(format!("missing or invalid {USER_HEADER} header")),
-            ),
+            ApiError::Unauthenticated => {
+                (StatusCode::UNAUTHORIZED, body("not authenticated".into()))
+            }
+            ApiError::WebhookSignature(reason) => {
+                // One answer for every reason: the reason is for the operator.
+                eprintln!("http_service: 401 on the webhook: {reason}");
+                (
+                    StatusCode::UNAUTHORIZED,
+                    body("invalid webhook signature".into()),
+                )
+            }
             ApiError::Json { field, message } => (
                 StatusCode::BAD_REQUEST,
                 serde_json::json!({ "error": format!("invalid JSON body: {message}"), "field": field }),

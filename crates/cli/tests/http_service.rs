@@ -1,14 +1,21 @@
 //! `examples/http_service.rs` end to end, on both backends: the service listens on a
 //! loopback port of its own and a real HTTP client (ureq, 10 s timeouts) walks the
-//! product flow, checks ownership and error answers, then sends concurrent requests.
+//! product flow, checks ownership and error answers, then sends concurrent requests;
+//! webhooks are signed here, from Svix's documented scheme, and forged ones change
+//! nothing.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::sync::Barrier;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
+use hmac::{Hmac, Mac};
 use jobprep_testing::backend_tests;
 use jobprep_testing::TestDb;
+use jobprep_users::UserId;
 use serde_json::{json, Value};
+use sha2::Sha256;
 
 #[allow(dead_code)]
 #[path = "../examples/http_service.rs"]
@@ -26,7 +33,7 @@ struct Server {
 }
 
 impl Server {
-    fn start(url: &str) -> Server {
+    fn start(url: &str, auth: service::Auth) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -34,7 +41,7 @@ impl Server {
             .unwrap();
         let (listener, db) = runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            (listener, service::open(Some(url)).await.unwrap())
+            (listener, service::open(Some(url), auth).await.unwrap())
         });
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -97,11 +104,17 @@ impl Client {
     }
 
     fn raw(&self, method: &str, path: &str, user: Option<&str>, body: String) -> Reply {
+        let user = user.map(|user| (service::USER_HEADER, user.to_owned()));
+        self.send(method, path, user.as_slice(), body)
+    }
+
+    /// Sends `body` as it is, with `headers`.
+    fn send(&self, method: &str, path: &str, headers: &[(&str, String)], body: String) -> Reply {
         let mut request = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
-        if let Some(user) = user {
-            request = request.header(service::USER_HEADER, user);
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         let request = request
             .header("content-type", "application/json")
@@ -174,6 +187,283 @@ fn expect_invalid(reply: Reply, field: &str) {
 const ADA: &str = "user_ada";
 const EVE: &str = "user_eve";
 
+/// The webhook's signing secret in these tests, of the provider's shape (`whsec_` and
+/// base64), and one the provider does not use.
+const SECRET: &str = "whsec_am9icHJlcCB0ZXN0IHNpZ25pbmcga2V5";
+const OTHER_SECRET: &str = "whsec_bm90IHRoZSBwcm92aWRlciBzZWNyZXQh";
+
+/// Development mode without a secret: the caller from `x-user-id`, webhooks unsigned.
+fn dev_auth() -> service::Auth {
+    service::Auth::new(None, true).unwrap()
+}
+
+/// Development mode with the secret: webhooks verified, the caller from `x-user-id`.
+fn signed_dev_auth() -> service::Auth {
+    service::Auth::new(Some(SECRET), true).unwrap()
+}
+
+/// As the example starts without the development flag: webhooks verified, no caller
+/// authenticated.
+fn production_auth() -> service::Auth {
+    service::Auth::new(Some(SECRET), false).unwrap()
+}
+
+/// Svix's signature, computed here from its documentation rather than by the service:
+/// `v1,` and the base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`, keyed with the
+/// base64-decoded part of the secret after `whsec_`.
+fn sign(secret: &str, id: &str, timestamp: i64, body: &str) -> String {
+    let key = BASE64
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{timestamp}.{body}").as_bytes());
+    format!("v1,{}", BASE64.encode(mac.finalize().into_bytes()))
+}
+
+/// The `svix-*` headers of a delivery of `body` signed with `secret` at `timestamp`.
+fn svix_headers(secret: &str, id: &str, timestamp: i64, body: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("svix-id", id.to_owned()),
+        ("svix-timestamp", timestamp.to_string()),
+        ("svix-signature", sign(secret, id, timestamp, body)),
+    ]
+}
+
+fn unix_now() -> i64 {
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap();
+    i64::try_from(now.as_secs()).unwrap()
+}
+
+/// A fixed vector published by the provider: the `test_sign` case of Svix's own Rust
+/// library (github.com/svix/svix-webhooks, `rust/src/webhooks.rs`).
+const SVIX_SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const SVIX_ID: &str = "msg_27UH4WbU6Z5A5EzD8u03UvzRbpk";
+const SVIX_TIMESTAMP: i64 = 1_649_367_553;
+const SVIX_BODY: &str = r#"{"email":"test@example.com","username":"test_user"}"#;
+const SVIX_SIGNATURE: &str = "v1,tZ1I4/hDygAJgO5TYxiSd6Sd0kDW6hPenDe+bTa3Kkw=";
+
+fn header_map(headers: &[(&'static str, String)]) -> axum::http::HeaderMap {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let name = axum::http::HeaderName::from_static(name);
+            (name, value.parse().unwrap())
+        })
+        .collect()
+}
+
+/// The signer above and the service's verifier both agree with the provider's vector;
+/// the verifier takes "now" as an argument, so the tolerance is checked without waiting.
+#[test]
+fn signatures_match_svixs_published_vector() {
+    assert_eq!(
+        sign(SVIX_SECRET, SVIX_ID, SVIX_TIMESTAMP, SVIX_BODY),
+        SVIX_SIGNATURE
+    );
+    let verifier = service::WebhookVerifier::new(SVIX_SECRET, service::WEBHOOK_TOLERANCE).unwrap();
+    let with = |signature: &str, timestamp: i64| {
+        header_map(&[
+            ("svix-id", SVIX_ID.to_owned()),
+            ("svix-timestamp", timestamp.to_string()),
+            ("svix-signature", signature.to_owned()),
+        ])
+    };
+    let body = SVIX_BODY.as_bytes();
+    let headers = with(SVIX_SIGNATURE, SVIX_TIMESTAMP);
+    let at = |now: i64| verifier.verify(&headers, body, now);
+    use service::SignatureError::{Mismatch, MissingHeader, Stale};
+
+    // Within 5 minutes of the clock, either way, and no further.
+    assert_eq!(at(SVIX_TIMESTAMP), Ok(()));
+    assert_eq!(at(SVIX_TIMESTAMP + 300), Ok(()));
+    assert_eq!(at(SVIX_TIMESTAMP - 300), Ok(()));
+    assert_eq!(at(SVIX_TIMESTAMP + 301), Err(Stale));
+    assert_eq!(at(SVIX_TIMESTAMP - 301), Err(Stale));
+
+    // The secret without its prefix is the same key.
+    let bare = SVIX_SECRET.strip_prefix("whsec_").unwrap();
+    let bare = service::WebhookVerifier::new(bare, service::WEBHOOK_TOLERANCE).unwrap();
+    assert_eq!(bare.verify(&headers, body, SVIX_TIMESTAMP), Ok(()));
+
+    // One match among several entries is enough; other versions are ignored, also when
+    // they carry the right bytes.
+    let right = SVIX_SIGNATURE.strip_prefix("v1,").unwrap();
+    let listed = format!("v2,{right} v1,bm90IGl0 v1,not-base64! {SVIX_SIGNATURE}");
+    let now = SVIX_TIMESTAMP;
+    assert_eq!(verifier.verify(&with(&listed, now), body, now), Ok(()));
+    let other_version = format!("v2,{right} v1a,{right} {right}");
+    assert_eq!(
+        verifier.verify(&with(&other_version, now), body, now),
+        Err(Mismatch)
+    );
+
+    // Any change to what is signed: the body, the id, the timestamp.
+    let tampered = br#"{"email":"test@example.com","username":"test_user2"}"#;
+    assert_eq!(verifier.verify(&headers, tampered, now), Err(Mismatch));
+    let mut other_id = headers.clone();
+    other_id.insert("svix-id", "msg_other".parse().unwrap());
+    assert_eq!(verifier.verify(&other_id, body, now), Err(Mismatch));
+    let moved = with(SVIX_SIGNATURE, now + 1);
+    assert_eq!(verifier.verify(&moved, body, now), Err(Mismatch));
+    let mut missing = headers.clone();
+    missing.remove("svix-signature");
+    assert_eq!(
+        verifier.verify(&missing, body, now),
+        Err(MissingHeader("svix-signature"))
+    );
+}
+
+/// Without a secret the service starts only in development mode; a secret that is not
+/// a key never.
+#[test]
+fn the_service_starts_only_with_a_secret_or_the_development_flag() {
+    let refused = service::Auth::new(None, false).unwrap_err();
+    assert!(
+        refused.contains(service::WEBHOOK_SECRET_ENV) && refused.contains("--insecure-dev-auth"),
+        "{refused}"
+    );
+    assert!(
+        service::Auth::new(Some(" "), false).is_err(),
+        "empty is none"
+    );
+    for bad in ["whsec_not base64!", "whsec_"] {
+        assert!(service::Auth::new(Some(bad), true).is_err(), "{bad}");
+    }
+    let dev = dev_auth().describe();
+    assert!(
+        dev.contains("not verified") && dev.contains("x-user-id header is trusted"),
+        "{dev}"
+    );
+    let production = production_auth().describe();
+    assert!(!production.contains("INSECURE"), "{production}");
+}
+
+/// The one answer to a refused webhook.
+#[track_caller]
+fn expect_refused(reply: Reply) {
+    assert_eq!(
+        expect(reply, 401),
+        json!({"error": "invalid webhook signature"})
+    );
+}
+
+/// Whether the user is stored, read through the data layer rather than the service.
+fn stored(t: &TestDb, id: &str) -> bool {
+    match jobprep_users::get(&t.db, &UserId::new(id).unwrap()) {
+        Ok(_) => true,
+        Err(jobprep_repo::Error::NotFound { .. }) => false,
+        Err(error) => panic!("reading {id}: {error}"),
+    }
+}
+
+backend_tests! {
+    fn an_unsigned_or_badly_signed_webhook_changes_nothing(t) {
+        forged_webhooks(t);
+    }
+}
+
+backend_tests! {
+    fn without_the_development_flag_no_caller_is_authenticated(t) {
+        no_caller_without_the_flag(t);
+    }
+}
+
+fn forged_webhooks(t: &TestDb) {
+    const HOOK: &str = "/webhooks/auth";
+    const USER: &str = "user_clerk";
+    let server = Server::start(&t.url, production_auth());
+    let http = Client::new(&server);
+    let deliver =
+        |headers: &[(&str, String)], body: &str| http.send("POST", HOOK, headers, body.into());
+    let created = 1_757_715_292_823;
+    let event = provider_event("user.created", json!("Ada"), "", created, created).to_string();
+    let now = unix_now();
+    let signed = svix_headers(SECRET, "msg_created", now, &event);
+
+    // A tampered body under the original's signature.
+    let tampered = event.replace("ada@example.com", "eve@example.com");
+    assert_ne!(tampered, event);
+    expect_refused(deliver(&signed, &tampered));
+    // Signed with another secret.
+    expect_refused(deliver(
+        &svix_headers(OTHER_SECRET, "msg_created", now, &event),
+        &event,
+    ));
+    // Signed correctly, 10 minutes ago: a replay.
+    expect_refused(deliver(
+        &svix_headers(SECRET, "msg_created", now - 600, &event),
+        &event,
+    ));
+    // A header missing, each in turn, or all of them.
+    for missing in ["svix-id", "svix-timestamp", "svix-signature"] {
+        let headers: Vec<_> = signed
+            .iter()
+            .filter(|(name, _)| *name != missing)
+            .cloned()
+            .collect();
+        expect_refused(deliver(&headers, &event));
+    }
+    expect_refused(deliver(&[], &event));
+    assert!(!stored(t, USER), "a refused delivery created the user");
+
+    // Signed correctly: the user is created.
+    let user = expect(deliver(&signed, &event), 200);
+    assert_eq!(user["id"], USER);
+    assert!(stored(t, USER));
+
+    // A forged deletion leaves the user; a signed one deletes it.
+    let deletion =
+        json!({"type": "user.deleted", "data": {"id": USER, "deleted": true, "object": "user"}})
+            .to_string();
+    expect_refused(deliver(
+        &svix_headers(OTHER_SECRET, "msg_deleted", now, &deletion),
+        &deletion,
+    ));
+    expect_refused(deliver(&signed, &deletion));
+    expect_refused(deliver(&[], &deletion));
+    assert!(stored(t, USER), "a refused deletion removed the user");
+    let removed = expect(
+        deliver(
+            &svix_headers(SECRET, "msg_deleted", now, &deletion),
+            &deletion,
+        ),
+        200,
+    );
+    assert_eq!(removed["id"], USER);
+    assert!(!stored(t, USER));
+
+    drop(http);
+    server.stop();
+}
+
+fn no_caller_without_the_flag(t: &TestDb) {
+    let server = Server::start(&t.url, production_auth());
+    let http = Client::new(&server);
+    let refused = json!({"error": "not authenticated"});
+
+    // Signing up through x-user-id is refused and writes nothing.
+    let profile = json!({"name": "Ada", "email": "ada@example.com"});
+    assert_eq!(expect(http.put("/users/me", ADA, profile), 401), refused);
+    assert!(!stored(t, ADA));
+
+    // An existing user's id in the header reads, writes and deletes nothing.
+    let ada = jobprep_testing::user(t, ADA);
+    assert_eq!(expect(http.get("/users/me", ADA), 401), refused);
+    let job = json!({"name": "SRE", "experienceLevel": "senior", "description": "On call"});
+    assert_eq!(expect(http.post("/job-infos", ADA, job), 401), refused);
+    assert_eq!(expect(http.delete("/users/me", ADA), 401), refused);
+    assert!(stored(t, ADA));
+    let jobs = jobprep_job_infos::list_for_user(&t.db, &ada).unwrap();
+    assert!(jobs.value.is_empty(), "{:?}", jobs.value);
+    assert_eq!(
+        expect(http.call("GET", "/users/me", None, None), 401),
+        refused
+    );
+
+    drop(http);
+    server.stop();
+}
+
 /// The read cache serves hits, and fresh data after a write made by another process
 /// (here raw SQL on a connection of its own, as the original app writes), which reaches
 /// the service only through the cache feed.
@@ -183,7 +473,7 @@ fn a_cached_read_is_fresh_after_another_process_writes() {
         return;
     };
     t.db.install_cache_feed().unwrap();
-    let server = Server::start(&t.url);
+    let server = Server::start(&t.url, dev_auth());
     let client = Client::new(&server);
     let me = "user_cache_reader";
     expect(
@@ -311,9 +601,13 @@ fn millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
 fn auth_webhook(t: &TestDb) {
     const HOOK: &str = "/webhooks/auth";
     const CREATED: i64 = 1_757_715_292_823;
-    let server = Server::start(&t.url);
+    let server = Server::start(&t.url, signed_dev_auth());
     let http = Client::new(&server);
-    let hook = |event: Value| http.call("POST", HOOK, None, Some(event));
+    let hook = |event: Value| {
+        let body = event.to_string();
+        let headers = svix_headers(SECRET, "msg_1", unix_now(), &body);
+        http.send("POST", HOOK, &headers, body)
+    };
 
     // user.created: the primary email, the provider's timestamps, "" as no image.
     let created = expect(
@@ -445,12 +739,13 @@ fn auth_webhook(t: &TestDb) {
 
 fn product_flow(t: &TestDb) {
     let started = Instant::now();
-    let server = Server::start(&t.url);
+    let server = Server::start(&t.url, dev_auth());
     let http = Client::new(&server);
 
-    // Who is calling: no header, or one that is not a user id, is 401.
+    // Who is calling (development mode): no header, or one that is not a user id, is
+    // 401.
     let anonymous = expect(http.call("GET", "/users/me", None, None), 401);
-    assert!(anonymous["error"].as_str().unwrap().contains("x-user-id"));
+    assert_eq!(anonymous, json!({"error": "not authenticated"}));
     expect(http.get("/job-infos", ""), 401);
 
     // Users: upsert from the body, the id from the header.
