@@ -83,7 +83,7 @@ pub struct InterviewWithJobInfo {
 /// }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewInterview {
     pub duration: String,
     #[serde(default)]
@@ -122,12 +122,13 @@ impl NewInterview {
 
 /// Changes to an interview: `None` leaves a column as it is; for `hume_chat_id` and
 /// `feedback`, `Some(None)` sets it to NULL. A value that is set follows the rules of
-/// [`NewInterview`]; `feedback`, when set, is required text (not blank, no NUL).
-#[derive(Debug, Clone, Default, PartialEq, Eq, AsChangeset, serde::Deserialize)]
-#[diesel(table_name = interviews)]
-#[serde(rename_all = "camelCase")]
+/// [`NewInterview`]; `feedback`, when set, is required text (not blank, no NUL). From
+/// JSON, a field left out is `None`; an unknown field, and `null` for `duration`,
+/// fail to deserialize.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InterviewChanges {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::not_null")]
     pub duration: Option<String>,
     #[serde(default, deserialize_with = "crate::double_option")]
     pub hume_chat_id: Option<Option<String>>,
@@ -136,7 +137,12 @@ pub struct InterviewChanges {
 }
 
 impl InterviewChanges {
+    /// The values that are set follow the rules of [`NewInterview`]; at least one field
+    /// is set (otherwise `InvalidInput` for `changes`).
     pub fn validate(&self) -> Result<()> {
+        if self == &Self::default() {
+            return Err(Error::nothing_to_change());
+        }
         if let Some(duration) = &self.duration {
             validate::duration(duration)?;
         }

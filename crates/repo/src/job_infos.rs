@@ -46,7 +46,7 @@ pub struct JobInfo {
 /// - `name`, `description`: required, no length limit.
 /// - `title`: optional; when set, required text.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewJobInfo {
     #[serde(default)]
     pub title: Option<String>,
@@ -86,23 +86,31 @@ impl NewJobInfo {
 }
 
 /// Changes to a job info: `None` leaves a column as it is; for `title`, `Some(None)`
-/// sets it to NULL. A value that is set follows the rules of [`NewJobInfo`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, AsChangeset, serde::Deserialize)]
-#[diesel(table_name = job_info)]
-#[serde(rename_all = "camelCase")]
+/// sets it to NULL. A value that is set follows the rules of [`NewJobInfo`]. From
+/// JSON, a field left out is `None`; an unknown field, and `null` for a column that
+/// cannot be NULL, fail to deserialize. A change of no field is refused (see
+/// [`validate`](Self::validate)).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobInfoChanges {
     #[serde(default, deserialize_with = "crate::double_option")]
     pub title: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::not_null")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::not_null")]
     pub experience_level: Option<ExperienceLevel>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::not_null")]
     pub description: Option<String>,
 }
 
 impl JobInfoChanges {
+    /// The values that are set follow the rules of [`NewJobInfo`]; at least one field
+    /// is set (otherwise `InvalidInput` for `changes`: an update of nothing would only
+    /// move `updatedAt` and invalidate caches).
     pub fn validate(&self) -> Result<()> {
+        if self == &Self::default() {
+            return Err(Error::nothing_to_change());
+        }
         if let Some(name) = &self.name {
             validate::required_text("name", name, validate::UNBOUNDED)?;
         }

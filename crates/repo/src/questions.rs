@@ -64,7 +64,7 @@ pub struct QuestionWithJobInfo {
 /// - `text`: required, no length limit.
 /// - `difficulty`: one of `easy`, `medium`, `hard` (checked when deserialized).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewQuestion {
     pub text: String,
     pub difficulty: QuestionDifficulty,
@@ -84,19 +84,24 @@ impl NewQuestion {
 }
 
 /// Changes to a question; `None` leaves a column as it is. A value that is set follows
-/// the rules of [`NewQuestion`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, AsChangeset, serde::Deserialize)]
-#[diesel(table_name = questions)]
-#[serde(rename_all = "camelCase")]
+/// the rules of [`NewQuestion`]. From JSON, a field left out is `None`; an unknown
+/// field, and `null` (neither column can be NULL), fail to deserialize.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QuestionChanges {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::not_null")]
     pub text: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::not_null")]
     pub difficulty: Option<QuestionDifficulty>,
 }
 
 impl QuestionChanges {
+    /// The values that are set follow the rules of [`NewQuestion`]; at least one field
+    /// is set (otherwise `InvalidInput` for `changes`).
     pub fn validate(&self) -> Result<()> {
+        if self == &Self::default() {
+            return Err(Error::nothing_to_change());
+        }
         match &self.text {
             Some(text) => validate::required_text("text", text, validate::UNBOUNDED),
             None => Ok(()),
