@@ -5,8 +5,9 @@
 //! # Development: embedded SQLite on 127.0.0.1:3000, the caller taken from `x-user-id`.
 //! cargo run -p jobprep-cli --example http_service -- --insecure-dev-auth
 //! curl -X PUT localhost:3000/users/me -H 'x-user-id: user_1' \
-//!      -d '{"name": "Ada", "email": "ada@example.com"}'
+//!      -H 'content-type: application/json' -d '{"name": "Ada", "email": "ada@example.com"}'
 //! curl -X POST localhost:3000/job-infos -H 'x-user-id: user_1' \
+//!      -H 'content-type: application/json' \
 //!      -d '{"name": "SRE", "experienceLevel": "senior", "description": "On call"}'
 //! # With the provider's signing secret: the webhook is verified.
 //! CLERK_WEBHOOK_SECRET=whsec_... cargo run -p jobprep-cli --example http_service -- \
@@ -28,8 +29,10 @@
 //!   verifies no session: they all answer 401 `{"error": "not authenticated"}` until a
 //!   real service puts its session check there (see that function).
 //! - `--insecure-dev-auth` (or `JOBPREP_INSECURE_DEV_AUTH=true`) is for development
-//!   only: [`authenticate`] then trusts the `x-user-id` header as it is, so any caller
-//!   can act as any user, and without a secret the webhook is accepted unsigned. The
+//!   only: [`authenticate`] then trusts the `x-user-id` header, so any caller can act
+//!   as any user, and without a secret the webhook is accepted unsigned. The header
+//!   must hold a user id without `,` or whitespace (it goes into `x-cache-tags`, see
+//!   [`tag_safe_user_id`]); another value answers the same 401. The
 //!   service says so on stderr when it starts. Without a secret and without the flag it
 //!   does not start.
 //!
@@ -44,22 +47,51 @@
 //! | `GET`, `PATCH`, `DELETE /job-infos/{id}` | read, change, delete with its interviews and questions |
 //! | `POST`, `GET /job-infos/{id}/interviews` | start one (`{duration?, humeChatId?}`), list those with a chat id |
 //! | `GET`, `PATCH`, `DELETE /interviews/{id}` | read (with its job info), record `humeChatId`/`duration`/`feedback`, delete |
-//! | `POST`, `GET /job-infos/{id}/questions` | add one (`{text, difficulty}`) or many (an array), list |
+//! | `POST`, `GET /job-infos/{id}/questions` | add one (`{text, difficulty}`) or a list of 1 to [`MAX_QUESTIONS_PER_REQUEST`] (100) in one transaction, within the question quota; list |
 //! | `GET`, `PATCH`, `DELETE /questions/{id}` | read, change, delete |
 //! | `POST /webhooks/auth` | the auth provider's (Clerk's) user events: `user.created` and `user.updated` upsert the user, `user.deleted` deletes it; other types answer 204 |
 //!
 //! The webhook maps the provider's user as the original app's webhook does: the id as
-//! it is; the name from `first_name` and `last_name` (the email when both are empty);
+//! it is (without `,` or whitespace, as for `x-user-id`); the name from `first_name` and `last_name` (the email when both are empty);
 //! the email whose `id` is `primary_email_address_id` (none is a 400); an empty
 //! `image_url` as no image; `created_at` and `updated_at` (epoch milliseconds) as the
 //! user's timestamps. It answers 200 with the stored user, or with what the deletion
 //! removed (`null` when the user was already gone, so a redelivered event succeeds).
 //!
 //! Creations answer 201 with the new row's key; reads carry the cache tags they depend
-//! on in `x-cache-tags`. Errors are `{"error": ...}`: 400 (with `"field"` when one is to
-//! blame), 401 (not authenticated, or a bad webhook signature; the reason only in the
-//! service's log), 404, 409 (with `"constraint"`), 503 (retry), 500 (details only in the
-//! service's log).
+//! on in `x-cache-tags`.
+//!
+//! **Input.** A body is JSON sent as `Content-Type: application/json` (parameters
+//! such as `; charset=utf-8` are fine; a request without a body needs none, and reads
+//! as `{}`). Every form is a JSON object, never an array filled in by position; unknown
+//! fields, and `null` for a field that cannot be NULL, are refused, as the library's
+//! forms do. Each user has a question quota (`--question-quota`, default
+//! [`DEFAULT_QUESTION_QUOTA`]); every question is added through the library's
+//! quota-checked insert, a list all or nothing.
+//!
+//! **Errors.** Every error answer has one body, [`ErrorBody`]:
+//! `{"error": "...", "field": "...", "constraint": "...", "limit": ...}`, where `error`
+//! is always there and the others only when they apply. `field` is the JSON path of
+//! what is to blame (`name`, `[1].text` for an element of a list,
+//! `data.email_addresses[0].email_address` in the webhook's payload, `""` for the body
+//! itself), or the path parameter's name (`jobInfoId`). Messages use the API's words,
+//! never Rust's types.
+//!
+//! | status | when |
+//! |---|---|
+//! | 400 | the JSON does not parse (`invalid JSON body: ...`, `field` where it broke off), or is not what the route takes, or fails a check (`field` always; a list's element by its index) |
+//! | 401 | not authenticated, or a bad webhook signature (the reason only in the service's log) |
+//! | 403 | the question quota is used up: `{"error": "question quota of 20 reached", "limit": 20}`. Not 429: waiting does not help (only fewer questions or a larger plan do), and clients and proxies retry 429 by themselves |
+//! | 404 | no such row (or another user's), or no such route |
+//! | 405 | the route does not take the method (with `Allow`) |
+//! | 409 | the write conflicts, with `constraint` when the database names one |
+//! | 413 | the body is over [`BODY_LIMIT`] bytes, or a list is over [`MAX_QUESTIONS_PER_REQUEST`] (`field` `""`); `limit` names the limit |
+//! | 415 | the body is not sent as `application/json` |
+//! | 500 | a bug or an unclassified database error (details only in the service's log) |
+//! | 503 | the database is unavailable: retry (`Retry-After: 1`) |
+//!
+//! Reads answer the same bytes from the cache as when they were read (serialized
+//! once), so a hit is byte-identical to its miss.
 //!
 //! **Read cache.** `GET /job-infos` and `GET /job-infos/{id}` are served from a small
 //! in-memory cache keyed by route and caller, each entry stored under the cache tags

@@ -765,6 +765,59 @@ fn auth_webhook(t: &TestDb) {
         .remove("created_at");
     let missing = expect_invalid(hook(incomplete), "data.created_at");
     assert_eq!(missing["error"], "created_at is required");
+    // Every refusal names the provider's field as a path into its payload, also for
+    // jobprep's own checks (the email is the primary entry's, [1]).
+    let event = || provider_event("user.updated", json!("Eve"), "", CREATED, later + 1);
+    let mut bad_email = event();
+    bad_email["data"]["email_addresses"][1]["email_address"] = json!("nope");
+    let refused = expect_invalid(hook(bad_email), "data.email_addresses[1].email_address");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid email_address: "),
+        "{refused}"
+    );
+    let mut bad_image = event();
+    bad_image["data"]["image_url"] = json!("x".repeat(1001));
+    expect_invalid(hook(bad_image), "data.image_url");
+    let mut long_name = event();
+    long_name["data"]["first_name"] = json!("x".repeat(300));
+    expect_invalid(hook(long_name), "data.first_name");
+    let mut listed = event();
+    listed["data"]["email_addresses"] = json!({"id": "idn_primary"});
+    let refused = expect_invalid(hook(listed), "data.email_addresses");
+    assert_eq!(refused["error"], "expected a JSON array, found an object");
+    let mut positional = event();
+    positional["data"]["email_addresses"][0] = json!(["idn_other", "other@example.com"]);
+    let refused = expect_invalid(hook(positional), "data.email_addresses[0]");
+    assert_eq!(refused["error"], "expected a JSON object, found an array");
+    let mut incomplete_email = event();
+    incomplete_email["data"]["email_addresses"][0] = json!({"id": "idn_other"});
+    expect_invalid(
+        hook(incomplete_email),
+        "data.email_addresses[0].email_address",
+    );
+    let mut comma = event();
+    comma["data"]["id"] = json!("user_clerk,user_ada");
+    let refused = expect_invalid(hook(comma), "data.id");
+    assert_eq!(
+        refused["error"],
+        "invalid id: must not contain commas or whitespace"
+    );
+    let mut data_list = event();
+    data_list["data"] = json!([]);
+    expect_invalid(hook(data_list), "data");
+    expect_invalid(hook(json!({"data": {}})), "type");
+    expect_invalid(hook(json!([])), "");
+    // Signed, but not sent as JSON.
+    let body = event().to_string();
+    let headers = svix_headers(SECRET, "msg_2", unix_now(), &body);
+    expect_error(
+        http.send_as("POST", HOOK, &headers, Some("text/plain"), body),
+        415,
+        None,
+    );
     assert_eq!(expect(http.get("/users/me", "user_clerk"), 200), stale);
 
     // Other event types are acknowledged and ignored.
