@@ -11,6 +11,7 @@ use jobprep_schema::{interviews, job_info};
 
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
+use crate::page::{Cursor, Page, PageRequest};
 use crate::quota;
 use crate::statements::{stable_statement, ColumnChange};
 use crate::tenant::{self, owned_by, owned_job_info_ids, owned_job_infos};
@@ -359,7 +360,33 @@ pub fn list_for_job_info(
     user_id: &UserId,
     job_info_id: JobInfoId,
 ) -> Result<Vec<Interview>> {
-    list(conn, user_id, job_info_id, HeldOnly(true))
+    list(conn, user_id, job_info_id, HeldOnly(true), None)
+}
+
+/// A page of [`list_for_job_info`], in its order (see [`crate::page`]).
+pub fn list_page_for_job_info(
+    conn: &mut Connection,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    page: &PageRequest,
+) -> Result<Page<Interview>> {
+    let rows = list(conn, user_id, job_info_id, HeldOnly(true), Some(page))?;
+    Ok(Page::from_rows(rows, page, cursor_of))
+}
+
+/// A page of [`list_all_for_job_info`], in its order (see [`crate::page`]).
+pub fn list_all_page_for_job_info(
+    conn: &mut Connection,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    page: &PageRequest,
+) -> Result<Page<Interview>> {
+    let rows = list(conn, user_id, job_info_id, HeldOnly(false), Some(page))?;
+    Ok(Page::from_rows(rows, page, cursor_of))
+}
+
+fn cursor_of(interview: &Interview) -> Cursor {
+    Cursor::new(interview.updated_at, interview.id.as_uuid())
 }
 
 /// Every interview of the user's job info, with a chat id or not, most recently
@@ -369,7 +396,7 @@ pub fn list_all_for_job_info(
     user_id: &UserId,
     job_info_id: JobInfoId,
 ) -> Result<Vec<Interview>> {
-    list(conn, user_id, job_info_id, HeldOnly(false))
+    list(conn, user_id, job_info_id, HeldOnly(false), None)
 }
 
 /// Whether a list keeps only interviews that have a chat id.
@@ -380,20 +407,29 @@ fn list(
     user_id: &UserId,
     job_info_id: JobInfoId,
     held_only: HeldOnly,
+    page: Option<&PageRequest>,
 ) -> Result<Vec<Interview>> {
+    let rows = page.map(PageRequest::rows_to_load).transpose()?;
     Ok(on_backend!(conn, c => {
-        let query = interviews::table
+        let mut query = interviews::table
             .inner_join(job_info::table)
             .filter(job_info::id.eq(job_info_id))
             .filter(owned_by(user_id))
             .order((interviews::updated_at.desc(), interviews::id.desc()))
             .select(Interview::as_select())
             .into_boxed();
-        let query = if held_only.0 {
-            query.filter(interviews::hume_chat_id.is_not_null())
-        } else {
-            query
-        };
+        if held_only.0 {
+            query = query.filter(interviews::hume_chat_id.is_not_null());
+        }
+        if let Some(rows) = rows {
+            query = query.limit(rows);
+        }
+        if let Some(after) = page.and_then(|p| p.after) {
+            let (at, id) = (after.at(), InterviewId::from_uuid(after.id()));
+            query = query.filter(
+                interviews::updated_at.lt(at).or(interviews::updated_at.eq(at).and(interviews::id.lt(id))),
+            );
+        }
         query.load(c)
     })?)
 }

@@ -10,6 +10,7 @@ use jobprep_schema::{interviews, job_info, questions, sql_types};
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::interviews::InterviewKey;
+use crate::page::{Cursor, Page, PageRequest};
 use crate::questions::QuestionKey;
 use crate::statements::{stable_statement, ColumnChange};
 use crate::tenant::{owned_by, owned_job_infos};
@@ -242,10 +243,43 @@ pub fn get(conn: &mut Connection, user_id: &UserId, id: JobInfoId) -> Result<Job
 
 /// The user's job infos, most recently updated first.
 pub fn list_for_user(conn: &mut Connection, user_id: &UserId) -> Result<Vec<JobInfo>> {
-    Ok(on_backend!(conn, c => owned_job_infos(user_id)
-        .order((job_info::updated_at.desc(), job_info::id.desc()))
-        .select(JobInfo::as_select())
-        .load(c))?)
+    list(conn, user_id, None)
+}
+
+/// A page of [`list_for_user`], in its order (see [`crate::page`]).
+pub fn list_page_for_user(
+    conn: &mut Connection,
+    user_id: &UserId,
+    page: &PageRequest,
+) -> Result<Page<JobInfo>> {
+    let rows = list(conn, user_id, Some(page))?;
+    Ok(Page::from_rows(rows, page, |j| {
+        Cursor::new(j.updated_at, j.id.as_uuid())
+    }))
+}
+
+fn list(
+    conn: &mut Connection,
+    user_id: &UserId,
+    page: Option<&PageRequest>,
+) -> Result<Vec<JobInfo>> {
+    let rows = page.map(PageRequest::rows_to_load).transpose()?;
+    Ok(on_backend!(conn, c => {
+        let mut query = owned_job_infos(user_id)
+            .order((job_info::updated_at.desc(), job_info::id.desc()))
+            .select(JobInfo::as_select())
+            .into_boxed();
+        if let Some(rows) = rows {
+            query = query.limit(rows);
+        }
+        if let Some(after) = page.and_then(|p| p.after) {
+            let (at, id) = (after.at(), JobInfoId::from_uuid(after.id()));
+            query = query.filter(
+                job_info::updated_at.lt(at).or(job_info::updated_at.eq(at).and(job_info::id.lt(id))),
+            );
+        }
+        query.load(c)
+    })?)
 }
 
 /// Whether the user has any job info left.

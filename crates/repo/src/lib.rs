@@ -9,6 +9,7 @@ mod handle;
 mod local_feed;
 #[cfg(feature = "tracing")]
 mod observe;
+pub mod page;
 mod pool;
 mod quota;
 mod statements;
