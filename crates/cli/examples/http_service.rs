@@ -43,11 +43,11 @@
 //! |---|---|
 //! | `PUT /users/me`, `GET /users/me`, `DELETE /users/me` | upsert (`{name, email, imageUrl?}`), read, delete with everything the user owns |
 //! | `GET /users/me/usage` | `{interviews, questions}`: the plan quotas |
-//! | `POST /job-infos`, `GET /job-infos` | create (`{name, experienceLevel, description, title?}`), list |
+//! | `POST /job-infos`, `GET /job-infos` | create (`{name, experienceLevel, description, title?}`), list a page |
 //! | `GET`, `PATCH`, `DELETE /job-infos/{id}` | read, change, delete with its interviews and questions |
-//! | `POST`, `GET /job-infos/{id}/interviews` | start one (`{duration?, humeChatId?}`), list those with a chat id |
+//! | `POST`, `GET /job-infos/{id}/interviews` | start one (`{duration?, humeChatId?}`), list a page of those with a chat id |
 //! | `GET`, `PATCH`, `DELETE /interviews/{id}` | read (with its job info), record `humeChatId`/`duration`/`feedback`, delete |
-//! | `POST`, `GET /job-infos/{id}/questions` | add one (`{text, difficulty}`) or a list of 1 to [`MAX_QUESTIONS_PER_REQUEST`] (100) in one transaction, within the question quota; list |
+//! | `POST`, `GET /job-infos/{id}/questions` | add one (`{text, difficulty}`) or a list of 1 to [`MAX_QUESTIONS_PER_REQUEST`] (100) in one transaction, within the question quota; list a page |
 //! | `GET`, `PATCH`, `DELETE /questions/{id}` | read, change, delete |
 //! | `POST /webhooks/auth` | the auth provider's (Clerk's) user events: `user.created` and `user.updated` upsert the user, `user.deleted` deletes it; other types answer 204 |
 //!
@@ -93,6 +93,11 @@
 //! Reads answer the same bytes from the cache as when they were read (serialized
 //! once), so a hit is byte-identical to its miss.
 //!
+//! **Lists are pages**: `{"items": [...], "next": CURSOR|null}`, at most `?limit=N`
+//! rows (1 to 1,000, default [`DEFAULT_PAGE_SIZE`]), the next page at
+//! `?limit=N&after=CURSOR`; the cursor is the last row's sort key, so rows inserted
+//! meanwhile shift no page.
+//!
 //! **Read cache.** `GET /job-infos` and `GET /job-infos/{id}` are served from a small
 //! in-memory cache keyed by route and caller, each entry stored under the cache tags
 //! its read returned (`x-cache: hit` or `miss`). The service's own writes invalidate it
@@ -126,7 +131,7 @@ use base64::Engine as _;
 use clap::Parser;
 use hmac::{Hmac, Mac};
 use jobprep_interviews::{asynch as interviews, InterviewChanges, NewInterview};
-use jobprep_job_infos::{asynch as job_infos, JobInfoChanges, NewJobInfo};
+use jobprep_job_infos::{asynch as job_infos, JobInfoChanges, NewJobInfo, PageRequest};
 use jobprep_questions::{asynch as questions, NewQuestion, QuestionChanges};
 use jobprep_repo::asynch::AsyncDb;
 use jobprep_repo::feed::{FeedEvent, FeedOptions, Listener, StopHandle};
@@ -800,9 +805,13 @@ async fn list_job_infos(
     State(db): State<AsyncDb>,
     State(cache): State<ReadCache>,
     Owner(me): Owner,
+    Paging(page): Paging,
 ) -> Result<Response, ApiError> {
-    let key = format!("{me} /job-infos");
-    cache.serve(key, job_infos::list_for_user(&db, me)).await
+    let after = page.after.map(|c| c.to_string()).unwrap_or_default();
+    let key = format!("{me} /job-infos?limit={}&after={after}", page.limit);
+    cache
+        .serve(key, job_infos::list_page_for_user(&db, me, page))
+        .await
 }
 
 async fn get_job_info(
@@ -866,8 +875,9 @@ async fn list_interviews(
     State(db): State<AsyncDb>,
     Owner(me): Owner,
     Id(job_info_id): Id<JobInfoId>,
+    Paging(page): Paging,
 ) -> Result<Response, ApiError> {
-    cached(interviews::list_for_job_info(&db, me, job_info_id).await?)
+    cached(interviews::list_page_for_job_info(&db, me, job_info_id, page).await?)
 }
 
 async fn get_interview(
@@ -958,8 +968,9 @@ async fn list_questions(
     State(db): State<AsyncDb>,
     Owner(me): Owner,
     Id(job_info_id): Id<JobInfoId>,
+    Paging(page): Paging,
 ) -> Result<Response, ApiError> {
-    cached(questions::list_for_job_info(&db, me, job_info_id).await?)
+    cached(questions::list_page_for_job_info(&db, me, job_info_id, page).await?)
 }
 
 async fn get_question(
@@ -1177,6 +1188,49 @@ where
             .await
             .map_err(|rejection| ApiError::Request(rejection.status(), rejection.body_text()))?;
         Ok(Id(text.parse()?))
+    }
+}
+
+/// How many rows a list answers when the request does not say.
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+
+/// The page a list route answers, from the query string: `?limit=N` (1 to 1,000,
+/// default [`DEFAULT_PAGE_SIZE`]) and `&after=CURSOR` (the `next` of the previous
+/// page). Any other parameter is a 400, as an unknown field in a body is.
+#[derive(Debug)]
+pub struct Paging(pub PageRequest);
+
+impl<S: Send + Sync> FromRequestParts<S> for Paging {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        let mut page = PageRequest::first(DEFAULT_PAGE_SIZE);
+        for pair in parts
+            .uri
+            .query()
+            .unwrap_or("")
+            .split('&')
+            .filter(|p| !p.is_empty())
+        {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match name {
+                "limit" => {
+                    page.limit = value.parse().map_err(|_| ApiError::Invalid {
+                        field: "limit".into(),
+                        message: "limit must be a whole number from 1 to 1000".into(),
+                    })?
+                }
+                // Cursors are digits, `_` and hex: nothing to percent-decode.
+                "after" => page.after = Some(value.parse()?),
+                other => {
+                    return Err(ApiError::Invalid {
+                        field: other.chars().take(64).collect(),
+                        message: "unknown query parameter: lists take limit and after".into(),
+                    })
+                }
+            }
+        }
+        Ok(Paging(page))
     }
 }
 

@@ -552,17 +552,26 @@ fn a_cached_read_is_fresh_after_another_process_writes() {
     // The feed echoes the service's own writes a few milliseconds later, which may
     // invalidate once more; then reads are hits.
     let hit = until_hit(&client, me);
-    assert_eq!(hit.body.as_array().unwrap().len(), 1);
+    assert_eq!(hit.body["items"].as_array().unwrap().len(), 1);
 
     // The service's own write invalidates before it answers.
     let job = json!({"name": "DBA", "experienceLevel": "junior", "description": "Backups"});
     expect(client.post("/job-infos", me, job), 201);
     let own = client.get("/job-infos", me);
     assert_eq!(
-        (own.cache.as_deref(), own.body.as_array().unwrap().len()),
+        (
+            own.cache.as_deref(),
+            own.body["items"].as_array().unwrap().len()
+        ),
         (Some("miss"), 2)
     );
-    assert_eq!(until_hit(&client, me).body.as_array().unwrap().len(), 2);
+    assert_eq!(
+        until_hit(&client, me).body["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 
     // Another process's write: fresh data within a bounded time, never a stale hit after.
     let mut app = <diesel::PgConnection as diesel::Connection>::establish(&t.url).unwrap();
@@ -575,15 +584,14 @@ fn a_cached_read_is_fresh_after_another_process_writes() {
     let started = Instant::now();
     let fresh = loop {
         let reply = client.get("/job-infos", me);
-        if reply.body.as_array().unwrap().len() == 3 {
+        if reply.body["items"].as_array().unwrap().len() == 3 {
             break reply;
         }
         assert!(started.elapsed() < TIMEOUT, "still stale: {reply:?}");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(fresh.cache.as_deref(), Some("miss"));
-    let names: Vec<&str> = fresh
-        .body
+    let names: Vec<&str> = fresh.body["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -922,7 +930,10 @@ fn product_flow(t: &TestDb) {
     assert_eq!(started_one["jobInfoId"], job.as_str());
     let interview = started_one["id"].as_str().unwrap().to_owned();
     // Only interviews with a chat id are listed.
-    assert_eq!(expect(http.get(&interviews, ADA), 200), json!([]));
+    assert_eq!(
+        expect(http.get(&interviews, ADA), 200),
+        json!({"items": [], "next": null})
+    );
     let finished = json!({
         "humeChatId": "chat_1",
         "duration": "00:21:09",
@@ -940,7 +951,7 @@ fn product_flow(t: &TestDb) {
     assert_eq!(read["duration"], "00:21:09");
     assert_eq!(read["feedback"], "Solid answers.");
     assert_eq!(read["jobInfo"]["id"], job.as_str());
-    let listed = expect(http.get(&interviews, ADA), 200);
+    let listed = expect(http.get(&interviews, ADA), 200)["items"].clone();
     assert_eq!(listed.as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed[0]["id"], interview.as_str());
 
@@ -964,7 +975,7 @@ fn product_flow(t: &TestDb) {
     expect_invalid(http.post(&questions, ADA, one_bad), "[1].difficulty");
     let empty = json!({"text": "", "difficulty": "easy"});
     expect_invalid(http.post(&questions, ADA, empty), "text");
-    let listed = expect(http.get(&questions, ADA), 200);
+    let listed = expect(http.get(&questions, ADA), 200)["items"].clone();
     assert_eq!(
         texts(&listed),
         [
@@ -985,7 +996,10 @@ fn product_flow(t: &TestDb) {
     assert_eq!(expect(http.get("/users/me/usage", ADA), 200), usage);
 
     // Everything of Ada's is invisible to Eve: 404 or empty, never Ada's data.
-    assert_eq!(expect(http.get("/job-infos", EVE), 200), json!([]));
+    assert_eq!(
+        expect(http.get("/job-infos", EVE), 200),
+        json!({"items": [], "next": null})
+    );
     for path in [
         format!("/job-infos/{job}"),
         format!("/interviews/{interview}"),
@@ -1004,15 +1018,16 @@ fn product_flow(t: &TestDb) {
         expect_error(http.patch(&path, EVE, change), 404, None);
         expect_error(http.delete(&path, EVE), 404, None);
     }
-    assert_eq!(expect(http.get(&interviews, EVE), 200), json!([]));
-    assert_eq!(expect(http.get(&questions, EVE), 200), json!([]));
+    let empty = json!({"items": [], "next": null});
+    assert_eq!(expect(http.get(&interviews, EVE), 200), empty);
+    assert_eq!(expect(http.get(&questions, EVE), 200), empty);
     let sneaky = json!({"text": "Mine now?", "difficulty": "easy"});
     expect(http.post(&questions, EVE, sneaky), 404);
     expect(http.post(&interviews, EVE, json!({})), 404);
     let nothing = json!({"interviews": 0, "questions": 0});
     assert_eq!(expect(http.get("/users/me/usage", EVE), 200), nothing);
     assert_eq!(
-        expect(http.get("/job-infos", ADA), 200)
+        expect(http.get("/job-infos", ADA), 200)["items"]
             .as_array()
             .unwrap()
             .len(),
@@ -1050,7 +1065,7 @@ fn product_flow(t: &TestDb) {
         "{statuses:?}"
     );
     let concurrent = concurrent.elapsed();
-    let listed = expect(http.get(&questions, ADA), 200);
+    let listed = expect(http.get(&questions, ADA), 200)["items"].clone();
     let texts = texts(&listed);
     assert_eq!(texts.len(), 3 + CONCURRENT);
     for i in 0..CONCURRENT {
@@ -1058,7 +1073,7 @@ fn product_flow(t: &TestDb) {
         assert!(texts.contains(&text.as_str()), "{text} is missing");
     }
     let jobs = expect(http.get("/job-infos", ADA), 200);
-    assert_eq!(jobs.as_array().unwrap().len(), 1 + CONCURRENT);
+    assert_eq!(jobs["items"].as_array().unwrap().len(), 1 + CONCURRENT);
 
     // Deleting the job info takes its interviews and questions along.
     let removed = expect(http.delete(&format!("/job-infos/{job}"), ADA), 200);
@@ -1120,7 +1135,7 @@ fn ada_with_a_job(http: &Client) -> String {
 /// How many job infos Ada has, read through the service.
 fn ada_jobs(http: &Client) -> usize {
     let jobs = expect(http.get("/job-infos", ADA), 200);
-    jobs.as_array().unwrap().len()
+    jobs["items"].as_array().unwrap().len()
 }
 
 fn error_bodies(t: &TestDb) {
@@ -1332,7 +1347,7 @@ fn question_lists(t: &TestDb) {
     );
     let quota = expect_error(http.post(&questions, ADA, question("F")), 403, None);
     assert_eq!(quota["limit"], QUOTA);
-    let listed = expect(http.get(&questions, ADA), 200);
+    let listed = expect(http.get(&questions, ADA), 200)["items"].clone();
     assert_eq!(texts(&listed), ["A", "B", "C", "D", "E"]);
 
     drop(http);
@@ -1365,4 +1380,77 @@ fn cached_bytes(t: &TestDb) {
 
     drop(http);
     server.stop();
+}
+
+backend_tests! {
+    fn lists_answer_bounded_pages_that_follow_their_cursor(t) {
+        pages(t);
+    }
+}
+
+fn pages(t: &TestDb) {
+    let server = Server::start(&t.url, dev_auth());
+    let http = Client::new(&server);
+    let job = ada_with_a_job(&http);
+    for name in ["B", "C", "D", "E"] {
+        let form = json!({"name": name, "experienceLevel": "junior", "description": "d"});
+        expect(http.post("/job-infos", ADA, form), 201);
+    }
+    let whole = expect(http.get("/job-infos", ADA), 200);
+    assert_eq!(
+        whole["items"].as_array().unwrap().len(),
+        5,
+        "the default page holds all five"
+    );
+    assert_eq!(whole["next"], Value::Null);
+
+    // Pages of two, followed by their cursors, are the whole list in its order.
+    let mut names = Vec::new();
+    let mut path = "/job-infos?limit=2".to_owned();
+    loop {
+        let page = expect(http.get(&path, ADA), 200);
+        let items = page["items"].as_array().unwrap();
+        assert!(items.len() <= 2, "{page}");
+        names.extend(items.iter().map(|j| j["name"].as_str().unwrap().to_owned()));
+        match page["next"].as_str() {
+            Some(next) => path = format!("/job-infos?limit=2&after={next}"),
+            None => break,
+        }
+    }
+    let in_order: Vec<&str> = whole["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, in_order);
+
+    let questions = format!("/job-infos/{job}/questions");
+    let three = json!([
+        {"text": "Q1", "difficulty": "easy"},
+        {"text": "Q2", "difficulty": "easy"},
+        {"text": "Q3", "difficulty": "easy"},
+    ]);
+    expect(http.post(&questions, ADA, three), 201);
+    let first = expect(http.get(&format!("{questions}?limit=2"), ADA), 200);
+    assert_eq!(texts(&first["items"]), ["Q1", "Q2"]);
+    let next = first["next"].as_str().unwrap();
+    let rest = expect(
+        http.get(&format!("{questions}?limit=2&after={next}"), ADA),
+        200,
+    );
+    assert_eq!(texts(&rest["items"]), ["Q3"]);
+    assert_eq!(rest["next"], Value::Null);
+    let interviews = format!("/job-infos/{job}/interviews?limit=1");
+    assert_eq!(
+        expect(http.get(&interviews, ADA), 200),
+        json!({"items": [], "next": null})
+    );
+
+    // Bad paging is a 400 in the one body, naming the parameter.
+    expect_invalid(http.get("/job-infos?limit=0", ADA), "limit");
+    expect_invalid(http.get("/job-infos?limit=1001", ADA), "limit");
+    expect_invalid(http.get("/job-infos?limit=many", ADA), "limit");
+    expect_invalid(http.get("/job-infos?after=not-a-cursor", ADA), "cursor");
+    expect_invalid(http.get(&format!("{questions}?page=2"), ADA), "page");
 }
