@@ -7,7 +7,7 @@ use jobprep_repo::Cached;
 
 use crate::{
     Interview, InterviewChanges, InterviewId, InterviewKey, InterviewWithJobInfo, JobInfoId,
-    NewInterview, UserId,
+    NewInterview, Page, PageRequest, UserId,
 };
 
 jobprep_repo::async_twins! {
@@ -19,5 +19,7 @@ jobprep_repo::async_twins! {
     get(user_id: &UserId, id: InterviewId) -> Cached<InterviewWithJobInfo>;
     list_for_job_info(user_id: &UserId, job_info_id: JobInfoId) -> Cached<Vec<Interview>>;
     list_all_for_job_info(user_id: &UserId, job_info_id: JobInfoId) -> Cached<Vec<Interview>>;
+    list_page_for_job_info(user_id: &UserId, job_info_id: JobInfoId, page: &PageRequest) -> Cached<Page<Interview>>;
+    list_all_page_for_job_info(user_id: &UserId, job_info_id: JobInfoId, page: &PageRequest) -> Cached<Page<Interview>>;
     count_for_user(user_id: &UserId) -> Cached<i64>;
 }

@@ -7,6 +7,8 @@ pub use jobprep_repo::interviews::{
 };
 pub use jobprep_repo::{InterviewId, JobInfoId, UserId};
 
+pub use jobprep_repo::page::{Cursor, Page, PageRequest};
+
 #[cfg(feature = "tokio")]
 pub mod asynch;
 
@@ -129,6 +131,36 @@ pub fn list_all_for_job_info(
     jobprep_repo::span!("interviews.list_all_for_job_info");
     db.read_cached(
         |conn| repo::list_all_for_job_info(conn, user_id, job_info_id),
+        |_| cache_rules::interviews_read(job_info_id),
+    )
+}
+
+/// A page of [`list_for_job_info`], in its order: at most `page.limit` interviews after
+/// `page.after`, and the cursor of the next page (see [`jobprep_repo::page`]); the same
+/// tags.
+pub fn list_page_for_job_info(
+    db: &impl Executor,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    page: &PageRequest,
+) -> Result<Cached<Page<Interview>>> {
+    jobprep_repo::span!("interviews.list_page_for_job_info");
+    db.read_cached(
+        |conn| repo::list_page_for_job_info(conn, user_id, job_info_id, page),
+        |_| cache_rules::interviews_read(job_info_id),
+    )
+}
+
+/// A page of [`list_all_for_job_info`], as [`list_page_for_job_info`] pages its list.
+pub fn list_all_page_for_job_info(
+    db: &impl Executor,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    page: &PageRequest,
+) -> Result<Cached<Page<Interview>>> {
+    jobprep_repo::span!("interviews.list_all_page_for_job_info");
+    db.read_cached(
+        |conn| repo::list_all_page_for_job_info(conn, user_id, job_info_id, page),
         |_| cache_rules::interviews_read(job_info_id),
     )
 }

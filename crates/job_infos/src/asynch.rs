@@ -5,7 +5,10 @@
 pub use jobprep_repo::asynch::AsyncDb;
 use jobprep_repo::Cached;
 
-use crate::{JobInfo, JobInfoChanges, JobInfoId, JobInfoKey, NewJobInfo, RemovedJobInfo, UserId};
+use crate::{
+    JobInfo, JobInfoChanges, JobInfoId, JobInfoKey, NewJobInfo, Page, PageRequest, RemovedJobInfo,
+    UserId,
+};
 
 jobprep_repo::async_twins! {
     insert(user_id: &UserId, job: &NewJobInfo) -> JobInfoKey;
@@ -13,5 +16,6 @@ jobprep_repo::async_twins! {
     delete(user_id: &UserId, id: JobInfoId) -> RemovedJobInfo;
     get(user_id: &UserId, id: JobInfoId) -> Cached<JobInfo>;
     list_for_user(user_id: &UserId) -> Cached<Vec<JobInfo>>;
+    list_page_for_user(user_id: &UserId, page: &PageRequest) -> Cached<Page<JobInfo>>;
     user_has_any(user_id: &UserId) -> Cached<bool>;
 }

@@ -7,6 +7,8 @@ pub use jobprep_repo::job_infos::{
 };
 pub use jobprep_repo::{ExperienceLevel, JobInfoId, UserId};
 
+pub use jobprep_repo::page::{Cursor, Page, PageRequest};
+
 #[cfg(feature = "tokio")]
 pub mod asynch;
 
@@ -60,6 +62,21 @@ pub fn list_for_user(db: &impl Executor, user_id: &UserId) -> Result<Cached<Vec<
     jobprep_repo::span!("job_infos.list_for_user");
     db.read_cached(
         |conn| repo::list_for_user(conn, user_id),
+        |_| cache_rules::job_infos_read(user_id),
+    )
+}
+
+/// A page of [`list_for_user`], in its order: at most `page.limit` job infos after
+/// `page.after`, and the cursor of the next page (see [`jobprep_repo::page`]); the same
+/// tags.
+pub fn list_page_for_user(
+    db: &impl Executor,
+    user_id: &UserId,
+    page: &PageRequest,
+) -> Result<Cached<Page<JobInfo>>> {
+    jobprep_repo::span!("job_infos.list_page_for_user");
+    db.read_cached(
+        |conn| repo::list_page_for_user(conn, user_id, page),
         |_| cache_rules::job_infos_read(user_id),
     )
 }

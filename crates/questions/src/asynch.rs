@@ -6,7 +6,7 @@ pub use jobprep_repo::asynch::AsyncDb;
 use jobprep_repo::Cached;
 
 use crate::{
-    JobInfoId, NewQuestion, Question, QuestionChanges, QuestionId, QuestionKey,
+    JobInfoId, NewQuestion, Page, PageRequest, Question, QuestionChanges, QuestionId, QuestionKey,
     QuestionWithJobInfo, UserId,
 };
 
@@ -18,5 +18,6 @@ jobprep_repo::async_twins! {
     delete(user_id: &UserId, id: QuestionId) -> QuestionKey;
     get(user_id: &UserId, id: QuestionId) -> Cached<QuestionWithJobInfo>;
     list_for_job_info(user_id: &UserId, job_info_id: JobInfoId) -> Cached<Vec<Question>>;
+    list_page_for_job_info(user_id: &UserId, job_info_id: JobInfoId, page: &PageRequest) -> Cached<Page<Question>>;
     count_for_user(user_id: &UserId) -> Cached<i64>;
 }

@@ -7,6 +7,8 @@ pub use jobprep_repo::questions::{
 };
 pub use jobprep_repo::{JobInfoId, QuestionDifficulty, QuestionId, UserId};
 
+pub use jobprep_repo::page::{Cursor, Page, PageRequest};
+
 #[cfg(feature = "tokio")]
 pub mod asynch;
 
@@ -108,6 +110,22 @@ pub fn list_for_job_info(
     jobprep_repo::span!("questions.list_for_job_info");
     db.read_cached(
         |conn| repo::list_for_job_info(conn, user_id, job_info_id),
+        |_| cache_rules::questions_read(job_info_id),
+    )
+}
+
+/// A page of [`list_for_job_info`], in its order: at most `page.limit` questions after
+/// `page.after`, and the cursor of the next page (see [`jobprep_repo::page`]); the same
+/// tags.
+pub fn list_page_for_job_info(
+    db: &impl Executor,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    page: &PageRequest,
+) -> Result<Cached<Page<Question>>> {
+    jobprep_repo::span!("questions.list_page_for_job_info");
+    db.read_cached(
+        |conn| repo::list_page_for_job_info(conn, user_id, job_info_id, page),
         |_| cache_rules::questions_read(job_info_id),
     )
 }

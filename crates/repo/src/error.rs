@@ -64,7 +64,8 @@ pub enum Error {
         constraint: Option<String>,
     },
 
-    /// The input was rejected before anything was written.
+    /// The input was rejected before anything was written. `field` is the field's name
+    /// as JSON spells it, or `changes` for a change form that sets no field.
     #[error("invalid {field}: {reason}")]
     InvalidInput { field: &'static str, reason: String },
 
@@ -146,6 +147,11 @@ impl Error {
             field,
             reason: reason.into(),
         }
+    }
+
+    /// A change form that sets no field: `InvalidInput` for `changes`.
+    pub(crate) fn nothing_to_change() -> Self {
+        Error::invalid("changes", "no field to change: set at least one")
     }
 
     pub(crate) fn not_found(entity: Entity) -> Self {

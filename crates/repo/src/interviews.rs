@@ -11,6 +11,7 @@ use jobprep_schema::{interviews, job_info};
 
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
+use crate::page::{Cursor, Page, PageRequest};
 use crate::quota;
 use crate::statements::{stable_statement, ColumnChange};
 use crate::tenant::{self, owned_by, owned_job_info_ids, owned_job_infos};
@@ -83,7 +84,7 @@ pub struct InterviewWithJobInfo {
 /// }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewInterview {
     pub duration: String,
     #[serde(default)]
@@ -122,12 +123,13 @@ impl NewInterview {
 
 /// Changes to an interview: `None` leaves a column as it is; for `hume_chat_id` and
 /// `feedback`, `Some(None)` sets it to NULL. A value that is set follows the rules of
-/// [`NewInterview`]; `feedback`, when set, is required text (not blank, no NUL).
-#[derive(Debug, Clone, Default, PartialEq, Eq, AsChangeset, serde::Deserialize)]
-#[diesel(table_name = interviews)]
-#[serde(rename_all = "camelCase")]
+/// [`NewInterview`]; `feedback`, when set, is required text (not blank, no NUL). From
+/// JSON, a field left out is `None`; an unknown field, and `null` for `duration`,
+/// fail to deserialize.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct InterviewChanges {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::not_null")]
     pub duration: Option<String>,
     #[serde(default, deserialize_with = "crate::double_option")]
     pub hume_chat_id: Option<Option<String>>,
@@ -136,7 +138,12 @@ pub struct InterviewChanges {
 }
 
 impl InterviewChanges {
+    /// The values that are set follow the rules of [`NewInterview`]; at least one field
+    /// is set (otherwise `InvalidInput` for `changes`).
     pub fn validate(&self) -> Result<()> {
+        if self == &Self::default() {
+            return Err(Error::nothing_to_change());
+        }
         if let Some(duration) = &self.duration {
             validate::duration(duration)?;
         }
@@ -353,7 +360,33 @@ pub fn list_for_job_info(
     user_id: &UserId,
     job_info_id: JobInfoId,
 ) -> Result<Vec<Interview>> {
-    list(conn, user_id, job_info_id, HeldOnly(true))
+    list(conn, user_id, job_info_id, HeldOnly(true), None)
+}
+
+/// A page of [`list_for_job_info`], in its order (see [`crate::page`]).
+pub fn list_page_for_job_info(
+    conn: &mut Connection,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    page: &PageRequest,
+) -> Result<Page<Interview>> {
+    let rows = list(conn, user_id, job_info_id, HeldOnly(true), Some(page))?;
+    Ok(Page::from_rows(rows, page, cursor_of))
+}
+
+/// A page of [`list_all_for_job_info`], in its order (see [`crate::page`]).
+pub fn list_all_page_for_job_info(
+    conn: &mut Connection,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    page: &PageRequest,
+) -> Result<Page<Interview>> {
+    let rows = list(conn, user_id, job_info_id, HeldOnly(false), Some(page))?;
+    Ok(Page::from_rows(rows, page, cursor_of))
+}
+
+fn cursor_of(interview: &Interview) -> Cursor {
+    Cursor::new(interview.updated_at, interview.id.as_uuid())
 }
 
 /// Every interview of the user's job info, with a chat id or not, most recently
@@ -363,7 +396,7 @@ pub fn list_all_for_job_info(
     user_id: &UserId,
     job_info_id: JobInfoId,
 ) -> Result<Vec<Interview>> {
-    list(conn, user_id, job_info_id, HeldOnly(false))
+    list(conn, user_id, job_info_id, HeldOnly(false), None)
 }
 
 /// Whether a list keeps only interviews that have a chat id.
@@ -374,20 +407,29 @@ fn list(
     user_id: &UserId,
     job_info_id: JobInfoId,
     held_only: HeldOnly,
+    page: Option<&PageRequest>,
 ) -> Result<Vec<Interview>> {
+    let rows = page.map(PageRequest::rows_to_load).transpose()?;
     Ok(on_backend!(conn, c => {
-        let query = interviews::table
+        let mut query = interviews::table
             .inner_join(job_info::table)
             .filter(job_info::id.eq(job_info_id))
             .filter(owned_by(user_id))
             .order((interviews::updated_at.desc(), interviews::id.desc()))
             .select(Interview::as_select())
             .into_boxed();
-        let query = if held_only.0 {
-            query.filter(interviews::hume_chat_id.is_not_null())
-        } else {
-            query
-        };
+        if held_only.0 {
+            query = query.filter(interviews::hume_chat_id.is_not_null());
+        }
+        if let Some(rows) = rows {
+            query = query.limit(rows);
+        }
+        if let Some(after) = page.and_then(|p| p.after) {
+            let (at, id) = (after.at(), InterviewId::from_uuid(after.id()));
+            query = query.filter(
+                interviews::updated_at.lt(at).or(interviews::updated_at.eq(at).and(interviews::id.lt(id))),
+            );
+        }
         query.load(c)
     })?)
 }

@@ -10,6 +10,7 @@ use jobprep_schema::{interviews, job_info, questions, sql_types};
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::interviews::InterviewKey;
+use crate::page::{Cursor, Page, PageRequest};
 use crate::questions::QuestionKey;
 use crate::statements::{stable_statement, ColumnChange};
 use crate::tenant::{owned_by, owned_job_infos};
@@ -46,7 +47,7 @@ pub struct JobInfo {
 /// - `name`, `description`: required, no length limit.
 /// - `title`: optional; when set, required text.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewJobInfo {
     #[serde(default)]
     pub title: Option<String>,
@@ -86,23 +87,31 @@ impl NewJobInfo {
 }
 
 /// Changes to a job info: `None` leaves a column as it is; for `title`, `Some(None)`
-/// sets it to NULL. A value that is set follows the rules of [`NewJobInfo`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, AsChangeset, serde::Deserialize)]
-#[diesel(table_name = job_info)]
-#[serde(rename_all = "camelCase")]
+/// sets it to NULL. A value that is set follows the rules of [`NewJobInfo`]. From
+/// JSON, a field left out is `None`; an unknown field, and `null` for a column that
+/// cannot be NULL, fail to deserialize. A change of no field is refused (see
+/// [`validate`](Self::validate)).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct JobInfoChanges {
     #[serde(default, deserialize_with = "crate::double_option")]
     pub title: Option<Option<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::not_null")]
     pub name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::not_null")]
     pub experience_level: Option<ExperienceLevel>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::not_null")]
     pub description: Option<String>,
 }
 
 impl JobInfoChanges {
+    /// The values that are set follow the rules of [`NewJobInfo`]; at least one field
+    /// is set (otherwise `InvalidInput` for `changes`: an update of nothing would only
+    /// move `updatedAt` and invalidate caches).
     pub fn validate(&self) -> Result<()> {
+        if self == &Self::default() {
+            return Err(Error::nothing_to_change());
+        }
         if let Some(name) = &self.name {
             validate::required_text("name", name, validate::UNBOUNDED)?;
         }
@@ -234,10 +243,43 @@ pub fn get(conn: &mut Connection, user_id: &UserId, id: JobInfoId) -> Result<Job
 
 /// The user's job infos, most recently updated first.
 pub fn list_for_user(conn: &mut Connection, user_id: &UserId) -> Result<Vec<JobInfo>> {
-    Ok(on_backend!(conn, c => owned_job_infos(user_id)
-        .order((job_info::updated_at.desc(), job_info::id.desc()))
-        .select(JobInfo::as_select())
-        .load(c))?)
+    list(conn, user_id, None)
+}
+
+/// A page of [`list_for_user`], in its order (see [`crate::page`]).
+pub fn list_page_for_user(
+    conn: &mut Connection,
+    user_id: &UserId,
+    page: &PageRequest,
+) -> Result<Page<JobInfo>> {
+    let rows = list(conn, user_id, Some(page))?;
+    Ok(Page::from_rows(rows, page, |j| {
+        Cursor::new(j.updated_at, j.id.as_uuid())
+    }))
+}
+
+fn list(
+    conn: &mut Connection,
+    user_id: &UserId,
+    page: Option<&PageRequest>,
+) -> Result<Vec<JobInfo>> {
+    let rows = page.map(PageRequest::rows_to_load).transpose()?;
+    Ok(on_backend!(conn, c => {
+        let mut query = owned_job_infos(user_id)
+            .order((job_info::updated_at.desc(), job_info::id.desc()))
+            .select(JobInfo::as_select())
+            .into_boxed();
+        if let Some(rows) = rows {
+            query = query.limit(rows);
+        }
+        if let Some(after) = page.and_then(|p| p.after) {
+            let (at, id) = (after.at(), JobInfoId::from_uuid(after.id()));
+            query = query.filter(
+                job_info::updated_at.lt(at).or(job_info::updated_at.eq(at).and(job_info::id.lt(id))),
+            );
+        }
+        query.load(c)
+    })?)
 }
 
 /// Whether the user has any job info left.

@@ -9,6 +9,7 @@ mod handle;
 mod local_feed;
 #[cfg(feature = "tracing")]
 mod observe;
+pub mod page;
 mod pool;
 mod quota;
 mod statements;
@@ -40,6 +41,16 @@ pub use types::{ExperienceLevel, InterviewId, JobInfoId, QuestionDifficulty, Que
 
 /// Deserializes a field that may be absent (leave unchanged), `null` (set to NULL) or a
 /// value, into `Option<Option<T>>`. Use with `#[serde(default)]`.
+pub(crate) fn not_null<'de, D, T>(deserializer: D) -> std::result::Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    // A field missing from a change form leaves the column as it is; an explicit null
+    // on a column that cannot be NULL is a mistake, not "leave it".
+    serde::Deserialize::deserialize(deserializer).map(Some)
+}
+
 pub(crate) fn double_option<'de, D, T>(
     deserializer: D,
 ) -> std::result::Result<Option<Option<T>>, D::Error>

@@ -12,6 +12,7 @@ use jobprep_schema::{job_info, questions};
 use crate::config::Backend;
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
+use crate::page::{Cursor, Page, PageRequest};
 use crate::quota;
 use crate::statements::{stable_statement, ColumnChange};
 use crate::tenant::{self, owned_by, owned_job_info_ids, owned_job_infos};
@@ -64,7 +65,7 @@ pub struct QuestionWithJobInfo {
 /// - `text`: required, no length limit.
 /// - `difficulty`: one of `easy`, `medium`, `hard` (checked when deserialized).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewQuestion {
     pub text: String,
     pub difficulty: QuestionDifficulty,
@@ -84,19 +85,24 @@ impl NewQuestion {
 }
 
 /// Changes to a question; `None` leaves a column as it is. A value that is set follows
-/// the rules of [`NewQuestion`].
-#[derive(Debug, Clone, Default, PartialEq, Eq, AsChangeset, serde::Deserialize)]
-#[diesel(table_name = questions)]
-#[serde(rename_all = "camelCase")]
+/// the rules of [`NewQuestion`]. From JSON, a field left out is `None`; an unknown
+/// field, and `null` (neither column can be NULL), fail to deserialize.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct QuestionChanges {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::not_null")]
     pub text: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::not_null")]
     pub difficulty: Option<QuestionDifficulty>,
 }
 
 impl QuestionChanges {
+    /// The values that are set follow the rules of [`NewQuestion`]; at least one field
+    /// is set (otherwise `InvalidInput` for `changes`).
     pub fn validate(&self) -> Result<()> {
+        if self == &Self::default() {
+            return Err(Error::nothing_to_change());
+        }
         match &self.text {
             Some(text) => validate::required_text("text", text, validate::UNBOUNDED),
             None => Ok(()),
@@ -313,13 +319,48 @@ pub fn list_for_job_info(
     user_id: &UserId,
     job_info_id: JobInfoId,
 ) -> Result<Vec<Question>> {
-    Ok(on_backend!(conn, c => questions::table
-        .inner_join(job_info::table)
-        .filter(job_info::id.eq(job_info_id))
-        .filter(owned_by(user_id))
-        .order((questions::created_at.asc(), questions::id.asc()))
-        .select(Question::as_select())
-        .load(c))?)
+    list(conn, user_id, job_info_id, None)
+}
+
+/// A page of [`list_for_job_info`], in its order (see [`crate::page`]).
+pub fn list_page_for_job_info(
+    conn: &mut Connection,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    page: &PageRequest,
+) -> Result<Page<Question>> {
+    let rows = list(conn, user_id, job_info_id, Some(page))?;
+    Ok(Page::from_rows(rows, page, |q| {
+        Cursor::new(q.created_at, q.id.as_uuid())
+    }))
+}
+
+fn list(
+    conn: &mut Connection,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    page: Option<&PageRequest>,
+) -> Result<Vec<Question>> {
+    let rows = page.map(PageRequest::rows_to_load).transpose()?;
+    Ok(on_backend!(conn, c => {
+        let mut query = questions::table
+            .inner_join(job_info::table)
+            .filter(job_info::id.eq(job_info_id))
+            .filter(owned_by(user_id))
+            .order((questions::created_at.asc(), questions::id.asc()))
+            .select(Question::as_select())
+            .into_boxed();
+        if let Some(rows) = rows {
+            query = query.limit(rows);
+        }
+        if let Some(after) = page.and_then(|p| p.after) {
+            let (at, id) = (after.at(), QuestionId::from_uuid(after.id()));
+            query = query.filter(
+                questions::created_at.gt(at).or(questions::created_at.eq(at).and(questions::id.gt(id))),
+            );
+        }
+        query.load(c)
+    })?)
 }
 
 /// How many questions the user has across their job infos (the plan quota).

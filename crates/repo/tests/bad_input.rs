@@ -586,4 +586,44 @@ backend_tests! {
         let too_long = UserId::new("😀".repeat(256));
         assert_eq!(invalid_field(&too_long), Some("userId"));
     }
+
+    fn forms_refuse_unknown_fields_and_nulls_and_a_change_of_nothing_writes_nothing(t) {
+        // A misspelt field and a null on a column that cannot be NULL are mistakes, not
+        // "leave it": deserialization fails and names the field.
+        for (json, named) in [
+            (r#"{"experience_level":"senior"}"#, "experience_level"),
+            (r#"{"name":"A","unknown":1}"#, "unknown"),
+        ] {
+            let error = serde_json::from_str::<JobInfoChanges>(json).unwrap_err().to_string();
+            assert!(error.contains(&format!("unknown field `{named}`")), "{error}");
+        }
+        for json in [r#"{"name":null}"#, r#"{"experienceLevel":null}"#, r#"{"description":null}"#] {
+            assert!(serde_json::from_str::<JobInfoChanges>(json).is_err(), "{json}");
+        }
+        assert!(serde_json::from_str::<QuestionChanges>(r#"{"text":null}"#).is_err());
+        assert!(serde_json::from_str::<QuestionChanges>(r#"{"difficulty":null}"#).is_err());
+        assert!(serde_json::from_str::<InterviewChanges>(r#"{"duration":null}"#).is_err());
+        assert!(serde_json::from_str::<InterviewChanges>(r#"{"humeChatID":"x"}"#).is_err());
+        assert!(serde_json::from_str::<NewJobInfo>(r#"{"name":"A","experienceLevel":"senior","description":"d","titel":"x"}"#).is_err());
+        assert!(serde_json::from_str::<NewQuestion>(r#"{"text":"q","difficulty":"easy","level":1}"#).is_err());
+        assert!(serde_json::from_str::<NewInterview>(r#"{"duration":"00:00:01","chatId":"x"}"#).is_err());
+        assert!(serde_json::from_str::<NewUser>(r#"{"id":"user_1","name":"A","email":"a@example.com","role":"admin"}"#).is_err());
+        // A null where the column can be NULL still clears it; a field left out is kept.
+        let cleared: JobInfoChanges = serde_json::from_str(r#"{"title":null}"#).unwrap();
+        assert_eq!(cleared.title, Some(None));
+        assert_eq!(serde_json::from_str::<JobInfoChanges>(r#"{"name":"B"}"#).unwrap().description, None);
+
+        // A change of nothing is refused before anything is written: updatedAt stays.
+        let owner = user(&t.db, "user_nothing");
+        let job = jobprep_job_infos::insert(&t.db, &owner, &new_job("Kept")).unwrap();
+        let question = jobprep_questions::insert(&t.db, &owner, job.id, &NewQuestion::new("q", QuestionDifficulty::Easy)).unwrap();
+        let interview = jobprep_interviews::insert(&t.db, &owner, job.id, &NewInterview::new()).unwrap();
+        let before = jobprep_job_infos::get(&t.db, &owner, job.id).unwrap().value;
+        let nothing: JobInfoChanges = serde_json::from_str("{}").unwrap();
+        assert_eq!(invalid_field(&jobprep_job_infos::update(&t.db, &owner, job.id, &nothing)), Some("changes"));
+        assert_eq!(invalid_field(&jobprep_questions::update(&t.db, &owner, question.id, &QuestionChanges::default())), Some("changes"));
+        assert_eq!(invalid_field(&jobprep_interviews::update(&t.db, &owner, interview.id, &InterviewChanges::default())), Some("changes"));
+        assert_eq!(invalid_field(&jobprep_interviews::update_within_quota(&t.db, &owner, interview.id, &InterviewChanges::default(), 5)), Some("changes"));
+        assert_eq!(jobprep_job_infos::get(&t.db, &owner, job.id).unwrap().value, before);
+    }
 }

@@ -168,7 +168,8 @@ backend_tests! {
         t.db.transaction(|tx| {
             let job = jobprep_job_infos::insert(tx, &me, &job("Backend"))?;
             jobprep_interviews::insert(tx, &me, job.id, &NewInterview::new())?;
-            jobprep_job_infos::update(tx, &me, job.id, &Default::default())?;
+            let renamed = jobprep_job_infos::JobInfoChanges { name: Some("Platform".into()), ..Default::default() };
+            jobprep_job_infos::update(tx, &me, job.id, &renamed)?;
             Ok(())
         })
         .unwrap();

@@ -60,7 +60,6 @@ fn postgres_the_hot_writes_are_prepared_once_per_connection() {
             description: Some("Pager".into()),
             ..Default::default()
         },
-        JobInfoChanges::default(),
     ];
     for changes in &job_changes {
         job_infos::update(&mut conn, &me, job.id, changes).unwrap();
@@ -143,7 +142,10 @@ fn postgres_the_hot_writes_are_prepared_once_per_connection() {
         &mut conn,
         &stranger,
         question.id,
-        &QuestionChanges::default(),
+        &QuestionChanges {
+            text: Some("Not yours".into()),
+            ..Default::default()
+        },
     );
     assert!(
         matches!(refused, Err(jobprep_repo::Error::NotFound { .. })),
