@@ -5,8 +5,9 @@
 //! # Development: embedded SQLite on 127.0.0.1:3000, the caller taken from `x-user-id`.
 //! cargo run -p jobprep-cli --example http_service -- --insecure-dev-auth
 //! curl -X PUT localhost:3000/users/me -H 'x-user-id: user_1' \
-//!      -d '{"name": "Ada", "email": "ada@example.com"}'
+//!      -H 'content-type: application/json' -d '{"name": "Ada", "email": "ada@example.com"}'
 //! curl -X POST localhost:3000/job-infos -H 'x-user-id: user_1' \
+//!      -H 'content-type: application/json' \
 //!      -d '{"name": "SRE", "experienceLevel": "senior", "description": "On call"}'
 //! # With the provider's signing secret: the webhook is verified.
 //! CLERK_WEBHOOK_SECRET=whsec_... cargo run -p jobprep-cli --example http_service -- \
@@ -28,8 +29,10 @@
 //!   verifies no session: they all answer 401 `{"error": "not authenticated"}` until a
 //!   real service puts its session check there (see that function).
 //! - `--insecure-dev-auth` (or `JOBPREP_INSECURE_DEV_AUTH=true`) is for development
-//!   only: [`authenticate`] then trusts the `x-user-id` header as it is, so any caller
-//!   can act as any user, and without a secret the webhook is accepted unsigned. The
+//!   only: [`authenticate`] then trusts the `x-user-id` header, so any caller can act
+//!   as any user, and without a secret the webhook is accepted unsigned. The header
+//!   must hold a user id without `,` or whitespace (it goes into `x-cache-tags`, see
+//!   [`tag_safe_user_id`]); another value answers the same 401. The
 //!   service says so on stderr when it starts. Without a secret and without the flag it
 //!   does not start.
 //!
@@ -44,22 +47,51 @@
 //! | `GET`, `PATCH`, `DELETE /job-infos/{id}` | read, change, delete with its interviews and questions |
 //! | `POST`, `GET /job-infos/{id}/interviews` | start one (`{duration?, humeChatId?}`), list those with a chat id |
 //! | `GET`, `PATCH`, `DELETE /interviews/{id}` | read (with its job info), record `humeChatId`/`duration`/`feedback`, delete |
-//! | `POST`, `GET /job-infos/{id}/questions` | add one (`{text, difficulty}`) or many (an array), list |
+//! | `POST`, `GET /job-infos/{id}/questions` | add one (`{text, difficulty}`) or a list of 1 to [`MAX_QUESTIONS_PER_REQUEST`] (100) in one transaction, within the question quota; list |
 //! | `GET`, `PATCH`, `DELETE /questions/{id}` | read, change, delete |
 //! | `POST /webhooks/auth` | the auth provider's (Clerk's) user events: `user.created` and `user.updated` upsert the user, `user.deleted` deletes it; other types answer 204 |
 //!
 //! The webhook maps the provider's user as the original app's webhook does: the id as
-//! it is; the name from `first_name` and `last_name` (the email when both are empty);
+//! it is (without `,` or whitespace, as for `x-user-id`); the name from `first_name` and `last_name` (the email when both are empty);
 //! the email whose `id` is `primary_email_address_id` (none is a 400); an empty
 //! `image_url` as no image; `created_at` and `updated_at` (epoch milliseconds) as the
 //! user's timestamps. It answers 200 with the stored user, or with what the deletion
 //! removed (`null` when the user was already gone, so a redelivered event succeeds).
 //!
 //! Creations answer 201 with the new row's key; reads carry the cache tags they depend
-//! on in `x-cache-tags`. Errors are `{"error": ...}`: 400 (with `"field"` when one is to
-//! blame), 401 (not authenticated, or a bad webhook signature; the reason only in the
-//! service's log), 404, 409 (with `"constraint"`), 503 (retry), 500 (details only in the
-//! service's log).
+//! on in `x-cache-tags`.
+//!
+//! **Input.** A body is JSON sent as `Content-Type: application/json` (parameters
+//! such as `; charset=utf-8` are fine; a request without a body needs none, and reads
+//! as `{}`). Every form is a JSON object, never an array filled in by position; unknown
+//! fields, and `null` for a field that cannot be NULL, are refused, as the library's
+//! forms do. Each user has a question quota (`--question-quota`, default
+//! [`DEFAULT_QUESTION_QUOTA`]); every question is added through the library's
+//! quota-checked insert, a list all or nothing.
+//!
+//! **Errors.** Every error answer has one body, [`ErrorBody`]:
+//! `{"error": "...", "field": "...", "constraint": "...", "limit": ...}`, where `error`
+//! is always there and the others only when they apply. `field` is the JSON path of
+//! what is to blame (`name`, `[1].text` for an element of a list,
+//! `data.email_addresses[0].email_address` in the webhook's payload, `""` for the body
+//! itself), or the path parameter's name (`jobInfoId`). Messages use the API's words,
+//! never Rust's types.
+//!
+//! | status | when |
+//! |---|---|
+//! | 400 | the JSON does not parse (`invalid JSON body: ...`, `field` where it broke off), or is not what the route takes, or fails a check (`field` always; a list's element by its index) |
+//! | 401 | not authenticated, or a bad webhook signature (the reason only in the service's log) |
+//! | 403 | the question quota is used up: `{"error": "question quota of 20 reached", "limit": 20}`. Not 429: waiting does not help (only fewer questions or a larger plan do), and clients and proxies retry 429 by themselves |
+//! | 404 | no such row (or another user's), or no such route |
+//! | 405 | the route does not take the method (with `Allow`) |
+//! | 409 | the write conflicts, with `constraint` when the database names one |
+//! | 413 | the body is over [`BODY_LIMIT`] bytes, or a list is over [`MAX_QUESTIONS_PER_REQUEST`] (`field` `""`); `limit` names the limit |
+//! | 415 | the body is not sent as `application/json` |
+//! | 500 | a bug or an unclassified database error (details only in the service's log) |
+//! | 503 | the database is unavailable: retry (`Retry-After: 1`) |
+//!
+//! Reads answer the same bytes from the cache as when they were read (serialized
+//! once), so a hit is byte-identical to its miss.
 //!
 //! **Read cache.** `GET /job-infos` and `GET /job-infos/{id}` are served from a small
 //! in-memory cache keyed by route and caller, each entry stored under the cache tags
@@ -81,7 +113,9 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::body::Bytes;
-use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request, State};
+use axum::extract::{
+    DefaultBodyLimit, FromRef, FromRequest, FromRequestParts, Path, Request, State,
+};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -101,7 +135,8 @@ use jobprep_repo::{
 };
 use jobprep_users::{asynch as users, NewUser, UserId};
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::Value;
 use sha2::Sha256;
 use tokio::net::TcpListener;
 
@@ -113,6 +148,17 @@ pub const WEBHOOK_SECRET_ENV: &str = "CLERK_WEBHOOK_SECRET";
 
 /// How far `svix-timestamp` may be from the service's clock, either way (Svix's default).
 pub const WEBHOOK_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+
+/// The most bytes a request body may hold (axum's default, made explicit so the 413
+/// can name it).
+pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
+
+/// The most questions one `POST /job-infos/{id}/questions` may add.
+pub const MAX_QUESTIONS_PER_REQUEST: usize = 100;
+
+/// How many questions a user may have when `--question-quota` is not given. This
+/// example knows no plans; a real service takes the limit from the user's plan.
+pub const DEFAULT_QUESTION_QUOTA: u32 = 1000;
 
 #[derive(Debug, Parser)]
 #[command(about = "jobprep over HTTP (an example service)")]
@@ -130,6 +176,10 @@ struct Args {
     /// webhooks when CLERK_WEBHOOK_SECRET is not set.
     #[arg(long, env = "JOBPREP_INSECURE_DEV_AUTH")]
     insecure_dev_auth: bool,
+
+    /// How many questions a user may have; adding more answers 403.
+    #[arg(long, env = "JOBPREP_QUESTION_QUOTA", default_value_t = DEFAULT_QUESTION_QUOTA)]
+    question_quota: u32,
 }
 
 #[tokio::main]
@@ -146,7 +196,7 @@ async fn main() -> ExitCode {
     };
     eprintln!("http_service: {}", auth.describe());
     let db = match open(args.database_url.as_deref(), auth).await {
-        Ok(db) => db,
+        Ok(db) => db.with_question_quota(args.question_quota),
         Err(error) => {
             eprintln!("http_service: {error}");
             return ExitCode::FAILURE;
@@ -175,12 +225,14 @@ async fn main() -> ExitCode {
     }
 }
 
-/// The service's state: the database, its read cache and how callers are authenticated.
+/// The service's state: the database, its read cache, how callers are authenticated
+/// and the question quota.
 #[derive(Clone)]
 pub struct Service {
     db: AsyncDb,
     cache: ReadCache,
     auth: Auth,
+    question_quota: u32,
 }
 
 impl std::fmt::Debug for Service {
@@ -189,6 +241,7 @@ impl std::fmt::Debug for Service {
             .field("backend", &self.backend())
             .field("caching", &self.caching())
             .field("auth", &self.auth)
+            .field("question_quota", &self.question_quota)
             .finish()
     }
 }
@@ -221,6 +274,13 @@ impl Service {
     pub fn caching(&self) -> bool {
         self.cache.0.enabled.load(Ordering::SeqCst)
     }
+
+    /// The service with `limit` as every user's question quota (default
+    /// [`DEFAULT_QUESTION_QUOTA`]).
+    pub fn with_question_quota(mut self, limit: u32) -> Service {
+        self.question_quota = limit;
+        self
+    }
 }
 
 /// The service for `database_url` (default: `DATABASE_URL`, else the embedded SQLite
@@ -238,7 +298,12 @@ pub async fn open(database_url: Option<&str>, auth: Auth) -> jobprep_repo::Resul
     if let Err(error) = cache.follow(db.sync()) {
         eprintln!("http_service: read cache off: {error}");
     }
-    Ok(Service { db, cache, auth })
+    Ok(Service {
+        db,
+        cache,
+        auth,
+        question_quota: DEFAULT_QUESTION_QUOTA,
+    })
 }
 
 /// Serves the API on `listener` until the task is dropped.
@@ -291,7 +356,10 @@ pub fn router(service: Service) -> Router {
                 .delete(delete_question),
         )
         .route("/webhooks/auth", post(auth_webhook))
+        // After the routes: it applies to those registered before it.
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NoRoute })
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(service)
 }
 
@@ -369,8 +437,9 @@ impl Auth {
 /// your own origins; the user id is its `sub` claim. Anything that does not verify is
 /// [`ApiError::Unauthenticated`].
 ///
-/// In development mode (`--insecure-dev-auth`) it trusts the `x-user-id` header as it
-/// is, so any caller can act as any user.
+/// In development mode (`--insecure-dev-auth`) it trusts the `x-user-id` header, so any
+/// caller can act as any user, if it holds a [`tag_safe_user_id`] (the reason for a
+/// refusal goes to the service's log).
 pub fn authenticate(parts: &Parts, auth: &Auth) -> Result<UserId, ApiError> {
     if !auth.insecure_dev {
         return Err(ApiError::Unauthenticated);
@@ -380,7 +449,24 @@ pub fn authenticate(parts: &Parts, auth: &Auth) -> Result<UserId, ApiError> {
         .get(USER_HEADER)
         .ok_or(ApiError::Unauthenticated)?;
     let id = header.to_str().map_err(|_| ApiError::Unauthenticated)?;
-    UserId::new(id).map_err(|_| ApiError::Unauthenticated)
+    tag_safe_user_id(id).map_err(|reason| {
+        eprintln!("http_service: 401: {USER_HEADER} {reason}");
+        ApiError::Unauthenticated
+    })
+}
+
+/// A user id as `UserId::new` takes it (non-blank, at most 255 characters, no NUL),
+/// and without `,` or whitespace: the library allows both, but the id goes into the
+/// `x-cache-tags` header, a comma-separated list, where a comma would split one tag
+/// into two. Used for `x-user-id` and for the webhook's `data.id`.
+pub fn tag_safe_user_id(id: &str) -> Result<UserId, String> {
+    if id.contains(',') || id.chars().any(char::is_whitespace) {
+        return Err("must not contain commas or whitespace".to_owned());
+    }
+    UserId::new(id).map_err(|error| match error {
+        Error::InvalidInput { reason, .. } => reason,
+        other => other.to_string(),
+    })
 }
 
 type HmacSha256 = Hmac<Sha256>;
@@ -493,7 +579,7 @@ fn unix_now() -> i64 {
 
 /// The profile the auth provider knows; the id is the caller's.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Profile {
     name: String,
     email: String,
@@ -514,7 +600,7 @@ async fn put_me(
 }
 
 async fn get_me(State(db): State<AsyncDb>, Owner(me): Owner) -> Result<Response, ApiError> {
-    Ok(cached(users::get(&db, me).await?))
+    cached(users::get(&db, me).await?)
 }
 
 async fn delete_me(State(db): State<AsyncDb>, Owner(me): Owner) -> Result<Response, ApiError> {
@@ -538,7 +624,7 @@ async fn usage(State(db): State<AsyncDb>, Owner(me): Owner) -> Result<Response, 
         interviews: interviews.value,
         questions: questions.value,
     };
-    Ok(cached(Cached::new(usage, tags)))
+    cached(Cached::new(usage, tags))
 }
 
 // ---- the auth provider's webhook ----
@@ -548,19 +634,20 @@ async fn usage(State(db): State<AsyncDb>, Owner(me): Owner) -> Result<Response, 
 struct AuthEvent {
     #[serde(rename = "type")]
     kind: String,
-    data: serde_json::Value,
+    data: Value,
 }
 
-/// The provider's user, in its own field names.
+/// The provider's user, in its own field names. Email addresses are read one by one
+/// (see [`new_user_from_provider`]), so each is refused unless it is an object.
 #[derive(Debug, Deserialize)]
 struct ProviderUser {
-    id: UserId,
+    id: String,
     #[serde(default)]
     first_name: Option<String>,
     #[serde(default)]
     last_name: Option<String>,
     #[serde(default)]
-    email_addresses: Vec<ProviderEmail>,
+    email_addresses: Vec<Value>,
     #[serde(default)]
     primary_email_address_id: Option<String>,
     #[serde(default)]
@@ -580,7 +667,7 @@ struct ProviderEmail {
 /// What `user.deleted` carries: `{"id": ..., "deleted": true, "object": "user"}`.
 #[derive(Debug, Deserialize)]
 struct ProviderDeletedUser {
-    id: UserId,
+    id: String,
 }
 
 async fn auth_webhook(
@@ -591,7 +678,8 @@ async fn auth_webhook(
 ) -> Result<Response, ApiError> {
     // The signature covers the bytes as received: checked before they are parsed.
     auth.verify_webhook(&headers, &body)?;
-    let event: AuthEvent = parse_json(&body)?;
+    require_json(headers.get(header::CONTENT_TYPE), &body)?;
+    let event: AuthEvent = from_object(parse_json(&body)?)?;
     match event.kind.as_str() {
         "user.created" | "user.updated" => {
             let user = new_user_from_provider(event_data(event.data)?)?;
@@ -599,10 +687,11 @@ async fn auth_webhook(
         }
         "user.deleted" => {
             let deleted: ProviderDeletedUser = event_data(event.data)?;
-            match users::delete(&db, deleted.id).await {
+            let id = provider_user_id(&deleted.id)?;
+            match users::delete(&db, id).await {
                 Ok(removed) => Ok(Json(Some(removed)).into_response()),
                 // Already gone: a redelivered event succeeds.
-                Err(Error::NotFound { .. }) => Ok(Json(serde_json::Value::Null).into_response()),
+                Err(Error::NotFound { .. }) => Ok(Json(Value::Null).into_response()),
                 Err(error) => Err(error.into()),
             }
         }
@@ -612,53 +701,89 @@ async fn auth_webhook(
     }
 }
 
-/// The provider's user as jobprep's upsert form (see the module docs).
+/// The provider's `data.id` as a user id ([`tag_safe_user_id`]).
+fn provider_user_id(id: &str) -> Result<UserId, ApiError> {
+    tag_safe_user_id(id).map_err(|reason| ApiError::invalid("data.id", reason))
+}
+
+/// The provider's user as jobprep's upsert form (see the module docs). Every refusal
+/// names the provider's field, as a path into its payload; jobprep's own checks of
+/// the form are run here, so their fields can be named so too.
 fn new_user_from_provider(user: ProviderUser) -> Result<NewUser, ApiError> {
-    let invalid = |field: &str, message: &str| ApiError::Json {
-        field: Some(format!("data.{field}")),
-        message: message.to_owned(),
-    };
-    let email = user
-        .email_addresses
-        .into_iter()
-        .find(|email| Some(&email.id) == user.primary_email_address_id.as_ref())
-        .map(|email| email.email_address)
+    let id = provider_user_id(&user.id)?;
+    let mut emails = Vec::with_capacity(user.email_addresses.len());
+    for (i, email) in user.email_addresses.into_iter().enumerate() {
+        let email: ProviderEmail =
+            from_object(email).map_err(|e| e.at(&format!("data.email_addresses[{i}]")))?;
+        emails.push(email);
+    }
+    let primary = emails
+        .iter()
+        .position(|email| Some(&email.id) == user.primary_email_address_id.as_ref())
         .ok_or_else(|| {
-            invalid(
-                "primary_email_address_id",
-                "no email address has the primary id",
+            ApiError::invalid(
+                "data.primary_email_address_id",
+                "no entry of data.email_addresses has this id",
             )
         })?;
-    let name = [user.first_name, user.last_name]
+    let email = emails.swap_remove(primary).email_address;
+    let first_name = user
+        .first_name
+        .as_deref()
+        .map(str::trim)
+        .unwrap_or_default();
+    let last_name = user.last_name.as_deref().map(str::trim).unwrap_or_default();
+    let name_from = match (first_name.is_empty(), last_name.is_empty()) {
+        (false, _) => "data.first_name",
+        (true, false) => "data.last_name",
+        (true, true) => "email",
+    };
+    let name = [first_name, last_name]
         .into_iter()
-        .flatten()
-        .map(|part| part.trim().to_owned())
         .filter(|part| !part.is_empty())
         .collect::<Vec<_>>()
         .join(" ");
     let name = if name.is_empty() { email.clone() } else { name };
     let time = |field: &str, millis: i64| {
         chrono::DateTime::from_timestamp_millis(millis)
-            .ok_or_else(|| invalid(field, "not a time in epoch milliseconds"))
+            .ok_or_else(|| ApiError::invalid(field, "not a time in epoch milliseconds"))
     };
-    let created_at = time("created_at", user.created_at)?;
-    let updated_at = time("updated_at", user.updated_at)?;
-    Ok(NewUser {
+    let created_at = time("data.created_at", user.created_at)?;
+    let updated_at = time("data.updated_at", user.updated_at)?;
+    if user.updated_at < user.created_at {
+        return Err(ApiError::invalid(
+            "data.updated_at",
+            "must not be before data.created_at",
+        ));
+    }
+    let new = NewUser {
         // The provider sends "" for a user without an image; the column holds NULL.
         image_url: user.image_url.filter(|url| !url.trim().is_empty()),
-        ..NewUser::new(user.id, name, email).with_provider_timestamps(created_at, updated_at)
-    })
+        ..NewUser::new(id, name, email).with_provider_timestamps(created_at, updated_at)
+    };
+    let email_path = format!("data.email_addresses[{primary}].email_address");
+    new.validate().map_err(|error| match error {
+        Error::InvalidInput { field, reason } => {
+            let path = match field {
+                "name" if name_from == "email" => email_path.as_str(),
+                "name" => name_from,
+                "email" => email_path.as_str(),
+                "imageUrl" => "data.image_url",
+                "createdAt" => "data.created_at",
+                "updatedAt" => "data.updated_at",
+                _ => "data",
+            };
+            ApiError::invalid(path, reason)
+        }
+        other => other.into(),
+    })?;
+    Ok(new)
 }
 
-/// An event's `data`, with a field that fails to deserialize named as `data.{field}`.
-fn event_data<T: DeserializeOwned>(data: serde_json::Value) -> Result<T, ApiError> {
-    from_json(data).map_err(|error| match error {
-        ApiError::Json { field, message } => ApiError::Json {
-            field: Some(field.map_or_else(|| "data".to_owned(), |f| format!("data.{f}"))),
-            message,
-        },
-        other => other,
-    })
+/// An event's `data`: an object, with a field that fails to deserialize named as
+/// `data.{field}`.
+fn event_data<T: DeserializeOwned>(data: Value) -> Result<T, ApiError> {
+    from_object(data).map_err(|error| error.at("data"))
 }
 
 // ---- job infos ----
@@ -709,11 +834,13 @@ async fn delete_job_info(
 
 // ---- interviews ----
 
-/// A new interview; the job info comes from the path.
+/// A new interview; the job info comes from the path. As in the library's forms, an
+/// unknown field and `null` for the duration (a column that cannot be NULL) are
+/// refused.
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct InterviewForm {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "not_null")]
     duration: Option<String>,
     #[serde(default)]
     hume_chat_id: Option<String>,
@@ -740,9 +867,7 @@ async fn list_interviews(
     Owner(me): Owner,
     Id(job_info_id): Id<JobInfoId>,
 ) -> Result<Response, ApiError> {
-    Ok(cached(
-        interviews::list_for_job_info(&db, me, job_info_id).await?,
-    ))
+    cached(interviews::list_for_job_info(&db, me, job_info_id).await?)
 }
 
 async fn get_interview(
@@ -750,7 +875,7 @@ async fn get_interview(
     Owner(me): Owner,
     Id(id): Id<InterviewId>,
 ) -> Result<Response, ApiError> {
-    Ok(cached(interviews::get(&db, me, id).await?))
+    cached(interviews::get(&db, me, id).await?)
 }
 
 async fn update_interview(
@@ -772,21 +897,61 @@ async fn delete_interview(
 
 // ---- questions ----
 
+/// One question (an object) or a list of 1 to [`MAX_QUESTIONS_PER_REQUEST`], within
+/// the user's question quota. A list is written in one transaction, each question
+/// through the library's quota-checked insert (it has no quota-checked bulk insert),
+/// so a list that would go over the quota is refused as a whole.
 async fn create_questions(
-    State(db): State<AsyncDb>,
+    State(service): State<Service>,
     Owner(me): Owner,
     Id(job_info_id): Id<JobInfoId>,
-    JsonBody(body): JsonBody<serde_json::Value>,
+    JsonValue(body): JsonValue,
 ) -> Result<Response, ApiError> {
-    if body.is_array() {
-        let many: Vec<NewQuestion> = from_json(body)?;
-        Ok(created(
-            questions::insert_many(&db, me, job_info_id, many).await?,
-        ))
-    } else {
-        let one: NewQuestion = from_json(body)?;
-        Ok(created(questions::insert(&db, me, job_info_id, one).await?))
+    let quota = service.question_quota;
+    let items = match body {
+        Value::Array(items) => items,
+        body @ Value::Object(_) => {
+            let one: NewQuestion = from_object(body)?;
+            let key = questions::insert_within_quota(&service.db, me, job_info_id, one, quota);
+            return Ok(created(key.await?));
+        }
+        other => {
+            return Err(ApiError::invalid(
+                "",
+                format!(
+                    "expected a question (a JSON object) or a list of them, found {}",
+                    kind(&other)
+                ),
+            ))
+        }
+    };
+    if items.is_empty() {
+        return Err(ApiError::invalid("", "the list of questions is empty"));
     }
+    if items.len() > MAX_QUESTIONS_PER_REQUEST {
+        return Err(ApiError::TooManyQuestions);
+    }
+    let at = |i: usize| move |error: ApiError| error.at(&format!("[{i}]"));
+    let mut many = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let question: NewQuestion = from_object(item).map_err(at(i))?;
+        // The library's checks, before the transaction, with the element's index.
+        question.validate().map_err(ApiError::from).map_err(at(i))?;
+        many.push(question);
+    }
+    let keys = service
+        .db
+        .transaction_with_error(move |tx| {
+            let mut keys = Vec::with_capacity(many.len());
+            for (i, question) in many.iter().enumerate() {
+                let key =
+                    jobprep_questions::insert_within_quota(tx, &me, job_info_id, question, quota);
+                keys.push(key.map_err(ApiError::from).map_err(at(i))?);
+            }
+            Ok::<_, ApiError>(keys)
+        })
+        .await?;
+    Ok(created(keys))
 }
 
 async fn list_questions(
@@ -794,9 +959,7 @@ async fn list_questions(
     Owner(me): Owner,
     Id(job_info_id): Id<JobInfoId>,
 ) -> Result<Response, ApiError> {
-    Ok(cached(
-        questions::list_for_job_info(&db, me, job_info_id).await?,
-    ))
+    cached(questions::list_for_job_info(&db, me, job_info_id).await?)
 }
 
 async fn get_question(
@@ -804,7 +967,7 @@ async fn get_question(
     Owner(me): Owner,
     Id(id): Id<QuestionId>,
 ) -> Result<Response, ApiError> {
-    Ok(cached(questions::get(&db, me, id).await?))
+    cached(questions::get(&db, me, id).await?)
 }
 
 async fn update_question(
@@ -826,6 +989,11 @@ async fn delete_question(
 
 // ---- read cache ----
 
+/// A read's answer as it goes out: the JSON bytes, serialized once, and the cache tags
+/// it depends on. The cache keeps these very bytes, so a hit is byte-identical to the
+/// miss that stored it.
+type CachedBody = (Vec<CacheTag>, Bytes);
+
 /// Read results under the cache tags they depend on, invalidated by the `Db`'s sink
 /// (this process's writes) and by the cache feed (everyone's).
 #[derive(Clone, Default)]
@@ -838,7 +1006,7 @@ struct CacheInner {
     /// Bumped by every invalidation: a read that started before one does not store
     /// its (possibly older) result.
     generation: AtomicU64,
-    entries: Mutex<HashMap<String, (Vec<CacheTag>, serde_json::Value)>>,
+    entries: Mutex<HashMap<String, CachedBody>>,
     listener: Mutex<Option<StopHandle>>,
 }
 
@@ -881,27 +1049,26 @@ impl ReadCache {
         Ok(())
     }
 
-    /// Answers from the cache, or runs `read` and keeps its result.
+    /// Answers from the cache, or runs `read` and keeps its serialized result.
     async fn serve<T: Serialize>(
         &self,
         key: String,
         read: impl std::future::Future<Output = jobprep_repo::Result<Cached<T>>>,
     ) -> Result<Response, ApiError> {
-        if let Some((tags, value)) = self.entries().get(&key).cloned() {
-            return Ok(with_cache_header(cached(Cached::new(value, tags)), "hit"));
+        if let Some((tags, body)) = self.entries().get(&key).cloned() {
+            return Ok(with_cache_header(tagged_json(&tags, body), "hit"));
         }
         let generation = self.0.generation.load(Ordering::SeqCst);
         let read = read.await?;
+        let body = json_bytes(&read.value)?;
         if self.0.enabled.load(Ordering::SeqCst) {
-            if let Ok(value) = serde_json::to_value(&read.value) {
-                let mut entries = self.entries();
-                // Checked under the lock that invalidation takes too.
-                if self.0.generation.load(Ordering::SeqCst) == generation {
-                    entries.insert(key, (read.tags.clone(), value));
-                }
+            let mut entries = self.entries();
+            // Checked under the lock that invalidation takes too.
+            if self.0.generation.load(Ordering::SeqCst) == generation {
+                entries.insert(key, (read.tags.clone(), body.clone()));
             }
         }
-        Ok(with_cache_header(cached(read), "miss"))
+        Ok(with_cache_header(tagged_json(&read.tags, body), "miss"))
     }
 
     fn invalidate(&self, tags: &[CacheTag]) {
@@ -916,9 +1083,7 @@ impl ReadCache {
         entries.clear();
     }
 
-    fn entries(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<String, (Vec<CacheTag>, serde_json::Value)>> {
+    fn entries(&self) -> std::sync::MutexGuard<'_, HashMap<String, CachedBody>> {
         self.0.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -949,9 +1114,28 @@ fn created(value: impl Serialize) -> Response {
 }
 
 /// A read's value, with the cache tags it depends on in `x-cache-tags`.
-fn cached<T: Serialize>(read: Cached<T>) -> Response {
-    let tags: Vec<&str> = read.tags.iter().map(CacheTag::as_str).collect();
-    let mut response = Json(read.value).into_response();
+fn cached<T: Serialize>(read: Cached<T>) -> Result<Response, ApiError> {
+    Ok(tagged_json(&read.tags, json_bytes(&read.value)?))
+}
+
+/// `value` as the JSON bytes every answer of it carries.
+fn json_bytes<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|error| ApiError::Internal(format!("serializing a response: {error}")))
+}
+
+/// 200 with `body` (JSON) and `tags` in `x-cache-tags`.
+fn tagged_json(tags: &[CacheTag], body: Bytes) -> Response {
+    let tags: Vec<&str> = tags.iter().map(CacheTag::as_str).collect();
+    let mut response = (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
     if let Ok(value) = HeaderValue::from_str(&tags.join(", ")) {
         response.headers_mut().insert("x-cache-tags", value);
     }
@@ -977,7 +1161,7 @@ where
 }
 
 /// A typed id from the path's `{id}`; one that does not parse is a 400 naming the
-/// field (`jobInfoId`, ...).
+/// parameter (`jobInfoId`, ...).
 #[derive(Debug)]
 pub struct Id<T>(pub T);
 
@@ -996,8 +1180,9 @@ where
     }
 }
 
-/// A JSON body (an empty body reads as `{}`). A body that does not deserialize is a
-/// 400 naming the offending field, as the data layer's own validation does.
+/// A JSON object as the body, deserialized into `T` (an empty body reads as `{}`).
+/// Anything else is a 400 naming the offending field's JSON path (see [`JsonValue`]
+/// for the media type and the syntax).
 #[derive(Debug)]
 pub struct JsonBody<T>(pub T);
 
@@ -1009,12 +1194,34 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let RawBody(bytes) = RawBody::from_request(request, state).await?;
-        parse_json(&bytes).map(JsonBody)
+        let JsonValue(value) = JsonValue::from_request(request, state).await?;
+        from_object(value).map(JsonBody)
     }
 }
 
-/// The body's bytes as received (too large or unreadable is the request's error).
+/// Any JSON value as the body (an empty body reads as `{}`). The body must come as
+/// `Content-Type: application/json` (parameters such as `; charset=utf-8` aside),
+/// else 415; only an empty body may come without one. JSON that does not parse is a
+/// 400 `invalid JSON body: ...` naming the path where it broke off.
+#[derive(Debug)]
+pub struct JsonValue(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonValue {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = request.headers().get(header::CONTENT_TYPE).cloned();
+        // Refused before the body is read.
+        if content_type.as_ref().is_some_and(|value| !is_json(value)) {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let RawBody(bytes) = RawBody::from_request(request, state).await?;
+        require_json(content_type.as_ref(), &bytes)?;
+        parse_json(&bytes).map(JsonValue)
+    }
+}
+
+/// The body's bytes as received (over [`BODY_LIMIT`] is a 413).
 #[derive(Debug)]
 pub struct RawBody(pub Bytes);
 
@@ -1025,91 +1232,367 @@ impl<S: Send + Sync> FromRequest<S> for RawBody {
         Bytes::from_request(request, state)
             .await
             .map(RawBody)
-            .map_err(|rejection| ApiError::Request(rejection.status(), rejection.body_text()))
+            .map_err(|rejection| match rejection.status() {
+                StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
+                status => ApiError::Request(status, rejection.body_text()),
+            })
     }
 }
 
-/// [`JsonBody`]'s parsing, for a body already read.
-fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+/// A body of `content_type` may be parsed as JSON: `application/json`, or no type at
+/// all for an empty body.
+fn require_json(content_type: Option<&HeaderValue>, body: &[u8]) -> Result<(), ApiError> {
+    match content_type {
+        Some(value) if is_json(value) => Ok(()),
+        None if body.trim_ascii().is_empty() => Ok(()),
+        _ => Err(ApiError::UnsupportedMediaType),
+    }
+}
+
+/// `application/json`, in any case, with or without parameters.
+fn is_json(content_type: &HeaderValue) -> bool {
+    content_type
+        .to_str()
+        .ok()
+        .and_then(|value| value.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// The body's JSON (empty reads as `{}`); a syntax error is [`ApiError::Malformed`].
+fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     let bytes: &[u8] = if bytes.trim_ascii().is_empty() {
         b"{}"
     } else {
         bytes
     };
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
-    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(json_error)?;
-    deserializer.end().map_err(|error| ApiError::Json {
-        field: None,
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
+        ApiError::Malformed {
+            field: json_path(error.path()),
+            message: error.into_inner().to_string(),
+        }
+    })?;
+    deserializer.end().map_err(|error| ApiError::Malformed {
+        field: String::new(),
         message: error.to_string(),
     })?;
     Ok(value)
 }
 
-fn from_json<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-    serde_path_to_error::deserialize(value).map_err(json_error)
+/// `value` as `T`, which is a struct: anything but a JSON object is refused here,
+/// because serde would fill a struct from an array by position.
+fn from_object<T: DeserializeOwned>(value: Value) -> Result<T, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::invalid(
+            "",
+            format!("expected a JSON object, found {}", kind(&value)),
+        ));
+    }
+    serde_path_to_error::deserialize(value).map_err(|error| {
+        let path = json_path(error.path());
+        let (field, message) = in_api_words(path, &error.into_inner().to_string());
+        ApiError::Invalid { field, message }
+    })
 }
 
-fn json_error(error: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
-    let path = error.path().to_string();
-    ApiError::Json {
-        // "." is the body itself (a missing field is named in the message), "?" a
-        // place the parser could not name (malformed JSON).
-        field: (path != "." && path != "?").then_some(path),
-        message: error.into_inner().to_string(),
+/// `null` refused, any other value taken (with `#[serde(default)]`: absent is `None`).
+fn not_null<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<T>, D::Error> {
+    T::deserialize(deserializer).map(Some)
+}
+
+/// A path as JSON spells it: `name`, `[1].text`, `data.email_addresses[0].id`; `""`
+/// for the body itself.
+fn json_path(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path.iter() {
+        match segment {
+            Segment::Seq { index } => out = join_path(&out, &format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => out = join_path(&out, key),
+            // A place the parser could not name: the path so far.
+            Segment::Unknown => break,
+        }
+    }
+    out
+}
+
+/// `prefix` and then `path`, both JSON paths.
+fn join_path(prefix: &str, path: &str) -> String {
+    if prefix.is_empty() {
+        path.to_owned()
+    } else if path.is_empty() {
+        prefix.to_owned()
+    } else if path.starts_with('[') {
+        format!("{prefix}{path}")
+    } else {
+        format!("{prefix}.{path}")
+    }
+}
+
+/// The last name in a JSON path (`email_address` of `data.email_addresses[0].email_address`).
+fn last_name(path: &str) -> &str {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    last.split('[').next().unwrap_or(last)
+}
+
+/// What kind of JSON value `value` is, for messages.
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// A serde error at `path` as the field to blame and a message in the API's words,
+/// without Rust's type names: a missing or unknown field is named in the path.
+fn in_api_words(path: String, message: &str) -> (String, String) {
+    // "`name`, expected one of `a`, `b`" as the name and "one of a, b".
+    let quoted = |rest: &'_ str| -> (String, String) {
+        let (name, rest) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected = rest.strip_prefix(", expected ").unwrap_or_default();
+        (name.to_owned(), expected.replace('`', ""))
+    };
+    // The field's path: the tracked path names an unknown field already, not a
+    // missing one.
+    let field_path = |name: &str| {
+        if last_name(&path) == name {
+            path.clone()
+        } else {
+            join_path(&path, name)
+        }
+    };
+    if let Some(rest) = message.strip_prefix("missing field `") {
+        let (name, _) = quoted(rest);
+        return (field_path(&name), format!("{name} is required"));
+    }
+    if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (name, known) = quoted(rest);
+        let message = if known.is_empty() {
+            format!("unknown field {name}")
+        } else {
+            format!("unknown field {name}; expected {known}")
+        };
+        return (field_path(&name), message);
+    }
+    if let Some(rest) = message.strip_prefix("duplicate field `") {
+        let (name, _) = quoted(rest);
+        return (field_path(&name), format!("{name} is given twice"));
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant `") {
+        let (value, known) = quoted(rest);
+        return (path, format!("expected {known}, found {value}"));
+    }
+    let mismatch = message
+        .strip_prefix("invalid type: ")
+        .or_else(|| message.strip_prefix("invalid value: "))
+        .and_then(|rest| rest.rsplit_once(", expected "));
+    if let Some((found, expected)) = mismatch {
+        let message = format!(
+            "expected {}, found {}",
+            expected_words(expected),
+            found_words(found)
+        );
+        return (path, message);
+    }
+    if let Some((_, expected)) = message
+        .strip_prefix("invalid length ")
+        .and_then(|rest| rest.split_once(", expected "))
+    {
+        return (path, format!("expected {}", expected_words(expected)));
+    }
+    // A message of a type's own (the library's checks): already in the API's words.
+    (path, message.to_owned())
+}
+
+/// What serde says it expected, in the API's words.
+fn expected_words(expected: &str) -> String {
+    let words = match expected {
+        e if e.starts_with("struct ") || e == "a map" || e == "map" => "a JSON object",
+        e if e.contains("sequence") || e.starts_with("tuple") || e.starts_with("a tuple") => {
+            "a JSON array"
+        }
+        "a string" | "a borrowed string" | "string" | "string or map" => "a string",
+        "a character" | "a char" | "char" => "one character",
+        "i8" | "i16" | "i32" | "i64" | "i128" | "isize" => "an integer",
+        "u8" | "u16" | "u32" | "u64" | "u128" | "usize" => "a non-negative integer",
+        "f32" | "f64" => "a number",
+        "a boolean" => "true or false",
+        "unit" => "null",
+        e if e.starts_with("enum ") || e == "variant identifier" => "one of the listed values",
+        // A visitor's own description ("a valid date"), unless it names a type.
+        e if !e.contains("::") && !e.starts_with(char::is_uppercase) => return e.to_owned(),
+        _ => "a different value",
+    };
+    words.to_owned()
+}
+
+/// What serde says it found, in the API's words.
+fn found_words(found: &str) -> String {
+    let backticked = |rest: &str| rest.trim_end_matches('`').to_owned();
+    match found {
+        "null" | "unit value" => "null".to_owned(),
+        "sequence" => "an array".to_owned(),
+        "map" => "an object".to_owned(),
+        f if f.starts_with("string ") => "a string".to_owned(),
+        f if f.starts_with("boolean `") => backticked(&f["boolean `".len()..]),
+        f if f.starts_with("integer `") => {
+            format!("the number {}", backticked(&f["integer `".len()..]))
+        }
+        f if f.starts_with("floating point `") => {
+            format!("the number {}", backticked(&f["floating point `".len()..]))
+        }
+        _ => "another kind of value".to_owned(),
     }
 }
 
 // ---- errors ----
 
-/// Everything a request can fail with, and its HTTP answer.
+/// Everything a request can fail with, and its HTTP answer: every error has the body
+/// [`ErrorBody`].
 #[derive(Debug)]
 pub enum ApiError {
-    /// From the data layer.
+    /// From the data layer (its `InvalidInput` becomes [`ApiError::Invalid`]).
     Db(Error),
     /// [`authenticate`] found no acting user.
     Unauthenticated,
     /// The webhook's signature is missing, stale or wrong.
     WebhookSignature(SignatureError),
-    /// The body is not the JSON this route takes.
-    Json {
-        field: Option<String>,
-        message: String,
-    },
-    /// The request itself is unusable (body too large, path not decodable, ...).
+    /// The body is not JSON: `field` is where it broke off.
+    Malformed { field: String, message: String },
+    /// The JSON is not what the route takes, or the data fails a check: `field` is the
+    /// JSON path to blame (`""` for the body itself).
+    Invalid { field: String, message: String },
+    /// The body is not `application/json`.
+    UnsupportedMediaType,
+    /// The body is over [`BODY_LIMIT`].
+    BodyTooLarge,
+    /// A list of more than [`MAX_QUESTIONS_PER_REQUEST`] questions.
+    TooManyQuestions,
+    /// The request itself is unusable (path not decodable, body unreadable, ...).
     Request(StatusCode, String),
     /// No such route.
     NoRoute,
+    /// The route exists, without this method.
+    MethodNotAllowed,
+    /// A bug of the service's own (details only in its log).
+    Internal(String),
+}
+
+impl ApiError {
+    /// A data check failed at `path` (a JSON path): the message names the field's
+    /// last name and the reason.
+    fn invalid(path: &str, reason: impl std::fmt::Display) -> ApiError {
+        let message = match last_name(path) {
+            "" => reason.to_string(),
+            name => format!("invalid {name}: {reason}"),
+        };
+        ApiError::Invalid {
+            field: path.to_owned(),
+            message,
+        }
+    }
+
+    /// This error, found inside the value at `prefix` (an element of a list, the
+    /// webhook's `data`): its path starts there.
+    fn at(self, prefix: &str) -> ApiError {
+        match self {
+            ApiError::Invalid { field, message } => ApiError::Invalid {
+                field: join_path(prefix, &field),
+                message,
+            },
+            other => other,
+        }
+    }
 }
 
 impl From<Error> for ApiError {
     fn from(error: Error) -> Self {
-        ApiError::Db(error)
+        match error {
+            // `changes` is the change form itself: the body.
+            Error::InvalidInput {
+                field: "changes",
+                reason,
+            } => ApiError::invalid("", reason),
+            Error::InvalidInput { field, reason } => ApiError::invalid(field, reason),
+            other => ApiError::Db(other),
+        }
+    }
+}
+
+/// The one body of every error answer: `error` always; `field` when the request's
+/// content is to blame (a JSON path into the body, `""` for the body itself, or the
+/// path parameter's name); `constraint` on a 409 (when the database names one); `limit`
+/// when a limit was reached (413, a quota's 403).
+#[derive(Debug, Serialize)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub constraint: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<u64>,
+}
+
+impl ErrorBody {
+    fn new(error: impl Into<String>) -> ErrorBody {
+        ErrorBody {
+            error: error.into(),
+            field: None,
+            constraint: None,
+            limit: None,
+        }
+    }
+
+    fn field(self, field: String) -> ErrorBody {
+        ErrorBody {
+            field: Some(field),
+            ..self
+        }
+    }
+
+    fn limit(self, limit: u64) -> ErrorBody {
+        ErrorBody {
+            limit: Some(limit),
+            ..self
+        }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = |error: String| serde_json::json!({ "error": error });
         let (status, body) = match self {
-            ApiError::Db(Error::NotFound { entity }) => {
-                (StatusCode::NOT_FOUND, body(format!("{entity} not found")))
-            }
-            ApiError::Db(error @ Error::InvalidInput { field, .. }) => (
-                StatusCode::BAD_REQUEST,
-                serde_json::json!({ "error": error.to_string(), "field": field }),
+            ApiError::Db(Error::NotFound { entity }) => (
+                StatusCode::NOT_FOUND,
+                ErrorBody::new(format!("{entity} not found")),
             ),
+            ApiError::Db(Error::InvalidInput { field, reason }) => {
+                return ApiError::from(Error::InvalidInput { field, reason }).into_response()
+            }
             ApiError::Db(Error::Conflict { constraint, .. }) => (
                 StatusCode::CONFLICT,
-                serde_json::json!({
-                    "error": "the write conflicts with existing data",
-                    "constraint": constraint,
-                }),
+                ErrorBody {
+                    constraint,
+                    ..ErrorBody::new("the write conflicts with existing data")
+                },
+            ),
+            // Not 429: waiting does not help, only fewer rows or a larger plan do, and
+            // clients and proxies retry 429s by themselves.
+            ApiError::Db(error @ Error::QuotaExceeded { limit, .. }) => (
+                StatusCode::FORBIDDEN,
+                ErrorBody::new(error.to_string()).limit(limit.into()),
             ),
             ApiError::Db(error @ Error::Unavailable { .. }) => {
                 eprintln!("http_service: 503: {error}");
                 let mut response = (
                     StatusCode::SERVICE_UNAVAILABLE,
-                    Json(body("the database is unavailable; try again".into())),
+                    Json(ErrorBody::new("the database is unavailable; try again")),
                 )
                     .into_response();
                 response
@@ -1121,29 +1604,63 @@ impl IntoResponse for ApiError {
                 // Configuration, migration and unclassified database errors: the
                 // details are for the operator, not the client.
                 eprintln!("http_service: 500: {error}");
-                (
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    body("internal error".into()),
-                )
+                internal()
             }
-            ApiError::Unauthenticated => {
-                (StatusCode::UNAUTHORIZED, body("not authenticated".into()))
+            ApiError::Internal(error) => {
+                eprintln!("http_service: 500: {error}");
+                internal()
             }
+            ApiError::Unauthenticated => (
+                StatusCode::UNAUTHORIZED,
+                ErrorBody::new("not authenticated"),
+            ),
             ApiError::WebhookSignature(reason) => {
                 // One answer for every reason: the reason is for the operator.
                 eprintln!("http_service: 401 on the webhook: {reason}");
                 (
                     StatusCode::UNAUTHORIZED,
-                    body("invalid webhook signature".into()),
+                    ErrorBody::new("invalid webhook signature"),
                 )
             }
-            ApiError::Json { field, message } => (
+            ApiError::Malformed { field, message } => (
                 StatusCode::BAD_REQUEST,
-                serde_json::json!({ "error": format!("invalid JSON body: {message}"), "field": field }),
+                ErrorBody::new(format!("invalid JSON body: {message}")).field(field),
             ),
-            ApiError::Request(status, message) => (status, body(message)),
-            ApiError::NoRoute => (StatusCode::NOT_FOUND, body("no such route".into())),
+            ApiError::Invalid { field, message } => (
+                StatusCode::BAD_REQUEST,
+                ErrorBody::new(message).field(field),
+            ),
+            ApiError::UnsupportedMediaType => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                ErrorBody::new("the body must be sent as Content-Type: application/json"),
+            ),
+            ApiError::BodyTooLarge => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorBody::new(format!("the body is larger than {BODY_LIMIT} bytes"))
+                    .limit(BODY_LIMIT as u64),
+            ),
+            ApiError::TooManyQuestions => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                ErrorBody::new(format!(
+                    "at most {MAX_QUESTIONS_PER_REQUEST} questions per request"
+                ))
+                .field(String::new())
+                .limit(MAX_QUESTIONS_PER_REQUEST as u64),
+            ),
+            ApiError::Request(status, message) => (status, ErrorBody::new(message)),
+            ApiError::NoRoute => (StatusCode::NOT_FOUND, ErrorBody::new("no such route")),
+            ApiError::MethodNotAllowed => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                ErrorBody::new("this route does not take this method; see the Allow header"),
+            ),
         };
         (status, Json(body)).into_response()
     }
+}
+
+fn internal() -> (StatusCode, ErrorBody) {
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorBody::new("internal error"),
+    )
 }

@@ -34,6 +34,11 @@ struct Server {
 
 impl Server {
     fn start(url: &str, auth: service::Auth) -> Server {
+        Server::start_with_quota(url, auth, service::DEFAULT_QUESTION_QUOTA)
+    }
+
+    /// With `quota` questions per user.
+    fn start_with_quota(url: &str, auth: service::Auth, quota: u32) -> Server {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -41,7 +46,8 @@ impl Server {
             .unwrap();
         let (listener, db) = runtime.block_on(async {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            (listener, service::open(Some(url), auth).await.unwrap())
+            let service = service::open(Some(url), auth).await.unwrap();
+            (listener, service.with_question_quota(quota))
         });
         let base = format!("http://{}", listener.local_addr().unwrap());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -73,9 +79,12 @@ impl Server {
 struct Reply {
     status: u16,
     body: Value,
+    /// The body as received.
+    text: String,
     tags: Option<String>,
     /// `hit` or `miss` on the cached routes.
     cache: Option<String>,
+    allow: Option<String>,
 }
 
 #[derive(Clone)]
@@ -108,18 +117,30 @@ impl Client {
         self.send(method, path, user.as_slice(), body)
     }
 
-    /// Sends `body` as it is, with `headers`.
+    /// Sends `body` as it is, with `headers`, as JSON.
     fn send(&self, method: &str, path: &str, headers: &[(&str, String)], body: String) -> Reply {
+        self.send_as(method, path, headers, Some("application/json"), body)
+    }
+
+    /// Sends `body` as it is, with `headers` and `content_type` (none when `None`).
+    fn send_as(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        content_type: Option<&str>,
+        body: String,
+    ) -> Reply {
         let mut request = ureq::http::Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
         for (name, value) in headers {
             request = request.header(*name, value);
         }
-        let request = request
-            .header("content-type", "application/json")
-            .body(body)
-            .unwrap();
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request.body(body).unwrap();
         let mut response = self
             .agent
             .run(request)
@@ -129,11 +150,20 @@ impl Client {
             .headers()
             .get("x-cache-tags")
             .map(|v| v.to_str().unwrap().to_owned());
-        let cache = response
-            .headers()
-            .get("x-cache")
-            .map(|v| v.to_str().unwrap().to_owned());
-        let text = response.body_mut().read_to_string().unwrap();
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| v.to_str().unwrap().to_owned())
+        };
+        let cache = header("x-cache");
+        let allow = header("allow");
+        let text = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 20)
+            .read_to_string()
+            .unwrap();
         let body = if text.is_empty() {
             Value::Null
         } else {
@@ -142,8 +172,10 @@ impl Client {
         Reply {
             status,
             body,
+            text,
             tags,
             cache,
+            allow,
         }
     }
 
@@ -175,13 +207,41 @@ fn expect(reply: Reply, status: u16) -> Value {
     reply.body
 }
 
-/// Asserts a 400 that names `field`.
+/// Asserts an error answer of `status` in the one error body: an object with a
+/// non-empty `error`, without Rust's words; `field` exactly this JSON path, or absent
+/// when `None`; no keys but `error`, `field`, `constraint` and `limit`. Returns the body.
 #[track_caller]
-fn expect_invalid(reply: Reply, field: &str) {
-    let body = expect(reply, 400);
-    let named = body["field"].as_str().unwrap_or_default();
-    assert!(named.ends_with(field), "expected field {field}: {body}");
-    assert!(body["error"].is_string(), "{body}");
+fn expect_error(reply: Reply, status: u16, field: Option<&str>) -> Value {
+    let body = expect(reply, status);
+    let object = body
+        .as_object()
+        .unwrap_or_else(|| panic!("not an object: {body}"));
+    for key in object.keys() {
+        let known = ["error", "field", "constraint", "limit"];
+        assert!(
+            known.contains(&key.as_str()),
+            "unexpected key {key}: {body}"
+        );
+    }
+    let error = body["error"].as_str().unwrap_or_default();
+    assert!(!error.is_empty(), "no error message: {body}");
+    for rust in ["struct ", "`", "sequence", "Vec<", "Option<"] {
+        assert!(!error.contains(rust), "{rust:?} in the message: {body}");
+    }
+    match field {
+        Some(field) => assert_eq!(body["field"], field, "the field: {body}"),
+        None => assert!(object.get("field").is_none(), "a field: {body}"),
+    }
+    body
+}
+
+/// Asserts a 400 for the JSON path `field`, its message not about JSON syntax.
+#[track_caller]
+fn expect_invalid(reply: Reply, field: &str) -> Value {
+    let body = expect_error(reply, 400, Some(field));
+    let error = body["error"].as_str().unwrap();
+    assert!(!error.starts_with("invalid JSON body"), "{body}");
+    body
 }
 
 const ADA: &str = "user_ada";
@@ -693,7 +753,7 @@ fn auth_webhook(t: &TestDb) {
             later,
             CREATED,
         )),
-        "updatedAt",
+        "data.updated_at",
     );
     let mut bad_id = provider_event("user.created", json!("Eve"), "", CREATED, CREATED);
     bad_id["data"]["id"] = json!("");
@@ -703,10 +763,60 @@ fn auth_webhook(t: &TestDb) {
         .as_object_mut()
         .unwrap()
         .remove("created_at");
-    let missing = expect(hook(incomplete), 400);
+    let missing = expect_invalid(hook(incomplete), "data.created_at");
+    assert_eq!(missing["error"], "created_at is required");
+    // Every refusal names the provider's field as a path into its payload, also for
+    // jobprep's own checks (the email is the primary entry's, [1]).
+    let event = || provider_event("user.updated", json!("Eve"), "", CREATED, later + 1);
+    let mut bad_email = event();
+    bad_email["data"]["email_addresses"][1]["email_address"] = json!("nope");
+    let refused = expect_invalid(hook(bad_email), "data.email_addresses[1].email_address");
     assert!(
-        missing["error"].as_str().unwrap().contains("created_at"),
-        "{missing}"
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid email_address: "),
+        "{refused}"
+    );
+    let mut bad_image = event();
+    bad_image["data"]["image_url"] = json!("x".repeat(1001));
+    expect_invalid(hook(bad_image), "data.image_url");
+    let mut long_name = event();
+    long_name["data"]["first_name"] = json!("x".repeat(300));
+    expect_invalid(hook(long_name), "data.first_name");
+    let mut listed = event();
+    listed["data"]["email_addresses"] = json!({"id": "idn_primary"});
+    let refused = expect_invalid(hook(listed), "data.email_addresses");
+    assert_eq!(refused["error"], "expected a JSON array, found an object");
+    let mut positional = event();
+    positional["data"]["email_addresses"][0] = json!(["idn_other", "other@example.com"]);
+    let refused = expect_invalid(hook(positional), "data.email_addresses[0]");
+    assert_eq!(refused["error"], "expected a JSON object, found an array");
+    let mut incomplete_email = event();
+    incomplete_email["data"]["email_addresses"][0] = json!({"id": "idn_other"});
+    expect_invalid(
+        hook(incomplete_email),
+        "data.email_addresses[0].email_address",
+    );
+    let mut comma = event();
+    comma["data"]["id"] = json!("user_clerk,user_ada");
+    let refused = expect_invalid(hook(comma), "data.id");
+    assert_eq!(
+        refused["error"],
+        "invalid id: must not contain commas or whitespace"
+    );
+    let mut data_list = event();
+    data_list["data"] = json!([]);
+    expect_invalid(hook(data_list), "data");
+    expect_invalid(hook(json!({"data": {}})), "type");
+    expect_invalid(hook(json!([])), "");
+    // Signed, but not sent as JSON.
+    let body = event().to_string();
+    let headers = svix_headers(SECRET, "msg_2", unix_now(), &body);
+    expect_error(
+        http.send_as("POST", HOOK, &headers, Some("text/plain"), body),
+        415,
+        None,
     );
     assert_eq!(expect(http.get("/users/me", "user_clerk"), 200), stale);
 
@@ -730,7 +840,7 @@ fn auth_webhook(t: &TestDb) {
     assert_eq!(expect(hook(deleted), 200), Value::Null);
     expect_invalid(
         hook(json!({"type": "user.deleted", "data": {"deleted": true}})),
-        "data",
+        "data.id",
     );
 
     drop(http);
@@ -763,7 +873,7 @@ fn product_flow(t: &TestDb) {
     let bad = json!({"name": "Ada", "email": "nope"});
     expect_invalid(http.put("/users/me", ADA, bad), "email");
     let stolen = json!({"name": "Eve", "email": "ada@example.com"});
-    let taken = expect(http.put("/users/me", EVE, stolen), 409);
+    let taken = expect_error(http.put("/users/me", EVE, stolen), 409, None);
     assert_eq!(taken["constraint"], "users_email_unique");
     let own = json!({"name": "Eve", "email": "eve@example.com"});
     expect(http.put("/users/me", EVE, own), 200);
@@ -783,18 +893,16 @@ fn product_flow(t: &TestDb) {
     let wizard = json!({"name": "x", "experienceLevel": "wizard", "description": "x"});
     expect_invalid(http.post("/job-infos", ADA, wizard), "experienceLevel");
     let incomplete = json!({"name": "x", "experienceLevel": "junior"});
-    let missing = expect(http.post("/job-infos", ADA, incomplete), 400);
-    assert!(
-        missing["error"].as_str().unwrap().contains("description"),
-        "{missing}"
-    );
+    let missing = expect_invalid(http.post("/job-infos", ADA, incomplete), "description");
+    assert_eq!(missing["error"], "description is required");
     let malformed = http.raw("POST", "/job-infos", Some(ADA), r#"{"name": "#.into());
-    let malformed = expect(malformed, 400);
+    // The field is where the JSON broke off.
+    let malformed = expect_error(malformed, 400, Some("name"));
+    let error = malformed["error"].as_str().unwrap();
     assert!(
-        malformed["error"].as_str().unwrap().contains("EOF"),
+        error.starts_with("invalid JSON body: ") && error.contains("EOF"),
         "{malformed}"
     );
-    assert_eq!(malformed["field"], "name", "where the JSON broke off");
     expect_invalid(http.get("/job-infos/not-a-uuid", ADA), "jobInfoId");
     let changes = json!({"title": null, "name": "Staff backend engineer"});
     assert_eq!(
@@ -853,7 +961,7 @@ fn product_flow(t: &TestDb) {
         {"text": "Fine.", "difficulty": "easy"},
         {"text": "Bad.", "difficulty": "impossible"},
     ]);
-    expect_invalid(http.post(&questions, ADA, one_bad), "difficulty");
+    expect_invalid(http.post(&questions, ADA, one_bad), "[1].difficulty");
     let empty = json!({"text": "", "difficulty": "easy"});
     expect_invalid(http.post(&questions, ADA, empty), "text");
     let listed = expect(http.get(&questions, ADA), 200);
@@ -884,8 +992,17 @@ fn product_flow(t: &TestDb) {
         format!("/questions/{question}"),
     ] {
         expect(http.get(&path, EVE), 404);
-        expect(http.patch(&path, EVE, json!({})), 404);
-        expect(http.delete(&path, EVE), 404);
+        // A change of nothing is refused before the row is looked up.
+        expect_invalid(http.patch(&path, EVE, json!({})), "");
+        let change = if path.starts_with("/job-infos") {
+            json!({"name": "Eve's now"})
+        } else if path.starts_with("/interviews") {
+            json!({"feedback": "Eve's now"})
+        } else {
+            json!({"text": "Eve's now"})
+        };
+        expect_error(http.patch(&path, EVE, change), 404, None);
+        expect_error(http.delete(&path, EVE), 404, None);
     }
     assert_eq!(expect(http.get(&interviews, EVE), 200), json!([]));
     assert_eq!(expect(http.get(&questions, EVE), 200), json!([]));
@@ -901,7 +1018,7 @@ fn product_flow(t: &TestDb) {
             .len(),
         1
     );
-    expect(http.get("/no/such/route", ADA), 404);
+    expect_error(http.get("/no/such/route", ADA), 404, None);
 
     // Concurrent requests, from as many threads at once: every one succeeds and every
     // write is visible afterwards.
@@ -971,4 +1088,281 @@ fn texts(questions: &Value) -> Vec<&str> {
         .iter()
         .map(|q| q["text"].as_str().unwrap())
         .collect()
+}
+
+backend_tests! {
+    fn every_refusal_answers_the_one_error_body(t) {
+        error_bodies(t);
+    }
+}
+
+backend_tests! {
+    fn question_lists_are_capped_and_within_the_quota(t) {
+        question_lists(t);
+    }
+}
+
+backend_tests! {
+    fn a_cache_hit_is_byte_identical_to_the_miss(t) {
+        cached_bytes(t);
+    }
+}
+
+/// A job info of Ada's, created through the service; returns its id.
+fn ada_with_a_job(http: &Client) -> String {
+    let profile = json!({"name": "Ada", "email": "ada@example.com"});
+    expect(http.put("/users/me", ADA, profile), 200);
+    let job = json!({"name": "SRE", "experienceLevel": "senior", "description": "On call"});
+    let key = expect(http.post("/job-infos", ADA, job), 201);
+    key["id"].as_str().unwrap().to_owned()
+}
+
+/// How many job infos Ada has, read through the service.
+fn ada_jobs(http: &Client) -> usize {
+    let jobs = expect(http.get("/job-infos", ADA), 200);
+    jobs.as_array().unwrap().len()
+}
+
+fn error_bodies(t: &TestDb) {
+    let server = Server::start(&t.url, dev_auth());
+    let http = Client::new(&server);
+    let job = ada_with_a_job(&http);
+    let form = json!({"name": "DBA", "experienceLevel": "junior", "description": "Backups"});
+    let as_type = |content_type: Option<&str>| {
+        let ada = [(service::USER_HEADER, ADA.to_owned())];
+        http.send_as("POST", "/job-infos", &ada, content_type, form.to_string())
+    };
+
+    // Bodies come as JSON: another type, or none, is a 415 and writes nothing.
+    for content_type in [Some("text/plain"), None, Some("application/jsonx")] {
+        let refused = expect_error(as_type(content_type), 415, None);
+        assert!(
+            refused["error"]
+                .as_str()
+                .unwrap()
+                .contains("application/json"),
+            "{refused}"
+        );
+    }
+    assert_eq!(ada_jobs(&http), 1, "a refused body wrote");
+    expect(as_type(Some("application/json; charset=utf-8")), 201);
+    expect(as_type(Some("Application/JSON")), 201);
+    // A request without a body needs no type: it reads as {}.
+    let interviews = format!("/job-infos/{job}/interviews");
+    let ada = [(service::USER_HEADER, ADA.to_owned())];
+    expect(
+        http.send_as("POST", &interviews, &ada, None, String::new()),
+        201,
+    );
+
+    // An array, or null, where an object is expected: the body is to blame, in the
+    // API's words; nothing is written.
+    let positional = json!(["T", "Name", "junior", "desc"]);
+    let refused = expect_invalid(http.post("/job-infos", ADA, positional), "");
+    assert_eq!(refused["error"], "expected a JSON object, found an array");
+    let refused = expect_invalid(
+        http.call("POST", "/job-infos", Some(ADA), Some(Value::Null)),
+        "",
+    );
+    assert_eq!(refused["error"], "expected a JSON object, found null");
+    assert_eq!(ada_jobs(&http), 3);
+    let path = format!("/job-infos/{job}");
+    expect_invalid(http.patch(&path, ADA, json!(["x"])), "");
+    expect_invalid(
+        http.put("/users/me", ADA, json!(["Eve", "eve@example.com"])),
+        "",
+    );
+    // A wrong type inside: the field's path, no Rust type names.
+    let wrong = json!({"name": 5, "experienceLevel": "junior", "description": "x"});
+    let refused = expect_invalid(http.post("/job-infos", ADA, wrong), "name");
+    assert_eq!(refused["error"], "expected a string, found the number 5");
+    let refused = expect_invalid(
+        http.post("/job-infos", ADA, json!({"name": "x"})),
+        "experienceLevel",
+    );
+    assert_eq!(refused["error"], "experienceLevel is required");
+
+    // Change forms: a misspelt field, null where the column cannot be NULL, nothing
+    // to change. The job info is unchanged.
+    let before = expect(http.get(&path, ADA), 200);
+    let misspelt = expect_invalid(
+        http.patch(&path, ADA, json!({"experience_level": "senior"})),
+        "experience_level",
+    );
+    let error = misspelt["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("unknown field experience_level; expected one of ")
+            && error.contains("experienceLevel"),
+        "{misspelt}"
+    );
+    let null = expect_invalid(http.patch(&path, ADA, json!({"name": null})), "name");
+    assert_eq!(null["error"], "expected a string, found null");
+    expect_invalid(http.patch(&path, ADA, json!({})), "");
+    assert_eq!(expect(http.get(&path, ADA), 200), before);
+    let refused = expect_invalid(
+        http.post(&interviews, ADA, json!({"duration": null})),
+        "duration",
+    );
+    assert_eq!(refused["error"], "expected a string, found null");
+    expect_invalid(
+        http.post(&interviews, ADA, json!({"humeChatID": "x"})),
+        "humeChatID",
+    );
+
+    // Syntax errors keep their prefix; trailing text is the body's.
+    let trailing = http.raw("POST", "/job-infos", Some(ADA), format!("{form} x"));
+    let trailing = expect_error(trailing, 400, Some(""));
+    assert!(
+        trailing["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("invalid JSON body: "),
+        "{trailing}"
+    );
+
+    // x-user-id must be a user id that fits x-cache-tags: no comma, no whitespace.
+    let refused = json!({"error": "not authenticated"});
+    for id in ["user_ada,user_eve", "user ada", "user_ada,"] {
+        let profile = json!({"name": "Eve", "email": "eve@example.com"});
+        assert_eq!(
+            expect(http.put("/users/me", id, profile), 401),
+            refused,
+            "{id}"
+        );
+        assert!(!stored(t, id), "{id} was stored");
+    }
+    assert_eq!(expect(http.get("/job-infos", "user_ada,"), 401), refused);
+
+    // The router's own answers: an unknown route, a method the route does not take,
+    // a body over the limit.
+    expect_error(http.get("/no/such/route", ADA), 404, None);
+    let method = http.call("DELETE", "/users/me/usage", Some(ADA), None);
+    assert_eq!(method.allow.as_deref(), Some("GET,HEAD"), "{method:?}");
+    expect_error(method, 405, None);
+    expect_error(http.call("GET", "/webhooks/auth", None, None), 405, None);
+    let huge = json!({"name": "x".repeat(service::BODY_LIMIT), "experienceLevel": "junior", "description": "x"});
+    let too_large = expect_error(http.post("/job-infos", ADA, huge), 413, None);
+    assert_eq!(too_large["limit"], service::BODY_LIMIT);
+    assert!(
+        too_large["error"]
+            .as_str()
+            .unwrap()
+            .contains(&service::BODY_LIMIT.to_string()),
+        "{too_large}"
+    );
+    assert_eq!(ada_jobs(&http), 3);
+
+    drop(http);
+    server.stop();
+}
+
+fn question_lists(t: &TestDb) {
+    const QUOTA: u32 = 5;
+    let server = Server::start_with_quota(&t.url, dev_auth(), QUOTA);
+    let http = Client::new(&server);
+    let job = ada_with_a_job(&http);
+    let questions = format!("/job-infos/{job}/questions");
+    let question = |text: &str| json!({"text": text, "difficulty": "easy"});
+    let count = || {
+        let usage = expect(http.get("/users/me/usage", ADA), 200);
+        usage["questions"].as_i64().unwrap()
+    };
+
+    // An empty list, a list over the cap, a list that is not of objects.
+    let empty = expect_invalid(http.post(&questions, ADA, json!([])), "");
+    assert_eq!(empty["error"], "the list of questions is empty");
+    let cap = service::MAX_QUESTIONS_PER_REQUEST;
+    let many: Vec<Value> = (0..=cap).map(|i| question(&format!("Q{i}"))).collect();
+    let too_many = expect_error(http.post(&questions, ADA, json!(many)), 413, Some(""));
+    assert_eq!(too_many["limit"], cap);
+    assert_eq!(
+        too_many["error"],
+        format!("at most {cap} questions per request")
+    );
+    let positional = json!([question("Fine."), ["Positional?", "easy"]]);
+    let refused = expect_invalid(http.post(&questions, ADA, positional), "[1]");
+    assert_eq!(refused["error"], "expected a JSON object, found an array");
+    let refused = expect_invalid(http.post(&questions, ADA, json!("text")), "");
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("a list of them"),
+        "{refused}"
+    );
+
+    // Every check inside a list names the element: deserialization and the library's.
+    let blank = json!([question("Fine."), question(" ")]);
+    let refused = expect_invalid(http.post(&questions, ADA, blank), "[1].text");
+    assert_eq!(refused["error"], "invalid text: must not be empty");
+    let unknown = json!([question("Fine."), {"text": "x", "difficulty": "easy", "level": 1}]);
+    expect_invalid(http.post(&questions, ADA, unknown), "[1].level");
+    let missing = json!([{"difficulty": "easy"}]);
+    let refused = expect_invalid(http.post(&questions, ADA, missing), "[0].text");
+    assert_eq!(refused["error"], "text is required");
+    let impossible = json!([question("Fine."), {"text": "x", "difficulty": "impossible"}]);
+    let refused = expect_invalid(http.post(&questions, ADA, impossible), "[1].difficulty");
+    assert_eq!(
+        refused["error"],
+        "expected one of easy, medium, hard, found impossible"
+    );
+    assert_eq!(count(), 0, "a refused list wrote");
+
+    // The quota: a list that fits, then one that would go over is refused whole, and
+    // a single question too once the quota is used up.
+    let keys = expect(
+        http.post(
+            &questions,
+            ADA,
+            json!([question("A"), question("B"), question("C")]),
+        ),
+        201,
+    );
+    assert_eq!(keys.as_array().unwrap().len(), 3);
+    let over = json!([question("D"), question("E"), question("F")]);
+    let quota = expect_error(http.post(&questions, ADA, over), 403, None);
+    assert_eq!(
+        quota,
+        json!({"error": format!("question quota of {QUOTA} reached"), "limit": QUOTA})
+    );
+    assert_eq!(count(), 3, "a list over the quota wrote");
+    expect(
+        http.post(&questions, ADA, json!([question("D"), question("E")])),
+        201,
+    );
+    let quota = expect_error(http.post(&questions, ADA, question("F")), 403, None);
+    assert_eq!(quota["limit"], QUOTA);
+    let listed = expect(http.get(&questions, ADA), 200);
+    assert_eq!(texts(&listed), ["A", "B", "C", "D", "E"]);
+
+    drop(http);
+    server.stop();
+}
+
+fn cached_bytes(t: &TestDb) {
+    if t.db.backend() == jobprep_repo::Backend::Postgres {
+        t.db.install_cache_feed().unwrap();
+    }
+    let server = Server::start(&t.url, dev_auth());
+    let http = Client::new(&server);
+    let job = ada_with_a_job(&http);
+    let path = format!("/job-infos/{job}");
+    let miss = http.get(&path, ADA);
+    assert_eq!(miss.cache.as_deref(), Some("miss"));
+    let started = Instant::now();
+    let hit = loop {
+        let reply = http.get(&path, ADA);
+        if reply.cache.as_deref() == Some("hit") {
+            break reply;
+        }
+        assert!(started.elapsed() < TIMEOUT, "never a hit: {reply:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(hit.text, miss.text, "the same bytes");
+    assert_eq!(hit.tags, miss.tags);
+    // In the struct's order (id first), not sorted.
+    assert!(hit.text.starts_with(r#"{"id":"#), "{}", hit.text);
+
+    drop(http);
+    server.stop();
 }

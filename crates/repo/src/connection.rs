@@ -167,6 +167,24 @@ impl Connection {
         Ok(())
     }
 
+    /// Whether the server closed this connection while it sat idle in the pool (an idle
+    /// timeout, a suspended compute, `pg_terminate_backend`, a restart), found without
+    /// a round trip: the server's last message and the end of the stream are already
+    /// waiting on the socket, and libpq reads them without blocking. Nothing has been
+    /// sent on it, so the caller can take another connection and lose nothing. A
+    /// connection found closed is marked for the pool to drop.
+    pub(crate) fn found_closed(&mut self) -> bool {
+        let Some(c) = self.as_postgres() else {
+            return false;
+        };
+        // Twice: one read may return the server's last message, the next its end.
+        let closed = (0..2).any(|_| c.notifications_iter().any(|event| event.is_err()));
+        if closed {
+            self.lost = true;
+        }
+        closed
+    }
+
     /// Marks the connection for the pool to drop when `result` shows it is gone.
     pub(crate) fn note_outcome<T>(&mut self, result: &Result<T>) {
         if let Err(error) = result {

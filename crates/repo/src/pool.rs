@@ -82,10 +82,14 @@ impl ShardedPool {
     }
 
     /// An idle connection from the home shard, else from any other; never waits.
+    /// Connections the server closed while they sat idle are dropped on the way (see
+    /// `Connection::found_closed`), so no caller is handed one.
     pub(crate) fn try_get(&self) -> Option<Pooled> {
         let home = self.home();
-        (0..self.shards.len())
-            .find_map(|offset| self.shards[(home + offset) % self.shards.len()].try_get())
+        (0..self.shards.len()).find_map(|offset| {
+            let shard = &self.shards[(home + offset) % self.shards.len()];
+            std::iter::from_fn(|| shard.try_get()).find_map(live)
+        })
     }
 
     /// A connection, waiting up to the connection timeout.
@@ -129,7 +133,11 @@ impl ShardedPool {
                     .ok(),
             };
             if let Some(conn) = waited {
-                return Ok(conn);
+                match live(conn) {
+                    Some(conn) => return Ok(conn),
+                    // Dropped: its room lets this waiter open a fresh connection.
+                    None => asked_to_open = false,
+                }
             }
             if let Some(conn) = self.try_get() {
                 return Ok(conn);
@@ -162,6 +170,11 @@ impl ShardedPool {
                 )
             })
     }
+}
+
+/// `conn`, unless the server closed it while it sat idle (then it is dropped).
+fn live(mut conn: Pooled) -> Option<Pooled> {
+    (!conn.found_closed()).then_some(conn)
 }
 
 fn has_room(shard: &r2d2::Pool<ConnectionManager>) -> bool {

@@ -268,8 +268,14 @@ fn insert_chunk(
         if index > 0 {
             sql.push_str(", ");
         }
+        // A `VALUES` list gives its parameters no column type to follow, and the enum's
+        // parameter is sent untyped (see `jobprep_schema::sql_types`): name it.
+        let cast = match backend {
+            Backend::Postgres => "::questions_question_difficulty",
+            Backend::Sqlite => "",
+        };
         sql.push_str(&format!(
-            "({}, {}, {})",
+            "({}, {}, {}{cast})",
             placeholder(),
             placeholder(),
             placeholder()

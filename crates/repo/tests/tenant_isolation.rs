@@ -373,6 +373,15 @@ fn update_job_info(run: &mut Run<'_>, step: &Step) {
         experience_level: rng.percent(50).then(|| levels[rng.below(levels.len())]),
         description: rng.percent(50).then(|| rng.text("redescribed")),
     };
+    // A change of no field is refused as input, before ownership is looked at.
+    let changes = if changes == JobInfoChanges::default() {
+        JobInfoChanges {
+            name: Some(rng.text("renamed")),
+            ..changes
+        }
+    } else {
+        changes
+    };
     let owner = model.jobs.get(&target).map(|j| j.owner);
     let before = owner.map(|o| jobprep_job_infos::get(db, &users[o], target).unwrap().value);
     let result = on_executor!(db, in_tx, |ex| jobprep_job_infos::update(
@@ -617,6 +626,14 @@ fn update_interview(run: &mut Run<'_>, step: &Step) {
             1 => Some(None),
             _ => Some(Some(rng.text("feedback"))),
         },
+    };
+    let changes = if changes == InterviewChanges::default() {
+        InterviewChanges {
+            feedback: Some(Some(rng.text("feedback"))),
+            ..changes
+        }
+    } else {
+        changes
     };
     let owner = model.interview_owner(target);
     let before = owner.map(|o| {
@@ -887,6 +904,14 @@ fn update_question(run: &mut Run<'_>, step: &Step) {
         difficulty: rng
             .percent(50)
             .then(|| difficulties[rng.below(difficulties.len())]),
+    };
+    let changes = if changes == QuestionChanges::default() {
+        QuestionChanges {
+            text: Some(rng.text("reworded")),
+            ..changes
+        }
+    } else {
+        changes
     };
     let owner = model.question_owner(target);
     let before = owner.map(|o| jobprep_questions::get(db, &users[o], target).unwrap().value);

@@ -4,6 +4,15 @@
 //! SQLite stores each of them as TEXT (ids hyphenated, timestamps as fixed-width
 //! RFC 3339 in UTC so that text order is time order, enums as their PostgreSQL labels
 //! guarded by CHECK constraints).
+//!
+//! The two enum types are declared with OID 0, "unspecified": PostgreSQL infers a
+//! parameter's type from where it stands (`"experienceLevel" = $1`, an insert's
+//! column) and reads the label, the binary form of an enum value. Declared by name
+//! instead, diesel would look each type's OID up in `pg_type` on every new
+//! connection: one more round trip on a cold start, and a lookup that fails on a
+//! connection the server has closed. An enum parameter must therefore stand where its
+//! type follows from the statement (never `$1 IS NULL` alone); the tests cover every
+//! statement jobprep sends.
 
 use diesel::query_builder::QueryId;
 use diesel::sql_types::SqlType;
@@ -20,14 +29,16 @@ pub struct Uuid;
 #[diesel(sqlite_type(name = "Text"))]
 pub struct TimestampWithTimeZone;
 
-/// `job_info."experienceLevel"`: `junior`, `mid-level`, `senior`.
+/// `job_info."experienceLevel"` (`job_infos_experience_level`): `junior`,
+/// `mid-level`, `senior`.
 #[derive(Debug, Clone, Copy, Default, SqlType, QueryId)]
-#[diesel(postgres_type(name = "job_infos_experience_level"))]
+#[diesel(postgres_type(oid = 0, array_oid = 0))]
 #[diesel(sqlite_type(name = "Text"))]
 pub struct ExperienceLevel;
 
-/// `questions.difficulty`: `easy`, `medium`, `hard`.
+/// `questions.difficulty` (`questions_question_difficulty`): `easy`, `medium`,
+/// `hard`.
 #[derive(Debug, Clone, Copy, Default, SqlType, QueryId)]
-#[diesel(postgres_type(name = "questions_question_difficulty"))]
+#[diesel(postgres_type(oid = 0, array_oid = 0))]
 #[diesel(sqlite_type(name = "Text"))]
 pub struct QuestionDifficulty;
