@@ -21,9 +21,11 @@ use crate::error::CliError;
     about = "The jobprep data layer: migrations, demo, operator reads"
 )]
 struct Cli {
-    /// postgres://..., sqlite://PATH or a file path. Default: DATABASE_URL, else the
+    /// postgres://..., sqlite://PATH or a file path. Default: $DATABASE_URL, else the
     /// embedded SQLite file (see README).
-    #[arg(long, global = true, env = "DATABASE_URL", hide_env_values = true)]
+    // Not clap's `env`: clap would then list the option as given in every usage line.
+    // Without it, `DbConfig::from_env` reads DATABASE_URL (and the JOBPREP_* settings).
+    #[arg(long, global = true, value_name = "URL")]
     database_url: Option<String>,
 
     #[command(subcommand)]
@@ -66,7 +68,7 @@ enum Command {
     /// Read the interviews of a job info (JSON).
     Interviews {
         #[command(subcommand)]
-        action: ScopedListAction,
+        action: InterviewsAction,
     },
     /// Read the questions of a job info (JSON).
     Questions {
@@ -96,36 +98,65 @@ enum FeedAction {
     Install,
     /// Remove the triggers, their functions and tables; the app's tables are untouched.
     Remove,
-    /// Whether the triggers are in place.
+    /// Whether the triggers are in place: prints installed, absent or partial (with
+    /// what is missing). Exits 0 only when installed, or on SQLite (in process: nothing
+    /// to install); 1 when absent or partial, so a monitoring check can use it as is.
     Status,
     /// Delete the recorded changes every listener has read (listeners do this
     /// themselves; schedule it when none runs).
     Trim,
-    /// Print each event as one JSON line until interrupted.
+    /// Print each event as one JSON line on stdout until interrupted; says on stderr
+    /// when it is listening.
     Listen,
 }
 
 #[derive(Debug, Subcommand)]
 enum UserAction {
     /// The user with this id.
-    Get { id: String },
+    Get {
+        /// The user's id (the auth provider's, e.g. `user_2abc...`).
+        id: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
 enum JobInfosAction {
     /// The user's job infos, most recently updated first.
     List {
+        /// The user's id.
         #[arg(long)]
         user: String,
     },
 }
 
 #[derive(Debug, Subcommand)]
-enum ScopedListAction {
-    /// The rows under a job info the user owns.
+enum InterviewsAction {
+    /// The interviews with a chat id (those held, as the app lists them) under a job
+    /// info the user owns, most recently updated first; `--all` adds those without one.
+    /// A job info that is missing or someone else's gives an empty list, as in the
+    /// library.
     List {
+        /// The job info's id (a UUID).
         #[arg(long)]
         job_info: String,
+        /// The id of the user who owns the job info.
+        #[arg(long)]
+        user: String,
+        /// Every interview, with a chat id or not.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ScopedListAction {
+    /// The rows under a job info the user owns. A job info that is missing or someone
+    /// else's gives an empty list, as in the library.
+    List {
+        /// The job info's id (a UUID).
+        #[arg(long)]
+        job_info: String,
+        /// The id of the user who owns the job info.
         #[arg(long)]
         user: String,
     },
@@ -255,18 +286,25 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
                     let deleted = db.trim_cache_feed()?;
                     println!("trimmed {deleted} recorded changes");
                 }
-                FeedAction::Status => match db.cache_feed_status()? {
-                    FeedInstallation::Installed => println!("installed"),
-                    FeedInstallation::Absent => println!("absent"),
-                    FeedInstallation::InProcess => {
-                        println!("in-process (SQLite: listeners see this process's commits)")
+                FeedAction::Status => {
+                    let status = db.cache_feed_status()?;
+                    println!("{status}");
+                    match status {
+                        FeedInstallation::Installed | FeedInstallation::InProcess => {}
+                        FeedInstallation::Absent | FeedInstallation::Partial { .. } => {
+                            return Ok(ExitCode::FAILURE)
+                        }
                     }
-                    FeedInstallation::Partial { missing } => {
-                        println!("partial: missing {}", missing.join(", "))
-                    }
-                },
+                }
                 FeedAction::Listen => {
-                    for event in Listener::start(&db, FeedOptions::default())? {
+                    let listener = Listener::start(&db, FeedOptions::default())?;
+                    // Events may be minutes apart: say at once that it is running.
+                    eprintln!(
+                        "jobprep: listening to the cache feed of {} (one JSON line per event; \
+                         Ctrl-C stops)",
+                        db.config().url
+                    );
+                    for event in listener {
                         let line = match event {
                             FeedEvent::Tags(tags) => serde_json::json!({ "tags": tags }),
                             FeedEvent::Reset => serde_json::json!({ "reset": true }),
@@ -292,27 +330,35 @@ fn run(cli: Cli) -> Result<ExitCode, CliError> {
             print_json(&jobprep_job_infos::list_for_user(&db, &UserId::new(user)?)?.value)?;
         }
         Command::Interviews {
-            action: ScopedListAction::List { job_info, user },
+            action:
+                InterviewsAction::List {
+                    job_info,
+                    user,
+                    all,
+                },
         } => {
+            let (job_info, user) = scope(&job_info, user)?;
             let db = connect(url)?;
-            let (job_info, user) = scope(&db, &job_info, user)?;
-            print_json(&jobprep_interviews::list_for_job_info(&db, &user, job_info)?.value)?;
+            let listed = if all {
+                jobprep_interviews::list_all_for_job_info(&db, &user, job_info)?
+            } else {
+                jobprep_interviews::list_for_job_info(&db, &user, job_info)?
+            };
+            print_json(&listed.value)?;
         }
         Command::Questions {
             action: ScopedListAction::List { job_info, user },
         } => {
+            let (job_info, user) = scope(&job_info, user)?;
             let db = connect(url)?;
-            let (job_info, user) = scope(&db, &job_info, user)?;
             print_json(&jobprep_questions::list_for_job_info(&db, &user, job_info)?.value)?;
         }
     }
     Ok(ExitCode::SUCCESS)
 }
 
-/// A job info the user owns; one that does not exist or is someone else's is "not
-/// found" (exit code 1), as for single reads.
-fn scope(db: &Db, job_info: &str, user: String) -> Result<(JobInfoId, UserId), CliError> {
-    let (job_info, user) = (job_info.parse()?, UserId::new(user)?);
-    jobprep_job_infos::get(db, &user, job_info)?;
-    Ok((job_info, user))
+/// The ids of a list under a job info. Like the library's lists, the command does not
+/// ask whether the job info exists: a missing one and someone else's list nothing.
+fn scope(job_info: &str, user: String) -> Result<(JobInfoId, UserId), CliError> {
+    Ok((job_info.parse()?, UserId::new(user)?))
 }

@@ -2,7 +2,9 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use jobprep_testing::backend_tests;
 use jobprep_testing::TestDb;
@@ -64,15 +66,113 @@ backend_tests! {
         assert!(jobs.status.success());
         assert_eq!(serde_json::from_str::<Value>(&stdout(&jobs)).unwrap(), serde_json::json!([]));
 
-        let missing = "0192f0c1-8d2e-7c3a-9b4f-1e2d3c4b5a69";
-        for entity in ["interviews", "questions"] {
-            let listed = jobprep(&t.url, &[entity, "list", "--job-info", missing, "--user", "user_demo_alice"]);
-            assert_eq!(listed.status.code(), Some(1), "{entity}");
-            assert_eq!(stderr(&listed).trim(), "jobprep: job info not found");
-        }
         let bad = jobprep(&t.url, &["questions", "list", "--job-info", "not-a-uuid", "--user", "u"]);
         assert_eq!(bad.status.code(), Some(1));
         assert!(stderr(&bad).starts_with("jobprep: invalid jobInfoId"), "{}", stderr(&bad));
+    }
+
+    fn scoped_lists_agree_with_the_library_for_a_missing_or_foreign_job_info(t) {
+        let owner = jobprep_testing::user(t, "user_list_owner");
+        jobprep_testing::user(t, "user_list_other");
+        let job = jobprep_job_infos::insert(&t.db, &owner, &jobprep_testing::job_form("Backend")).unwrap().id;
+        let held = jobprep_interviews::NewInterview::new().with_hume_chat_id("chat_1");
+        jobprep_interviews::insert(&t.db, &owner, job, &held).unwrap();
+        jobprep_interviews::insert(&t.db, &owner, job, &jobprep_interviews::NewInterview::new()).unwrap();
+        let job = job.to_string();
+        let list = |args: &[&str]| {
+            let output = jobprep(&t.url, args);
+            assert!(output.status.success(), "{args:?}: {}", stderr(&output));
+            serde_json::from_str::<Value>(&stdout(&output)).unwrap().as_array().unwrap().len()
+        };
+        assert_eq!(list(&["interviews", "list", "--job-info", &job, "--user", "user_list_owner"]), 1, "only the held one");
+        assert_eq!(list(&["interviews", "list", "--job-info", &job, "--user", "user_list_owner", "--all"]), 2);
+        let missing = "0192f0c1-8d2e-7c3a-9b4f-1e2d3c4b5a69";
+        for entity in ["interviews", "questions"] {
+            // Someone else's job info and a missing one list nothing, as the library does.
+            for (job_info, user) in [(job.as_str(), "user_list_other"), (missing, "user_list_owner")] {
+                assert_eq!(list(&[entity, "list", "--job-info", job_info, "--user", user]), 0, "{entity} {job_info} {user}");
+            }
+        }
+        assert_eq!(list(&["interviews", "list", "--job-info", &job, "--user", "user_list_other", "--all"]), 0);
+    }
+
+    fn cache_feed_status_exits_0_only_when_nothing_is_missing(t) {
+        let status = |expected_code: i32| {
+            let output = jobprep(&t.url, &["cache-feed", "status"]);
+            assert_eq!(output.status.code(), Some(expected_code), "{}{}", stdout(&output), stderr(&output));
+            stdout(&output).trim().to_string()
+        };
+        if t.backend() == jobprep_repo::Backend::Sqlite {
+            assert!(status(0).starts_with("in process (SQLite: nothing to install"));
+            return;
+        }
+        assert_eq!(status(1), "absent");
+        // The listener's refusal names the state in words too.
+        let listen = jobprep(&t.url, &["cache-feed", "listen"]);
+        assert_eq!(listen.status.code(), Some(1));
+        assert_eq!(stderr(&listen).trim(), "jobprep: configuration error: the cache feed is not installed in this database (absent): run `jobprep cache-feed install`");
+        assert!(jobprep(&t.url, &["cache-feed", "install"]).status.success());
+        assert_eq!(status(0), "installed");
+        t.execute_sql("ALTER TABLE questions DISABLE TRIGGER jobprep_cache_feed_insert").unwrap();
+        assert_eq!(status(1), "partial: missing questions.jobprep_cache_feed_insert");
+        assert!(jobprep(&t.url, &["cache-feed", "install"]).status.success());
+        assert_eq!(status(0), "installed");
+        assert!(jobprep(&t.url, &["cache-feed", "remove"]).status.success());
+        assert_eq!(status(1), "absent");
+    }
+
+    fn cache_feed_listen_says_at_once_that_it_listens(t) {
+        if t.backend() == jobprep_repo::Backend::Postgres {
+            assert!(jobprep(&t.url, &["cache-feed", "install"]).status.success());
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_jobprep"))
+            .args(["--database-url", &t.url, "cache-feed", "listen"])
+            .env_remove("DATABASE_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr_pipe = child.stderr.take().unwrap();
+        let (sent, received) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stderr_pipe).read_line(&mut line);
+            let _ = sent.send(line);
+        });
+        // No write happens: the line must come without any event.
+        let line = received.recv_timeout(Duration::from_secs(20));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let line = line.expect("a first line on stderr before any event");
+        assert!(line.starts_with("jobprep: listening to the cache feed of "), "{line}");
+        assert!(line.contains("Ctrl-C stops"), "{line}");
+    }
+
+    fn migrate_check_on_an_empty_database_says_what_migrate_creates(t) {
+        let fresh = TestDb::empty(t.backend()).unwrap();
+        let check = jobprep(&fresh.url, &["migrate", "check"]);
+        assert_eq!(check.status.code(), Some(1), "{}", stderr(&check));
+        let report = stdout(&check);
+        assert_eq!(report.lines().count(), 1, "{report}");
+        assert!(report.starts_with("empty database: `jobprep migrate` creates the app's schema and jobprep's indexes"), "{report}");
+        assert!(report.trim_end().ends_with("(jobprep migrate repairs this)"), "{report}");
+        assert_eq!(stderr(&check).trim(), "jobprep: 1 difference(s) from what jobprep expects");
+        assert!(jobprep(&fresh.url, &["migrate"]).status.success());
+        let again = jobprep(&fresh.url, &["migrate", "check"]);
+        assert!(again.status.success(), "{}", stdout(&again));
+    }
+
+    fn migrate_check_on_a_partly_migrated_database_marks_what_pending_migrations_create(t) {
+        for _ in 0..3 {
+            assert!(stdout(&jobprep(&t.url, &["migrate", "revert"])).starts_with("reverted "));
+        }
+        let check = jobprep(&t.url, &["migrate", "check"]);
+        assert_eq!(check.status.code(), Some(1));
+        let report = stdout(&check);
+        assert_eq!(report.lines().count(), 6, "3 pending migrations and their 3 indexes: {report}");
+        assert!(report.lines().all(|line| line.ends_with("(jobprep migrate repairs this)")), "{report}");
+        assert!(jobprep(&t.url, &["migrate"]).status.success());
+        assert!(jobprep(&t.url, &["migrate", "check"]).status.success());
     }
 
     fn bench_existing_measures_the_postgres_database_as_it_is(t) {
@@ -89,7 +189,9 @@ backend_tests! {
 
         let owner = jobprep_testing::user(t, "user_bench_existing");
         jobprep_job_infos::insert(&t.db, &owner, &jobprep_testing::job_form("Backend")).unwrap();
-        let before = stdout(&jobprep(&t.url, &["job-infos", "list", owner.as_str()]));
+        let before = jobprep(&t.url, &["job-infos", "list", "--user", owner.as_str()]);
+        assert!(before.status.success(), "{}", stderr(&before));
+        assert!(stdout(&before).contains("Backend"), "{}", stdout(&before));
         let output = jobprep(&t.url, &args);
         assert!(output.status.success(), "{}", stderr(&output));
         let report: Value = serde_json::from_str(stdout(&output).trim().lines().last().unwrap()).unwrap();
@@ -99,7 +201,7 @@ backend_tests! {
             assert!(report["ops"][op]["raw_ops"].as_f64().unwrap() > 0.0, "{report}");
         }
         // Measured in place: the database's rows are still there, unchanged by reads.
-        assert_eq!(stdout(&jobprep(&t.url, &["job-infos", "list", owner.as_str()])), before);
+        assert_eq!(stdout(&jobprep(&t.url, &["job-infos", "list", "--user", owner.as_str()])), stdout(&before));
     }
 
     fn migrate_status_and_revert(t) {
@@ -165,15 +267,113 @@ fn bad_urls_fail_with_one_line_and_no_password() {
     );
     assert!(!err.contains("hunter2"));
 
-    let unreachable = jobprep(
-        "postgres://app:hunter2@127.0.0.1:1/db?jobprep_pool_timeout_secs=1",
-        &["migrate"],
-    );
-    assert!(!unreachable.status.success());
+    // Nothing listens on port 1: refused at once, not after the pool's 5 s.
+    let started = Instant::now();
+    let unreachable = jobprep("postgres://app:hunter2@127.0.0.1:1/db", &["migrate"]);
+    let took = started.elapsed();
+    assert_eq!(unreachable.status.code(), Some(1));
     let err = stderr(&unreachable);
     assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(err.starts_with("jobprep: database unavailable"), "{err}");
+    assert!(
+        err.starts_with("jobprep: database unavailable: connection to server at"),
+        "{err}"
+    );
+    assert!(
+        err.contains("Connection refused; Is the server running"),
+        "{err}"
+    );
+    assert!(!err.contains('\t') && !err.contains("timed out"), "{err}");
     assert!(!err.contains("hunter2"), "{err}");
+    assert!(took < Duration::from_secs(3), "waited {took:?}");
+
+    // An option is named as it was written.
+    let option = jobprep(
+        "postgres://app@127.0.0.1:1/db?jobprep_pool_max_size=abc",
+        &["migrate"],
+    );
+    assert_eq!(
+        stderr(&option).trim(),
+        "jobprep: configuration error: jobprep_pool_max_size: `abc` is not a whole number"
+    );
+    let env_only = Command::new(env!("CARGO_BIN_EXE_jobprep"))
+        .arg("migrate")
+        .env("DATABASE_URL", "postgres://app@127.0.0.1:1/db")
+        .env("JOBPREP_POOL_MAX_SIZE", "abc")
+        .output()
+        .unwrap();
+    assert_eq!(
+        stderr(&env_only).trim(),
+        "jobprep: configuration error: JOBPREP_POOL_MAX_SIZE: `abc` is not a whole number"
+    );
+
+    // SQLite creates a file, never its folder: the error names both.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("missing/db.sqlite3");
+    let sqlite = jobprep(&path.display().to_string(), &["migrate"]);
+    assert_eq!(sqlite.status.code(), Some(1));
+    let err = stderr(&sqlite);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains(&format!("{}", path.display())), "{err}");
+    assert!(
+        err.contains(&format!(
+            "(the folder {} does not exist)",
+            dir.path().join("missing").display()
+        )),
+        "{err}"
+    );
+}
+
+#[test]
+fn usage_and_help_document_every_argument() {
+    let help = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_jobprep"))
+            .args(args)
+            .arg("--help")
+            .env_remove("DATABASE_URL")
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{args:?}");
+        stdout(&output)
+    };
+    let interviews = help(&["interviews", "list"]);
+    assert!(
+        interviews.contains("The interviews with a chat id"),
+        "{interviews}"
+    );
+    assert!(
+        interviews.contains("--all")
+            && interviews.contains("Every interview, with a chat id or not"),
+        "{interviews}"
+    );
+    for (args, line) in [
+        (
+            &["interviews", "list"][..],
+            "--job-info <JOB_INFO> The job info's id",
+        ),
+        (
+            &["questions", "list"][..],
+            "--user <USER> The id of the user who owns the job info",
+        ),
+        (&["job-infos", "list"][..], "--user <USER> The user's id"),
+        (&["user", "get"][..], "<ID> The user's id"),
+    ] {
+        let text = help(args);
+        let squeezed = text.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(squeezed.contains(line), "{args:?}: {text}");
+    }
+    let status = help(&["cache-feed", "status"]);
+    assert!(status.contains("Exits 0 only when installed"), "{status}");
+
+    // With DATABASE_URL set, a usage error does not list --database-url as if required.
+    let usage = Command::new(env!("CARGO_BIN_EXE_jobprep"))
+        .args(["interviews", "list"])
+        .env("DATABASE_URL", "sqlite://unused.sqlite3")
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
+    let err = stderr(&usage);
+    assert!(err.contains("Usage: jobprep interviews list"), "{err}");
+    assert!(!err.contains("--database-url"), "{err}");
 }
 
 #[test]

@@ -135,9 +135,7 @@ impl DbConfig {
         .collect();
         for (variable, option) in env_options {
             if let Some(value) = var(variable) {
-                config
-                    .set_option(option, &value)
-                    .map_err(|e| Error::Config(format!("{variable}: {e}")))?;
+                config.set_option(option, &value, variable)?;
             }
         }
         config.apply_url_options(&url)?;
@@ -163,21 +161,25 @@ impl DbConfig {
 
     fn apply_url_options(&mut self, url: &str) -> Result<()> {
         for (key, value) in DatabaseUrl::parse(url)?.1 {
-            self.set_option(&key, &value)?;
+            self.set_option(&key, &value, &format!("{OPTION_PREFIX}{key}"))?;
         }
         Ok(())
     }
 
-    fn set_option(&mut self, key: &str, value: &str) -> Result<()> {
+    /// Applies option `key` (without its prefix); errors name it as the user wrote it,
+    /// `shown`: the URL option `jobprep_pool_max_size` or the variable
+    /// `JOBPREP_POOL_MAX_SIZE`.
+    fn set_option(&mut self, key: &str, value: &str, shown: &str) -> Result<()> {
         let number = || {
-            value.trim().parse::<u64>().map_err(|_| {
-                Error::Config(format!("option {key}: `{value}` is not a whole number"))
-            })
+            value
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| Error::Config(format!("{shown}: `{value}` is not a whole number")))
         };
         let seconds = |n: u64| (n > 0).then(|| Duration::from_secs(n));
         let count = || {
             u32::try_from(number()?)
-                .map_err(|_| Error::Config(format!("option {key}: `{value}` is too large")))
+                .map_err(|_| Error::Config(format!("{shown}: `{value}` is too large")))
         };
         match key {
             "pool_max_size" => self.pool.max_size = count()?,
@@ -193,16 +195,12 @@ impl DbConfig {
                     "0" | "false" | "no" | "off" => false,
                     _ => {
                         return Err(Error::Config(format!(
-                            "option {key}: `{value}` is not true or false"
+                            "{shown}: `{value}` is not true or false"
                         )))
                     }
                 }
             }
-            _ => {
-                return Err(Error::Config(format!(
-                    "unknown option `{OPTION_PREFIX}{key}`"
-                )))
-            }
+            _ => return Err(Error::Config(format!("unknown option `{shown}`"))),
         }
         Ok(())
     }
@@ -261,7 +259,11 @@ mod tests {
             "postgres://u:pw@h:5432/db?sslmode=require&application_name=x"
         );
         assert!(DbConfig::parse("postgres://h/db?jobprep_nope=1").is_err());
-        assert!(DbConfig::parse("postgres://h/db?jobprep_pool_max_size=many").is_err());
+        let error = DbConfig::parse("postgres://h/db?jobprep_pool_max_size=many").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "configuration error: jobprep_pool_max_size: `many` is not a whole number"
+        );
     }
 
     #[test]

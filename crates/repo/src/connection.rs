@@ -219,8 +219,10 @@ pub struct ConnectError {
 /// What the pool's connection attempts found, shared by its shards. Waiters for a
 /// connection read it: a failure no retry can fix (a bad option, a database or role
 /// that does not exist, a file that cannot be opened) reaches the caller at once as
-/// [`Error::Config`] instead of after the pool's full connection timeout, and a timeout
-/// names the last failure. A successful connection clears both.
+/// [`Error::Config`] instead of after the pool's full connection timeout; a refused
+/// connection (nothing listens) reaches the waiters whose wait it happened in as a
+/// retryable [`Error::Unavailable`], also without waiting out the timeout; and a timeout
+/// names the last failure. A successful connection clears all three.
 #[derive(Debug, Default)]
 pub(crate) struct ConnectOutcomes(std::sync::Mutex<Outcomes>);
 
@@ -228,6 +230,8 @@ pub(crate) struct ConnectOutcomes(std::sync::Mutex<Outcomes>);
 struct Outcomes {
     last_error: Option<String>,
     permanent: Option<String>,
+    /// When the latest attempt was refused, if it was.
+    refused_at: Option<std::time::Instant>,
 }
 
 impl ConnectOutcomes {
@@ -245,7 +249,23 @@ impl ConnectOutcomes {
                 outcomes.last_error = Some(error.message.clone());
                 outcomes.permanent = crate::error::is_permanent_connect_failure(&error.message)
                     .then(|| error.message.clone());
+                outcomes.refused_at = crate::error::is_refused_connection(&error.message)
+                    .then(std::time::Instant::now);
             }
+        }
+    }
+
+    /// A refusal of an attempt made since `since`, while no connection has succeeded
+    /// since. Only attempts within the caller's own wait count: r2d2 retries in the
+    /// background, so an older refusal says nothing about a server that is back.
+    pub(crate) fn refused_since(&self, since: std::time::Instant) -> Option<Error> {
+        let outcomes = self.lock();
+        match (outcomes.refused_at, &outcomes.last_error) {
+            (Some(at), Some(message)) if at >= since => Some(Error::Unavailable {
+                reason: message.clone(),
+                connection_lost: true,
+            }),
+            _ => None,
         }
     }
 
@@ -275,7 +295,7 @@ impl r2d2::ManageConnection for ConnectionManager {
 
     fn is_valid(&self, conn: &mut Connection) -> std::result::Result<(), ConnectError> {
         on_backend!(conn, c => c.ping()).map_err(|e| ConnectError {
-            message: self.url.scrub(&e.to_string()),
+            message: crate::error::one_line(&self.url.scrub(&e.to_string())),
         })
     }
 
@@ -299,7 +319,7 @@ fn open(
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] slow_query: std::time::Duration,
 ) -> std::result::Result<Connection, ConnectError> {
     let scrubbed = |e: &dyn std::fmt::Display| ConnectError {
-        message: url.scrub(&e.to_string()),
+        message: crate::error::one_line(&url.scrub(&e.to_string())),
     };
     let inner = match url.backend() {
         Backend::Postgres => {
@@ -313,8 +333,8 @@ fn open(
             BackendConnection::Postgres(conn)
         }
         Backend::Sqlite => {
-            let mut conn =
-                SqliteConnection::establish(url.expose_secret()).map_err(|e| scrubbed(&e))?;
+            let mut conn = SqliteConnection::establish(url.expose_secret())
+                .map_err(|e| sqlite_open_error(url.expose_secret(), &e))?;
             // busy_timeout first: switching to WAL needs a lock another connection
             // may hold. foreign_keys makes cascades behave as on PostgreSQL.
             conn.batch_execute(
@@ -336,6 +356,25 @@ fn open(
         inner
     };
     Ok(Connection { inner, lost: false })
+}
+
+/// SQLite's "unable to open database file" names no file: name it, and the folder
+/// when that is what is missing (SQLite creates the file, never its folder).
+fn sqlite_open_error(path: &str, error: &dyn std::fmt::Display) -> ConnectError {
+    let file = std::path::Path::new(path);
+    let missing_folder = file
+        .parent()
+        .filter(|folder| !folder.as_os_str().is_empty() && !folder.exists());
+    ConnectError {
+        message: match missing_folder {
+            Some(folder) => format!(
+                "{}: {path} (the folder {} does not exist)",
+                crate::error::one_line(&error.to_string()),
+                folder.display()
+            ),
+            None => format!("{}: {path}", crate::error::one_line(&error.to_string())),
+        },
+    }
 }
 
 impl Connection {

@@ -266,6 +266,27 @@ pub(crate) fn is_permanent_connect_failure(message: &str) -> bool {
     PERMANENT.iter().any(|needle| message.contains(needle))
 }
 
+/// Whether a failed connection attempt found nothing listening: the server refused the
+/// TCP connection, or its Unix socket does not exist. Retryable (the server may be
+/// restarting), but no use waiting for in a pool: see `ConnectOutcomes`.
+pub(crate) fn is_refused_connection(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("connection refused")
+        || (message.contains("on socket") && message.contains("no such file or directory"))
+}
+
+/// A driver's message on one line: libpq ends lines with `\n` and indents hints with a
+/// tab (`Connection refused\n\tIs the server running ...`); each line's whitespace is
+/// collapsed and the lines are joined with `; `.
+pub(crate) fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(|line| line.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|line| !line.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 /// Messages libpq and PostgreSQL give when a connection is gone for good.
 const LOST_CONNECTION: &[&str] = &[
     "terminating connection",
@@ -317,6 +338,26 @@ mod tests {
             sqlite_constraint_name("FOREIGN KEY constraint failed"),
             None
         );
+    }
+
+    #[test]
+    fn driver_messages_become_one_line() {
+        let libpq = "connection to server at \"127.0.0.1\", port 1 failed: Connection refused\n\
+                     \tIs the server running on that host and accepting TCP/IP connections?\n";
+        assert_eq!(
+            one_line(libpq),
+            "connection to server at \"127.0.0.1\", port 1 failed: Connection refused; Is the \
+             server running on that host and accepting TCP/IP connections?"
+        );
+        assert!(is_refused_connection(libpq));
+        assert!(is_refused_connection(
+            "connection to server on socket \"/run/postgresql/.s.PGSQL.5432\" failed: No such \
+             file or directory"
+        ));
+        assert!(!is_refused_connection(
+            "connection to server at \"127.0.0.1\", port 5432 failed: FATAL: the database \
+             system is starting up"
+        ));
     }
 
     #[test]

@@ -65,7 +65,8 @@ pub struct PoolState {
     pub max_size: u32,
     /// Checkouts so far that found no idle connection and waited (or opened one).
     pub waits: u64,
-    /// Checkouts so far that gave up after the connection timeout.
+    /// Checkouts so far that got no connection: after the connection timeout, or at
+    /// once when the server refused the connection or the configuration cannot work.
     pub timeouts: u64,
 }
 

@@ -20,11 +20,20 @@ mod validate;
 
 pub mod cache_rules;
 pub mod feed;
+/// The queries on a `&mut Connection`, reporting no cache tags; for a service,
+/// `jobprep_interviews` has the use cases of the same names.
 pub mod interviews;
+/// The queries on a `&mut Connection`, reporting no cache tags; for a service,
+/// `jobprep_job_infos` has the use cases of the same names.
 pub mod job_infos;
 pub mod migrations;
+/// The queries on a `&mut Connection`, reporting no cache tags; for a service,
+/// `jobprep_questions` has the use cases of the same names.
 pub mod questions;
 pub mod replicas;
+/// The queries on a `&mut Connection`, reporting no cache tags: `users::upsert(conn,
+/// ..)` is the query that `jobprep_users::upsert(db, ..)`, the one services call, runs
+/// and reports the tags of.
 pub mod users;
 
 #[cfg(feature = "tokio")]

@@ -132,6 +132,11 @@ pub enum Drift {
     },
     /// drizzle's journal is missing or lacks one of the app's migrations (PostgreSQL).
     Journal(String),
+    /// The database holds nothing of the expected schema and does not record the
+    /// baseline (a new database, or one whose first migration failed): [`Db::migrate`]
+    /// creates all of it, so this one item stands for every missing object. It says
+    /// what will be created.
+    Empty(String),
 }
 
 impl Drift {
@@ -141,7 +146,7 @@ impl Drift {
     /// reported, never touched.
     pub fn repaired_by_migrate(&self) -> bool {
         match self {
-            Drift::Bookkeeping(_) | Drift::Pending(_) | Drift::Journal(_) => true,
+            Drift::Bookkeeping(_) | Drift::Pending(_) | Drift::Journal(_) | Drift::Empty(_) => true,
             Drift::Changed { .. } => true,
             Drift::Missing(line) => line.starts_with("index "),
             Drift::Unexpected(_) => false,
@@ -160,6 +165,7 @@ impl std::fmt::Display for Drift {
                 write!(f, "changed: expected {expected}, found {found}")
             }
             Drift::Journal(what) => write!(f, "drizzle journal: {what}"),
+            Drift::Empty(what) => write!(f, "empty database: {what}"),
         }
     }
 }
@@ -385,6 +391,17 @@ fn index_name(line: &str) -> &str {
     object.rsplit('.').next().unwrap_or(object)
 }
 
+/// The object a schema line describes, by name: the table of a column or constraint
+/// (`column users.id ...`), the type, the table (SQLite) or the index.
+fn object_of(line: &str) -> &str {
+    if line.starts_with("index ") {
+        return index_name(line);
+    }
+    let object = line.split_whitespace().nth(1).unwrap_or(line);
+    let object = object.trim_end_matches(':');
+    object.split('.').next().unwrap_or(object)
+}
+
 /// Our indexes (by the expected schema's names) found under their name with another
 /// definition, or invalid.
 fn changed_indexes(expected: &[&str], found: &[String]) -> Vec<String> {
@@ -546,6 +563,26 @@ fn check_schema(conn: &mut Connection) -> Result<Vec<Drift>> {
     let mut drift = Vec::new();
     let bookkeeping = bookkeeping_exists(conn)?;
     let applied = applied_versions(conn)?;
+    if !applied.contains(&baseline_version(backend)?) {
+        let expected = expected_schema(backend);
+        let found = describe_schema(conn)?;
+        // Nothing found that a migration would create or collide with: the pending
+        // migrations create every expected object, so one item says so. Objects of
+        // others (another tool's tables) stay listed: migrate leaves them alone.
+        let ours = |line: &str| expected.iter().any(|e| object_of(e) == object_of(line));
+        if !found.iter().any(|line| ours(line)) {
+            drift.push(Drift::Empty(match backend {
+                Backend::Postgres => "`jobprep migrate` creates the app's schema and jobprep's \
+                                      indexes, with their bookkeeping and drizzle's journal"
+                    .into(),
+                Backend::Sqlite => "`jobprep migrate` creates the app's schema and jobprep's \
+                                    indexes, with their bookkeeping"
+                    .into(),
+            }));
+            drift.extend(found.into_iter().map(Drift::Unexpected));
+            return Ok(drift);
+        }
+    }
     if !bookkeeping {
         drift.push(Drift::Bookkeeping(
             "__diesel_schema_migrations is missing".into(),

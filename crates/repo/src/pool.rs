@@ -9,7 +9,7 @@
 //! anywhere does it wait, in short slices, so a connection returned to any shard is
 //! found quickly. The pool's promises are unchanged: at most `max_size` connections,
 //! lazily opened (a cold start opens one), and `Unavailable` after the connection
-//! timeout.
+//! timeout, or as soon as an attempt made during the wait is refused.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -143,6 +143,11 @@ impl ShardedPool {
                 return Ok(conn);
             }
             if let Some(error) = self.outcomes.permanent() {
+                return Err(error);
+            }
+            // Nothing listens: waiting out the timeout would only delay the caller's
+            // retry (the error is retryable).
+            if let Some(error) = self.outcomes.refused_since(started) {
                 return Err(error);
             }
         }

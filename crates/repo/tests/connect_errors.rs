@@ -93,18 +93,36 @@ fn postgres_a_missing_database_or_role_is_a_configuration_error_at_once() {
 }
 
 #[test]
-fn postgres_a_refused_connection_stays_retryable() {
+fn postgres_a_refused_connection_is_retryable_at_once_on_one_line() {
     // Nothing listens on port 1.
-    let db = Db::builder("postgres://u@127.0.0.1:1/db")
-        .connection_timeout(Duration::from_millis(300))
-        .build()
-        .unwrap();
-    let error = db
-        .read(|conn| users::get(conn, &UserId::new("user_x").unwrap()))
-        .unwrap_err();
+    let (error, took) = first_read("postgres://u:hunter2@127.0.0.1:1/db");
     assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
     assert!(error.is_retryable());
-    assert!(error.to_string().contains("refused"), "{error}");
+    assert!(
+        took < TIMEOUT / 4,
+        "the refusal waited {took:?}, as if for the pool's timeout"
+    );
+    let message = error.to_string();
+    assert!(
+        message.starts_with("database unavailable: connection to server at \"127.0.0.1\", port 1 failed: Connection refused; "),
+        "{message}"
+    );
+    assert!(!message.contains(['\n', '\t']), "{message:?}");
+    assert!(!message.contains("hunter2"), "{message}");
+
+    // The handle keeps working: the next call is refused again, and as fast.
+    let db = Db::builder("postgres://u@127.0.0.1:1/db")
+        .connection_timeout(TIMEOUT)
+        .build()
+        .unwrap();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let error = db
+            .read(|conn| users::get(conn, &UserId::new("user_x").unwrap()))
+            .unwrap_err();
+        assert!(error.is_retryable(), "{error:?}");
+        assert!(started.elapsed() < TIMEOUT / 4, "{:?}", started.elapsed());
+    }
 }
 
 #[test]
@@ -112,6 +130,15 @@ fn sqlite_a_file_that_cannot_be_opened_is_a_configuration_error_at_once() {
     let dir = tempfile::tempdir().unwrap();
     let in_missing_folder = dir.path().join("no/such/folder/db.sqlite3");
     assert_config_at_once(&in_missing_folder.display().to_string(), "unable to open");
+    // SQLite names neither the file nor the folder it cannot create; the error does.
+    assert_config_at_once(
+        &in_missing_folder.display().to_string(),
+        &format!(
+            "{} (the folder {} does not exist)",
+            in_missing_folder.display(),
+            dir.path().join("no/such/folder").display()
+        ),
+    );
     // A folder is not a database file either.
     assert_config_at_once(&dir.path().display().to_string(), "unable to open");
 }

@@ -11,7 +11,8 @@ pub mod asynch;
 /// Signs a user up or refreshes their profile (name, email, imageUrl) from the auth
 /// provider, with its `createdAt` and `updatedAt` when the form carries them (see
 /// [`NewUser::with_provider_timestamps`]). Reports `global:users` and
-/// `id:{userId}:users`.
+/// `id:{userId}:users`. This is the one to call; `jobprep_repo::users::upsert(conn, ..)`
+/// is the query it runs, for combining several queries in one write of your own.
 pub fn upsert(db: &impl Executor, user: &NewUser) -> Result<User> {
     jobprep_repo::span!("users.upsert");
     db.write_tagged(

@@ -28,6 +28,23 @@ pub enum FeedInstallation {
     InProcess,
 }
 
+/// In words, as `jobprep cache-feed status` prints it: `installed`, `absent`,
+/// `partial: missing a, b` or `in process (SQLite: ...)`.
+impl std::fmt::Display for FeedInstallation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FeedInstallation::Installed => f.write_str("installed"),
+            FeedInstallation::Absent => f.write_str("absent"),
+            FeedInstallation::Partial { missing } => {
+                write!(f, "partial: missing {}", missing.join(", "))
+            }
+            FeedInstallation::InProcess => f.write_str(
+                "in process (SQLite: nothing to install; listeners see this process's commits)",
+            ),
+        }
+    }
+}
+
 #[derive(diesel::QueryableByName)]
 struct TriggerRow {
     #[diesel(sql_type = diesel::sql_types::Text)]

@@ -242,7 +242,7 @@ impl Listener {
                     FeedInstallation::Installed => {}
                     other => {
                         return Err(Error::Config(format!(
-                            "the cache feed is not installed in this database ({other:?}): run \
+                            "the cache feed is not installed in this database ({other}): run \
                              `jobprep cache-feed install`"
                         )))
                     }
