@@ -463,6 +463,9 @@ struct Worker {
     last_trim: Instant,
     /// The last poll found the horizon row of [`TRIMMED`] gone.
     horizon_missing: bool,
+    /// The last event sent was a reset: another before any batch would say nothing
+    /// new (a poll that waited out an install can find two reasons for one gap).
+    just_reset: bool,
 }
 
 impl Worker {
@@ -475,7 +478,19 @@ impl Worker {
             snapshot,
             last_trim: Instant::now(),
             horizon_missing: false,
+            just_reset: false,
         }
+    }
+
+    /// Hands `event` to the consumer, skipping a reset right after a reset; false
+    /// once the consumer is gone.
+    fn emit(&mut self, event: FeedEvent) -> bool {
+        let reset = event == FeedEvent::Reset;
+        if reset && self.just_reset {
+            return true;
+        }
+        self.just_reset = reset;
+        self.queue.send(event)
     }
 
     fn stopped(&self) -> bool {
@@ -500,7 +515,7 @@ impl Worker {
                             status.reconnects += 1;
                         }
                         // What committed while away is not looked for: reset first.
-                        if !self.queue.send(FeedEvent::Reset) {
+                        if !self.emit(FeedEvent::Reset) {
                             return;
                         }
                     }
@@ -588,7 +603,7 @@ impl Worker {
                 .saturating_mul(2)
                 .min(self.options.idle_poll_interval)
         };
-        if gap && !self.queue.send(FeedEvent::Reset) {
+        if gap && !self.emit(FeedEvent::Reset) {
             return Ok(false);
         }
         let mut rest = polled.as_slice();
@@ -610,7 +625,7 @@ impl Worker {
                     FeedEvent::Reset
                 }
             };
-            if !self.queue.send(event) {
+            if !self.emit(event) {
                 return Ok(false);
             }
         }
