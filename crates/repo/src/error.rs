@@ -255,6 +255,8 @@ pub(crate) fn is_permanent_connect_failure(message: &str) -> bool {
         "invalid ",
         "missing \"=\"",
         "does not exist",
+        // An unknown `service=` name (pg_service.conf).
+        "definition of service",
         "authentication failed",
         "no pg_hba.conf entry",
         "no password supplied",

@@ -369,8 +369,7 @@ impl Drop for Listener {
 /// libpq settings that bound every wait of the session connection, unless the URL
 /// sets them already: a dead peer is noticed by keepalives and `tcp_user_timeout`.
 fn session_target(url: &DatabaseUrl) -> String {
-    let mut target = url.expose_secret().to_string();
-    for (key, value) in [
+    url.with_defaults(&[
         ("connect_timeout", "5"),
         ("keepalives", "1"),
         ("keepalives_idle", "10"),
@@ -378,13 +377,7 @@ fn session_target(url: &DatabaseUrl) -> String {
         ("keepalives_count", "3"),
         ("tcp_user_timeout", "20000"),
         ("application_name", "jobprep-cache-feed"),
-    ] {
-        if !target.contains(&format!("{key}=")) {
-            target.push(if target.contains('?') { '&' } else { '?' });
-            target.push_str(&format!("{key}={value}"));
-        }
-    }
-    target
+    ])
 }
 
 #[derive(diesel::QueryableByName)]
