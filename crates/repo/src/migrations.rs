@@ -24,13 +24,14 @@
 use std::time::{Duration, Instant};
 
 use diesel::backend::Backend as DieselBackend;
+use diesel::connection::SimpleConnection;
 use diesel::migration::{Migration, MigrationSource};
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Bool, Text};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::config::Backend;
-use crate::connection::{BackendConnection, Connection};
+use crate::connection::{on_backend, Connection};
 use crate::error::{Error, Result};
 use crate::handle::Db;
 
@@ -252,11 +253,9 @@ impl Db {
                             .into(),
                     ));
                 }
-                let version = match &mut conn.inner {
-                    BackendConnection::Postgres(c) => c.revert_last_migration(POSTGRES),
-                    BackendConnection::Sqlite(c) => c.revert_last_migration(SQLITE),
-                }
-                .map_err(migration_error)?;
+                let source = embedded(conn.backend());
+                let version = on_backend!(conn, c => c.revert_last_migration(source))
+                    .map_err(migration_error)?;
                 Ok(Some(name_of(conn.backend(), &version.to_string())?))
             })
         })
@@ -295,6 +294,14 @@ fn version_of(name: &str) -> String {
     name.split('_').next().unwrap_or(name).replace('-', "")
 }
 
+/// The migrations embedded for `backend`.
+fn embedded(backend: Backend) -> EmbeddedMigrations {
+    match backend {
+        Backend::Postgres => POSTGRES,
+        Backend::Sqlite => SQLITE,
+    }
+}
+
 fn migration_names(backend: Backend) -> Result<Vec<String>> {
     let mut names: Vec<String> = match backend {
         Backend::Postgres => MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES)
@@ -327,11 +334,7 @@ fn applied_versions(conn: &mut Connection) -> Result<Vec<String>> {
     if !bookkeeping_exists(conn)? {
         return Ok(Vec::new());
     }
-    let versions = match &mut conn.inner {
-        BackendConnection::Postgres(c) => c.applied_migrations(),
-        BackendConnection::Sqlite(c) => c.applied_migrations(),
-    }
-    .map_err(migration_error)?;
+    let versions = on_backend!(conn, c => c.applied_migrations()).map_err(migration_error)?;
     Ok(versions.into_iter().map(|v| v.to_string()).collect())
 }
 
@@ -348,14 +351,10 @@ fn migrate_locked(conn: &mut Connection) -> Result<MigrationReport> {
     // Before the pending migrations: their `IF NOT EXISTS` would take an invalid index
     // left by a failed run as done, and record the migration as applied.
     drop_changed_indexes(conn)?;
-    let applied: Vec<String> = match &mut conn.inner {
-        BackendConnection::Postgres(c) => c
-            .run_pending_migrations(POSTGRES)
-            .map(|done| done.iter().map(ToString::to_string).collect()),
-        BackendConnection::Sqlite(c) => c
-            .run_pending_migrations(SQLITE)
-            .map(|done| done.iter().map(ToString::to_string).collect()),
-    }
+    let source = embedded(backend);
+    let applied: Vec<String> = on_backend!(conn, c => c
+        .run_pending_migrations(source)
+        .map(|done| done.iter().map(ToString::to_string).collect()))
     .map_err(migration_error)?;
     let applied = applied
         .iter()
@@ -457,10 +456,8 @@ fn restore_indexes(conn: &mut Connection) -> Result<Vec<String>> {
     let mut applied = applied_versions(conn)?;
     let baseline = baseline_version(backend)?;
     applied.retain(|v| *v != baseline);
-    match &mut conn.inner {
-        BackendConnection::Postgres(c) => run_again(c, &POSTGRES, &applied),
-        BackendConnection::Sqlite(c) => run_again(c, &SQLITE, &applied),
-    }?;
+    let source = embedded(backend);
+    on_backend!(conn, c => run_again(c, &source, &applied))?;
     let found = describe_schema(conn)?;
     Ok(missing
         .into_iter()
@@ -527,12 +524,10 @@ fn drop_app_schema_locked(conn: &mut Connection) -> Result<Vec<String>> {
 
 fn revert_each(conn: &mut Connection, versions: &[String]) -> Result<Vec<String>> {
     let backend = conn.backend();
+    let source = embedded(backend);
     let mut reverted = Vec::new();
     for version in versions {
-        match &mut conn.inner {
-            BackendConnection::Postgres(c) => revert_version(c, &POSTGRES, version),
-            BackendConnection::Sqlite(c) => revert_version(c, &SQLITE, version),
-        }?;
+        on_backend!(conn, c => revert_version(c, &source, version))?;
         reverted.push(name_of(backend, version)?);
     }
     Ok(reverted)
@@ -650,7 +645,7 @@ fn journal_missing(conn: &mut Connection) -> Result<Vec<DrizzleMigration>> {
     if !journal_exists(conn)? {
         return Ok(DRIZZLE_JOURNAL.to_vec());
     }
-    let BackendConnection::Postgres(c) = &mut conn.inner else {
+    let Some(c) = conn.as_postgres() else {
         return Ok(Vec::new());
     };
     let listed: Vec<Line> =
@@ -665,10 +660,10 @@ fn journal_missing(conn: &mut Connection) -> Result<Vec<DrizzleMigration>> {
 /// Creates drizzle's journal as its migrator does and adds the app's migrations it
 /// lacks. Run inside the caller's transaction.
 fn write_journal(conn: &mut Connection) -> Result<()> {
-    if conn.backend() != Backend::Postgres {
+    let Some(c) = conn.as_postgres() else {
         return Ok(());
-    }
-    conn.batch_execute(&format!(
+    };
+    c.batch_execute(&format!(
         r#"CREATE SCHEMA IF NOT EXISTS "drizzle";
            CREATE TABLE IF NOT EXISTS {DRIZZLE_JOURNAL_TABLE} (
                "id" SERIAL PRIMARY KEY,
@@ -676,9 +671,6 @@ fn write_journal(conn: &mut Connection) -> Result<()> {
                "created_at" bigint
            )"#
     ))?;
-    let BackendConnection::Postgres(c) = &mut conn.inner else {
-        return Ok(());
-    };
     for migration in DRIZZLE_JOURNAL {
         diesel::sql_query(format!(
             "INSERT INTO {DRIZZLE_JOURNAL_TABLE} (hash, created_at) SELECT $1, $2 \
@@ -738,20 +730,19 @@ fn adopt(conn: &mut Connection) -> Result<()> {
                  run_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP
              )",
         )?;
-        match &mut conn.inner {
-            BackendConnection::Postgres(c) => diesel::sql_query(
+        let record = match conn.backend() {
+            Backend::Postgres => {
                 "INSERT INTO __diesel_schema_migrations (version) VALUES ($1) \
-                 ON CONFLICT (version) DO NOTHING",
-            )
-            .bind::<Text, _>(&baseline)
-            .execute(c),
-            BackendConnection::Sqlite(c) => diesel::sql_query(
+                 ON CONFLICT (version) DO NOTHING"
+            }
+            Backend::Sqlite => {
                 "INSERT INTO __diesel_schema_migrations (version) VALUES (?) \
-                 ON CONFLICT (version) DO NOTHING",
-            )
+                 ON CONFLICT (version) DO NOTHING"
+            }
+        };
+        on_backend!(conn, c => diesel::sql_query(record)
             .bind::<Text, _>(&baseline)
-            .execute(c),
-        }?;
+            .execute(c))?;
         // The schema is the app's four migrations' result: say so to its migrator too.
         write_journal(conn)
     })
@@ -786,10 +777,7 @@ fn app_tables_present(conn: &mut Connection) -> Result<bool> {
 }
 
 fn query_flag(conn: &mut Connection, sql: &str) -> Result<bool> {
-    let flag: Flag = match &mut conn.inner {
-        BackendConnection::Postgres(c) => diesel::sql_query(sql).get_result(c),
-        BackendConnection::Sqlite(c) => diesel::sql_query(sql).get_result(c),
-    }?;
+    let flag: Flag = on_backend!(conn, c => diesel::sql_query(sql).get_result(c))?;
     Ok(flag.value)
 }
 
@@ -803,7 +791,7 @@ fn with_migration_lock<T>(
 ) -> Result<T> {
     const KEY: i64 = 0x006a_6f62_7072_6570; // "jobprep" in ASCII
     const WAIT: Duration = Duration::from_secs(300);
-    let BackendConnection::Postgres(c) = &mut conn.inner else {
+    let Some(c) = conn.as_postgres() else {
         // SQLite: each migration runs in its own transaction under the file's lock.
         return f(conn);
     };
@@ -828,19 +816,12 @@ fn with_migration_lock<T>(
         std::thread::sleep(Duration::from_millis(100));
     }
     let result = f(conn);
-    let unlocked = match &mut conn.inner {
-        BackendConnection::Postgres(c) => {
-            diesel::sql_query("SELECT pg_advisory_unlock($1) AS value")
-                .bind::<BigInt, _>(KEY)
-                .get_result::<Flag>(c)
-                .and_then(|_| {
-                    diesel::connection::SimpleConnection::batch_execute(
-                        c,
-                        "RESET statement_timeout",
-                    )
-                })
-        }
-        BackendConnection::Sqlite(_) => Ok(()),
+    let unlocked = match conn.as_postgres() {
+        Some(c) => diesel::sql_query("SELECT pg_advisory_unlock($1) AS value")
+            .bind::<BigInt, _>(KEY)
+            .get_result::<Flag>(c)
+            .and_then(|_| c.batch_execute("RESET statement_timeout")),
+        None => Ok(()),
     };
     let value = result?;
     unlocked?;
@@ -876,10 +857,11 @@ fn is_app_table_line(line: &str) -> bool {
 }
 
 fn describe_schema(conn: &mut Connection) -> Result<Vec<String>> {
-    let lines: Vec<Line> = match &mut conn.inner {
-        BackendConnection::Postgres(c) => diesel::sql_query(DESCRIBE_POSTGRES).load(c),
-        BackendConnection::Sqlite(c) => diesel::sql_query(DESCRIBE_SQLITE).load(c),
-    }?;
+    let describe = match conn.backend() {
+        Backend::Postgres => DESCRIBE_POSTGRES,
+        Backend::Sqlite => DESCRIBE_SQLITE,
+    };
+    let lines: Vec<Line> = on_backend!(conn, c => diesel::sql_query(describe).load(c))?;
     // SQLite keeps each object's CREATE text as written: one line per object reads and
     // diffs better.
     Ok(lines
