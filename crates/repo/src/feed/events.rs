@@ -68,7 +68,8 @@ impl Default for FeedOptions {
     }
 }
 
-/// The listener's connection, as last seen; from [`Listener::status`](crate::feed::Listener::status).
+/// The listener's connection, as last seen; from
+/// [`Listener::status`](crate::feed::Listener::status).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct FeedStatus {
     /// Whether the session connection is up (always true on SQLite).
