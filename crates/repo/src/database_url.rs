@@ -165,19 +165,26 @@ impl DatabaseUrl {
     /// itself (as `?key=value` on a URL, ` key=value` on a keyword/value string).
     pub(crate) fn with_defaults(&self, settings: &[(&str, &str)]) -> String {
         let mut target = self.target.clone();
-        let url = is_url(&target);
         for (key, value) in settings {
-            if target.contains(&format!("{key}=")) {
-                continue;
-            }
-            if url {
-                target.push(if target.contains('?') { '&' } else { '?' });
-                target.push_str(&format!("{key}={value}"));
-            } else {
-                target.push_str(&format!(" {key}='{value}'"));
+            if !self.sets(key) {
+                append_setting(&mut target, key, value);
             }
         }
         target
+    }
+
+    /// Whether the connection string sets libpq's `key` itself.
+    pub(crate) fn sets(&self, key: &str) -> bool {
+        self.target.contains(&format!("{key}="))
+    }
+
+    /// The same connection string with libpq's `key` set to `value` (which is no
+    /// secret: it is shown too). The caller checks [`sets`](Self::sets) first.
+    pub(crate) fn with_setting(&self, key: &str, value: &str) -> DatabaseUrl {
+        let mut url = self.clone();
+        append_setting(&mut url.target, key, value);
+        append_setting(&mut url.shown, key, value);
+        url
     }
 
     /// The same server with another database: the path of a PostgreSQL URL, or another
@@ -279,6 +286,20 @@ fn restore_hosts(text: &str, hosts: Option<&str>) -> String {
     match hosts {
         Some(hosts) => text.replacen(HOSTS_PLACEHOLDER, hosts, 1),
         None => text.to_owned(),
+    }
+}
+
+/// Appends `key=value` to a URL's query (percent-encoded) or to a keyword/value
+/// string (quoted).
+fn append_setting(target: &mut String, key: &str, value: &str) {
+    if is_url(target) {
+        let value =
+            percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC);
+        target.push(if target.contains('?') { '&' } else { '?' });
+        target.push_str(&format!("{key}={value}"));
+    } else {
+        let value = value.replace('\\', "\\\\").replace('\'', "\\'");
+        target.push_str(&format!(" {key}='{value}'"));
     }
 }
 
