@@ -42,7 +42,11 @@ fn readme_starts_with_the_two_newcomer_commands() {
 fn documentation() -> Vec<(std::path::PathBuf, String)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut files = vec![root.join("README.md")];
-    for page in std::fs::read_dir(root.join("docs")).into_iter().flatten().flatten() {
+    for page in std::fs::read_dir(root.join("docs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
         if page.path().extension().is_some_and(|e| e == "md") {
             files.push(page.path());
         }
