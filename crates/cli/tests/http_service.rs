@@ -507,7 +507,7 @@ fn no_caller_without_the_flag(t: &TestDb) {
     assert!(!stored(t, ADA));
 
     // An existing user's id in the header reads, writes and deletes nothing.
-    let ada = jobprep_testing::user(t, ADA);
+    let ada = jobprep_testing::user(&t.db, ADA);
     assert_eq!(expect(http.get("/users/me", ADA), 401), refused);
     let job = json!({"name": "SRE", "experienceLevel": "senior", "description": "On call"});
     assert_eq!(expect(http.post("/job-infos", ADA, job), 401), refused);
