@@ -303,7 +303,8 @@ fn cache_feed_commands_on_both_backends() {
         );
     }
     let t = TestDb::new(Backend::Sqlite).unwrap();
-    assert!(stdout(&jobprep(&t.url, &["cache-feed", "status"])).starts_with("in-process"));
+    assert!(stdout(&jobprep(&t.url, &["cache-feed", "status"]))
+        .starts_with("in process (SQLite: nothing to install"));
     let out = jobprep(&t.url, &["cache-feed", "install"]);
     assert_eq!(out.status.code(), Some(1));
     let out = jobprep(&t.url, &["cache-feed", "trim"]);
