@@ -10,7 +10,7 @@
 #      created and leave it unchanged; with the generated `when` left at "now" the same
 #      migrate fails (the control: the journal is what makes it pass). The app's next
 #      generated migration, declaring our indexes, fails as generated and applies as a
-#      no-op with `CREATE INDEX IF NOT EXISTS` (README, "What the app's team adds").
+#      no-op with `CREATE INDEX IF NOT EXISTS` (docs/beside-the-app.md, "What the app's team adds").
 #   3. `jobprep migrate` adopts what `drizzle-kit migrate` made on an empty database.
 #   4. `jobprep migrate` recovers from the states other tools leave: `push --force`
 #      without the app's additions, push dropping only the indexes, an empty bookkeeping
@@ -186,7 +186,7 @@ if ! kit_migrate "$created" "$app_config" "$work/app-migrations-now" &&
   pass "control: a migration dated after the app's history is applied (and fails: already exists), changing nothing"
 else fail "control: the migration dated now"; cat "$work/migrate.out"; fi
 
-# The app's team adds the index declarations (README, "What the app's team adds"); its
+# The app's team adds the index declarations (docs/beside-the-app.md, "What the app's team adds"); its
 # next `drizzle-kit generate` writes a migration with five plain CREATE INDEX, dated now.
 history=$work/history
 mkdir -p "$history"

@@ -22,7 +22,7 @@ use crate::error::CliError;
 )]
 struct Cli {
     /// postgres://..., sqlite://PATH or a file path. Default: $DATABASE_URL, else the
-    /// embedded SQLite file (see README).
+    /// embedded SQLite file (see docs/configuration.md).
     // Not clap's `env`: clap would then list the option as given in every usage line.
     // Without it, `DbConfig::from_env` reads DATABASE_URL (and the JOBPREP_* settings).
     #[arg(long, global = true, value_name = "URL")]

@@ -37,10 +37,20 @@ fn readme_starts_with_the_two_newcomer_commands() {
     );
 }
 
-/// Every README and every doc comment in the crates' sources: what users copy.
+/// Every README, every page of `docs/` (what moved out of README.md) and every doc
+/// comment in the crates' sources: what users copy.
 fn documentation() -> Vec<(std::path::PathBuf, String)> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let mut files = vec![root.join("README.md")];
+    for page in std::fs::read_dir(root.join("docs"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        if page.path().extension().is_some_and(|e| e == "md") {
+            files.push(page.path());
+        }
+    }
     for krate in std::fs::read_dir(root.join("crates")).unwrap().flatten() {
         files.push(krate.path().join("README.md"));
         let mut folders = vec![krate.path().join("src")];

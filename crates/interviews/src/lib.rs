@@ -12,8 +12,8 @@ pub use jobprep_repo::page::{Cursor, Page, PageRequest};
 #[cfg(feature = "tokio")]
 pub mod asynch;
 
-/// Starts an interview under a job info the user owns. Reports `global:interviews`,
-/// `jobInfo:{jobInfoId}:interviews` and `id:{id}:interviews`.
+/// Starts an interview under a job info the user owns. Reports the tags in
+/// [the crate's table](crate#cache-tags).
 pub fn insert(
     db: &impl Executor,
     user_id: &UserId,
@@ -91,8 +91,8 @@ pub fn delete(db: &impl Executor, user_id: &UserId, id: InterviewId) -> Result<I
     )
 }
 
-/// The user's interview with its job info; cache under `id:{id}:interviews` and
-/// `id:{jobInfoId}:jobInfos`.
+/// The user's interview with its job info; cache it under the tags it returns (the
+/// interview's and its job info's, [the crate's table](crate#cache-tags)).
 pub fn get(
     db: &impl Executor,
     user_id: &UserId,
@@ -106,8 +106,8 @@ pub fn get(
 }
 
 /// The interviews with a chat id (those held) under the user's job info, most
-/// recently updated first; cache under `jobInfo:{jobInfoId}:interviews` and
-/// `id:{jobInfoId}:jobInfos` (the list is empty once the job info is gone). Another
+/// recently updated first; cache it under the tags it returns ([the crate's table](crate#cache-tags)),
+/// which include the job info's (the list is empty once the job info is gone). Another
 /// user's job info gives an empty list, as a missing one does.
 pub fn list_for_job_info(
     db: &impl Executor,
@@ -166,8 +166,8 @@ pub fn list_all_page_for_job_info(
 }
 
 /// How many of the user's interviews have a chat id (the plan quota). It spans all of
-/// the user's job infos, so it is cached under `global:interviews`, which every
-/// interview write reports.
+/// the user's job infos, so it is cached under the tag of all interviews, which every
+/// interview write reports ([the crate's table](crate#cache-tags)).
 pub fn count_for_user(db: &impl Executor, user_id: &UserId) -> Result<Cached<i64>> {
     jobprep_repo::span!("interviews.count_for_user");
     db.read_cached(

@@ -12,8 +12,7 @@ pub use jobprep_repo::page::{Cursor, Page, PageRequest};
 #[cfg(feature = "tokio")]
 pub mod asynch;
 
-/// Creates a job info for the user. Reports `global:jobInfos`,
-/// `user:{userId}:jobInfos` and `id:{id}:jobInfos`.
+/// Creates a job info for the user. Reports the tags in [the crate's table](crate#cache-tags).
 pub fn insert(db: &impl Executor, user_id: &UserId, job: &NewJobInfo) -> Result<JobInfoKey> {
     jobprep_repo::span!("job_infos.insert");
     db.write_tagged(
@@ -47,7 +46,7 @@ pub fn delete(db: &impl Executor, user_id: &UserId, id: JobInfoId) -> Result<Rem
     )
 }
 
-/// The user's job info; cache it under `id:{id}:jobInfos`.
+/// The user's job info; cache it under the tags it returns ([the crate's table](crate#cache-tags)).
 pub fn get(db: &impl Executor, user_id: &UserId, id: JobInfoId) -> Result<Cached<JobInfo>> {
     jobprep_repo::span!("job_infos.get");
     db.read_cached(
@@ -56,8 +55,8 @@ pub fn get(db: &impl Executor, user_id: &UserId, id: JobInfoId) -> Result<Cached
     )
 }
 
-/// The user's job infos, most recently updated first; cache under
-/// `user:{userId}:jobInfos`.
+/// The user's job infos, most recently updated first; cache them under the tags it
+/// returns ([the crate's table](crate#cache-tags)).
 pub fn list_for_user(db: &impl Executor, user_id: &UserId) -> Result<Cached<Vec<JobInfo>>> {
     jobprep_repo::span!("job_infos.list_for_user");
     db.read_cached(
@@ -81,7 +80,8 @@ pub fn list_page_for_user(
     )
 }
 
-/// Whether the user has any job info left; cache under `user:{userId}:jobInfos`.
+/// Whether the user has any job info left; cached under the same tags as
+/// [`list_for_user`].
 pub fn user_has_any(db: &impl Executor, user_id: &UserId) -> Result<Cached<bool>> {
     jobprep_repo::span!("job_infos.user_has_any");
     db.read_cached(

@@ -12,8 +12,8 @@ pub use jobprep_repo::page::{Cursor, Page, PageRequest};
 #[cfg(feature = "tokio")]
 pub mod asynch;
 
-/// Adds a question under a job info the user owns. Reports `global:questions`,
-/// `jobInfo:{jobInfoId}:questions` and `id:{id}:questions`.
+/// Adds a question under a job info the user owns. Reports the tags in
+/// [the crate's table](crate#cache-tags).
 pub fn insert(
     db: &impl Executor,
     user_id: &UserId,
@@ -85,8 +85,8 @@ pub fn delete(db: &impl Executor, user_id: &UserId, id: QuestionId) -> Result<Qu
     )
 }
 
-/// The user's question with its job info's id and owner; cache under
-/// `id:{id}:questions` and `id:{jobInfoId}:jobInfos`.
+/// The user's question with its job info's id and owner; cache it under the tags it
+/// returns (the question's and its job info's, [the crate's table](crate#cache-tags)).
 pub fn get(
     db: &impl Executor,
     user_id: &UserId,
@@ -99,8 +99,8 @@ pub fn get(
     )
 }
 
-/// The questions under the user's job info, oldest first; cache under
-/// `jobInfo:{jobInfoId}:questions`. Another user's job info gives an empty list, as
+/// The questions under the user's job info, oldest first; cache them under the tags
+/// it returns ([the crate's table](crate#cache-tags)). Another user's job info gives an empty list, as
 /// a missing one does.
 pub fn list_for_job_info(
     db: &impl Executor,
@@ -131,7 +131,8 @@ pub fn list_page_for_job_info(
 }
 
 /// How many questions the user has (the plan quota). It spans all of the user's job
-/// infos, so it is cached under `global:questions`, which every question write reports.
+/// infos, so it is cached under the tag of all questions, which every question write
+/// reports ([the crate's table](crate#cache-tags)).
 pub fn count_for_user(db: &impl Executor, user_id: &UserId) -> Result<Cached<i64>> {
     jobprep_repo::span!("questions.count_for_user");
     db.read_cached(

@@ -72,6 +72,13 @@ pub struct DbConfig {
     pub max_replica_lag: Duration,
     /// Statements slower than this are logged as slow (feature `tracing`).
     pub slow_query_threshold: Duration,
+    /// PostgreSQL cancels a statement (or a lock wait) that runs longer than this,
+    /// and the call fails with a retryable [`Error::Unavailable`] that says it timed
+    /// out (default: none, the server's own setting). Sent as a start-up option, so it
+    /// costs no round trip; a transaction-mode pooler does not forward start-up
+    /// options, so there set it on the role instead (`ALTER ROLE app SET
+    /// statement_timeout = '5s'`), which the pooler's server connections inherit.
+    pub statement_timeout: Option<Duration>,
 }
 
 /// Environment variables read by [`DbConfig::from_env`].
@@ -86,6 +93,7 @@ pub mod env {
     pub const POOLER_SAFE: &str = "JOBPREP_POOLER_SAFE";
     pub const MAX_REPLICA_LAG_MS: &str = "JOBPREP_MAX_REPLICA_LAG_MS";
     pub const SLOW_QUERY_MS: &str = "JOBPREP_SLOW_QUERY_MS";
+    pub const STATEMENT_TIMEOUT_MS: &str = "JOBPREP_STATEMENT_TIMEOUT_MS";
     pub const SQLITE_PATH: &str = "JOBPREP_SQLITE_PATH";
 }
 
@@ -94,7 +102,8 @@ impl DbConfig {
     /// string that start with `jobprep_` are applied and removed:
     /// `jobprep_pool_max_size`, `jobprep_pool_min_idle`, `jobprep_pool_timeout_secs`,
     /// `jobprep_pool_idle_timeout_secs`, `jobprep_pool_max_lifetime_secs`,
-    /// `jobprep_pooler_safe`, `jobprep_max_replica_lag_ms`, `jobprep_slow_query_ms`.
+    /// `jobprep_pooler_safe`, `jobprep_max_replica_lag_ms`, `jobprep_slow_query_ms`,
+    /// `jobprep_statement_timeout_ms` (0: none).
     ///
     /// ```
     /// use jobprep_repo::{Backend, DbConfig};
@@ -130,6 +139,7 @@ impl DbConfig {
             (env::POOLER_SAFE, "pooler_safe"),
             (env::MAX_REPLICA_LAG_MS, "max_replica_lag_ms"),
             (env::SLOW_QUERY_MS, "slow_query_ms"),
+            (env::STATEMENT_TIMEOUT_MS, "statement_timeout_ms"),
         ]
         .into_iter()
         .collect();
@@ -156,6 +166,7 @@ impl DbConfig {
             pooler_safe,
             max_replica_lag: Duration::from_secs(5),
             slow_query_threshold: Duration::from_millis(200),
+            statement_timeout: None,
         }
     }
 
@@ -189,6 +200,10 @@ impl DbConfig {
             "pool_max_lifetime_secs" => self.pool.max_lifetime = seconds(number()?),
             "max_replica_lag_ms" => self.max_replica_lag = Duration::from_millis(number()?),
             "slow_query_ms" => self.slow_query_threshold = Duration::from_millis(number()?),
+            "statement_timeout_ms" => {
+                self.statement_timeout =
+                    Some(Duration::from_millis(number()?)).filter(|d| !d.is_zero())
+            }
             "pooler_safe" => {
                 self.pooler_safe = match value.trim().to_ascii_lowercase().as_str() {
                     "1" | "true" | "yes" | "on" => true,
@@ -203,6 +218,39 @@ impl DbConfig {
             _ => return Err(Error::Config(format!("unknown option `{shown}`"))),
         }
         Ok(())
+    }
+}
+
+impl DbConfig {
+    /// `url` as the pools connect to it: with the statement timeout as a start-up
+    /// option. Refuses settings that cannot take effect, rather than ignore them.
+    pub(crate) fn connect_url(&self, url: &DatabaseUrl) -> Result<DatabaseUrl> {
+        let Some(timeout) = self.statement_timeout else {
+            return Ok(url.clone());
+        };
+        if url.backend() == Backend::Sqlite {
+            return Err(Error::Config(
+                "a statement timeout is PostgreSQL's: SQLite statements wait only for \
+                 locks, up to its busy timeout (5 s)"
+                    .into(),
+            ));
+        }
+        if self.pooler_safe {
+            return Err(Error::Config(
+                "a transaction-mode pooler does not forward the statement timeout: set it \
+                 on the role instead (ALTER ROLE ... SET statement_timeout = '5s')"
+                    .into(),
+            ));
+        }
+        if url.sets("options") {
+            return Err(Error::Config(
+                "the URL sets libpq's `options` itself: add `-c statement_timeout=...` \
+                 there instead of the statement timeout setting"
+                    .into(),
+            ));
+        }
+        let ms = timeout.as_millis().max(1);
+        Ok(url.with_setting("options", &format!("-c statement_timeout={ms}")))
     }
 }
 

@@ -1,5 +1,10 @@
 //! Database URLs: which backend, what the driver receives, and how a URL is shown.
 //!
+//! PostgreSQL takes every connection string libpq takes: URLs (one host, several
+//! hosts as `postgres://h1:5432,h2:5432/db`, none with a socket folder in `?host=`) and
+//! keyword/value strings (`host=db dbname=app user=app`). Anything else that is not a
+//! URL of ours is a SQLite file path.
+//!
 //! PostgreSQL URLs are parsed with the `url` crate and redacted by parsed component:
 //! the userinfo password and every `password` / `sslpassword` query parameter (keys
 //! compared after percent-decoding, as libpq does). A URL that does not parse is refused
@@ -81,6 +86,8 @@ impl DatabaseUrl {
             .or_else(|| strip_prefix_ignore_case(text, "sqlite:"))
         {
             parse_sqlite(rest)
+        } else if is_keyword_value(text) {
+            parse_keyword_value(text)
         } else if lower.starts_with("postgres") {
             // `postgres:/...`, `postgres//...`: a mistyped PostgreSQL URL, not a file
             // name. Never echo it: it may hold a password.
@@ -120,25 +127,82 @@ impl DatabaseUrl {
         message
     }
 
-    /// The host of a PostgreSQL URL, if it names one (not a socket folder in `?host=`).
+    /// The (first) host of a PostgreSQL connection string, if it names one (not a
+    /// socket folder).
     pub(crate) fn host(&self) -> Option<String> {
-        match self.backend {
-            Backend::Postgres => ::url::Url::parse(&self.target)
+        if self.backend != Backend::Postgres {
+            return None;
+        }
+        let first = |hosts: &str| {
+            let host = hosts.split(',').next().unwrap_or("");
+            (!host.is_empty() && !host.starts_with('/')).then(|| host.to_owned())
+        };
+        if !is_url(&self.target) {
+            return keyword_pairs(&self.target)
+                .ok()?
+                .into_iter()
+                .find(|(key, _)| key == "host")
+                .and_then(|(_, value)| first(&value));
+        }
+        let (placeheld, hosts) = hold_hosts(&self.target);
+        match hosts {
+            // `h1:5432,h2`: the first entry without its port.
+            Some(hosts) => {
+                let entry = hosts.split(',').next().unwrap_or("");
+                let host = match entry.strip_prefix('[') {
+                    Some(v6) => v6.split(']').next().unwrap_or(""),
+                    None => entry.split(':').next().unwrap_or(""),
+                };
+                first(host)
+            }
+            None => ::url::Url::parse(&placeheld)
                 .ok()
                 .and_then(|url| url.host_str().map(str::to_owned)),
-            Backend::Sqlite => None,
         }
+    }
+
+    /// The connection string with libpq `settings` added where it does not set them
+    /// itself (as `?key=value` on a URL, ` key=value` on a keyword/value string).
+    pub(crate) fn with_defaults(&self, settings: &[(&str, &str)]) -> String {
+        let mut target = self.target.clone();
+        for (key, value) in settings {
+            if !self.sets(key) {
+                append_setting(&mut target, key, value);
+            }
+        }
+        target
+    }
+
+    /// Whether the connection string sets libpq's `key` itself.
+    pub(crate) fn sets(&self, key: &str) -> bool {
+        self.target.contains(&format!("{key}="))
+    }
+
+    /// The same connection string with libpq's `key` set to `value` (which is no
+    /// secret: it is shown too). The caller checks [`sets`](Self::sets) first.
+    pub(crate) fn with_setting(&self, key: &str, value: &str) -> DatabaseUrl {
+        let mut url = self.clone();
+        append_setting(&mut url.target, key, value);
+        append_setting(&mut url.shown, key, value);
+        url
     }
 
     /// The same server with another database: the path of a PostgreSQL URL, or another
     /// file in the same folder for SQLite.
     pub fn with_database(&self, name: &str) -> Result<DatabaseUrl> {
         match self.backend {
+            Backend::Postgres if !is_url(&self.target) => {
+                let mut pairs = keyword_pairs(&self.target)?;
+                pairs.retain(|(key, _)| key != "dbname");
+                pairs.push(("dbname".into(), name.into()));
+                Ok(DatabaseUrl::parse(&keyword_string(&pairs))?.0)
+            }
             Backend::Postgres => {
-                let mut url = ::url::Url::parse(&self.target)
+                let (placeheld, hosts) = hold_hosts(&self.target);
+                let mut url = ::url::Url::parse(&placeheld)
                     .map_err(|e| Error::Config(format!("malformed PostgreSQL URL: {e}")))?;
                 url.set_path(&format!("/{name}"));
-                Ok(DatabaseUrl::parse(url.as_str())?.0)
+                Ok(DatabaseUrl::parse(&restore_hosts(url.as_str(), hosts))?.0)
             }
             Backend::Sqlite => {
                 let path = std::path::Path::new(&self.target).with_file_name(name);
@@ -188,15 +252,67 @@ fn query_pairs(query: &str) -> impl Iterator<Item = QueryPair<'_>> {
     })
 }
 
+/// Stands for the host list while the `url` crate parses a URL it would refuse:
+/// several hosts (`h1:5432,h2:5433`) or none (`user@/db?host=/run/postgresql`).
+const HOSTS_PLACEHOLDER: &str = "jobprep-hosts.invalid";
+
+/// `text` with its host list replaced by [`HOSTS_PLACEHOLDER`] when the `url` crate
+/// cannot take it as written, and that host list.
+fn hold_hosts(text: &str) -> (Cow<'_, str>, Option<&str>) {
+    let Some(start) = text.find("://").map(|i| i + 3) else {
+        return (Cow::Borrowed(text), None);
+    };
+    let end = text[start..]
+        .find(['/', '?', '#'])
+        .map_or(text.len(), |i| start + i);
+    let authority = &text[start..end];
+    let host_start = authority.rfind('@').map_or(0, |at| at + 1);
+    let hosts = &authority[host_start..];
+    let several = hosts.contains(',');
+    let none_after_user = hosts.is_empty() && host_start > 0;
+    if !several && !none_after_user {
+        return (Cow::Borrowed(text), None);
+    }
+    let at = start + host_start;
+    let held = format!(
+        "{}{HOSTS_PLACEHOLDER}{}",
+        &text[..at],
+        &text[at + hosts.len()..]
+    );
+    (Cow::Owned(held), Some(hosts))
+}
+
+fn restore_hosts(text: &str, hosts: Option<&str>) -> String {
+    match hosts {
+        Some(hosts) => text.replacen(HOSTS_PLACEHOLDER, hosts, 1),
+        None => text.to_owned(),
+    }
+}
+
+/// Appends `key=value` to a URL's query (percent-encoded) or to a keyword/value
+/// string (quoted).
+fn append_setting(target: &mut String, key: &str, value: &str) {
+    if is_url(target) {
+        let value =
+            percent_encoding::utf8_percent_encode(value, percent_encoding::NON_ALPHANUMERIC);
+        target.push(if target.contains('?') { '&' } else { '?' });
+        target.push_str(&format!("{key}={value}"));
+    } else {
+        let value = value.replace('\\', "\\\\").replace('\'', "\\'");
+        target.push_str(&format!(" {key}='{value}'"));
+    }
+}
+
+fn is_url(text: &str) -> bool {
+    let lower = text.trim_start().to_ascii_lowercase();
+    lower.starts_with("postgres://") || lower.starts_with("postgresql://")
+}
+
 fn parse_postgres(text: &str) -> Result<(DatabaseUrl, Vec<(String, String)>)> {
-    let url = ::url::Url::parse(text).map_err(|error| {
+    let (placeheld, hosts) = hold_hosts(text);
+    let url = ::url::Url::parse(&placeheld).map_err(|error| {
         // The parser's message names the part that is wrong, never the input.
-        let hint = if text.contains(',') {
-            " (several hosts go in the query string: ?host=h1,h2&port=5432,5433)"
-        } else {
-            ""
-        };
-        Error::Config(format!("malformed PostgreSQL URL: {error}{hint}"))
+        Error::Config(format!("malformed PostgreSQL URL: {error}"))
     })?;
     let mut secrets = Vec::new();
     let mut keep_secret = |raw: &str| {
@@ -245,8 +361,162 @@ fn parse_postgres(text: &str) -> Result<(DatabaseUrl, Vec<(String, String)>)> {
     secrets.dedup();
     let url = DatabaseUrl {
         backend: Backend::Postgres,
-        target: target.into(),
-        shown: shown.into(),
+        target: restore_hosts(target.as_str(), hosts),
+        shown: restore_hosts(shown.as_str(), hosts),
+        secrets,
+    };
+    Ok((url, ours))
+}
+
+/// libpq's connection keywords (its documentation, "Parameter Key Words").
+const LIBPQ_KEYWORDS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "password",
+    "passfile",
+    "require_auth",
+    "channel_binding",
+    "connect_timeout",
+    "client_encoding",
+    "options",
+    "application_name",
+    "fallback_application_name",
+    "keepalives",
+    "keepalives_idle",
+    "keepalives_interval",
+    "keepalives_count",
+    "tcp_user_timeout",
+    "replication",
+    "gssencmode",
+    "sslmode",
+    "sslnegotiation",
+    "sslcompression",
+    "sslcert",
+    "sslkey",
+    "sslpassword",
+    "sslcertmode",
+    "sslrootcert",
+    "sslcrl",
+    "sslcrldir",
+    "sslsni",
+    "requirepeer",
+    "ssl_min_protocol_version",
+    "ssl_max_protocol_version",
+    "krbsrvname",
+    "gsslib",
+    "gssdelegation",
+    "service",
+    "target_session_attrs",
+    "load_balance_hosts",
+    "min_protocol_version",
+    "max_protocol_version",
+    "oauth_issuer",
+    "oauth_client_id",
+    "oauth_client_secret",
+    "oauth_scope",
+];
+
+/// Whether `text` is a libpq keyword/value string: it starts with `keyword =`.
+fn is_keyword_value(text: &str) -> bool {
+    let Some((key, _)) = text.split_once('=') else {
+        return false;
+    };
+    let key = key.trim();
+    !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// The pairs of a keyword/value string, values unquoted as libpq reads them (`'...'`
+/// with `\'` and `\\` escapes, or a run of non-space characters).
+fn keyword_pairs(text: &str) -> Result<Vec<(String, String)>> {
+    let malformed =
+        |what: &str| Error::Config(format!("malformed PostgreSQL connection string: {what}"));
+    let mut pairs = Vec::new();
+    let mut rest = text.trim_start();
+    while !rest.is_empty() {
+        let (key, after) = rest
+            .split_once('=')
+            .ok_or_else(|| malformed("a keyword without `=`"))?;
+        let key = key.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(malformed("a keyword must be letters, digits and `_`"));
+        }
+        let after = after.trim_start();
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let consumed = if after.starts_with('\'') {
+            chars.next();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next().map(|(_, c)| c)),
+                    '\'' => {
+                        end = Some(i + 1);
+                        break;
+                    }
+                    c => value.push(c),
+                }
+            }
+            end.ok_or_else(|| malformed("a quoted value is not closed"))?
+        } else {
+            let end = after.find(char::is_whitespace).unwrap_or(after.len());
+            value.push_str(&after[..end]);
+            end
+        };
+        pairs.push((key.to_owned(), value));
+        rest = after[consumed..].trim_start();
+    }
+    Ok(pairs)
+}
+
+/// A keyword/value string libpq reads back as `pairs`.
+fn keyword_string(pairs: &[(String, String)]) -> String {
+    pairs
+        .iter()
+        .map(|(key, value)| {
+            let escaped = value.replace('\\', "\\\\").replace('\'', "\\'");
+            format!("{key}='{escaped}'")
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn parse_keyword_value(text: &str) -> Result<(DatabaseUrl, Vec<(String, String)>)> {
+    let mut ours = Vec::new();
+    let mut kept = Vec::new();
+    let mut secrets = Vec::new();
+    for (key, value) in keyword_pairs(text)? {
+        if let Some(option) = key.strip_prefix(OPTION_PREFIX) {
+            ours.push((option.to_owned(), value));
+        } else if LIBPQ_KEYWORDS.contains(&key.as_str()) {
+            if SECRET_KEYS.contains(&key.as_str()) && !value.is_empty() {
+                secrets.push(value.clone());
+            }
+            kept.push((key, value));
+        } else {
+            let key: String = key.chars().take(64).collect();
+            return Err(Error::Config(format!(
+                "`{key}` is not a libpq connection keyword (a PostgreSQL connection string \
+                 is `host=... dbname=... user=...`; a SQLite path has no `=` before its \
+                 first space)"
+            )));
+        }
+    }
+    let shown = kept
+        .iter()
+        .map(|(key, value)| match SECRET_KEYS.contains(&key.as_str()) {
+            true => format!("{key}={HIDDEN}"),
+            false => format!("{key}={value}"),
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+    let url = DatabaseUrl {
+        backend: Backend::Postgres,
+        target: keyword_string(&kept),
+        shown,
         secrets,
     };
     Ok((url, ours))
@@ -310,6 +580,84 @@ mod tests {
     }
 
     #[test]
+    fn libpq_multi_host_and_socket_urls_are_postgres_as_written() {
+        let url = parse("postgres://app:pw@h1:5432,h2:5433/db?target_session_attrs=read-write&jobprep_pool_max_size=2");
+        assert_eq!(url.backend(), Backend::Postgres);
+        assert_eq!(
+            url.expose_secret(),
+            "postgres://app:pw@h1:5432,h2:5433/db?target_session_attrs=read-write"
+        );
+        assert_eq!(
+            url.to_string(),
+            "postgres://app:***@h1:5432,h2:5433/db?target_session_attrs=read-write"
+        );
+        assert_eq!(url.host().as_deref(), Some("h1"));
+        assert_eq!(
+            url.with_database("other").unwrap().expose_secret(),
+            "postgres://app:pw@h1:5432,h2:5433/other?target_session_attrs=read-write"
+        );
+        let v6 = parse("postgresql://[::1]:5432,[::1]:5433/db");
+        assert_eq!(v6.host().as_deref(), Some("::1"));
+        let socket = parse("postgresql://app@/db?host=/var/run/postgresql");
+        assert_eq!(
+            socket.expose_secret(),
+            "postgresql://app@/db?host=/var/run/postgresql"
+        );
+        assert_eq!(socket.host(), None);
+        assert_eq!(
+            parse("postgresql:///db?host=/tmp").backend(),
+            Backend::Postgres
+        );
+    }
+
+    #[test]
+    fn libpq_keyword_value_strings_are_postgres_with_secrets_hidden() {
+        let (url, ours) = DatabaseUrl::parse(
+            "host=127.0.0.1 port=5432 dbname=app user=postgres password='s3 cr\\'et' jobprep_pool_max_size=3",
+        )
+        .unwrap();
+        assert_eq!(url.backend(), Backend::Postgres);
+        assert_eq!(ours, vec![("pool_max_size".to_owned(), "3".to_owned())]);
+        assert_eq!(
+            url.expose_secret(),
+            "host='127.0.0.1' port='5432' dbname='app' user='postgres' password='s3 cr\\'et'"
+        );
+        assert_eq!(
+            url.to_string(),
+            "host=127.0.0.1 port=5432 dbname=app user=postgres password=***"
+        );
+        assert_eq!(url.scrub("bad password s3 cr'et"), "bad password ***");
+        assert_eq!(url.host().as_deref(), Some("127.0.0.1"));
+        let other = url.with_database("other").unwrap();
+        assert!(
+            other.expose_secret().contains("dbname='other'"),
+            "{other:?}"
+        );
+        assert!(!other.expose_secret().contains("dbname='app'"));
+        assert!(url
+            .with_defaults(&[("connect_timeout", "5")])
+            .ends_with(" connect_timeout='5'"));
+        // Not libpq's: refused, naming the keyword and never the value.
+        let error = DatabaseUrl::parse("host=db dbnam=app password=hunter2")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("`dbnam` is not a libpq connection keyword"),
+            "{error}"
+        );
+        assert!(!error.contains("hunter2"), "{error}");
+        let error = DatabaseUrl::parse("host=db password='open")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("not closed") && !error.contains("open"),
+            "{error}"
+        );
+        // A path is still a path.
+        assert_eq!(parse("./data/app db.sqlite3").backend(), Backend::Sqlite);
+    }
+
+    #[test]
     fn backends_come_from_the_scheme() {
         assert_eq!(parse("postgresql://u@h/db").backend(), Backend::Postgres);
         assert_eq!(parse("POSTGRES://u@h/db").backend(), Backend::Postgres);
@@ -362,7 +710,6 @@ mod tests {
         for text in [
             "postgres://u:secret@[::1/db?password=p2",
             "postgres://u:secret@h:99999/db",
-            "postgres://u:secret@h1:5432,h2:5433/db",
         ] {
             let error = DatabaseUrl::parse(text).unwrap_err();
             let message = error.to_string();

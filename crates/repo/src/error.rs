@@ -220,6 +220,13 @@ fn classify_database_error(
         DatabaseErrorKind::SerializationFailure | DatabaseErrorKind::ReadOnlyTransaction => {
             Some(Error::unavailable_from_message(message.to_owned()))
         }
+        // The statement timeout (or a lock timeout) cancelled it: nothing was written,
+        // and another try may find the lock free or the server less busy.
+        _ if message.contains("due to statement timeout")
+            || message.contains("due to lock timeout") =>
+        {
+            Some(Error::unavailable(format!("timed out: {message}")))
+        }
         _ if is_transient_message(message) => {
             Some(Error::unavailable_from_message(message.to_owned()))
         }
@@ -255,6 +262,8 @@ pub(crate) fn is_permanent_connect_failure(message: &str) -> bool {
         "invalid ",
         "missing \"=\"",
         "does not exist",
+        // An unknown `service=` name (pg_service.conf).
+        "definition of service",
         "authentication failed",
         "no pg_hba.conf entry",
         "no password supplied",

@@ -139,6 +139,15 @@ impl DbBuilder {
         self
     }
 
+    /// How long PostgreSQL lets one statement or lock wait run before it cancels it
+    /// (see [`DbConfig::statement_timeout`]).
+    pub fn statement_timeout(mut self, timeout: std::time::Duration) -> Self {
+        if let Ok(config) = &mut self.config {
+            config.statement_timeout = Some(timeout).filter(|t| !t.is_zero());
+        }
+        self
+    }
+
     /// Where committed writes report their cache tags (default: nowhere).
     pub fn tag_sink(mut self, sink: Arc<dyn TagSink>) -> Self {
         self.sink = Some(sink);
@@ -224,12 +233,15 @@ impl Db {
                 "replica {replica} is not a PostgreSQL URL; replicas must be postgres://"
             )));
         }
-        let primary = ShardedPool::new(&config.url, &config);
+        let primary = ShardedPool::new(&config.connect_url(&config.url)?, &config);
         let replicas = config
             .replicas
             .iter()
-            .map(|url| Replica::new(url.clone(), ShardedPool::new(url, &config)))
-            .collect();
+            .map(|url| {
+                let pool = ShardedPool::new(&config.connect_url(url)?, &config);
+                Ok(Replica::new(url.clone(), pool))
+            })
+            .collect::<Result<_>>()?;
         Ok(Db {
             inner: Arc::new(DbInner {
                 config,

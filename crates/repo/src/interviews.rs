@@ -11,7 +11,7 @@ use jobprep_schema::{interviews, job_info};
 
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
-use crate::page::{Cursor, Page, PageRequest};
+use crate::page::{paged, Cursor, Page, PageRequest};
 use crate::quota;
 use crate::statements::{stable_statement, ColumnChange};
 use crate::tenant::{self, owned_by, owned_job_info_ids, owned_job_infos};
@@ -421,16 +421,7 @@ fn list(
         if held_only.0 {
             query = query.filter(interviews::hume_chat_id.is_not_null());
         }
-        if let Some(rows) = rows {
-            query = query.limit(rows);
-        }
-        if let Some(after) = page.and_then(|p| p.after) {
-            let (at, id) = (after.at(), InterviewId::from_uuid(after.id()));
-            query = query.filter(
-                interviews::updated_at.lt(at).or(interviews::updated_at.eq(at).and(interviews::id.lt(id))),
-            );
-        }
-        query.load(c)
+        paged!(query, page, rows, interviews::updated_at, interviews::id, InterviewId, desc).load(c)
     })?)
 }
 

@@ -10,7 +10,7 @@ use jobprep_schema::{interviews, job_info, questions, sql_types};
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::interviews::InterviewKey;
-use crate::page::{Cursor, Page, PageRequest};
+use crate::page::{paged, Cursor, Page, PageRequest};
 use crate::questions::QuestionKey;
 use crate::statements::{stable_statement, ColumnChange};
 use crate::tenant::{owned_by, owned_job_infos};
@@ -265,20 +265,11 @@ fn list(
 ) -> Result<Vec<JobInfo>> {
     let rows = page.map(PageRequest::rows_to_load).transpose()?;
     Ok(on_backend!(conn, c => {
-        let mut query = owned_job_infos(user_id)
+        let query = owned_job_infos(user_id)
             .order((job_info::updated_at.desc(), job_info::id.desc()))
             .select(JobInfo::as_select())
             .into_boxed();
-        if let Some(rows) = rows {
-            query = query.limit(rows);
-        }
-        if let Some(after) = page.and_then(|p| p.after) {
-            let (at, id) = (after.at(), JobInfoId::from_uuid(after.id()));
-            query = query.filter(
-                job_info::updated_at.lt(at).or(job_info::updated_at.eq(at).and(job_info::id.lt(id))),
-            );
-        }
-        query.load(c)
+        paged!(query, page, rows, job_info::updated_at, job_info::id, JobInfoId, desc).load(c)
     })?)
 }
 

@@ -809,9 +809,14 @@ fn with_migration_lock<T>(
     };
     let started = Instant::now();
     loop {
-        let got: Flag = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS value")
-            .bind::<BigInt, _>(KEY)
-            .get_result(c)?;
+        // No statement timeout while migrating: an index build on a large table may
+        // take longer than any request should (RESET below restores the pool's).
+        let got: Flag = diesel::sql_query(
+            "SELECT set_config('statement_timeout', '0', false) AS off, \
+             pg_try_advisory_lock($1) AS value",
+        )
+        .bind::<BigInt, _>(KEY)
+        .get_result(c)?;
         if got.value {
             break;
         }
@@ -828,7 +833,12 @@ fn with_migration_lock<T>(
             diesel::sql_query("SELECT pg_advisory_unlock($1) AS value")
                 .bind::<BigInt, _>(KEY)
                 .get_result::<Flag>(c)
-                .map(|_| ())
+                .and_then(|_| {
+                    diesel::connection::SimpleConnection::batch_execute(
+                        c,
+                        "RESET statement_timeout",
+                    )
+                })
         }
         BackendConnection::Sqlite(_) => Ok(()),
     };

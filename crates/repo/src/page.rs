@@ -15,6 +15,31 @@ use chrono::{DateTime, Utc};
 use crate::error::{Error, Result};
 use crate::types::Timestamp;
 
+/// Narrows a boxed list query to one page: the rows after the page's cursor in the
+/// list's order (`$at` then `$id`, both `desc` or both `asc`), at most the rows
+/// [`PageRequest::rows_to_load`] asks for. `$rows` is that count (`None`: the whole
+/// list). The cursor's id is made an `$Id` again.
+macro_rules! paged {
+    ($query:expr, $page:expr, $rows:expr, $at:expr, $id:expr, $Id:ty, $order:ident) => {{
+        let mut query = $query;
+        if let Some(rows) = $rows {
+            query = query.limit(rows);
+        }
+        if let Some(after) = $page.and_then(|p: &$crate::page::PageRequest| p.after) {
+            let (at, id) = (after.at(), <$Id>::from_uuid(after.id()));
+            query = $crate::page::paged!(@after query, $at, $id, at, id, $order);
+        }
+        query
+    }};
+    (@after $query:ident, $at:expr, $id:expr, $a:ident, $i:ident, desc) => {
+        $query.filter($at.lt($a).or($at.eq($a).and($id.lt($i))))
+    };
+    (@after $query:ident, $at:expr, $id:expr, $a:ident, $i:ident, asc) => {
+        $query.filter($at.gt($a).or($at.eq($a).and($id.gt($i))))
+    };
+}
+pub(crate) use paged;
+
 /// The most rows one page may ask for.
 pub const MAX_PAGE_SIZE: u32 = 1000;
 

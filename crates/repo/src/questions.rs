@@ -12,7 +12,7 @@ use jobprep_schema::{job_info, questions};
 use crate::config::Backend;
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
-use crate::page::{Cursor, Page, PageRequest};
+use crate::page::{paged, Cursor, Page, PageRequest};
 use crate::quota;
 use crate::statements::{stable_statement, ColumnChange};
 use crate::tenant::{self, owned_by, owned_job_info_ids, owned_job_infos};
@@ -349,23 +349,14 @@ fn list(
 ) -> Result<Vec<Question>> {
     let rows = page.map(PageRequest::rows_to_load).transpose()?;
     Ok(on_backend!(conn, c => {
-        let mut query = questions::table
+        let query = questions::table
             .inner_join(job_info::table)
             .filter(job_info::id.eq(job_info_id))
             .filter(owned_by(user_id))
             .order((questions::created_at.asc(), questions::id.asc()))
             .select(Question::as_select())
             .into_boxed();
-        if let Some(rows) = rows {
-            query = query.limit(rows);
-        }
-        if let Some(after) = page.and_then(|p| p.after) {
-            let (at, id) = (after.at(), QuestionId::from_uuid(after.id()));
-            query = query.filter(
-                questions::created_at.gt(at).or(questions::created_at.eq(at).and(questions::id.gt(id))),
-            );
-        }
-        query.load(c)
+        paged!(query, page, rows, questions::created_at, questions::id, QuestionId, asc).load(c)
     })?)
 }
 

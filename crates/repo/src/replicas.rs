@@ -161,10 +161,13 @@ fn replay_status(conn: &mut Connection) -> Result<Status> {
     };
     // Caught up (nothing received but not replayed) means no lag, however long ago the
     // last write was; otherwise the lag is the age of the last replayed transaction.
+    // Replay can be *ahead* of receipt: a restarted replica replays its own WAL, then
+    // streams again from the start of a segment. That is caught up too; comparing
+    // for equality judged it lagging until the primary next wrote.
     Ok(diesel::sql_query(
         "SELECT pg_is_in_recovery() AS in_recovery, \
                 COALESCE(pg_last_wal_replay_lsn()::text, '0/0') AS replayed, \
-                CASE WHEN pg_last_wal_receive_lsn() IS NOT DISTINCT FROM pg_last_wal_replay_lsn() THEN 0 \
+                CASE WHEN pg_last_wal_replay_lsn() >= pg_last_wal_receive_lsn() THEN 0 \
                      ELSE COALESCE((EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) * 1000)::bigint, 0) \
                 END AS lag_ms",
     )

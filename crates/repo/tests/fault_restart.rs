@@ -717,7 +717,17 @@ fn a_cache_feed_listener_resets_after_a_crash_restart_and_delivers_again() {
     env.inject(Fault::Restart("immediate"));
     assert_ne!(start_time_before, env.postmaster_start_time());
 
-    // The pool may hand out a connection the crash broke: retry as callers would.
+    // What commits before the listener is back is covered by its reset, not
+    // delivered: write once it has reconnected.
+    let started = Instant::now();
+    while !(listener.status().reconnects >= 1 && listener.status().connected) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the listener never came back"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The server may still refuse for a moment: retry as callers would.
     let started = Instant::now();
     let tag = loop {
         let id = UserId::new(format!("feed-after-{nanos}")).unwrap();

@@ -228,6 +228,32 @@ fn with_the_replica_stopped_reads_use_the_primary_then_return() {
 }
 
 #[test]
+#[ignore = "needs the primary and replica of scripts/replicas.sh"]
+fn a_restarted_replica_serves_reads_again_while_the_primary_is_idle() {
+    let db = db();
+    let user = new_user(&db, &unique("user_idle_primary"));
+    eventually(Duration::from_secs(10), "replication", || {
+        let before = replica_reads(&db);
+        db.read(|c| users::get(c, &user)).is_ok() && replica_reads(&db) > before
+    });
+    // Nothing is written to the primary from here on: after its restart the replica
+    // has replayed past what it has received, and is caught up all the same.
+    pg_ctl(&["-m", "immediate", "stop"]);
+    pg_ctl(&["-w", "-l", &env("JOBPREP_REPLICA_LOG"), "start"]);
+    eventually(
+        Duration::from_secs(10),
+        "reads on the restarted replica",
+        || {
+            let before = replica_reads(&db);
+            db.read(|c| users::get(c, &user)).is_ok() && replica_reads(&db) > before
+        },
+    );
+    let state = &db.routing_state().replicas[0];
+    assert!(state.healthy, "{state:?}");
+    assert_eq!(state.lag_ms, Some(0), "{state:?}");
+}
+
+#[test]
 fn sqlite_with_replicas_is_a_configuration_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x.sqlite3").display().to_string();

@@ -10,8 +10,8 @@ pub mod asynch;
 
 /// Signs a user up or refreshes their profile (name, email, imageUrl) from the auth
 /// provider, with its `createdAt` and `updatedAt` when the form carries them (see
-/// [`NewUser::with_provider_timestamps`]). Reports `global:users` and
-/// `id:{userId}:users`. This is the one to call; `jobprep_repo::users::upsert(conn, ..)`
+/// [`NewUser::with_provider_timestamps`]). Reports the tags in [the crate's table](crate#cache-tags).
+/// This is the one to call; `jobprep_repo::users::upsert(conn, ..)`
 /// is the query it runs, for combining several queries in one write of your own.
 pub fn upsert(db: &impl Executor, user: &NewUser) -> Result<User> {
     jobprep_repo::span!("users.upsert");
@@ -21,7 +21,7 @@ pub fn upsert(db: &impl Executor, user: &NewUser) -> Result<User> {
     )
 }
 
-/// The user with this id; cache it under `id:{userId}:users`.
+/// The user with this id; cache it under the tags it returns ([the crate's table](crate#cache-tags)).
 pub fn get(db: &impl Executor, id: &UserId) -> Result<Cached<User>> {
     jobprep_repo::span!("users.get");
     db.read_cached(|conn| repo::get(conn, id), |_| cache_rules::user_read(id))

@@ -65,7 +65,7 @@ impl Db {
     /// statement, and every updated row that changed then runs a trigger function
     /// that inserts one row into an unlogged table (no WAL); each listener runs one prepared, indexed query every
     /// 20 to 200 ms, and the listeners between them trim the table every 30 s.
-    /// README ("Cost") has the measurements.
+    /// docs/cache-feed.md ("Cost") has the measurements.
     pub fn install_cache_feed(&self) -> Result<()> {
         // Replacing a trigger waits for the table's running writes; give up rather
         // than queue every later write behind a long transaction.

@@ -1,0 +1,63 @@
+//! The statement timeout: a call stuck behind a lock fails, saying it timed out, instead
+//! of holding its caller (a serverless invocation) forever; migrations are exempt.
+#![allow(clippy::unwrap_used)]
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::Connection as _;
+use jobprep_repo::{Backend, Db, Error, UserId};
+use jobprep_testing::{backend_tests, user, TestDb};
+use jobprep_users::NewUser;
+
+backend_tests! {
+    fn a_statement_timeout_that_cannot_take_effect_is_refused(t) {
+        let built = Db::builder(&t.url).statement_timeout(Duration::from_millis(500)).build();
+        match t.backend() {
+            // SQLite has no statement timeout to set.
+            Backend::Sqlite => assert!(matches!(built, Err(Error::Config(_))), "{built:?}"),
+            Backend::Postgres => {
+                assert!(built.is_ok());
+                let through_a_pooler = Db::builder(&t.url)
+                    .statement_timeout(Duration::from_millis(500))
+                    .pooler_safe(true)
+                    .build()
+                    .unwrap_err();
+                assert!(through_a_pooler.to_string().contains("ALTER ROLE"), "{through_a_pooler}");
+                let options = Db::builder(&format!("{}?options=-c%20work_mem%3D8MB", t.url))
+                    .statement_timeout(Duration::from_millis(500))
+                    .build()
+                    .unwrap_err();
+                assert!(options.to_string().contains("statement_timeout"), "{options}");
+            }
+        }
+        // 0 means none, as the URL option does.
+        assert!(Db::builder(&t.url).statement_timeout(Duration::ZERO).build().is_ok());
+    }
+}
+
+#[test]
+fn postgres_a_call_stuck_behind_a_lock_times_out_and_writes_nothing() {
+    let Some(t) = TestDb::empty(Backend::Postgres) else {
+        return;
+    };
+    let db = Db::connect(&format!("{}?jobprep_statement_timeout_ms=300", t.url)).unwrap();
+    // Migrations run without it, and the pool's connections keep it afterwards.
+    db.migrate().unwrap();
+    let me = user(&t, "user_deadline");
+    let mut holder = diesel::PgConnection::establish(&t.url).unwrap();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let renamed = NewUser::new(me.clone(), "Renamed", "user_deadline@example.com");
+    let error = jobprep_users::upsert(&db, &renamed).unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+    assert!(error.to_string().contains("timed out"), "{error}");
+    holder.batch_execute("ROLLBACK").unwrap();
+    // Nothing was written; once the lock is gone the same call goes through.
+    let stored = jobprep_users::get(&db, &me).unwrap().value;
+    assert_ne!(stored.name, "Renamed");
+    jobprep_users::upsert(&db, &renamed).unwrap();
+    let id = UserId::new("user_deadline").unwrap();
+    assert_eq!(jobprep_users::get(&db, &id).unwrap().value.name, "Renamed");
+}

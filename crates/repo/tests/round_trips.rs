@@ -1,0 +1,203 @@
+//! Round trips per use case on PostgreSQL, counted by a proxy between jobprep and the
+//! server: over a network each one costs a full network round trip, so these counts,
+//! not loopback throughput, set a request's latency (BENCHMARKS.md, "Round trips").
+//! Counts are deterministic; no time is measured here.
+#![allow(clippy::unwrap_used)]
+
+#[path = "support/round_trips.rs"]
+mod round_trips;
+
+use std::net::ToSocketAddrs;
+use std::time::Duration;
+
+use jobprep_interviews::{InterviewChanges, NewInterview};
+use jobprep_job_infos::{JobInfoChanges, PageRequest};
+use jobprep_questions::{NewQuestion, QuestionDifficulty};
+use jobprep_repo::{Backend, Db, Result};
+use jobprep_testing::{job_form, TestDb};
+use jobprep_users::{NewUser, UserId};
+use round_trips::RoundTripProxy;
+
+/// A proxy to the test server and a one-connection `Db` through it (TLS off, so the
+/// count is the protocol's alone).
+fn through_proxy(t: &TestDb) -> (RoundTripProxy, Db) {
+    let url = url::Url::parse(&t.url).unwrap();
+    let upstream = (url.host_str().unwrap(), url.port().unwrap_or(5432))
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = RoundTripProxy::start(upstream, Duration::ZERO);
+    let mut via = url.clone();
+    via.set_host(Some("127.0.0.1")).unwrap();
+    via.set_port(Some(proxy.port())).unwrap();
+    via.set_query(Some("sslmode=disable&jobprep_pool_max_size=1"));
+    (proxy, Db::connect(via.as_str()).unwrap())
+}
+
+/// The round trips of one warm call of `f` (run twice before, so every statement is
+/// prepared and the connection open).
+fn warm<T>(proxy: &RoundTripProxy, mut f: impl FnMut() -> Result<T>) -> u64 {
+    f().unwrap();
+    f().unwrap();
+    let before = proxy.round_trips();
+    f().unwrap();
+    proxy.round_trips() - before
+}
+
+#[test]
+fn postgres_round_trips_per_use_case() {
+    let Some(t) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
+    let (proxy, db) = through_proxy(&t);
+
+    // A cold start: a new handle's first call opens its connection.
+    let me = UserId::new("user_rtt").unwrap();
+    jobprep_users::upsert(&db, &NewUser::new(me.clone(), "R", "rtt@example.com")).unwrap();
+    let (cold_proxy, cold_db) = through_proxy(&t);
+    jobprep_users::get(&cold_db, &me).unwrap();
+    let cold = cold_proxy.round_trips();
+    // A cold write of an enum column: no type lookup (the enums are sent untyped).
+    let (cold_proxy, cold_db) = through_proxy(&t);
+    jobprep_job_infos::insert(&cold_db, &me, &job_form("Cold")).unwrap();
+    let cold_enum_write = cold_proxy.round_trips();
+
+    let job = jobprep_job_infos::insert(&db, &me, &job_form("Backend")).unwrap();
+    let chat = || NewInterview::new().with_hume_chat_id("chat");
+    let question = || NewQuestion::new("Why?", QuestionDifficulty::Easy);
+    let renamed = JobInfoChanges {
+        name: Some("Renamed".into()),
+        ..Default::default()
+    };
+    let interview = jobprep_interviews::insert(&db, &me, job.id, &NewInterview::new()).unwrap();
+    let feedback = InterviewChanges {
+        feedback: Some(Some("Good".into())),
+        ..Default::default()
+    };
+    let counts = [
+        ("users::get", warm(&proxy, || jobprep_users::get(&db, &me))),
+        (
+            "users::upsert",
+            warm(&proxy, || {
+                jobprep_users::upsert(&db, &NewUser::new(me.clone(), "R", "rtt@example.com"))
+            }),
+        ),
+        (
+            "job_infos::insert",
+            warm(&proxy, || {
+                jobprep_job_infos::insert(&db, &me, &job_form("More"))
+            }),
+        ),
+        (
+            "job_infos::get",
+            warm(&proxy, || jobprep_job_infos::get(&db, &me, job.id)),
+        ),
+        (
+            "job_infos::list_for_user",
+            warm(&proxy, || jobprep_job_infos::list_for_user(&db, &me)),
+        ),
+        (
+            "job_infos::list_page_for_user",
+            warm(&proxy, || {
+                jobprep_job_infos::list_page_for_user(&db, &me, &PageRequest::first(2))
+            }),
+        ),
+        (
+            "job_infos::update",
+            warm(&proxy, || {
+                jobprep_job_infos::update(&db, &me, job.id, &renamed)
+            }),
+        ),
+        (
+            "interviews::insert",
+            warm(&proxy, || {
+                jobprep_interviews::insert(&db, &me, job.id, &chat())
+            }),
+        ),
+        (
+            "interviews::insert_within_quota",
+            warm(&proxy, || {
+                jobprep_interviews::insert_within_quota(&db, &me, job.id, &chat(), 1000)
+            }),
+        ),
+        (
+            "interviews::update",
+            warm(&proxy, || {
+                jobprep_interviews::update(&db, &me, interview.id, &feedback)
+            }),
+        ),
+        (
+            "interviews::count_for_user",
+            warm(&proxy, || jobprep_interviews::count_for_user(&db, &me)),
+        ),
+        (
+            "questions::insert_many",
+            warm(&proxy, || {
+                jobprep_questions::insert_many(&db, &me, job.id, &[question(), question()])
+            }),
+        ),
+        (
+            "questions::insert_within_quota",
+            warm(&proxy, || {
+                jobprep_questions::insert_within_quota(&db, &me, job.id, &question(), 1000)
+            }),
+        ),
+        (
+            "transaction: job_infos::insert + questions::insert_many",
+            warm(&proxy, || {
+                db.transaction(|tx| {
+                    let job = jobprep_job_infos::insert(tx, &me, &job_form("In a transaction"))?;
+                    jobprep_questions::insert_many(tx, &me, job.id, &[question()])
+                })
+            }),
+        ),
+        ("job_infos::delete", {
+            let doomed: Vec<_> = (0..3)
+                .map(|_| {
+                    jobprep_job_infos::insert(&db, &me, &job_form("Doomed"))
+                        .unwrap()
+                        .id
+                })
+                .collect();
+            let mut next = doomed.into_iter();
+            warm(&proxy, || {
+                jobprep_job_infos::delete(&db, &me, next.next().unwrap())
+            })
+        }),
+    ];
+    let table: Vec<String> = counts
+        .iter()
+        .map(|(case, n)| format!("{n:>3}  {case}"))
+        .collect();
+    println!(
+        "cold start (new Db): users::get {cold}, job_infos::insert {cold_enum_write}\n{}",
+        table.join("\n")
+    );
+    // Today's counts; issue targets: one per warm use case, 4 for a cold start.
+    let expected = [
+        ("users::get", 1),
+        ("users::upsert", 1),
+        ("job_infos::insert", 1),
+        ("job_infos::get", 1),
+        ("job_infos::list_for_user", 1),
+        ("job_infos::list_page_for_user", 1),
+        ("job_infos::update", 1),
+        ("interviews::insert", 1),
+        ("interviews::insert_within_quota", 7),
+        ("interviews::update", 1),
+        ("interviews::count_for_user", 1),
+        ("questions::insert_many", 1),
+        ("questions::insert_within_quota", 7),
+        ("transaction: job_infos::insert + questions::insert_many", 8),
+        ("job_infos::delete", 6),
+    ];
+    assert_eq!(
+        counts.map(|(case, n)| (case, n)),
+        expected,
+        "{}",
+        table.join("\n")
+    );
+    // Start-up, diesel's two SETs, then Prepare and Execute of the first statement.
+    assert_eq!((cold, cold_enum_write), (5, 5), "cold starts");
+}
