@@ -3,9 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment};
-use diesel::serialize::ToSql;
-use diesel::sql_types::{Bool, HasSqlType, Nullable, Text, Varchar};
+use diesel::sql_types::{Nullable, Varchar};
 use jobprep_schema::sql_types;
 use jobprep_schema::{interviews, job_info};
 
@@ -13,7 +11,7 @@ use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::page::{paged, Cursor, Page, PageRequest};
 use crate::quota;
-use crate::statements::{stable_statement, ColumnChange};
+use crate::statements::{ColumnChange, ColumnValue, StableUpdate};
 use crate::tenant::{self, owned_by, owned_job_info_ids, owned_job_infos};
 use crate::types::{ExperienceLevel, InterviewId, JobInfoId, Timestamp, UserId};
 use crate::validate;
@@ -282,54 +280,28 @@ pub fn update(
     changes: &InterviewChanges,
 ) -> Result<InterviewKey> {
     changes.validate()?;
-    let update = UpdateInterview {
-        duration: ColumnChange::new(changes.duration.as_deref()),
-        hume_chat_id: ColumnChange::nullable(changes.hume_chat_id.as_ref().map(|c| c.as_deref())),
-        feedback: ColumnChange::nullable(changes.feedback.as_ref().map(|f| f.as_deref())),
-        now: Timestamp::now(),
+    // One statement text whichever fields change (see the `statements` module).
+    let update = StableUpdate {
+        table: interviews::table,
+        set: (
+            ColumnChange::new(interviews::duration, changes.duration.as_deref()),
+            ColumnChange::nullable(
+                interviews::hume_chat_id,
+                changes.hume_chat_id.as_ref().map(|c| c.as_deref()),
+            ),
+            ColumnChange::nullable(
+                interviews::feedback,
+                changes.feedback.as_ref().map(|f| f.as_deref()),
+            ),
+            ColumnValue::new(interviews::updated_at, Timestamp::now()),
+        ),
         filter: interviews::id
             .eq(id)
             .and(interviews::job_info_id.eq_any(owned_job_info_ids(user_id))),
+        returning: (interviews::id, interviews::job_info_id),
     };
     on_backend!(conn, c => update.get_result(c).optional())?
         .ok_or(Error::not_found(Entity::Interview))
-}
-
-/// `UPDATE interviews SET ... WHERE id = $ AND <owned> RETURNING id, "jobInfoId"`, one
-/// text whichever fields change (see the `statements` module).
-struct UpdateInterview<'a, F> {
-    duration: ColumnChange<&'a str>,
-    hume_chat_id: ColumnChange<&'a str>,
-    feedback: ColumnChange<&'a str>,
-    now: Timestamp,
-    filter: F,
-}
-
-stable_statement!(UpdateInterview<'a; F>, UpdateInterviewStatement, returns (sql_types::Uuid, sql_types::Uuid));
-
-impl<DB, F> QueryFragment<DB> for UpdateInterview<'_, F>
-where
-    DB: diesel::backend::Backend
-        + HasSqlType<Text>
-        + HasSqlType<sql_types::TimestampWithTimeZone>
-        + HasSqlType<Bool>,
-    F: QueryFragment<DB>,
-    for<'s> Option<&'s str>: ToSql<Nullable<Text>, DB>,
-    Timestamp: ToSql<sql_types::TimestampWithTimeZone, DB>,
-    bool: ToSql<Bool, DB>,
-{
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql(r#"UPDATE "interviews" SET "#);
-        self.duration.push::<DB, Text>("duration", &mut out)?;
-        self.hume_chat_id.push::<DB, Text>("humeChatId", &mut out)?;
-        self.feedback.push::<DB, Text>("feedback", &mut out)?;
-        out.push_sql(r#""updatedAt" = "#);
-        out.push_bind_param::<sql_types::TimestampWithTimeZone, _>(&self.now)?;
-        out.push_sql(" WHERE ");
-        self.filter.walk_ast(out.reborrow())?;
-        out.push_sql(r#" RETURNING "interviews"."id", "interviews"."jobInfoId""#);
-        Ok(())
-    }
 }
 
 /// The user's interview with its job info, in one query.

@@ -2,17 +2,14 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment};
-use diesel::serialize::ToSql;
-use diesel::sql_types::{Bool, HasSqlType, Nullable, Text};
-use jobprep_schema::{interviews, job_info, questions, sql_types};
+use jobprep_schema::{interviews, job_info, questions};
 
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::interviews::InterviewKey;
 use crate::page::{paged, Cursor, Page, PageRequest};
 use crate::questions::QuestionKey;
-use crate::statements::{stable_statement, ColumnChange};
+use crate::statements::{ColumnChange, ColumnValue, StableUpdate};
 use crate::tenant::{owned_by, owned_job_infos};
 use crate::types::{ExperienceLevel, JobInfoId, Timestamp, UserId};
 use crate::validate;
@@ -177,58 +174,24 @@ pub fn update(
     changes: &JobInfoChanges,
 ) -> Result<JobInfoKey> {
     changes.validate()?;
-    let update = UpdateJobInfo {
-        title: ColumnChange::nullable(changes.title.as_ref().map(|t| t.as_deref())),
-        name: ColumnChange::new(changes.name.as_deref()),
-        experience_level: ColumnChange::new(changes.experience_level),
-        description: ColumnChange::new(changes.description.as_deref()),
-        now: Timestamp::now(),
+    // One statement text whichever fields change (see the `statements` module).
+    let update = StableUpdate {
+        table: job_info::table,
+        set: (
+            ColumnChange::nullable(
+                job_info::title,
+                changes.title.as_ref().map(|t| t.as_deref()),
+            ),
+            ColumnChange::new(job_info::name, changes.name.as_deref()),
+            ColumnChange::new(job_info::experience_level, changes.experience_level),
+            ColumnChange::new(job_info::description, changes.description.as_deref()),
+            ColumnValue::new(job_info::updated_at, Timestamp::now()),
+        ),
         filter: job_info::id.eq(id).and(owned_by(user_id)),
+        returning: (job_info::id, job_info::user_id),
     };
     on_backend!(conn, c => update.get_result(c).optional())?
         .ok_or(Error::not_found(Entity::JobInfo))
-}
-
-/// `UPDATE job_info SET ... WHERE id = $ AND <owner> RETURNING id, "userId"`, one text
-/// whichever fields change (see the `statements` module).
-struct UpdateJobInfo<'a, F> {
-    title: ColumnChange<&'a str>,
-    name: ColumnChange<&'a str>,
-    experience_level: ColumnChange<ExperienceLevel>,
-    description: ColumnChange<&'a str>,
-    now: Timestamp,
-    filter: F,
-}
-
-stable_statement!(UpdateJobInfo<'a; F>, UpdateJobInfoStatement, returns (sql_types::Uuid, Text));
-
-impl<DB, F> QueryFragment<DB> for UpdateJobInfo<'_, F>
-where
-    DB: diesel::backend::Backend
-        + HasSqlType<Text>
-        + HasSqlType<sql_types::ExperienceLevel>
-        + HasSqlType<sql_types::TimestampWithTimeZone>
-        + HasSqlType<Bool>,
-    F: QueryFragment<DB>,
-    for<'s> Option<&'s str>: ToSql<Nullable<Text>, DB>,
-    Option<ExperienceLevel>: ToSql<Nullable<sql_types::ExperienceLevel>, DB>,
-    Timestamp: ToSql<sql_types::TimestampWithTimeZone, DB>,
-    bool: ToSql<Bool, DB>,
-{
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql(r#"UPDATE "job_info" SET "#);
-        self.title.push::<DB, Text>("title", &mut out)?;
-        self.name.push::<DB, Text>("name", &mut out)?;
-        self.experience_level
-            .push::<DB, sql_types::ExperienceLevel>("experienceLevel", &mut out)?;
-        self.description.push::<DB, Text>("description", &mut out)?;
-        out.push_sql(r#""updatedAt" = "#);
-        out.push_bind_param::<sql_types::TimestampWithTimeZone, _>(&self.now)?;
-        out.push_sql(" WHERE ");
-        self.filter.walk_ast(out.reborrow())?;
-        out.push_sql(r#" RETURNING "job_info"."id", "job_info"."userId""#);
-        Ok(())
-    }
 }
 
 /// The user's job info.

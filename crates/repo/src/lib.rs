@@ -2,6 +2,7 @@
 
 mod config;
 mod connection;
+mod conninfo;
 mod database_url;
 mod error;
 mod executor;

@@ -3,9 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment};
-use diesel::serialize::ToSql;
-use diesel::sql_types::{Bool, HasSqlType, Nullable, Text, Varchar};
+use diesel::sql_types::Varchar;
 use jobprep_schema::sql_types;
 use jobprep_schema::{job_info, questions};
 
@@ -14,7 +12,7 @@ use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::page::{paged, Cursor, Page, PageRequest};
 use crate::quota;
-use crate::statements::{stable_statement, ColumnChange};
+use crate::statements::{ColumnChange, ColumnValue, StableUpdate};
 use crate::tenant::{self, owned_by, owned_job_info_ids, owned_job_infos};
 use crate::types::{JobInfoId, QuestionDifficulty, QuestionId, Timestamp, UserId};
 use crate::validate;
@@ -378,54 +376,21 @@ pub fn update(
     changes: &QuestionChanges,
 ) -> Result<QuestionKey> {
     changes.validate()?;
-    let update = UpdateQuestion {
-        text: ColumnChange::new(changes.text.as_deref()),
-        difficulty: ColumnChange::new(changes.difficulty),
-        now: Timestamp::now(),
+    // One statement text whichever fields change (see the `statements` module).
+    let update = StableUpdate {
+        table: questions::table,
+        set: (
+            ColumnChange::new(questions::text, changes.text.as_deref()),
+            ColumnChange::new(questions::difficulty, changes.difficulty),
+            ColumnValue::new(questions::updated_at, Timestamp::now()),
+        ),
         filter: questions::id
             .eq(id)
             .and(questions::job_info_id.eq_any(owned_job_info_ids(user_id))),
+        returning: (questions::id, questions::job_info_id),
     };
     on_backend!(conn, c => update.get_result(c).optional())?
         .ok_or(Error::not_found(Entity::Question))
-}
-
-/// `UPDATE questions SET ... WHERE id = $ AND <owned> RETURNING id, "jobInfoId"`, one
-/// text whichever fields change (see the `statements` module).
-struct UpdateQuestion<'a, F> {
-    text: ColumnChange<&'a str>,
-    difficulty: ColumnChange<QuestionDifficulty>,
-    now: Timestamp,
-    filter: F,
-}
-
-stable_statement!(UpdateQuestion<'a; F>, UpdateQuestionStatement, returns (sql_types::Uuid, sql_types::Uuid));
-
-impl<DB, F> QueryFragment<DB> for UpdateQuestion<'_, F>
-where
-    DB: diesel::backend::Backend
-        + HasSqlType<Text>
-        + HasSqlType<sql_types::QuestionDifficulty>
-        + HasSqlType<sql_types::TimestampWithTimeZone>
-        + HasSqlType<Bool>,
-    F: QueryFragment<DB>,
-    for<'s> Option<&'s str>: ToSql<Nullable<Text>, DB>,
-    Option<QuestionDifficulty>: ToSql<Nullable<sql_types::QuestionDifficulty>, DB>,
-    Timestamp: ToSql<sql_types::TimestampWithTimeZone, DB>,
-    bool: ToSql<Bool, DB>,
-{
-    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql(r#"UPDATE "questions" SET "#);
-        self.text.push::<DB, Text>("text", &mut out)?;
-        self.difficulty
-            .push::<DB, sql_types::QuestionDifficulty>("difficulty", &mut out)?;
-        out.push_sql(r#""updatedAt" = "#);
-        out.push_bind_param::<sql_types::TimestampWithTimeZone, _>(&self.now)?;
-        out.push_sql(" WHERE ");
-        self.filter.walk_ast(out.reborrow())?;
-        out.push_sql(r#" RETURNING "questions"."id", "questions"."jobInfoId""#);
-        Ok(())
-    }
 }
 
 /// Deletes the user's question.

@@ -2,7 +2,7 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel::query_builder::{AstPass, QueryFragment};
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::serialize::ToSql;
 use diesel::sql_types::{Bool, HasSqlType, Nullable, Text};
 use jobprep_schema::{interviews, questions, sql_types, users};
@@ -13,7 +13,7 @@ use crate::error::{ConstraintKind, Entity, Error, Result};
 use crate::interviews::InterviewKey;
 use crate::job_infos::JobInfoKey;
 use crate::questions::QuestionKey;
-use crate::statements::stable_statement;
+use crate::statements::sql_name;
 use crate::tenant::{owned_job_info_ids, owned_job_infos};
 use crate::types::{Timestamp, UserId};
 use crate::validate;
@@ -204,18 +204,17 @@ struct UpsertUser<'a> {
     provider_created_at: bool,
 }
 
-stable_statement!(
-    UpsertUser<'a>,
-    UpsertUserStatement,
-    returns(
-        Text,
-        Text,
-        Text,
-        Nullable<Text>,
-        sql_types::TimestampWithTimeZone,
-        sql_types::TimestampWithTimeZone,
-    )
-);
+// One text whatever the values (the type has no parameter that shapes it).
+impl QueryId for UpsertUser<'_> {
+    type QueryId = UpsertUser<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl Query for UpsertUser<'_> {
+    type SqlType = users::SqlType;
+}
+
+impl<Conn> RunQueryDsl<Conn> for UpsertUser<'_> {}
 
 impl<DB> QueryFragment<DB> for UpsertUser<'_>
 where
@@ -228,11 +227,32 @@ where
     Option<String>: ToSql<Nullable<Text>, DB>,
     Timestamp: ToSql<sql_types::TimestampWithTimeZone, DB>,
     bool: ToSql<Bool, DB>,
+    users::table: QueryFragment<DB>,
+    users::created_at: QueryFragment<DB>,
+    users::updated_at: QueryFragment<DB>,
+    <users::table as diesel::Table>::AllColumns: QueryFragment<DB>,
 {
     fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, DB>) -> QueryResult<()> {
-        out.push_sql(
-            r#"INSERT INTO "users" ("id", "name", "email", "imageUrl", "createdAt", "updatedAt") VALUES ("#,
-        );
+        let created_at = sql_name(users::created_at);
+        let updated_at = sql_name(users::updated_at);
+        out.push_sql("INSERT INTO ");
+        users::table.walk_ast(out.reborrow())?;
+        out.push_sql(" (");
+        let inserted = [
+            sql_name(users::id),
+            sql_name(users::name),
+            sql_name(users::email),
+            sql_name(users::image_url),
+            created_at,
+            updated_at,
+        ];
+        for (n, column) in inserted.into_iter().enumerate() {
+            if n > 0 {
+                out.push_sql(", ");
+            }
+            out.push_identifier(column)?;
+        }
+        out.push_sql(") VALUES (");
         out.push_bind_param::<Text, _>(&self.user.id)?;
         out.push_sql(", ");
         out.push_bind_param::<Text, _>(&self.user.name)?;
@@ -244,14 +264,39 @@ where
         out.push_bind_param::<sql_types::TimestampWithTimeZone, _>(&self.created_at)?;
         out.push_sql(", ");
         out.push_bind_param::<sql_types::TimestampWithTimeZone, _>(&self.updated_at)?;
-        out.push_sql(
-            r#") ON CONFLICT ("id") DO UPDATE SET "name" = excluded."name", "email" = excluded."email", "imageUrl" = excluded."imageUrl", "createdAt" = CASE WHEN "#,
-        );
+        out.push_sql(") ON CONFLICT (");
+        out.push_identifier(sql_name(users::id))?;
+        out.push_sql(") DO UPDATE SET ");
+        let refreshed = [
+            sql_name(users::name),
+            sql_name(users::email),
+            sql_name(users::image_url),
+        ];
+        for column in refreshed {
+            out.push_identifier(column)?;
+            out.push_sql(" = excluded.");
+            out.push_identifier(column)?;
+            out.push_sql(", ");
+        }
+        out.push_identifier(created_at)?;
+        out.push_sql(" = CASE WHEN ");
         out.push_bind_param::<Bool, _>(&self.provider_created_at)?;
-        out.push_sql(
-            r#" THEN excluded."createdAt" ELSE "users"."createdAt" END, "updatedAt" = CASE WHEN excluded."updatedAt" > "users"."updatedAt" THEN excluded."updatedAt" ELSE "users"."updatedAt" END RETURNING "users"."id", "users"."name", "users"."email", "users"."imageUrl", "users"."createdAt", "users"."updatedAt""#,
-        );
-        Ok(())
+        out.push_sql(" THEN excluded.");
+        out.push_identifier(created_at)?;
+        out.push_sql(" ELSE ");
+        users::created_at.walk_ast(out.reborrow())?;
+        out.push_sql(" END, ");
+        out.push_identifier(updated_at)?;
+        out.push_sql(" = CASE WHEN excluded.");
+        out.push_identifier(updated_at)?;
+        out.push_sql(" > ");
+        users::updated_at.walk_ast(out.reborrow())?;
+        out.push_sql(" THEN excluded.");
+        out.push_identifier(updated_at)?;
+        out.push_sql(" ELSE ");
+        users::updated_at.walk_ast(out.reborrow())?;
+        out.push_sql(" END RETURNING ");
+        users::all_columns.walk_ast(out.reborrow())
     }
 }
 

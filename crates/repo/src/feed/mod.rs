@@ -48,9 +48,13 @@
 //! ```
 
 mod admin;
+mod events;
 mod listener;
+mod poller;
 mod sql;
+mod subscription;
 
 pub use admin::FeedInstallation;
-pub use listener::{reset_tags, FeedEvent, FeedOptions, FeedStatus, Listener, StopHandle};
+pub use events::{reset_tags, FeedEvent, FeedOptions, FeedStatus};
+pub use listener::{Listener, StopHandle};
 pub use sql::{CHANGES, SCHEMA, TRIMMED};
