@@ -164,7 +164,7 @@ fn postgres() -> Option<TestDb> {
 }
 
 fn write_a_job_info(t: &TestDb, who: &str) -> Vec<String> {
-    let me = user(t, who);
+    let me = user(&t.db, who);
     t.sink.take();
     let job = NewJobInfo::new("Backend", ExperienceLevel::Junior, "Rust");
     jobprep_job_infos::insert(&t.db, &me, &job).unwrap();
@@ -231,7 +231,7 @@ fn a_receiver_that_is_down_gets_every_unacknowledged_batch_later() {
 #[test]
 fn cache_feed_listen_prints_each_batch_as_a_json_line() {
     let Some(t) = postgres() else { return };
-    let me = user(&t, "user_feed_listen");
+    let me = user(&t.db, "user_feed_listen");
     let mut child = Bridge(
         Command::new(env!("CARGO_BIN_EXE_jobprep"))
             .args(["--database-url", &t.url, "cache-feed", "listen"])
@@ -303,7 +303,8 @@ fn cache_feed_commands_on_both_backends() {
         );
     }
     let t = TestDb::new(Backend::Sqlite).unwrap();
-    assert!(stdout(&jobprep(&t.url, &["cache-feed", "status"])).starts_with("in process"));
+    assert!(stdout(&jobprep(&t.url, &["cache-feed", "status"]))
+        .starts_with("in process (SQLite: nothing to install"));
     let out = jobprep(&t.url, &["cache-feed", "install"]);
     assert_eq!(out.status.code(), Some(1));
     let out = jobprep(&t.url, &["cache-feed", "trim"]);

@@ -72,8 +72,8 @@ backend_tests! {
     }
 
     fn scoped_lists_agree_with_the_library_for_a_missing_or_foreign_job_info(t) {
-        let owner = jobprep_testing::user(t, "user_list_owner");
-        jobprep_testing::user(t, "user_list_other");
+        let owner = jobprep_testing::user(&t.db, "user_list_owner");
+        jobprep_testing::user(&t.db, "user_list_other");
         let job = jobprep_job_infos::insert(&t.db, &owner, &jobprep_testing::job_form("Backend")).unwrap().id;
         let held = jobprep_interviews::NewInterview::new().with_hume_chat_id("chat_1");
         jobprep_interviews::insert(&t.db, &owner, job, &held).unwrap();
@@ -187,7 +187,7 @@ backend_tests! {
         assert_eq!(empty.status.code(), Some(1));
         assert!(stderr(&empty).contains("needs a database that holds users and job infos"), "{}", stderr(&empty));
 
-        let owner = jobprep_testing::user(t, "user_bench_existing");
+        let owner = jobprep_testing::user(&t.db, "user_bench_existing");
         jobprep_job_infos::insert(&t.db, &owner, &jobprep_testing::job_form("Backend")).unwrap();
         let before = jobprep(&t.url, &["job-infos", "list", "--user", owner.as_str()]);
         assert!(before.status.success(), "{}", stderr(&before));

@@ -3,6 +3,12 @@
 //! product flow, checks ownership and error answers, then sends concurrent requests;
 //! webhooks are signed here, from Svix's documented scheme, and forged ones change
 //! nothing.
+//!
+//! This is how a service that uses jobprep tests its handlers with `jobprep-testing`
+//! (see docs/testing.md): each test is a function of a `TestDb`, a migrated database of
+//! its own; `backend_tests!` runs it once on SQLite and once on PostgreSQL. The service
+//! opens its own handle from `t.url`; the test checks what was stored through `t.db`,
+//! and writes as another process would with `t.execute_sql`.
 #![allow(clippy::unwrap_used, clippy::print_stderr)]
 
 use std::sync::Barrier;
@@ -11,8 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
-use jobprep_testing::backend_tests;
-use jobprep_testing::TestDb;
+use jobprep_testing::{backend_tests, TestDb};
 use jobprep_users::UserId;
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -20,6 +25,17 @@ use sha2::Sha256;
 #[allow(dead_code)]
 #[path = "../examples/http_service.rs"]
 mod service;
+
+backend_tests!(
+    an_unsigned_or_badly_signed_webhook_changes_nothing,
+    without_the_development_flag_no_caller_is_authenticated,
+    http_service_serves_the_product_flow,
+    the_auth_webhook_signs_up_updates_and_deletes_users_as_the_app_does,
+    every_refusal_answers_the_one_error_body,
+    question_lists_are_capped_and_within_the_quota,
+    a_cache_hit_is_byte_identical_to_the_miss,
+    lists_answer_bounded_pages_that_follow_their_cursor,
+);
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const CONCURRENT: usize = 32;
@@ -416,19 +432,7 @@ fn stored(t: &TestDb, id: &str) -> bool {
     }
 }
 
-backend_tests! {
-    fn an_unsigned_or_badly_signed_webhook_changes_nothing(t) {
-        forged_webhooks(t);
-    }
-}
-
-backend_tests! {
-    fn without_the_development_flag_no_caller_is_authenticated(t) {
-        no_caller_without_the_flag(t);
-    }
-}
-
-fn forged_webhooks(t: &TestDb) {
+fn an_unsigned_or_badly_signed_webhook_changes_nothing(t: &TestDb) {
     const HOOK: &str = "/webhooks/auth";
     const USER: &str = "user_clerk";
     let server = Server::start(&t.url, production_auth());
@@ -496,7 +500,7 @@ fn forged_webhooks(t: &TestDb) {
     server.stop();
 }
 
-fn no_caller_without_the_flag(t: &TestDb) {
+fn without_the_development_flag_no_caller_is_authenticated(t: &TestDb) {
     let server = Server::start(&t.url, production_auth());
     let http = Client::new(&server);
     let refused = json!({"error": "not authenticated"});
@@ -507,7 +511,7 @@ fn no_caller_without_the_flag(t: &TestDb) {
     assert!(!stored(t, ADA));
 
     // An existing user's id in the header reads, writes and deletes nothing.
-    let ada = jobprep_testing::user(t, ADA);
+    let ada = jobprep_testing::user(&t.db, ADA);
     assert_eq!(expect(http.get("/users/me", ADA), 401), refused);
     let job = json!({"name": "SRE", "experienceLevel": "senior", "description": "On call"});
     assert_eq!(expect(http.post("/job-infos", ADA, job), 401), refused);
@@ -574,9 +578,7 @@ fn a_cached_read_is_fresh_after_another_process_writes() {
     );
 
     // Another process's write: fresh data within a bounded time, never a stale hit after.
-    let mut app = <diesel::PgConnection as diesel::Connection>::establish(&t.url).unwrap();
-    diesel::connection::SimpleConnection::batch_execute(
-        &mut app,
+    t.execute_sql(
         "INSERT INTO job_info (name, \"experienceLevel\", description, \"userId\") \
          VALUES ('From the app', 'mid-level', 'written elsewhere', 'user_cache_reader')",
     )
@@ -611,18 +613,6 @@ fn until_hit(client: &Client, user: &str) -> Reply {
         }
         assert!(started.elapsed() < TIMEOUT, "never a hit: {reply:?}");
         std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-backend_tests! {
-    fn http_service_serves_the_product_flow(t) {
-        product_flow(t);
-    }
-}
-
-backend_tests! {
-    fn the_auth_webhook_signs_up_updates_and_deletes_users_as_the_app_does(t) {
-        auth_webhook(t);
     }
 }
 
@@ -666,7 +656,7 @@ fn millis(ms: i64) -> chrono::DateTime<chrono::Utc> {
     chrono::DateTime::from_timestamp_millis(ms).unwrap()
 }
 
-fn auth_webhook(t: &TestDb) {
+fn the_auth_webhook_signs_up_updates_and_deletes_users_as_the_app_does(t: &TestDb) {
     const HOOK: &str = "/webhooks/auth";
     const CREATED: i64 = 1_757_715_292_823;
     let server = Server::start(&t.url, signed_dev_auth());
@@ -855,7 +845,7 @@ fn auth_webhook(t: &TestDb) {
     server.stop();
 }
 
-fn product_flow(t: &TestDb) {
+fn http_service_serves_the_product_flow(t: &TestDb) {
     let started = Instant::now();
     let server = Server::start(&t.url, dev_auth());
     let http = Client::new(&server);
@@ -1105,24 +1095,6 @@ fn texts(questions: &Value) -> Vec<&str> {
         .collect()
 }
 
-backend_tests! {
-    fn every_refusal_answers_the_one_error_body(t) {
-        error_bodies(t);
-    }
-}
-
-backend_tests! {
-    fn question_lists_are_capped_and_within_the_quota(t) {
-        question_lists(t);
-    }
-}
-
-backend_tests! {
-    fn a_cache_hit_is_byte_identical_to_the_miss(t) {
-        cached_bytes(t);
-    }
-}
-
 /// A job info of Ada's, created through the service; returns its id.
 fn ada_with_a_job(http: &Client) -> String {
     let profile = json!({"name": "Ada", "email": "ada@example.com"});
@@ -1138,7 +1110,7 @@ fn ada_jobs(http: &Client) -> usize {
     jobs["items"].as_array().unwrap().len()
 }
 
-fn error_bodies(t: &TestDb) {
+fn every_refusal_answers_the_one_error_body(t: &TestDb) {
     let server = Server::start(&t.url, dev_auth());
     let http = Client::new(&server);
     let job = ada_with_a_job(&http);
@@ -1271,7 +1243,7 @@ fn error_bodies(t: &TestDb) {
     server.stop();
 }
 
-fn question_lists(t: &TestDb) {
+fn question_lists_are_capped_and_within_the_quota(t: &TestDb) {
     const QUOTA: u32 = 5;
     let server = Server::start_with_quota(&t.url, dev_auth(), QUOTA);
     let http = Client::new(&server);
@@ -1354,7 +1326,7 @@ fn question_lists(t: &TestDb) {
     server.stop();
 }
 
-fn cached_bytes(t: &TestDb) {
+fn a_cache_hit_is_byte_identical_to_the_miss(t: &TestDb) {
     if t.db.backend() == jobprep_repo::Backend::Postgres {
         t.db.install_cache_feed().unwrap();
     }
@@ -1382,13 +1354,7 @@ fn cached_bytes(t: &TestDb) {
     server.stop();
 }
 
-backend_tests! {
-    fn lists_answer_bounded_pages_that_follow_their_cursor(t) {
-        pages(t);
-    }
-}
-
-fn pages(t: &TestDb) {
+fn lists_answer_bounded_pages_that_follow_their_cursor(t: &TestDb) {
     let server = Server::start(&t.url, dev_auth());
     let http = Client::new(&server);
     let job = ada_with_a_job(&http);

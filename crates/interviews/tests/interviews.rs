@@ -10,7 +10,7 @@ use jobprep_interviews::{
 };
 use jobprep_repo::{job_infos, Entity, Error, Executor, ExperienceLevel};
 use jobprep_testing::backend_tests;
-use jobprep_testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
+use jobprep_testing::{assert_not_found, pause, refused_field, tag_set, user, TestDb};
 
 /// Creates a job info for `owner` (reporting no tags).
 fn job(t: &TestDb, owner: &UserId, name: &str) -> JobInfoId {
@@ -75,7 +75,7 @@ fn chat(id: &str) -> InterviewChanges {
 
 backend_tests! {
     fn create_under_an_owned_job_info_reports_its_tags(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let key = jobprep_interviews::insert(&t.db, &owner, j, &NewInterview::new()).unwrap();
         assert_eq!(key.job_info_id, j);
@@ -101,7 +101,7 @@ backend_tests! {
     }
 
     fn get_returns_the_interview_with_its_job_info_and_depends_on_both_ids(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let key = interview(t, &owner, j, Some("chat_1"));
         let cached = jobprep_interviews::get(&t.db, &owner, key.id).unwrap();
@@ -118,7 +118,7 @@ backend_tests! {
     }
 
     fn list_has_only_interviews_with_a_chat_id_newest_updated_first(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let elsewhere = job(t, &owner, "Elsewhere");
         let first = interview(t, &owner, j, Some("chat_1"));
@@ -153,8 +153,8 @@ backend_tests! {
     }
 
     fn list_all_has_every_interview_held_or_not_newest_updated_first(t) {
-        let owner = user(t, "user_owner");
-        let stranger = user(t, "user_stranger");
+        let owner = user(&t.db, "user_owner");
+        let stranger = user(&t.db, "user_stranger");
         let j = job(t, &owner, "Backend");
         let held = interview(t, &owner, j, Some("chat_1"));
         pause();
@@ -172,8 +172,8 @@ backend_tests! {
     }
 
     fn count_counts_only_interviews_with_a_chat_id_across_the_users_job_infos(t) {
-        let owner = user(t, "user_owner");
-        let other = user(t, "user_other");
+        let owner = user(&t.db, "user_owner");
+        let other = user(&t.db, "user_other");
         let a = job(t, &owner, "a");
         let b = job(t, &owner, "b");
         let theirs = job(t, &other, "theirs");
@@ -200,7 +200,7 @@ backend_tests! {
     }
 
     fn update_sets_duration_chat_id_and_feedback_and_some_none_clears(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let key = interview(t, &owner, j, None);
         let before = stored(t, key.id, &owner);
@@ -242,32 +242,32 @@ backend_tests! {
     }
 
     fn delete_removes_the_interview_and_reports_its_tags(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let key = interview(t, &owner, j, Some("chat_1"));
         let kept = interview(t, &owner, j, Some("chat_2"));
         assert_eq!(jobprep_interviews::delete(&t.db, &owner, key.id).unwrap(), key);
         assert_eq!(t.sink.take_sorted(), interview_tags(&key));
-        assert!(is_not_found(jobprep_interviews::get(&t.db, &owner, key.id), Entity::Interview));
+        assert_not_found(jobprep_interviews::get(&t.db, &owner, key.id), Entity::Interview);
         assert_eq!(listed(t, j, &owner), [kept.id]);
-        assert!(is_not_found(jobprep_interviews::delete(&t.db, &owner, key.id), Entity::Interview));
+        assert_not_found(jobprep_interviews::delete(&t.db, &owner, key.id), Entity::Interview);
         assert!(t.sink.take().is_empty());
     }
 
     fn missing_ids_are_not_found(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let missing = InterviewId::generate();
-        assert!(is_not_found(jobprep_interviews::get(&t.db, &owner, missing), Entity::Interview));
-        assert!(is_not_found(jobprep_interviews::update(&t.db, &owner, missing, &chat("c")), Entity::Interview));
-        assert!(is_not_found(jobprep_interviews::delete(&t.db, &owner, missing), Entity::Interview));
-        assert!(is_not_found(jobprep_interviews::insert(&t.db, &owner, JobInfoId::generate(), &NewInterview::new()), Entity::JobInfo));
+        assert_not_found(jobprep_interviews::get(&t.db, &owner, missing), Entity::Interview);
+        assert_not_found(jobprep_interviews::update(&t.db, &owner, missing, &chat("c")), Entity::Interview);
+        assert_not_found(jobprep_interviews::delete(&t.db, &owner, missing), Entity::Interview);
+        assert_not_found(jobprep_interviews::insert(&t.db, &owner, JobInfoId::generate(), &NewInterview::new()), Entity::JobInfo);
         assert!(jobprep_interviews::list_for_job_info(&t.db, &owner, JobInfoId::generate()).unwrap().value.is_empty());
         assert!(t.sink.take().is_empty());
     }
 
     fn another_user_can_neither_create_under_nor_see_nor_change_nor_delete(t) {
-        let owner = user(t, "user_owner");
-        let stranger = user(t, "user_stranger");
+        let owner = user(&t.db, "user_owner");
+        let stranger = user(&t.db, "user_stranger");
         let j = job(t, &owner, "Backend");
         let own_job = job(t, &stranger, "Stranger's");
         let key = interview(t, &owner, j, Some("chat_1"));
@@ -279,15 +279,15 @@ backend_tests! {
         let before = stored(t, key.id, &owner);
 
         let under_theirs = NewInterview { hume_chat_id: Some("chat_x".into()), ..NewInterview::new() };
-        assert!(is_not_found(jobprep_interviews::insert(&t.db, &stranger, j, &under_theirs), Entity::JobInfo));
-        assert!(is_not_found(jobprep_interviews::get(&t.db, &stranger, key.id), Entity::Interview));
+        assert_not_found(jobprep_interviews::insert(&t.db, &stranger, j, &under_theirs), Entity::JobInfo);
+        assert_not_found(jobprep_interviews::get(&t.db, &stranger, key.id), Entity::Interview);
         let changes = InterviewChanges {
             duration: Some("09:09:09".into()),
             hume_chat_id: Some(None),
             feedback: Some(Some("stolen".into())),
         };
-        assert!(is_not_found(jobprep_interviews::update(&t.db, &stranger, key.id, &changes), Entity::Interview));
-        assert!(is_not_found(jobprep_interviews::delete(&t.db, &stranger, key.id), Entity::Interview));
+        assert_not_found(jobprep_interviews::update(&t.db, &stranger, key.id, &changes), Entity::Interview);
+        assert_not_found(jobprep_interviews::delete(&t.db, &stranger, key.id), Entity::Interview);
         assert!(jobprep_interviews::list_for_job_info(&t.db, &stranger, j).unwrap().value.is_empty());
         // Passing one's own job info does not reach another's interviews either.
         assert!(jobprep_interviews::list_for_job_info(&t.db, &stranger, own_job).unwrap().value.is_empty());
@@ -300,7 +300,7 @@ backend_tests! {
     }
 
     fn invalid_input_is_refused_naming_the_field_and_writes_nothing(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         // With a chat id, a row written by mistake would show in the list and count.
         let with = |duration: &str| NewInterview {
@@ -308,12 +308,12 @@ backend_tests! {
             hume_chat_id: Some("chat".into()),
         };
         for bad in ["", "1:00:00", "00:60:00", "00:00:60", "00:00", "00:00:00:00", "aa:bb:cc", "-1:00:00", "00:00:00\0", " 00:00:00"] {
-            assert_eq!(invalid_field(jobprep_interviews::insert(&t.db, &owner, j, &with(bad))), "duration", "{bad:?}");
+            assert_eq!(refused_field(&jobprep_interviews::insert(&t.db, &owner, j, &with(bad))), Some("duration"), "{bad:?}");
         }
         let blank_chat = NewInterview { hume_chat_id: Some("  ".into()), ..NewInterview::new() };
-        assert_eq!(invalid_field(jobprep_interviews::insert(&t.db, &owner, j, &blank_chat)), "humeChatId");
+        assert_eq!(refused_field(&jobprep_interviews::insert(&t.db, &owner, j, &blank_chat)), Some("humeChatId"));
         let nul_chat = NewInterview { hume_chat_id: Some("a\0".into()), ..NewInterview::new() };
-        assert_eq!(invalid_field(jobprep_interviews::insert(&t.db, &owner, j, &nul_chat)), "humeChatId");
+        assert_eq!(refused_field(&jobprep_interviews::insert(&t.db, &owner, j, &nul_chat)), Some("humeChatId"));
         assert!(listed(t, j, &owner).is_empty(), "nothing written");
         assert_eq!(count(t, &owner), 0);
         assert!(t.sink.take().is_empty());
@@ -327,14 +327,14 @@ backend_tests! {
             (InterviewChanges { feedback: Some(Some("nul\0".into())), ..Default::default() }, "feedback"),
         ];
         for (changes, field) in cases {
-            assert_eq!(invalid_field(jobprep_interviews::update(&t.db, &owner, key.id, &changes)), field, "{changes:?}");
+            assert_eq!(refused_field(&jobprep_interviews::update(&t.db, &owner, key.id, &changes)), Some(field), "{changes:?}");
         }
         assert_eq!(stored(t, key.id, &owner), before);
         assert!(t.sink.take().is_empty());
     }
 
     fn text_with_quotes_semicolons_comments_and_unicode_round_trips(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let tricky = r#"'; DELETE FROM interviews; -- "quoted" $1 ? \ % _ 日本語 🚀 Ünïcödé"#;
         let new = NewInterview { hume_chat_id: Some(format!("chat {tricky}")), ..NewInterview::new() };
@@ -348,7 +348,7 @@ backend_tests! {
     }
 
     fn a_rolled_back_transaction_writes_and_reports_nothing(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let existing = interview(t, &owner, j, Some("chat_1"));
         let before = stored(t, existing.id, &owner);
@@ -376,7 +376,7 @@ backend_tests! {
     }
 
     fn a_committed_transaction_reports_all_tags_once_after_commit(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let (first, second) = t.db.transaction(|tx| {
             let first = jobprep_interviews::insert(tx, &owner, j, &NewInterview::new())?;
@@ -396,7 +396,7 @@ backend_tests! {
     }
 
     fn interviews_serialize_with_camel_case_names(t) {
-        let owner = user(t, "user_json");
+        let owner = user(&t.db, "user_json");
         let j = job(t, &owner, "Backend");
         let key = interview(t, &owner, j, Some("chat_json"));
         let found = jobprep_interviews::get(&t.db, &owner, key.id).unwrap().value;
@@ -482,7 +482,7 @@ fn assert_two_of_eight(t: &TestDb, owner: &UserId, results: &[jobprep_repo::Resu
 
 backend_tests! {
     fn eight_concurrent_creations_with_a_chat_id_at_a_quota_of_two_write_exactly_two(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let jobs = [job(t, &owner, "a"), job(t, &owner, "b")];
         let results = eight_racing(t, |tx, i| {
             let new = NewInterview { hume_chat_id: Some(format!("chat_{i}")), ..NewInterview::new() };
@@ -497,7 +497,7 @@ backend_tests! {
     }
 
     fn eight_concurrent_updates_setting_a_chat_id_at_a_quota_of_two_write_exactly_two(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let started: Vec<InterviewKey> = (0..8).map(|_| interview(t, &owner, j, None)).collect();
         let results = eight_racing(t, |tx, i| {
@@ -511,7 +511,7 @@ backend_tests! {
     }
 
     fn a_quota_checked_creation_counts_only_interviews_with_a_chat_id(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         // Without a chat id an interview does not count: created even at a quota of 0.
         let plain = jobprep_interviews::insert_within_quota(&t.db, &owner, j, &NewInterview::new(), 0).unwrap();
@@ -532,7 +532,7 @@ backend_tests! {
     }
 
     fn a_quota_of_zero_refuses_the_first_chat_id(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let with_chat = NewInterview { hume_chat_id: Some("chat_1".into()), ..NewInterview::new() };
         let refused = jobprep_interviews::insert_within_quota(&t.db, &owner, j, &with_chat, 0);
@@ -547,7 +547,7 @@ backend_tests! {
     }
 
     fn a_quota_checked_update_checks_only_the_write_that_makes_an_interview_count(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let counted = interview(t, &owner, j, Some("chat_1"));
         let pending = interview(t, &owner, j, None);
@@ -577,8 +577,8 @@ backend_tests! {
     }
 
     fn another_users_interviews_do_not_count_and_ownership_still_holds(t) {
-        let owner = user(t, "user_owner");
-        let other = user(t, "user_other");
+        let owner = user(&t.db, "user_owner");
+        let other = user(&t.db, "user_other");
         let mine = job(t, &owner, "mine");
         let theirs = job(t, &other, "theirs");
         for n in 0..3 {
@@ -591,17 +591,17 @@ backend_tests! {
 
         // Someone else's job info or interview is NotFound, never a quota answer about
         // the owner, and nothing is written.
-        let stranger = user(t, "user_stranger");
+        let stranger = user(&t.db, "user_stranger");
         let pending = interview(t, &owner, mine, None);
         let sneaky = NewInterview { hume_chat_id: Some("sneaky".into()), ..NewInterview::new() };
-        assert!(is_not_found(jobprep_interviews::insert_within_quota(&t.db, &stranger, mine, &sneaky, 5), Entity::JobInfo));
-        assert!(is_not_found(jobprep_interviews::update_within_quota(&t.db, &stranger, pending.id, &chat("sneaky"), 5), Entity::Interview));
-        assert!(is_not_found(jobprep_interviews::update_within_quota(&t.db, &owner, InterviewId::generate(), &chat("x"), 5), Entity::Interview));
+        assert_not_found(jobprep_interviews::insert_within_quota(&t.db, &stranger, mine, &sneaky, 5), Entity::JobInfo);
+        assert_not_found(jobprep_interviews::update_within_quota(&t.db, &stranger, pending.id, &chat("sneaky"), 5), Entity::Interview);
+        assert_not_found(jobprep_interviews::update_within_quota(&t.db, &owner, InterviewId::generate(), &chat("x"), 5), Entity::Interview);
         assert_eq!(stored(t, pending.id, &owner).hume_chat_id, None);
         // Invalid input is refused before the quota is looked at.
         let blank = NewInterview { hume_chat_id: Some(" ".into()), ..NewInterview::new() };
-        assert_eq!(invalid_field(jobprep_interviews::insert_within_quota(&t.db, &owner, mine, &blank, 0)), "humeChatId");
-        assert_eq!(invalid_field(jobprep_interviews::update_within_quota(&t.db, &owner, pending.id, &chat(""), 0)), "humeChatId");
+        assert_eq!(refused_field(&jobprep_interviews::insert_within_quota(&t.db, &owner, mine, &blank, 0)), Some("humeChatId"));
+        assert_eq!(refused_field(&jobprep_interviews::update_within_quota(&t.db, &owner, pending.id, &chat(""), 0)), Some("humeChatId"));
         assert_eq!((count(t, &owner), count(t, &other), count(t, &stranger)), (1, 3, 0));
         assert!(t.sink.take().is_empty());
     }
@@ -610,7 +610,7 @@ backend_tests! {
         // `humeChatId` is an unbounded varchar in the app's schema. No index jobprep
         // adds may narrow that: a btree entry holds at most about 2,700 bytes, so an
         // index that contains the chat id would refuse this row, the app's writes too.
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let long = |c: char| c.to_string().repeat(1 << 20);
         let with = |c: char| NewInterview { hume_chat_id: Some(long(c)), ..NewInterview::new() };
@@ -637,7 +637,7 @@ backend_tests! {
     }
 
     fn a_refused_quota_checked_write_inside_a_transaction_can_be_handled_and_the_rest_commits(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let pending = interview(t, &owner, j, None);
         let kept = t.db.transaction(|tx| {

@@ -11,7 +11,7 @@ use jobprep_job_infos::{
 use jobprep_questions::{NewQuestion, QuestionDifficulty, QuestionKey};
 use jobprep_repo::{Entity, Error};
 use jobprep_testing::backend_tests;
-use jobprep_testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
+use jobprep_testing::{assert_not_found, pause, refused_field, tag_set, user, TestDb};
 
 fn new_job(name: &str) -> NewJobInfo {
     NewJobInfo::new(
@@ -86,7 +86,7 @@ fn children(t: &TestDb, owner: &UserId, job: JobInfoId) -> (Vec<InterviewKey>, V
 
 backend_tests! {
     fn insert_returns_id_and_owner_and_reports_its_tags(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let key = jobprep_job_infos::insert(&t.db, &owner, &new_job("Backend").with_title("Rustacean")).unwrap();
         assert_eq!(key.user_id, owner);
         assert_eq!(t.sink.take_sorted(), job_tags(&key));
@@ -106,7 +106,7 @@ backend_tests! {
     }
 
     fn every_experience_level_round_trips(t) {
-        let owner = user(t, "user_levels");
+        let owner = user(&t.db, "user_levels");
         for level in ExperienceLevel::ALL {
             let key = jobprep_job_infos::insert(&t.db, &owner, &NewJobInfo::new("Job", *level, "d")).unwrap();
             assert_eq!(stored(t, key.id, &owner).experience_level, *level);
@@ -118,13 +118,13 @@ backend_tests! {
 
     fn unknown_experience_level_is_invalid_input(t) {
         let _ = t;
-        assert_eq!(invalid_field("principal".parse::<ExperienceLevel>()), "experienceLevel");
-        assert_eq!(invalid_field("Senior".parse::<ExperienceLevel>()), "experienceLevel");
-        assert_eq!(invalid_field("".parse::<ExperienceLevel>()), "experienceLevel");
+        assert_eq!(refused_field(&"principal".parse::<ExperienceLevel>()), Some("experienceLevel"));
+        assert_eq!(refused_field(&"Senior".parse::<ExperienceLevel>()), Some("experienceLevel"));
+        assert_eq!(refused_field(&"".parse::<ExperienceLevel>()), Some("experienceLevel"));
     }
 
     fn get_depends_on_the_id_tag_and_reports_nothing(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let key = job(t, &owner, "Backend");
         let cached = jobprep_job_infos::get(&t.db, &owner, key.id).unwrap();
         assert_eq!(cached.value.id, key.id);
@@ -134,18 +134,18 @@ backend_tests! {
     }
 
     fn get_update_delete_of_a_missing_id_are_not_found(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let missing = JobInfoId::generate();
-        assert!(is_not_found(jobprep_job_infos::get(&t.db, &owner, missing), Entity::JobInfo));
+        assert_not_found(jobprep_job_infos::get(&t.db, &owner, missing), Entity::JobInfo);
         let changes = JobInfoChanges { name: Some("x".into()), ..Default::default() };
-        assert!(is_not_found(jobprep_job_infos::update(&t.db, &owner, missing, &changes), Entity::JobInfo));
-        assert!(is_not_found(jobprep_job_infos::delete(&t.db, &owner, missing), Entity::JobInfo));
+        assert_not_found(jobprep_job_infos::update(&t.db, &owner, missing, &changes), Entity::JobInfo);
+        assert_not_found(jobprep_job_infos::delete(&t.db, &owner, missing), Entity::JobInfo);
         assert!(t.sink.take().is_empty());
     }
 
     fn list_is_newest_updated_first_and_an_update_moves_a_job_to_the_top(t) {
-        let owner = user(t, "user_owner");
-        let other = user(t, "user_other");
+        let owner = user(&t.db, "user_owner");
+        let other = user(&t.db, "user_other");
         let a = job(t, &owner, "a");
         pause();
         job(t, &owner, "b");
@@ -167,7 +167,7 @@ backend_tests! {
     }
 
     fn update_changes_only_the_given_fields_and_refreshes_updated_at(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let key = jobprep_job_infos::insert(&t.db, &owner, &new_job("Backend").with_title("Title")).unwrap();
         t.sink.take();
         let before = stored(t, key.id, &owner);
@@ -210,19 +210,19 @@ backend_tests! {
 
     fn a_change_of_no_field_is_refused_and_changes_nothing(t) {
         // It would only move updatedAt and invalidate caches.
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let key = job(t, &owner, "Backend");
         let before = stored(t, key.id, &owner);
         pause();
         let refused = jobprep_job_infos::update(&t.db, &owner, key.id, &JobInfoChanges::default());
-        assert_eq!(invalid_field(refused), "changes");
+        assert_eq!(refused_field(&refused), Some("changes"));
         assert_eq!(stored(t, key.id, &owner), before);
         assert!(t.sink.take_sorted().is_empty());
     }
 
     fn user_has_any_follows_inserts_and_deletes(t) {
-        let owner = user(t, "user_owner");
-        let other = user(t, "user_other");
+        let owner = user(&t.db, "user_owner");
+        let other = user(&t.db, "user_other");
         let has_any = |id: &UserId| jobprep_job_infos::user_has_any(&t.db, id).unwrap();
         assert!(!has_any(&owner).value);
         let key = job(t, &owner, "Backend");
@@ -236,7 +236,7 @@ backend_tests! {
     }
 
     fn delete_cascades_to_interviews_and_questions_and_reports_their_tags(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let doomed = job(t, &owner, "doomed");
         let kept = job(t, &owner, "kept");
         let (interviews, questions) = children(t, &owner, doomed.id);
@@ -261,12 +261,12 @@ backend_tests! {
         expected.extend(questions.iter().flat_map(question_tags));
         assert_eq!(reported, tag_set(expected));
 
-        assert!(is_not_found(jobprep_job_infos::get(&t.db, &owner, doomed.id), Entity::JobInfo));
+        assert_not_found(jobprep_job_infos::get(&t.db, &owner, doomed.id), Entity::JobInfo);
         for i in &interviews {
-            assert!(is_not_found(jobprep_interviews::get(&t.db, &owner, i.id), Entity::Interview));
+            assert_not_found(jobprep_interviews::get(&t.db, &owner, i.id), Entity::Interview);
         }
         for q in &questions {
-            assert!(is_not_found(jobprep_questions::get(&t.db, &owner, q.id), Entity::Question));
+            assert_not_found(jobprep_questions::get(&t.db, &owner, q.id), Entity::Question);
         }
         assert!(jobprep_questions::list_for_job_info(&t.db, &owner, doomed.id).unwrap().value.is_empty());
         // The other job info keeps its children.
@@ -277,34 +277,34 @@ backend_tests! {
         assert_eq!(jobprep_questions::count_for_user(&t.db, &owner).unwrap().value, kept_questions.len() as i64);
 
         // Deleting again finds nothing and reports nothing.
-        assert!(is_not_found(jobprep_job_infos::delete(&t.db, &owner, doomed.id), Entity::JobInfo));
+        assert_not_found(jobprep_job_infos::delete(&t.db, &owner, doomed.id), Entity::JobInfo);
         assert!(t.sink.take().is_empty());
     }
 
     fn insert_for_a_missing_user_is_user_not_found(t) {
         let ghost = UserId::new("user_ghost").unwrap();
-        assert!(is_not_found(jobprep_job_infos::insert(&t.db, &ghost, &new_job("Backend")), Entity::User));
+        assert_not_found(jobprep_job_infos::insert(&t.db, &ghost, &new_job("Backend")), Entity::User);
         assert!(t.sink.take().is_empty());
         assert!(jobprep_job_infos::list_for_user(&t.db, &ghost).unwrap().value.is_empty());
     }
 
     fn another_user_can_neither_see_nor_change_nor_delete_a_job_info(t) {
-        let owner = user(t, "user_owner");
-        let stranger = user(t, "user_stranger");
+        let owner = user(&t.db, "user_owner");
+        let stranger = user(&t.db, "user_stranger");
         let key = jobprep_job_infos::insert(&t.db, &owner, &new_job("Backend").with_title("Mine")).unwrap();
         let (interviews, questions) = children(t, &owner, key.id);
         t.sink.take();
         let before = stored(t, key.id, &owner);
 
-        assert!(is_not_found(jobprep_job_infos::get(&t.db, &stranger, key.id), Entity::JobInfo));
+        assert_not_found(jobprep_job_infos::get(&t.db, &stranger, key.id), Entity::JobInfo);
         let changes = JobInfoChanges {
             title: Some(None),
             name: Some("Stolen".into()),
             experience_level: Some(ExperienceLevel::Junior),
             description: Some("Stolen".into()),
         };
-        assert!(is_not_found(jobprep_job_infos::update(&t.db, &stranger, key.id, &changes), Entity::JobInfo));
-        assert!(is_not_found(jobprep_job_infos::delete(&t.db, &stranger, key.id), Entity::JobInfo));
+        assert_not_found(jobprep_job_infos::update(&t.db, &stranger, key.id, &changes), Entity::JobInfo);
+        assert_not_found(jobprep_job_infos::delete(&t.db, &stranger, key.id), Entity::JobInfo);
         assert!(jobprep_job_infos::list_for_user(&t.db, &stranger).unwrap().value.is_empty());
         assert!(!jobprep_job_infos::user_has_any(&t.db, &stranger).unwrap().value);
 
@@ -317,7 +317,7 @@ backend_tests! {
     }
 
     fn invalid_new_job_infos_are_refused_naming_the_field_and_write_nothing(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let cases: Vec<(NewJobInfo, &str)> = vec![
             (NewJobInfo { name: String::new(), ..new_job("x") }, "name"),
             (NewJobInfo { name: " \t ".into(), ..new_job("x") }, "name"),
@@ -329,14 +329,14 @@ backend_tests! {
             (new_job("x").with_title("a\0b"), "title"),
         ];
         for (new, field) in cases {
-            assert_eq!(invalid_field(jobprep_job_infos::insert(&t.db, &owner, &new)), field, "{new:?}");
+            assert_eq!(refused_field(&jobprep_job_infos::insert(&t.db, &owner, &new)), Some(field), "{new:?}");
         }
         assert!(!jobprep_job_infos::user_has_any(&t.db, &owner).unwrap().value, "nothing written");
         assert!(t.sink.take().is_empty());
     }
 
     fn invalid_changes_are_refused_naming_the_field_and_change_nothing(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let key = job(t, &owner, "Backend");
         let before = stored(t, key.id, &owner);
         let cases: Vec<(JobInfoChanges, &str)> = vec![
@@ -347,14 +347,14 @@ backend_tests! {
             (JobInfoChanges { title: Some(Some("\0".into())), ..Default::default() }, "title"),
         ];
         for (changes, field) in cases {
-            assert_eq!(invalid_field(jobprep_job_infos::update(&t.db, &owner, key.id, &changes)), field, "{changes:?}");
+            assert_eq!(refused_field(&jobprep_job_infos::update(&t.db, &owner, key.id, &changes)), Some(field), "{changes:?}");
         }
         assert_eq!(stored(t, key.id, &owner), before);
         assert!(t.sink.take().is_empty());
     }
 
     fn text_with_quotes_semicolons_comments_and_unicode_round_trips(t) {
-        let owner = user(t, "user_o'brien; --");
+        let owner = user(&t.db, "user_o'brien; --");
         let tricky = r#"'; DROP TABLE job_info; -- "quoted" \ % _ 日本語 🚀 Ünïcödé"#;
         let new = NewJobInfo::new(format!("name {tricky}"), ExperienceLevel::Senior, format!("desc {tricky}\nline two"))
             .with_title(format!("title {tricky}"));
@@ -372,7 +372,7 @@ backend_tests! {
     }
 
     fn a_rolled_back_transaction_writes_and_reports_nothing(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let existing = job(t, &owner, "existing");
         let before = stored(t, existing.id, &owner);
         let outcome: jobprep_repo::Result<()> = t.db.transaction(|tx| {
@@ -391,7 +391,7 @@ backend_tests! {
     }
 
     fn a_refused_insert_inside_a_transaction_leaves_it_usable(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let ghost = UserId::new("user_ghost").unwrap();
         let kept = t.db.transaction(|tx| {
             let refused = jobprep_job_infos::insert(tx, &ghost, &new_job("refused"));
@@ -405,7 +405,7 @@ backend_tests! {
     }
 
     fn a_committed_transaction_reports_all_tags_once_after_commit(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let (first, second) = t.db.transaction(|tx| {
             let first = jobprep_job_infos::insert(tx, &owner, &new_job("first"))?;
             let second = jobprep_job_infos::insert(tx, &owner, &new_job("second"))?;
@@ -424,7 +424,7 @@ backend_tests! {
     }
 
     fn a_job_info_serializes_with_camel_case_names(t) {
-        let owner = user(t, "user_json");
+        let owner = user(&t.db, "user_json");
         let key = jobprep_job_infos::insert(&t.db, &owner, &new_job("Backend").with_title("T")).unwrap();
         let row = stored(t, key.id, &owner);
         let json = serde_json::to_value(&row).unwrap();

@@ -10,7 +10,7 @@ use jobprep_questions::{
 };
 use jobprep_repo::{job_infos, Entity, Error, Executor, ExperienceLevel};
 use jobprep_testing::backend_tests;
-use jobprep_testing::{invalid_field, is_not_found, pause, tag_set, user, TestDb};
+use jobprep_testing::{assert_not_found, pause, refused_field, tag_set, user, TestDb};
 
 /// Creates a job info for `owner` (reporting no tags).
 fn job(t: &TestDb, owner: &UserId, name: &str) -> JobInfoId {
@@ -81,7 +81,7 @@ fn strings(tags: &[jobprep_repo::CacheTag]) -> Vec<String> {
 
 backend_tests! {
     fn insert_under_an_owned_job_info_reports_its_tags(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let key = jobprep_questions::insert(&t.db, &owner, j, &NewQuestion::new("What is a lifetime?", QuestionDifficulty::Hard)).unwrap();
         assert_eq!(key.job_info_id, j);
@@ -95,7 +95,7 @@ backend_tests! {
     }
 
     fn get_returns_the_question_with_its_job_info_and_depends_on_both_ids(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let key = question(t, &owner, j, "Why?");
         let cached = jobprep_questions::get(&t.db, &owner, key.id).unwrap();
@@ -107,19 +107,19 @@ backend_tests! {
     }
 
     fn every_difficulty_round_trips_and_unknown_ones_are_invalid(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         for difficulty in QuestionDifficulty::ALL {
             let key = jobprep_questions::insert(&t.db, &owner, j, &NewQuestion::new("q", *difficulty)).unwrap();
             assert_eq!(stored(t, key.id, &owner).difficulty, *difficulty);
         }
-        assert_eq!(invalid_field("impossible".parse::<QuestionDifficulty>()), "difficulty");
+        assert_eq!(refused_field(&"impossible".parse::<QuestionDifficulty>()), Some("difficulty"));
         assert_eq!("medium".parse::<QuestionDifficulty>().unwrap(), QuestionDifficulty::Medium);
     }
 
     fn list_is_oldest_created_first_and_count_spans_the_users_job_infos(t) {
-        let owner = user(t, "user_owner");
-        let other = user(t, "user_other");
+        let owner = user(&t.db, "user_owner");
+        let other = user(&t.db, "user_other");
         let a = job(t, &owner, "a");
         let b = job(t, &owner, "b");
         let theirs = job(t, &other, "theirs");
@@ -148,7 +148,7 @@ backend_tests! {
     }
 
     fn insert_many_writes_a_thousand_rows_in_order_and_reports_every_tag(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let new = batch("Question", 1000);
         let keys = jobprep_questions::insert_many(&t.db, &owner, j, &new).unwrap();
@@ -177,7 +177,7 @@ backend_tests! {
     }
 
     fn insert_many_over_one_chunk_writes_everything(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let keys = jobprep_questions::insert_many(&t.db, &owner, j, &batch("Bulk", 10_001)).unwrap();
         assert_eq!(keys.len(), 10_001);
@@ -189,30 +189,30 @@ backend_tests! {
     }
 
     fn insert_many_of_nothing_checks_ownership_and_reports_nothing(t) {
-        let owner = user(t, "user_owner");
-        let stranger = user(t, "user_stranger");
+        let owner = user(&t.db, "user_owner");
+        let stranger = user(&t.db, "user_stranger");
         let j = job(t, &owner, "Backend");
         assert_eq!(jobprep_questions::insert_many(&t.db, &owner, j, &[]).unwrap(), Vec::<QuestionKey>::new());
-        assert!(is_not_found(jobprep_questions::insert_many(&t.db, &stranger, j, &[]), Entity::JobInfo));
-        assert!(is_not_found(jobprep_questions::insert_many(&t.db, &owner, JobInfoId::generate(), &[]), Entity::JobInfo));
+        assert_not_found(jobprep_questions::insert_many(&t.db, &stranger, j, &[]), Entity::JobInfo);
+        assert_not_found(jobprep_questions::insert_many(&t.db, &owner, JobInfoId::generate(), &[]), Entity::JobInfo);
         assert!(t.sink.take().is_empty());
         assert_eq!(count(t, &owner), 0);
     }
 
     fn insert_many_with_one_invalid_row_writes_nothing(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let mut new = batch("Question", 5);
         new[3].text = "   ".into();
-        assert_eq!(invalid_field(jobprep_questions::insert_many(&t.db, &owner, j, &new)), "text");
+        assert_eq!(refused_field(&jobprep_questions::insert_many(&t.db, &owner, j, &new)), Some("text"));
         new[3].text = "nul\0".into();
-        assert_eq!(invalid_field(jobprep_questions::insert_many(&t.db, &owner, j, &new)), "text");
+        assert_eq!(refused_field(&jobprep_questions::insert_many(&t.db, &owner, j, &new)), Some("text"));
         assert_eq!(count(t, &owner), 0);
         assert!(t.sink.take().is_empty());
     }
 
     fn update_changes_text_and_difficulty_and_refreshes_updated_at(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let key = question(t, &owner, j, "Original");
         let before = stored(t, key.id, &owner);
@@ -243,47 +243,47 @@ backend_tests! {
     }
 
     fn delete_removes_the_question_and_reports_its_tags(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let key = question(t, &owner, j, "doomed");
         question(t, &owner, j, "kept");
         assert_eq!(jobprep_questions::delete(&t.db, &owner, key.id).unwrap(), key);
         assert_eq!(t.sink.take_sorted(), question_tags(&key));
-        assert!(is_not_found(jobprep_questions::get(&t.db, &owner, key.id), Entity::Question));
+        assert_not_found(jobprep_questions::get(&t.db, &owner, key.id), Entity::Question);
         assert_eq!(texts(t, j, &owner), ["kept"]);
         assert_eq!(count(t, &owner), 1);
-        assert!(is_not_found(jobprep_questions::delete(&t.db, &owner, key.id), Entity::Question));
+        assert_not_found(jobprep_questions::delete(&t.db, &owner, key.id), Entity::Question);
         assert!(t.sink.take().is_empty());
     }
 
     fn missing_ids_are_not_found(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let missing = QuestionId::generate();
-        assert!(is_not_found(jobprep_questions::get(&t.db, &owner, missing), Entity::Question));
+        assert_not_found(jobprep_questions::get(&t.db, &owner, missing), Entity::Question);
         let changes = QuestionChanges { text: Some("x".into()), ..Default::default() };
-        assert!(is_not_found(jobprep_questions::update(&t.db, &owner, missing, &changes), Entity::Question));
-        assert!(is_not_found(jobprep_questions::delete(&t.db, &owner, missing), Entity::Question));
+        assert_not_found(jobprep_questions::update(&t.db, &owner, missing, &changes), Entity::Question);
+        assert_not_found(jobprep_questions::delete(&t.db, &owner, missing), Entity::Question);
         let new = NewQuestion::new("q", QuestionDifficulty::Easy);
-        assert!(is_not_found(jobprep_questions::insert(&t.db, &owner, JobInfoId::generate(), &new), Entity::JobInfo));
+        assert_not_found(jobprep_questions::insert(&t.db, &owner, JobInfoId::generate(), &new), Entity::JobInfo);
         assert!(t.sink.take().is_empty());
     }
 
     fn another_user_can_neither_insert_under_nor_see_nor_change_nor_delete(t) {
-        let owner = user(t, "user_owner");
-        let stranger = user(t, "user_stranger");
+        let owner = user(&t.db, "user_owner");
+        let stranger = user(&t.db, "user_stranger");
         let j = job(t, &owner, "Backend");
         let own_job = job(t, &stranger, "Stranger's");
         let key = question(t, &owner, j, "Private question");
         let before = stored(t, key.id, &owner);
 
         let new = NewQuestion::new("Injected", QuestionDifficulty::Easy);
-        assert!(is_not_found(jobprep_questions::insert(&t.db, &stranger, j, &new), Entity::JobInfo));
-        assert!(is_not_found(jobprep_questions::insert_many(&t.db, &stranger, j, &batch("Injected", 3)), Entity::JobInfo));
-        assert!(is_not_found(jobprep_questions::insert_many(&t.db, &stranger, j, &[]), Entity::JobInfo));
-        assert!(is_not_found(jobprep_questions::get(&t.db, &stranger, key.id), Entity::Question));
+        assert_not_found(jobprep_questions::insert(&t.db, &stranger, j, &new), Entity::JobInfo);
+        assert_not_found(jobprep_questions::insert_many(&t.db, &stranger, j, &batch("Injected", 3)), Entity::JobInfo);
+        assert_not_found(jobprep_questions::insert_many(&t.db, &stranger, j, &[]), Entity::JobInfo);
+        assert_not_found(jobprep_questions::get(&t.db, &stranger, key.id), Entity::Question);
         let changes = QuestionChanges { text: Some("Stolen".into()), difficulty: Some(QuestionDifficulty::Hard) };
-        assert!(is_not_found(jobprep_questions::update(&t.db, &stranger, key.id, &changes), Entity::Question));
-        assert!(is_not_found(jobprep_questions::delete(&t.db, &stranger, key.id), Entity::Question));
+        assert_not_found(jobprep_questions::update(&t.db, &stranger, key.id, &changes), Entity::Question);
+        assert_not_found(jobprep_questions::delete(&t.db, &stranger, key.id), Entity::Question);
         assert!(jobprep_questions::list_for_job_info(&t.db, &stranger, j).unwrap().value.is_empty());
         assert!(jobprep_questions::list_for_job_info(&t.db, &stranger, own_job).unwrap().value.is_empty());
         assert_eq!(count(t, &stranger), 0);
@@ -295,11 +295,11 @@ backend_tests! {
     }
 
     fn invalid_input_is_refused_naming_the_field_and_writes_nothing(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         for bad in ["", "  \n ", "nul\0byte"] {
             let new = NewQuestion::new(bad, QuestionDifficulty::Easy);
-            assert_eq!(invalid_field(jobprep_questions::insert(&t.db, &owner, j, &new)), "text", "{bad:?}");
+            assert_eq!(refused_field(&jobprep_questions::insert(&t.db, &owner, j, &new)), Some("text"), "{bad:?}");
         }
         assert_eq!(count(t, &owner), 0, "nothing written");
 
@@ -307,14 +307,14 @@ backend_tests! {
         let before = stored(t, key.id, &owner);
         for bad in ["", " ", "\0"] {
             let changes = QuestionChanges { text: Some(bad.into()), difficulty: Some(QuestionDifficulty::Hard) };
-            assert_eq!(invalid_field(jobprep_questions::update(&t.db, &owner, key.id, &changes)), "text", "{bad:?}");
+            assert_eq!(refused_field(&jobprep_questions::update(&t.db, &owner, key.id, &changes)), Some("text"), "{bad:?}");
         }
         assert_eq!(stored(t, key.id, &owner), before);
         assert!(t.sink.take().is_empty());
     }
 
     fn text_with_quotes_semicolons_comments_and_unicode_round_trips(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let tricky = [
             r#"'; DROP TABLE questions; --"#,
@@ -338,7 +338,7 @@ backend_tests! {
     }
 
     fn a_rolled_back_transaction_writes_and_reports_nothing(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let existing = question(t, &owner, j, "existing");
         let before = stored(t, existing.id, &owner);
@@ -356,8 +356,8 @@ backend_tests! {
     }
 
     fn a_failed_write_inside_a_transaction_can_be_handled_and_the_rest_commits(t) {
-        let owner = user(t, "user_owner");
-        let stranger = user(t, "user_stranger");
+        let owner = user(&t.db, "user_owner");
+        let stranger = user(&t.db, "user_stranger");
         let j = job(t, &owner, "Backend");
         let kept = t.db.transaction(|tx| {
             let kept = jobprep_questions::insert(tx, &owner, j, &NewQuestion::new("kept", QuestionDifficulty::Easy))?;
@@ -371,7 +371,7 @@ backend_tests! {
     }
 
     fn a_committed_transaction_reports_all_tags_once_after_commit(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let keys = t.db.transaction(|tx| {
             let mut keys = jobprep_questions::insert_many(tx, &owner, j, &batch("q", 3))?;
@@ -401,7 +401,7 @@ backend_tests! {
         const THREADS: usize = 8;
         const LIMIT: u32 = 2;
         const HOLD: std::time::Duration = std::time::Duration::from_millis(25);
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         // Two job infos: the quota spans all of the user's questions.
         let jobs = [job(t, &owner, "a"), job(t, &owner, "b")];
         let barrier = std::sync::Barrier::new(THREADS);
@@ -447,7 +447,7 @@ backend_tests! {
     }
 
     fn a_quota_checked_insert_below_the_quota_writes_and_reports_like_insert(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let new = NewQuestion::new("Within the plan", QuestionDifficulty::Hard);
         let key = jobprep_questions::insert_within_quota(&t.db, &owner, j, &new, 1).unwrap();
@@ -470,7 +470,7 @@ backend_tests! {
     }
 
     fn a_quota_of_zero_refuses_every_question(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let new = NewQuestion::new("No plan", QuestionDifficulty::Easy);
         let refused = jobprep_questions::insert_within_quota(&t.db, &owner, j, &new, 0);
@@ -481,8 +481,8 @@ backend_tests! {
     }
 
     fn another_users_questions_do_not_count_against_the_quota(t) {
-        let owner = user(t, "user_owner");
-        let other = user(t, "user_other");
+        let owner = user(&t.db, "user_owner");
+        let other = user(&t.db, "user_other");
         let mine = job(t, &owner, "mine");
         let theirs = job(t, &other, "theirs");
         jobprep_questions::insert_many(&t.db, &other, theirs, &batch("Theirs", 5)).unwrap();
@@ -498,21 +498,21 @@ backend_tests! {
     }
 
     fn a_quota_checked_insert_validates_first_and_keeps_ownership(t) {
-        let owner = user(t, "user_owner");
-        let stranger = user(t, "user_stranger");
+        let owner = user(&t.db, "user_owner");
+        let stranger = user(&t.db, "user_stranger");
         let j = job(t, &owner, "Backend");
         let blank = NewQuestion::new(" ", QuestionDifficulty::Easy);
-        assert_eq!(invalid_field(jobprep_questions::insert_within_quota(&t.db, &owner, j, &blank, 0)), "text");
+        assert_eq!(refused_field(&jobprep_questions::insert_within_quota(&t.db, &owner, j, &blank, 0)), Some("text"));
         let new = NewQuestion::new("Injected", QuestionDifficulty::Easy);
-        assert!(is_not_found(jobprep_questions::insert_within_quota(&t.db, &stranger, j, &new, 5), Entity::JobInfo));
-        assert!(is_not_found(jobprep_questions::insert_within_quota(&t.db, &owner, JobInfoId::generate(), &new, 5), Entity::JobInfo));
+        assert_not_found(jobprep_questions::insert_within_quota(&t.db, &stranger, j, &new, 5), Entity::JobInfo);
+        assert_not_found(jobprep_questions::insert_within_quota(&t.db, &owner, JobInfoId::generate(), &new, 5), Entity::JobInfo);
         assert_eq!(count(t, &owner), 0);
         assert_eq!(count(t, &stranger), 0);
         assert!(t.sink.take().is_empty());
     }
 
     fn a_refused_quota_checked_insert_inside_a_transaction_can_be_handled_and_the_rest_commits(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let j = job(t, &owner, "Backend");
         let kept = t.db.transaction(|tx| {
             let kept = jobprep_questions::insert_within_quota(tx, &owner, j, &NewQuestion::new("kept", QuestionDifficulty::Easy), 1)?;
@@ -539,7 +539,7 @@ fn at_repeatable_read_racing_quota_checked_inserts_never_overshoot() {
     let Some(t) = TestDb::new(jobprep_repo::Backend::Postgres) else {
         return;
     };
-    let owner = user(&t, "user_owner");
+    let owner = user(&t.db, "user_owner");
     let j = job(&t, &owner, "Backend");
     let separator = if t.url.contains('?') { '&' } else { '?' };
     // libpq's `options`: `-c default_transaction_isolation=repeatable\ read`.

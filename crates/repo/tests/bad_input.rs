@@ -11,10 +11,7 @@ use jobprep_interviews::{InterviewChanges, InterviewId, NewInterview};
 use jobprep_job_infos::{ExperienceLevel, JobInfoChanges, JobInfoId, NewJobInfo};
 use jobprep_questions::{NewQuestion, QuestionChanges, QuestionDifficulty, QuestionId};
 use jobprep_repo::{Db, DbConfig, Entity, Error, UserId};
-use jobprep_testing::{
-    assert_not_found, backend_tests, job_form as new_job, refused_field as invalid_field,
-    user_on as user,
-};
+use jobprep_testing::{assert_not_found, backend_tests, job_form as new_job, refused_field, user};
 use jobprep_users::NewUser;
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};
@@ -201,7 +198,7 @@ proptest! {
     #[test]
     fn user_ids_accept_exactly_the_documented_text(text in any_text()) {
         let result = UserId::new(text.clone());
-        match invalid_field(&result) {
+        match refused_field(&result) {
             None => {
                 prop_assert!(required_ok(&text, 255), "{text:?} was accepted");
                 let id = result.unwrap();
@@ -224,9 +221,9 @@ proptest! {
         let job = JobInfoId::from_str(&text);
         let interview = InterviewId::from_str(&text);
         let question = QuestionId::from_str(&text);
-        prop_assert_eq!(invalid_field(&job), expected.is_none().then_some("jobInfoId"));
-        prop_assert_eq!(invalid_field(&interview), expected.is_none().then_some("interviewId"));
-        prop_assert_eq!(invalid_field(&question), expected.is_none().then_some("questionId"));
+        prop_assert_eq!(refused_field(&job), expected.is_none().then_some("jobInfoId"));
+        prop_assert_eq!(refused_field(&interview), expected.is_none().then_some("interviewId"));
+        prop_assert_eq!(refused_field(&question), expected.is_none().then_some("questionId"));
         if let Some(uuid) = expected {
             let job = job.unwrap();
             prop_assert_eq!(job.as_uuid(), uuid);
@@ -240,11 +237,11 @@ proptest! {
     fn enum_labels_parse_exactly_and_refuse_the_rest_naming_the_field(text in labels()) {
         let level = ExperienceLevel::from_str(&text);
         let known_level = ExperienceLevel::ALL.iter().find(|l| l.as_str() == text);
-        prop_assert_eq!(invalid_field(&level), known_level.is_none().then_some("experienceLevel"));
+        prop_assert_eq!(refused_field(&level), known_level.is_none().then_some("experienceLevel"));
         prop_assert_eq!(level.ok(), known_level.copied());
         let difficulty = QuestionDifficulty::from_str(&text);
         let known_difficulty = QuestionDifficulty::ALL.iter().find(|d| d.as_str() == text);
-        prop_assert_eq!(invalid_field(&difficulty), known_difficulty.is_none().then_some("difficulty"));
+        prop_assert_eq!(refused_field(&difficulty), known_difficulty.is_none().then_some("difficulty"));
         prop_assert_eq!(difficulty.ok(), known_difficulty.copied());
     }
 
@@ -270,7 +267,7 @@ proptest! {
             _ => { form.image_url = Some(text.clone()); ("imageUrl", required_ok(&text, 1000)) }
         };
         let result = form.validate();
-        prop_assert_eq!(invalid_field(&result), (!ok).then_some(field), "{:?}", text);
+        prop_assert_eq!(refused_field(&result), (!ok).then_some(field), "{:?}", text);
     }
 
     #[test]
@@ -282,7 +279,7 @@ proptest! {
             _ => { form.title = Some(text.clone()); "title" }
         };
         let ok = required_ok(&text, usize::MAX);
-        prop_assert_eq!(invalid_field(&form.validate()), (!ok).then_some(field), "{:?}", text);
+        prop_assert_eq!(refused_field(&form.validate()), (!ok).then_some(field), "{:?}", text);
 
         let mut changes = JobInfoChanges::default();
         match which {
@@ -290,7 +287,7 @@ proptest! {
             1 => changes.description = Some(text.clone()),
             _ => changes.title = Some(Some(text.clone())),
         }
-        prop_assert_eq!(invalid_field(&changes.validate()), (!ok).then_some(field), "{:?}", text);
+        prop_assert_eq!(refused_field(&changes.validate()), (!ok).then_some(field), "{:?}", text);
         let untitle = JobInfoChanges { title: Some(None), ..Default::default() };
         prop_assert!(untitle.validate().is_ok());
     }
@@ -316,18 +313,18 @@ proptest! {
             }
         };
         if which < 2 {
-            prop_assert_eq!(invalid_field(&form.validate()), (!ok).then_some(field), "{:?} {:?}", duration, text);
+            prop_assert_eq!(refused_field(&form.validate()), (!ok).then_some(field), "{:?} {:?}", duration, text);
         }
-        prop_assert_eq!(invalid_field(&changes.validate()), (!ok).then_some(field), "{:?} {:?}", duration, text);
+        prop_assert_eq!(refused_field(&changes.validate()), (!ok).then_some(field), "{:?} {:?}", duration, text);
     }
 
     #[test]
     fn question_validation_names_the_bad_field(text in any_text()) {
         let ok = required_ok(&text, usize::MAX);
         let form = NewQuestion::new(text.clone(), QuestionDifficulty::Easy);
-        prop_assert_eq!(invalid_field(&form.validate()), (!ok).then_some("text"));
+        prop_assert_eq!(refused_field(&form.validate()), (!ok).then_some("text"));
         let changes = QuestionChanges { text: Some(text.clone()), difficulty: None };
-        prop_assert_eq!(invalid_field(&changes.validate()), (!ok).then_some("text"));
+        prop_assert_eq!(refused_field(&changes.validate()), (!ok).then_some("text"));
     }
 
     #[test]
@@ -361,7 +358,7 @@ proptest! {
         .unwrap();
         prop_assert_eq!(&changes.hume_chat_id, &Some(None));
         prop_assert_eq!(changes.feedback.as_ref().and_then(Option::as_deref), Some(text.as_str()));
-        prop_assert_eq!(invalid_field(&changes.validate()), (!duration_ok(&text)).then_some("duration"));
+        prop_assert_eq!(refused_field(&changes.validate()), (!duration_ok(&text)).then_some("duration"));
     }
 
     #[test]
@@ -515,7 +512,7 @@ backend_tests! {
                 0 => {
                     let form = new_job("Named").with_title(text.clone());
                     let result = jobprep_job_infos::insert(&t.db, &owner, &form);
-                    prop_assert_eq!(invalid_field(&result), (!required_ok(&text, usize::MAX)).then_some("title"));
+                    prop_assert_eq!(refused_field(&result), (!required_ok(&text, usize::MAX)).then_some("title"));
                     if let Ok(key) = result {
                         let row = jobprep_job_infos::get(&t.db, &owner, key.id).unwrap().value;
                         prop_assert_eq!(row.title.as_deref(), Some(text.as_str()));
@@ -529,7 +526,7 @@ backend_tests! {
                         NewQuestion::new(text.clone(), QuestionDifficulty::Hard),
                     ];
                     let result = jobprep_questions::insert_many(&t.db, &owner, job.id, &batch);
-                    prop_assert_eq!(invalid_field(&result), (!required_ok(&text, usize::MAX)).then_some("text"));
+                    prop_assert_eq!(refused_field(&result), (!required_ok(&text, usize::MAX)).then_some("text"));
                     if let Ok(keys) = result {
                         let row = jobprep_questions::get(&t.db, &owner, keys[1].id).unwrap().value;
                         prop_assert_eq!(row.question.text, text.clone());
@@ -541,7 +538,7 @@ backend_tests! {
                 2 => {
                     let form = NewInterview { duration: duration.clone(), hume_chat_id: None };
                     let result = jobprep_interviews::insert(&t.db, &owner, job.id, &form);
-                    prop_assert_eq!(invalid_field(&result), (!duration_ok(&duration)).then_some("duration"));
+                    prop_assert_eq!(refused_field(&result), (!duration_ok(&duration)).then_some("duration"));
                     if let Ok(key) = result {
                         let row = jobprep_interviews::get(&t.db, &owner, key.id).unwrap().value;
                         prop_assert_eq!(row.interview.duration, duration.clone());
@@ -551,10 +548,10 @@ backend_tests! {
                 _ => {
                     let id = UserId::new("user_arbitrary_email").unwrap();
                     let result = jobprep_users::upsert(&t.db, &NewUser::new(id.clone(), "Someone", text.clone()));
-                    match invalid_field(&result) {
+                    match refused_field(&result) {
                         Some(field) => {
                             prop_assert_eq!(field, "email");
-                            assert_not_found(jobprep_users::get(&t.db, &id), Entity::User, "refused upsert");
+                            assert_not_found(jobprep_users::get(&t.db, &id), Entity::User);
                         }
                         None => {
                             prop_assert_eq!(jobprep_users::get(&t.db, &id).unwrap().value.email, text.clone());
@@ -584,7 +581,7 @@ backend_tests! {
         jobprep_users::upsert(&t.db, &NewUser::new(id.clone(), wide.clone(), format!("{}@example.com", "é".repeat(200)))).unwrap();
         assert_eq!(jobprep_users::get(&t.db, &id).unwrap().value.name, wide);
         let too_long = UserId::new("😀".repeat(256));
-        assert_eq!(invalid_field(&too_long), Some("userId"));
+        assert_eq!(refused_field(&too_long), Some("userId"));
     }
 
     fn forms_refuse_unknown_fields_and_nulls_and_a_change_of_nothing_writes_nothing(t) {
@@ -620,10 +617,10 @@ backend_tests! {
         let interview = jobprep_interviews::insert(&t.db, &owner, job.id, &NewInterview::new()).unwrap();
         let before = jobprep_job_infos::get(&t.db, &owner, job.id).unwrap().value;
         let nothing: JobInfoChanges = serde_json::from_str("{}").unwrap();
-        assert_eq!(invalid_field(&jobprep_job_infos::update(&t.db, &owner, job.id, &nothing)), Some("changes"));
-        assert_eq!(invalid_field(&jobprep_questions::update(&t.db, &owner, question.id, &QuestionChanges::default())), Some("changes"));
-        assert_eq!(invalid_field(&jobprep_interviews::update(&t.db, &owner, interview.id, &InterviewChanges::default())), Some("changes"));
-        assert_eq!(invalid_field(&jobprep_interviews::update_within_quota(&t.db, &owner, interview.id, &InterviewChanges::default(), 5)), Some("changes"));
+        assert_eq!(refused_field(&jobprep_job_infos::update(&t.db, &owner, job.id, &nothing)), Some("changes"));
+        assert_eq!(refused_field(&jobprep_questions::update(&t.db, &owner, question.id, &QuestionChanges::default())), Some("changes"));
+        assert_eq!(refused_field(&jobprep_interviews::update(&t.db, &owner, interview.id, &InterviewChanges::default())), Some("changes"));
+        assert_eq!(refused_field(&jobprep_interviews::update_within_quota(&t.db, &owner, interview.id, &InterviewChanges::default(), 5)), Some("changes"));
         assert_eq!(jobprep_job_infos::get(&t.db, &owner, job.id).unwrap().value, before);
     }
 }

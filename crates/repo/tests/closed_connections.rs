@@ -68,7 +68,7 @@ fn postgres_every_call_after_the_server_closed_the_pooled_connections_succeeds()
     let Some(t) = TestDb::new(Backend::Postgres) else {
         return;
     };
-    let me = user(&t, "user_closed");
+    let me = user(&t.db, "user_closed");
     // Each round closes the pool's connections, then makes one kind of call first:
     // a read, a write, a transaction, the async facade.
     warm(&t.db, 4);

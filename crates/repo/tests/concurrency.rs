@@ -9,7 +9,7 @@ use std::time::Duration;
 use jobprep_interviews::{InterviewChanges, NewInterview};
 use jobprep_questions::{NewQuestion, QuestionDifficulty, QuestionId};
 use jobprep_repo::{Backend, Error};
-use jobprep_testing::{backend_tests, job_form as new_job, join_within, user_on as user};
+use jobprep_testing::{backend_tests, job_form as new_job, join_within, user};
 
 /// Parses the `(thread, round)` a writer encoded in a field.
 fn writer_of(text: &str, prefix: &str) -> (usize, usize) {

@@ -44,7 +44,7 @@ fn postgres_a_call_stuck_behind_a_lock_times_out_and_writes_nothing() {
     let db = Db::connect(&format!("{}?jobprep_statement_timeout_ms=300", t.url)).unwrap();
     // Migrations run without it, and the pool's connections keep it afterwards.
     db.migrate().unwrap();
-    let me = user(&t, "user_deadline");
+    let me = user(&t.db, "user_deadline");
     let mut holder = diesel::PgConnection::establish(&t.url).unwrap();
     holder
         .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")

@@ -90,7 +90,7 @@ fn job(name: &str) -> NewJobInfo {
 
 /// A user with one job info, one interview and two questions; returns the user.
 fn seed(t: &TestDb, id: &str) -> (UserId, jobprep_repo::JobInfoId) {
-    let me = user(t, id);
+    let me = user(&t.db, id);
     let job = jobprep_job_infos::insert(&t.db, &me, &job("Backend")).unwrap();
     jobprep_interviews::insert(&t.db, &me, job.id, &NewInterview::new()).unwrap();
     let asked = ["Explain MVCC.", "Design a rate limiter."]
@@ -102,7 +102,7 @@ fn seed(t: &TestDb, id: &str) -> (UserId, jobprep_repo::JobInfoId) {
 
 backend_tests! {
     fn a_write_through_jobprep_arrives_once_with_the_rules_tags(t) {
-        let me = user(t, "user_feed_write");
+        let me = user(&t.db, "user_feed_write");
         let mut listener = listen(t);
         jobprep_job_infos::insert(&t.db, &me, &job("Backend")).unwrap();
         let reported = t.sink.take_sorted();
@@ -143,7 +143,7 @@ backend_tests! {
     }
 
     fn a_rolled_back_transaction_sends_nothing(t) {
-        let me = user(t, "user_feed_rollback");
+        let me = user(&t.db, "user_feed_rollback");
         let mut listener = listen(t);
         let outcome: Result<(), Error> = t.db.transaction(|tx| {
             jobprep_job_infos::insert(tx, &me, &job("Never"))?;
@@ -162,7 +162,7 @@ backend_tests! {
     }
 
     fn a_transaction_arrives_as_one_batch(t) {
-        let me = user(t, "user_feed_tx");
+        let me = user(&t.db, "user_feed_tx");
         let mut listener = listen(t);
         t.sink.take();
         t.db.transaction(|tx| {
@@ -239,7 +239,7 @@ fn raw(t: &TestDb) -> PgConnection {
 #[test]
 fn a_raw_sql_write_by_another_app_arrives_with_the_same_tags() {
     let Some(t) = postgres() else { return };
-    let me = user(&t, "user_feed_raw");
+    let me = user(&t.db, "user_feed_raw");
     let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
     let mut app = raw(&t);
     // As the original app writes through drizzle: plain SQL, database defaults for ids.
@@ -458,7 +458,7 @@ fn transactions_that_commit_out_of_id_order_each_arrive_once() {
 #[test]
 fn trimming_removes_what_listeners_read_without_a_reset() {
     let Some(t) = postgres() else { return };
-    let me = user(&t, "user_feed_trim");
+    let me = user(&t.db, "user_feed_trim");
     let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
     let mut app = raw(&t);
     let recorded = |app: &mut PgConnection| {
@@ -528,7 +528,7 @@ fn changes_trimmed_before_a_listener_read_them_are_a_reset() {
 #[test]
 fn a_lost_trim_horizon_is_one_reset_and_an_incomplete_install() {
     let Some(t) = postgres() else { return };
-    let me = user(&t, "user_feed_horizon");
+    let me = user(&t.db, "user_feed_horizon");
     let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
     raw(&t)
         .batch_execute("DELETE FROM jobprep_cache_feed.trimmed")
@@ -568,7 +568,7 @@ fn a_lost_trim_horizon_is_one_reset_and_an_incomplete_install() {
 #[test]
 fn reinstalling_under_a_running_listener_is_one_reset_never_a_silent_gap() {
     let Some(t) = postgres() else { return };
-    let me = user(&t, "user_feed_reinstall");
+    let me = user(&t.db, "user_feed_reinstall");
     let mut listener = Listener::start(&t.db, FeedOptions::default()).unwrap();
     // Whether or not the listener read this change before the install dropped the
     // table that recorded it, what it may have missed must be a reset.
@@ -602,7 +602,7 @@ fn reinstalling_under_a_running_listener_is_one_reset_never_a_silent_gap() {
 #[test]
 fn a_killed_connection_reconnects_and_resets_before_new_batches() {
     let Some(t) = postgres() else { return };
-    let me = user(&t, "user_feed_kill");
+    let me = user(&t.db, "user_feed_kill");
     let options = FeedOptions {
         min_backoff: Duration::from_millis(50),
         ..FeedOptions::default()
@@ -751,7 +751,7 @@ fn install_remove_and_status_are_idempotent() {
     t.db.remove_cache_feed().unwrap();
     assert_eq!(t.db.cache_feed_status().unwrap(), FeedInstallation::Absent);
     // The tables and their writes are untouched.
-    let me = user(&t, "user_feed_removed");
+    let me = user(&t.db, "user_feed_removed");
     jobprep_job_infos::insert(&t.db, &me, &job("Still works")).unwrap();
 }
 
@@ -788,7 +788,7 @@ fn sqlite_a_full_queue_turns_into_a_reset_before_newer_batches() {
     };
     let mut listener = Listener::start(&t.db, options).unwrap();
     for n in 0..5 {
-        user(&t, &format!("user_feed_full_{n}"));
+        user(&t.db, &format!("user_feed_full_{n}"));
         jobprep_users::upsert(
             &t.db,
             &jobprep_users::NewUser::new(

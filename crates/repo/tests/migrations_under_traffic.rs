@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use jobprep_interviews::{InterviewChanges, NewInterview};
 use jobprep_questions::{NewQuestion, QuestionDifficulty};
 use jobprep_repo::{Db, Error, Result};
-use jobprep_testing::{backend_tests, job_form as new_job, join_within, user_on as user, TestDb};
+use jobprep_testing::{backend_tests, job_form as new_job, join_within, user, TestDb};
 
 /// Reads and writes in a loop on its own handle until told to stop (or a bound is
 /// reached); returns how many operations succeeded and the errors met.

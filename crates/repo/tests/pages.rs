@@ -8,7 +8,7 @@ use jobprep_job_infos::{Cursor, Page, PageRequest};
 use jobprep_questions::{NewQuestion, QuestionDifficulty};
 use jobprep_repo::page::MAX_PAGE_SIZE;
 use jobprep_repo::Result;
-use jobprep_testing::{backend_tests, invalid_field, job_form, user};
+use jobprep_testing::{backend_tests, job_form, refused_field, user};
 
 /// Reads every page of `size` through `read` and returns the rows, checking that only
 /// the last page is short and has no cursor.
@@ -35,8 +35,8 @@ fn all_pages<T: Clone>(size: u32, read: impl Fn(&PageRequest) -> Result<Page<T>>
 
 backend_tests! {
     fn job_info_pages_are_the_list_in_its_order_and_only_the_owners(t) {
-        let owner = user(t, "user_owner");
-        let other = user(t, "user_other");
+        let owner = user(&t.db, "user_owner");
+        let other = user(&t.db, "user_other");
         for i in 0..7 {
             jobprep_job_infos::insert(&t.db, &owner, &job_form(&format!("Job {i}"))).unwrap();
         }
@@ -62,7 +62,7 @@ backend_tests! {
     }
 
     fn interview_and_question_pages_are_their_lists_with_ties_broken_by_id(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         let job = jobprep_job_infos::insert(&t.db, &owner, &job_form("Backend")).unwrap();
         for i in 0..5 {
             let held = NewInterview::new().with_hume_chat_id(format!("chat_{i}"));
@@ -85,7 +85,7 @@ backend_tests! {
         }
 
         // Someone else's job info: an empty page, as the lists give an empty list.
-        let stranger = user(t, "user_stranger");
+        let stranger = user(&t.db, "user_stranger");
         let foreign = jobprep_questions::list_page_for_job_info(&t.db, &stranger, job.id, &PageRequest::first(5)).unwrap().value;
         assert!(foreign.items.is_empty() && foreign.next.is_none());
         let foreign = jobprep_interviews::list_all_page_for_job_info(&t.db, &stranger, job.id, &PageRequest::first(5)).unwrap().value;
@@ -93,14 +93,14 @@ backend_tests! {
     }
 
     fn bad_limits_and_cursors_are_invalid_input(t) {
-        let owner = user(t, "user_owner");
+        let owner = user(&t.db, "user_owner");
         for limit in [0, MAX_PAGE_SIZE + 1] {
             let refused = jobprep_job_infos::list_page_for_user(&t.db, &owner, &PageRequest::first(limit));
-            assert_eq!(invalid_field(refused), "limit");
+            assert_eq!(refused_field(&refused), Some("limit"));
         }
         assert!(jobprep_job_infos::list_page_for_user(&t.db, &owner, &PageRequest::first(MAX_PAGE_SIZE)).is_ok());
         for text in ["", "x", "12_", "_0190b6a4000070008000000000000001", "99999999999999999999_0190b6a4000070008000000000000001", "1_not-a-uuid"] {
-            assert_eq!(invalid_field(text.parse::<Cursor>()), "cursor", "{text:?}");
+            assert_eq!(refused_field(&text.parse::<Cursor>()), Some("cursor"), "{text:?}");
         }
         // A cursor travels as its text, in JSON too.
         jobprep_job_infos::insert(&t.db, &owner, &job_form("One")).unwrap();

@@ -69,22 +69,22 @@ fn create_interview(db: &Db, owner: &UserId, job: JobInfoId) -> Result<()> {
 
 backend_tests! {
     fn a_question_racing_its_job_infos_delete_is_written_or_not_found(t) {
-        let owner = user(t, "user_racer");
+        let owner = user(&t.db, "user_racer");
         race(&t.db, &owner, insert_question);
     }
 
     fn questions_in_bulk_racing_their_job_infos_delete_are_written_or_not_found(t) {
-        let owner = user(t, "user_racer");
+        let owner = user(&t.db, "user_racer");
         race(&t.db, &owner, insert_questions);
     }
 
     fn an_interview_racing_its_job_infos_delete_is_written_or_not_found(t) {
-        let owner = user(t, "user_racer");
+        let owner = user(&t.db, "user_racer");
         race(&t.db, &owner, create_interview);
     }
 
     fn a_missing_job_info_inside_a_transaction_leaves_it_usable(t) {
-        let owner = user(t, "user_tx");
+        let owner = user(&t.db, "user_tx");
         let job = jobprep_job_infos::insert(
             &t.db,
             &owner,

@@ -7,7 +7,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use jobprep_repo::{users, Db, Error, Executor, Result};
-use jobprep_testing::{backend_tests, job_form as new_job, join_within, user_on as user};
+use jobprep_testing::{backend_tests, job_form as new_job, join_within, user};
 
 const POOL_TIMEOUT: Duration = Duration::from_millis(300);
 /// How late past the connection timeout an `Unavailable` may arrive on a loaded

@@ -2,15 +2,29 @@
 //! operation of every user on every row (their own, someone else's, deleted, never
 //! existing), directly and inside transactions; at the end the database equals the
 //! model.
+//!
+//! The operations are written once over the owned entities: `Owned` says how an entity
+//! is read, changed and deleted by id and what its model holds, `Child` how an
+//! interview or a question is inserted and listed under a job info. The operations
+//! table instantiates each for each entity.
 #![allow(clippy::unwrap_used, clippy::panic)]
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::panic::AssertUnwindSafe;
 
-use jobprep_interviews::{Interview, InterviewChanges, InterviewId, NewInterview};
-use jobprep_job_infos::{ExperienceLevel, JobInfo, JobInfoChanges, JobInfoId, NewJobInfo};
-use jobprep_questions::{NewQuestion, Question, QuestionChanges, QuestionDifficulty, QuestionId};
-use jobprep_repo::{Db, Entity, UserId};
-use jobprep_testing::{assert_not_found, backend_tests, user_on as user};
+use jobprep_interviews::{
+    Interview, InterviewChanges, InterviewId, InterviewKey, InterviewWithJobInfo, NewInterview,
+};
+use jobprep_job_infos::{
+    ExperienceLevel, JobInfo, JobInfoChanges, JobInfoId, JobInfoKey, NewJobInfo, RemovedJobInfo,
+};
+use jobprep_questions::{
+    NewQuestion, Question, QuestionChanges, QuestionDifficulty, QuestionId, QuestionKey,
+    QuestionWithJobInfo,
+};
+use jobprep_repo::{Db, Entity, Executor, Result, UserId};
+use jobprep_testing::{assert_not_found, backend_tests, user};
 
 /// xorshift64*: small, seeded, reproducible.
 struct Rng(u64);
@@ -35,6 +49,21 @@ impl Rng {
             self.next() % 1000,
             spice[self.below(spice.len())]
         )
+    }
+    fn pick<T: Copy>(&mut self, choices: &[T]) -> T {
+        choices[self.below(choices.len())]
+    }
+    /// `None` (leave as is), `Some(None)` (clear) or `Some(Some(text))`.
+    fn nullable_change(&mut self, prefix: &str) -> Option<Option<String>> {
+        match self.below(3) {
+            0 => None,
+            1 => Some(None),
+            _ => Some(Some(self.text(prefix))),
+        }
+    }
+    fn duration(&mut self) -> String {
+        let (h, m, s) = (self.below(100), self.below(60), self.below(60));
+        format!("{h:02}:{m:02}:{s:02}")
     }
 }
 
@@ -62,81 +91,145 @@ struct QuestionModel {
     difficulty: QuestionDifficulty,
 }
 
+/// The rows of one entity that exist, and the ids of those deleted.
+struct Table<I, M> {
+    live: BTreeMap<I, M>,
+    gone: Vec<I>,
+}
+
+impl<I, M> Default for Table<I, M> {
+    fn default() -> Self {
+        Table {
+            live: BTreeMap::new(),
+            gone: Vec::new(),
+        }
+    }
+}
+
+impl<I: Copy + Ord, M> Table<I, M> {
+    /// An existing id of anyone (most often), a deleted one, or one that never existed.
+    fn target(&self, rng: &mut Rng, fresh: impl FnOnce() -> I) -> I {
+        let roll = rng.below(100);
+        if roll < 80 && !self.live.is_empty() {
+            *self.live.keys().nth(rng.below(self.live.len())).unwrap()
+        } else if roll < 90 && !self.gone.is_empty() {
+            self.gone[rng.below(self.gone.len())]
+        } else {
+            fresh()
+        }
+    }
+    fn remove(&mut self, id: I) {
+        self.live.remove(&id);
+        self.gone.push(id);
+    }
+}
+
 #[derive(Default)]
 struct Model {
-    jobs: BTreeMap<JobInfoId, JobModel>,
-    interviews: BTreeMap<InterviewId, InterviewModel>,
-    questions: BTreeMap<QuestionId, QuestionModel>,
-    gone_jobs: Vec<JobInfoId>,
-    gone_interviews: Vec<InterviewId>,
-    gone_questions: Vec<QuestionId>,
+    jobs: Table<JobInfoId, JobModel>,
+    interviews: Table<InterviewId, InterviewModel>,
+    questions: Table<QuestionId, QuestionModel>,
 }
 
 impl Model {
-    fn interview_owner(&self, id: InterviewId) -> Option<usize> {
-        self.interviews.get(&id).map(|i| self.jobs[&i.job].owner)
-    }
-    fn question_owner(&self, id: QuestionId) -> Option<usize> {
-        self.questions.get(&id).map(|q| self.jobs[&q.job].owner)
-    }
     fn jobs_of(&self, owner: usize) -> BTreeSet<JobInfoId> {
-        self.jobs
-            .iter()
-            .filter(|(_, j)| j.owner == owner)
+        let owned = self.jobs.live.iter().filter(|(_, j)| j.owner == owner);
+        owned.map(|(id, _)| *id).collect()
+    }
+    fn job_owner(&self, job: JobInfoId) -> Option<usize> {
+        self.jobs.live.get(&job).map(|j| j.owner)
+    }
+    /// The children of `K` under `jobs`.
+    fn under<K: Child>(&self, jobs: &BTreeSet<JobInfoId>) -> BTreeSet<K::Id> {
+        let rows = K::table(self).live.iter();
+        rows.filter(|(_, row)| jobs.contains(&K::parent(row)))
             .map(|(id, _)| *id)
             .collect()
     }
-    fn interviews_under(&self, jobs: &BTreeSet<JobInfoId>) -> BTreeSet<InterviewId> {
-        self.interviews
-            .iter()
-            .filter(|(_, i)| jobs.contains(&i.job))
-            .map(|(id, _)| *id)
-            .collect()
-    }
-    fn questions_under(&self, jobs: &BTreeSet<JobInfoId>) -> BTreeSet<QuestionId> {
-        self.questions
-            .iter()
-            .filter(|(_, q)| jobs.contains(&q.job))
-            .map(|(id, _)| *id)
-            .collect()
-    }
-    fn remove_job(&mut self, id: JobInfoId) {
-        self.jobs.remove(&id);
-        self.gone_jobs.push(id);
-        let interviews: Vec<_> = self
-            .interviews
-            .iter()
-            .filter(|(_, i)| i.job == id)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in interviews {
-            self.interviews.remove(&key);
-            self.gone_interviews.push(key);
-        }
-        let questions: Vec<_> = self
-            .questions
-            .iter()
-            .filter(|(_, q)| q.job == id)
-            .map(|(k, _)| *k)
-            .collect();
-        for key in questions {
-            self.questions.remove(&key);
-            self.gone_questions.push(key);
-        }
+    /// Removes `job` and its children; returns the children as (interviews, questions).
+    fn remove_job(&mut self, job: JobInfoId) -> (BTreeSet<InterviewId>, BTreeSet<QuestionId>) {
+        let jobs = BTreeSet::from([job]);
+        let (interviews, questions) = (
+            self.under::<Interviews>(&jobs),
+            self.under::<Questions>(&jobs),
+        );
+        self.jobs.remove(job);
+        interviews.iter().for_each(|id| self.interviews.remove(*id));
+        questions.iter().for_each(|id| self.questions.remove(*id));
+        (interviews, questions)
     }
 }
 
-/// An existing id of anyone (most often), a deleted one, or one that never existed.
-fn pick<K: Copy>(rng: &mut Rng, live: Vec<K>, gone: &[K], fresh: impl FnOnce() -> K) -> K {
-    let roll = rng.below(100);
-    if roll < 80 && !live.is_empty() {
-        live[rng.below(live.len())]
-    } else if roll < 90 && !gone.is_empty() {
-        gone[rng.below(gone.len())]
-    } else {
-        fresh()
+/// An entity every query scopes to its owner: how it is read, changed and deleted by id,
+/// and what the model holds of it.
+trait Owned {
+    const ENTITY: Entity;
+    type Id: Copy + Ord + Debug;
+    type Model: Debug;
+    type Changes: Debug;
+    type Key: Debug + PartialEq;
+    type Removed: Debug;
+    type Got: Debug;
+
+    fn table(model: &Model) -> &Table<Self::Id, Self::Model>;
+    fn table_mut(model: &mut Model) -> &mut Table<Self::Id, Self::Model>;
+    fn fresh_id() -> Self::Id;
+    /// The job info the existing row `id` is or belongs to.
+    fn job_of(model: &Model, id: Self::Id) -> Option<JobInfoId>;
+    fn owner(model: &Model, id: Self::Id) -> Option<usize> {
+        model.job_owner(Self::job_of(model, id)?)
     }
+    /// The key a write of the existing row `id` returns.
+    fn key(model: &Model, users: &[UserId], id: Self::Id) -> Self::Key;
+    /// Never a change of no field: that is refused as input, before ownership is
+    /// looked at, and would test nothing here.
+    fn random_changes(rng: &mut Rng) -> Self::Changes;
+    fn apply(changes: Self::Changes, row: &mut Self::Model);
+    /// Whether a read of the row by `actor` returned what the model holds.
+    fn got_matches(got: &Self::Got, row: &Self::Model, actor: &UserId, users: &[UserId]) -> bool;
+    /// Checks what deleting the row removed, and forgets it (and its cascade).
+    fn forget(model: &mut Model, id: Self::Id, removed: &Self::Removed);
+    fn removed_key(removed: &Self::Removed) -> &Self::Key;
+    fn key_id(key: &Self::Key) -> Self::Id;
+
+    fn get(ex: &impl Executor, actor: &UserId, id: Self::Id) -> Result<Self::Got>;
+    fn update(
+        ex: &impl Executor,
+        actor: &UserId,
+        id: Self::Id,
+        changes: &Self::Changes,
+    ) -> Result<Self::Key>;
+    fn delete(ex: &impl Executor, actor: &UserId, id: Self::Id) -> Result<Self::Removed>;
 }
+
+/// An entity under a job info: inserted and listed under one, counted per user.
+trait Child: Owned {
+    type Form: Debug;
+    type Row: Debug;
+
+    fn parent(row: &Self::Model) -> JobInfoId;
+    /// The forms of one insert step (questions come in batches, also empty ones).
+    fn random_forms(rng: &mut Rng) -> Vec<Self::Form>;
+    fn model_of(job: JobInfoId, form: Self::Form) -> Self::Model;
+    /// Whether `list_for_job_info` and `count_for_user` include the row (interviews:
+    /// only those with a chat id).
+    fn listed(row: &Self::Model) -> bool;
+    fn row_id(row: &Self::Row) -> Self::Id;
+    fn row_matches(row: &Self::Row, model: &Self::Model) -> bool;
+
+    fn insert(
+        ex: &impl Executor,
+        actor: &UserId,
+        job: JobInfoId,
+        forms: &[Self::Form],
+    ) -> Result<Vec<Self::Key>>;
+    fn list(ex: &impl Executor, actor: &UserId, job: JobInfoId) -> Result<Vec<Self::Row>>;
+    fn count(ex: &impl Executor, actor: &UserId) -> Result<i64>;
+}
+
+struct JobInfos;
+struct Interviews;
+struct Questions;
 
 fn job_matches(row: &JobInfo, model: &JobModel, users: &[UserId]) -> bool {
     row.user_id == users[model.owner]
@@ -146,15 +239,333 @@ fn job_matches(row: &JobInfo, model: &JobModel, users: &[UserId]) -> bool {
         && row.description == model.description
 }
 
-fn interview_matches(row: &Interview, model: &InterviewModel) -> bool {
-    row.job_info_id == model.job
-        && row.duration == model.duration
-        && row.hume_chat_id == model.chat
-        && row.feedback == model.feedback
+fn ids<K: Ord>(keys: impl IntoIterator<Item = K>) -> BTreeSet<K> {
+    keys.into_iter().collect()
 }
 
-fn question_matches(row: &Question, model: &QuestionModel) -> bool {
-    row.job_info_id == model.job && row.text == model.text && row.difficulty == model.difficulty
+impl Owned for JobInfos {
+    const ENTITY: Entity = Entity::JobInfo;
+    type Id = JobInfoId;
+    type Model = JobModel;
+    type Changes = JobInfoChanges;
+    type Key = JobInfoKey;
+    type Removed = RemovedJobInfo;
+    type Got = JobInfo;
+
+    fn table(model: &Model) -> &Table<JobInfoId, JobModel> {
+        &model.jobs
+    }
+    fn table_mut(model: &mut Model) -> &mut Table<JobInfoId, JobModel> {
+        &mut model.jobs
+    }
+    fn fresh_id() -> JobInfoId {
+        JobInfoId::generate()
+    }
+    fn job_of(model: &Model, id: JobInfoId) -> Option<JobInfoId> {
+        model.jobs.live.contains_key(&id).then_some(id)
+    }
+    fn key(model: &Model, users: &[UserId], id: JobInfoId) -> JobInfoKey {
+        let user_id = users[model.jobs.live[&id].owner].clone();
+        JobInfoKey { id, user_id }
+    }
+    fn random_changes(rng: &mut Rng) -> JobInfoChanges {
+        let changes = JobInfoChanges {
+            title: rng.nullable_change("retitled"),
+            name: rng.percent(50).then(|| rng.text("renamed")),
+            experience_level: rng.percent(50).then(|| rng.pick(ExperienceLevel::ALL)),
+            description: rng.percent(50).then(|| rng.text("redescribed")),
+        };
+        if changes == JobInfoChanges::default() {
+            let name = Some(rng.text("renamed"));
+            return JobInfoChanges { name, ..changes };
+        }
+        changes
+    }
+    fn apply(changes: JobInfoChanges, row: &mut JobModel) {
+        row.title = changes.title.unwrap_or(row.title.take());
+        row.name = changes.name.unwrap_or(std::mem::take(&mut row.name));
+        row.level = changes.experience_level.unwrap_or(row.level);
+        row.description = (changes.description).unwrap_or(std::mem::take(&mut row.description));
+    }
+    fn got_matches(got: &JobInfo, row: &JobModel, _: &UserId, users: &[UserId]) -> bool {
+        job_matches(got, row, users)
+    }
+    fn forget(model: &mut Model, id: JobInfoId, removed: &RemovedJobInfo) {
+        let (interviews, questions) = model.remove_job(id);
+        assert_eq!(ids(removed.interviews.iter().map(|k| k.id)), interviews);
+        assert_eq!(ids(removed.questions.iter().map(|k| k.id)), questions);
+    }
+    fn removed_key(removed: &RemovedJobInfo) -> &JobInfoKey {
+        &removed.key
+    }
+    fn key_id(key: &JobInfoKey) -> JobInfoId {
+        key.id
+    }
+
+    fn get(ex: &impl Executor, actor: &UserId, id: JobInfoId) -> Result<JobInfo> {
+        jobprep_job_infos::get(ex, actor, id).map(|c| c.value)
+    }
+    fn update(
+        ex: &impl Executor,
+        actor: &UserId,
+        id: JobInfoId,
+        changes: &JobInfoChanges,
+    ) -> Result<JobInfoKey> {
+        jobprep_job_infos::update(ex, actor, id, changes)
+    }
+    fn delete(ex: &impl Executor, actor: &UserId, id: JobInfoId) -> Result<RemovedJobInfo> {
+        jobprep_job_infos::delete(ex, actor, id)
+    }
+}
+
+impl Owned for Interviews {
+    const ENTITY: Entity = Entity::Interview;
+    type Id = InterviewId;
+    type Model = InterviewModel;
+    type Changes = InterviewChanges;
+    type Key = InterviewKey;
+    type Removed = InterviewKey;
+    type Got = InterviewWithJobInfo;
+
+    fn table(model: &Model) -> &Table<InterviewId, InterviewModel> {
+        &model.interviews
+    }
+    fn table_mut(model: &mut Model) -> &mut Table<InterviewId, InterviewModel> {
+        &mut model.interviews
+    }
+    fn fresh_id() -> InterviewId {
+        InterviewId::generate()
+    }
+    fn job_of(model: &Model, id: InterviewId) -> Option<JobInfoId> {
+        model.interviews.live.get(&id).map(|row| row.job)
+    }
+    fn key(model: &Model, _: &[UserId], id: InterviewId) -> InterviewKey {
+        let job_info_id = model.interviews.live[&id].job;
+        InterviewKey { id, job_info_id }
+    }
+    fn random_changes(rng: &mut Rng) -> InterviewChanges {
+        let changes = InterviewChanges {
+            duration: rng.percent(50).then(|| rng.duration()),
+            hume_chat_id: rng.nullable_change("rechat"),
+            feedback: rng.nullable_change("feedback"),
+        };
+        if changes == InterviewChanges::default() {
+            let feedback = Some(Some(rng.text("feedback")));
+            return InterviewChanges {
+                feedback,
+                ..changes
+            };
+        }
+        changes
+    }
+    fn apply(changes: InterviewChanges, row: &mut InterviewModel) {
+        row.duration = changes
+            .duration
+            .unwrap_or(std::mem::take(&mut row.duration));
+        row.chat = changes.hume_chat_id.unwrap_or(row.chat.take());
+        row.feedback = changes.feedback.unwrap_or(row.feedback.take());
+    }
+    fn got_matches(got: &Self::Got, row: &InterviewModel, actor: &UserId, _: &[UserId]) -> bool {
+        Self::row_matches(&got.interview, row)
+            && (got.job_info.id, &got.job_info.user_id) == (row.job, actor)
+    }
+    fn forget(model: &mut Model, id: InterviewId, _: &InterviewKey) {
+        model.interviews.remove(id);
+    }
+    fn removed_key(removed: &InterviewKey) -> &InterviewKey {
+        removed
+    }
+    fn key_id(key: &InterviewKey) -> InterviewId {
+        key.id
+    }
+
+    fn get(ex: &impl Executor, actor: &UserId, id: InterviewId) -> Result<Self::Got> {
+        jobprep_interviews::get(ex, actor, id).map(|c| c.value)
+    }
+    fn update(
+        ex: &impl Executor,
+        actor: &UserId,
+        id: InterviewId,
+        changes: &InterviewChanges,
+    ) -> Result<InterviewKey> {
+        jobprep_interviews::update(ex, actor, id, changes)
+    }
+    fn delete(ex: &impl Executor, actor: &UserId, id: InterviewId) -> Result<InterviewKey> {
+        jobprep_interviews::delete(ex, actor, id)
+    }
+}
+
+impl Child for Interviews {
+    type Form = NewInterview;
+    type Row = Interview;
+
+    fn parent(row: &InterviewModel) -> JobInfoId {
+        row.job
+    }
+    fn random_forms(rng: &mut Rng) -> Vec<NewInterview> {
+        let duration = rng.duration();
+        let hume_chat_id = rng.percent(60).then(|| rng.text("chat"));
+        vec![NewInterview {
+            duration,
+            hume_chat_id,
+        }]
+    }
+    fn model_of(job: JobInfoId, form: NewInterview) -> InterviewModel {
+        InterviewModel {
+            job,
+            duration: form.duration,
+            chat: form.hume_chat_id,
+            feedback: None,
+        }
+    }
+    fn listed(row: &InterviewModel) -> bool {
+        row.chat.is_some()
+    }
+    fn row_id(row: &Interview) -> InterviewId {
+        row.id
+    }
+    fn row_matches(row: &Interview, model: &InterviewModel) -> bool {
+        row.job_info_id == model.job
+            && row.duration == model.duration
+            && row.hume_chat_id == model.chat
+            && row.feedback == model.feedback
+    }
+
+    fn insert(
+        ex: &impl Executor,
+        actor: &UserId,
+        job: JobInfoId,
+        forms: &[NewInterview],
+    ) -> Result<Vec<InterviewKey>> {
+        jobprep_interviews::insert(ex, actor, job, &forms[0]).map(|key| vec![key])
+    }
+    fn list(ex: &impl Executor, actor: &UserId, job: JobInfoId) -> Result<Vec<Interview>> {
+        jobprep_interviews::list_for_job_info(ex, actor, job).map(|c| c.value)
+    }
+    fn count(ex: &impl Executor, actor: &UserId) -> Result<i64> {
+        jobprep_interviews::count_for_user(ex, actor).map(|c| c.value)
+    }
+}
+
+impl Owned for Questions {
+    const ENTITY: Entity = Entity::Question;
+    type Id = QuestionId;
+    type Model = QuestionModel;
+    type Changes = QuestionChanges;
+    type Key = QuestionKey;
+    type Removed = QuestionKey;
+    type Got = QuestionWithJobInfo;
+
+    fn table(model: &Model) -> &Table<QuestionId, QuestionModel> {
+        &model.questions
+    }
+    fn table_mut(model: &mut Model) -> &mut Table<QuestionId, QuestionModel> {
+        &mut model.questions
+    }
+    fn fresh_id() -> QuestionId {
+        QuestionId::generate()
+    }
+    fn job_of(model: &Model, id: QuestionId) -> Option<JobInfoId> {
+        model.questions.live.get(&id).map(|row| row.job)
+    }
+    fn key(model: &Model, _: &[UserId], id: QuestionId) -> QuestionKey {
+        let job_info_id = model.questions.live[&id].job;
+        QuestionKey { id, job_info_id }
+    }
+    fn random_changes(rng: &mut Rng) -> QuestionChanges {
+        let changes = QuestionChanges {
+            text: rng.percent(70).then(|| rng.text("reworded")),
+            difficulty: rng.percent(50).then(|| rng.pick(QuestionDifficulty::ALL)),
+        };
+        if changes == QuestionChanges::default() {
+            let text = Some(rng.text("reworded"));
+            return QuestionChanges { text, ..changes };
+        }
+        changes
+    }
+    fn apply(changes: QuestionChanges, row: &mut QuestionModel) {
+        row.text = changes.text.unwrap_or(std::mem::take(&mut row.text));
+        row.difficulty = changes.difficulty.unwrap_or(row.difficulty);
+    }
+    fn got_matches(got: &Self::Got, row: &QuestionModel, actor: &UserId, _: &[UserId]) -> bool {
+        Self::row_matches(&got.question, row)
+            && (got.job_info.id, &got.job_info.user_id) == (row.job, actor)
+    }
+    fn forget(model: &mut Model, id: QuestionId, _: &QuestionKey) {
+        model.questions.remove(id);
+    }
+    fn removed_key(removed: &QuestionKey) -> &QuestionKey {
+        removed
+    }
+    fn key_id(key: &QuestionKey) -> QuestionId {
+        key.id
+    }
+
+    fn get(ex: &impl Executor, actor: &UserId, id: QuestionId) -> Result<Self::Got> {
+        jobprep_questions::get(ex, actor, id).map(|c| c.value)
+    }
+    fn update(
+        ex: &impl Executor,
+        actor: &UserId,
+        id: QuestionId,
+        changes: &QuestionChanges,
+    ) -> Result<QuestionKey> {
+        jobprep_questions::update(ex, actor, id, changes)
+    }
+    fn delete(ex: &impl Executor, actor: &UserId, id: QuestionId) -> Result<QuestionKey> {
+        jobprep_questions::delete(ex, actor, id)
+    }
+}
+
+impl Child for Questions {
+    type Form = NewQuestion;
+    type Row = Question;
+
+    fn parent(row: &QuestionModel) -> JobInfoId {
+        row.job
+    }
+    fn random_forms(rng: &mut Rng) -> Vec<NewQuestion> {
+        let form = |rng: &mut Rng| {
+            NewQuestion::new(rng.text("question"), rng.pick(QuestionDifficulty::ALL))
+        };
+        (0..rng.below(4)).map(|_| form(rng)).collect()
+    }
+    fn model_of(job: JobInfoId, form: NewQuestion) -> QuestionModel {
+        QuestionModel {
+            job,
+            text: form.text,
+            difficulty: form.difficulty,
+        }
+    }
+    fn listed(_: &QuestionModel) -> bool {
+        true
+    }
+    fn row_id(row: &Question) -> QuestionId {
+        row.id
+    }
+    fn row_matches(row: &Question, model: &QuestionModel) -> bool {
+        row.job_info_id == model.job && row.text == model.text && row.difficulty == model.difficulty
+    }
+
+    /// One form through `insert`, any other number through the bulk insert (its own
+    /// SQL, with the owner filter repeated).
+    fn insert(
+        ex: &impl Executor,
+        actor: &UserId,
+        job: JobInfoId,
+        forms: &[NewQuestion],
+    ) -> Result<Vec<QuestionKey>> {
+        match forms {
+            [one] => jobprep_questions::insert(ex, actor, job, one).map(|key| vec![key]),
+            many => jobprep_questions::insert_many(ex, actor, job, many),
+        }
+    }
+    fn list(ex: &impl Executor, actor: &UserId, job: JobInfoId) -> Result<Vec<Question>> {
+        jobprep_questions::list_for_job_info(ex, actor, job).map(|c| c.value)
+    }
+    fn count(ex: &impl Executor, actor: &UserId) -> Result<i64> {
+        jobprep_questions::count_for_user(ex, actor).map(|c| c.value)
+    }
 }
 
 /// Runs `$body` with `$ex` bound to the `Db` or, when `$in_tx`, to a transaction that
@@ -190,44 +601,61 @@ struct Run<'a> {
     coverage: Coverage,
 }
 
-/// One step of the run: who acts, whether inside a transaction, and its name in
-/// failure messages (seed and step, to replay it).
+/// One step of the run: who acts, and whether inside a transaction.
 struct Step {
     actor: usize,
     in_tx: bool,
-    ctx: String,
 }
 
-/// A job info to act on: mostly a live one, sometimes a deleted or never-existing one.
-fn job_target(rng: &mut Rng, model: &Model) -> JobInfoId {
-    pick(
-        rng,
-        model.jobs.keys().copied().collect(),
-        &model.gone_jobs,
-        JobInfoId::generate,
-    )
+/// A job info and everything under it, as its owner reads them.
+type Subtree = (JobInfo, Vec<Interview>, Vec<Question>);
+
+impl Run<'_> {
+    fn subtree(&self, owner: usize, job: JobInfoId) -> Subtree {
+        let (db, user) = (self.db, &self.users[owner]);
+        let row = jobprep_job_infos::get(db, user, job).unwrap().value;
+        let interviews = jobprep_interviews::list_all_for_job_info(db, user, job).unwrap();
+        let questions = jobprep_questions::list_for_job_info(db, user, job).unwrap();
+        (row, interviews.value, questions.value)
+    }
+
+    /// The subtree of `job` when it exists and is not `actor`'s: what a write of
+    /// `actor`'s must leave as it was.
+    fn foreign_subtree(
+        &self,
+        job: Option<JobInfoId>,
+        actor: usize,
+    ) -> Option<(JobInfoId, Subtree)> {
+        let job = job?;
+        let owner = self.model.job_owner(job).filter(|owner| *owner != actor)?;
+        Some((job, self.subtree(owner, job)))
+    }
 }
 
-/// The operations a step draws from, writes weighted twice where rows are made.
-const OPERATIONS: [fn(&mut Run<'_>, &Step); 18] = [
-    insert_job_info,
-    insert_job_info,
-    update_job_info,
-    delete_job_info,
-    get_job_info,
-    list_job_infos,
-    insert_interview,
-    insert_interview,
-    update_interview,
-    delete_interview,
-    get_interview,
-    list_and_count_interviews,
-    insert_questions,
-    insert_questions,
-    update_question,
-    delete_question,
-    get_question,
-    list_and_count_questions,
+/// One kind of step, as a function of the run.
+type Operation = fn(&mut Run<'_>, &Step);
+
+/// The operations a step draws from, by name; inserts weighted twice so that rows
+/// accumulate.
+const OPERATIONS: [(&str, Operation); 18] = [
+    ("insert job info", insert_job_info),
+    ("insert job info", insert_job_info),
+    ("update job info", update::<JobInfos>),
+    ("delete job info", delete::<JobInfos>),
+    ("get job info", get::<JobInfos>),
+    ("list job infos", list_job_infos),
+    ("insert interview", insert::<Interviews>),
+    ("insert interview", insert::<Interviews>),
+    ("update interview", update::<Interviews>),
+    ("delete interview", delete::<Interviews>),
+    ("get interview", get::<Interviews>),
+    ("list and count interviews", list_and_count::<Interviews>),
+    ("insert questions", insert::<Questions>),
+    ("insert questions", insert::<Questions>),
+    ("update question", update::<Questions>),
+    ("delete question", delete::<Questions>),
+    ("get question", get::<Questions>),
+    ("list and count questions", list_and_count::<Questions>),
 ];
 
 fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
@@ -241,16 +669,22 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
         model: Model::default(),
         coverage: Coverage::default(),
     };
-    for step in 0..operations {
+    for n in 0..operations {
         let actor = run.rng.below(USERS);
         let in_tx = run.rng.percent(25);
         run.coverage.in_transaction += usize::from(in_tx);
-        let ctx = format!(
-            "seed {seed} step {step} actor {} in_tx {in_tx}",
-            run.users[actor]
-        );
-        let operation = OPERATIONS[run.rng.below(OPERATIONS.len())];
-        operation(&mut run, &Step { actor, in_tx, ctx });
+        let (name, operation) = OPERATIONS[run.rng.below(OPERATIONS.len())];
+        let step = Step { actor, in_tx };
+        // A failure names the seed and step, to replay it.
+        if let Err(panic) =
+            std::panic::catch_unwind(AssertUnwindSafe(|| operation(&mut run, &step)))
+        {
+            let message = (panic.downcast_ref::<String>().map(String::as_str))
+                .or_else(|| panic.downcast_ref::<&str>().copied())
+                .unwrap_or("(no message)");
+            let who = &run.users[actor];
+            panic!("seed {seed} step {n}: {name} by {who}, in a transaction: {in_tx}: {message}");
+        }
     }
     let Run {
         users,
@@ -261,813 +695,228 @@ fn tenant_isolation_run(db: &Db, seed: u64, operations: usize) -> Coverage {
 
     // At the end the database equals the model: every row reads back as modelled, and
     // deleting each user removes exactly the rows the model gives them.
-    for (id, job) in &model.jobs {
-        let row = jobprep_job_infos::get(db, &users[job.owner], *id)
-            .unwrap()
-            .value;
-        assert!(job_matches(&row, job, &users), "final {row:?} vs {job:?}");
-    }
-    for (id, interview) in &model.interviews {
-        let owner = &users[model.jobs[&interview.job].owner];
-        let row = jobprep_interviews::get(db, owner, *id)
-            .unwrap()
-            .value
-            .interview;
-        assert!(
-            interview_matches(&row, interview),
-            "final {row:?} vs {interview:?}"
-        );
-    }
-    for (id, question) in &model.questions {
-        let owner = &users[model.jobs[&question.job].owner];
-        let row = jobprep_questions::get(db, owner, *id)
-            .unwrap()
-            .value
-            .question;
-        assert!(
-            question_matches(&row, question),
-            "final {row:?} vs {question:?}"
-        );
-    }
+    final_rows_match::<JobInfos>(db, &model, &users);
+    final_rows_match::<Interviews>(db, &model, &users);
+    final_rows_match::<Questions>(db, &model, &users);
     for (n, id) in users.iter().enumerate() {
         let removed = jobprep_users::delete(db, id).expect("the user exists");
         let jobs = model.jobs_of(n);
-        let removed_jobs: BTreeSet<_> = removed.job_infos.iter().map(|k| k.id).collect();
-        let removed_interviews: BTreeSet<_> = removed.interviews.iter().map(|k| k.id).collect();
-        let removed_questions: BTreeSet<_> = removed.questions.iter().map(|k| k.id).collect();
-        assert_eq!(removed_jobs, jobs, "final job infos of {id}");
         assert_eq!(
-            removed_interviews,
-            model.interviews_under(&jobs),
-            "final interviews of {id}"
+            ids(removed.job_infos.iter().map(|k| k.id)),
+            jobs,
+            "job infos of {id}"
         );
+        let interviews = ids(removed.interviews.iter().map(|k| k.id));
         assert_eq!(
-            removed_questions,
-            model.questions_under(&jobs),
-            "final questions of {id}"
+            interviews,
+            model.under::<Interviews>(&jobs),
+            "interviews of {id}"
+        );
+        let questions = ids(removed.questions.iter().map(|k| k.id));
+        assert_eq!(
+            questions,
+            model.under::<Questions>(&jobs),
+            "questions of {id}"
         );
         assert!(removed.job_infos.iter().all(|k| &k.user_id == id));
     }
     coverage
 }
 
+fn final_rows_match<K: Owned>(db: &Db, model: &Model, users: &[UserId]) {
+    for (id, row) in &K::table(model).live {
+        let owner = &users[K::owner(model, *id).unwrap()];
+        let got = K::get(db, owner, *id).unwrap();
+        assert!(
+            K::got_matches(&got, row, owner, users),
+            "final {got:?} vs {row:?}"
+        );
+    }
+}
+
 /// A job info for the actor.
 fn insert_job_info(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let levels = ExperienceLevel::ALL;
+    let (rng, actor) = (&mut run.rng, &run.users[step.actor]);
     let form = NewJobInfo {
         title: rng.percent(50).then(|| rng.text("title")),
         name: rng.text("name"),
-        experience_level: levels[rng.below(levels.len())],
+        experience_level: rng.pick(ExperienceLevel::ALL),
         description: rng.text("description"),
     };
-    let key = on_executor!(db, in_tx, |ex| jobprep_job_infos::insert(ex, actor, &form)).unwrap();
-    assert_eq!(&key.user_id, actor, "{ctx}");
-    model.jobs.insert(
-        key.id,
-        JobModel {
-            owner: a,
-            name: form.name,
-            title: form.title,
-            level: form.experience_level,
-            description: form.description,
-        },
-    );
-    coverage.own_writes += 1;
-}
-
-/// An update of any job info: the owner's applies, anyone else's is `NotFound` and changes nothing.
-fn update_job_info(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let levels = ExperienceLevel::ALL;
-    let target = job_target(rng, model);
-    let changes = JobInfoChanges {
-        title: match rng.below(3) {
-            0 => None,
-            1 => Some(None),
-            _ => Some(Some(rng.text("retitled"))),
-        },
-        name: rng.percent(50).then(|| rng.text("renamed")),
-        experience_level: rng.percent(50).then(|| levels[rng.below(levels.len())]),
-        description: rng.percent(50).then(|| rng.text("redescribed")),
+    let key = on_executor!(run.db, step.in_tx, |ex| jobprep_job_infos::insert(
+        ex, actor, &form
+    ))
+    .unwrap();
+    assert_eq!(&key.user_id, actor);
+    let row = JobModel {
+        owner: step.actor,
+        name: form.name,
+        title: form.title,
+        level: form.experience_level,
+        description: form.description,
     };
-    // A change of no field is refused as input, before ownership is looked at.
-    let changes = if changes == JobInfoChanges::default() {
-        JobInfoChanges {
-            name: Some(rng.text("renamed")),
-            ..changes
-        }
-    } else {
-        changes
-    };
-    let owner = model.jobs.get(&target).map(|j| j.owner);
-    let before = owner.map(|o| jobprep_job_infos::get(db, &users[o], target).unwrap().value);
-    let result = on_executor!(db, in_tx, |ex| jobprep_job_infos::update(
-        ex, actor, target, &changes
-    ));
-    if owner == Some(a) {
-        let key = result.unwrap();
-        assert_eq!((key.id, &key.user_id), (target, actor), "{ctx}");
-        let job = model.jobs.get_mut(&target).unwrap();
-        if let Some(title) = changes.title {
-            job.title = title;
-        }
-        if let Some(name) = changes.name {
-            job.name = name;
-        }
-        if let Some(level) = changes.experience_level {
-            job.level = level;
-        }
-        if let Some(description) = changes.description {
-            job.description = description;
-        }
-        coverage.own_writes += 1;
-    } else {
-        assert_not_found(result, Entity::JobInfo, ctx);
-        if let (Some(o), Some(before)) = (owner, before) {
-            let after = jobprep_job_infos::get(db, &users[o], target).unwrap().value;
-            assert_eq!(
-                after, before,
-                "{ctx}: another user's update changed the row"
-            );
-            coverage.cross_tenant_on_live_rows += 1;
-        }
-    }
-}
-
-/// A delete of any job info: the owner's cascades exactly as modelled, anyone else's changes nothing.
-fn delete_job_info(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let target = job_target(rng, model);
-    let owner = model.jobs.get(&target).map(|j| j.owner);
-    let before = owner.map(|o| {
-        (
-            jobprep_job_infos::get(db, &users[o], target).unwrap().value,
-            jobprep_questions::list_for_job_info(db, &users[o], target)
-                .unwrap()
-                .value,
-        )
-    });
-    let result = on_executor!(db, in_tx, |ex| jobprep_job_infos::delete(ex, actor, target));
-    if owner == Some(a) {
-        let removed = result.unwrap();
-        assert_eq!(
-            (removed.key.id, &removed.key.user_id),
-            (target, actor),
-            "{ctx}"
-        );
-        let jobs = BTreeSet::from([target]);
-        let interviews: BTreeSet<_> = removed.interviews.iter().map(|k| k.id).collect();
-        let questions: BTreeSet<_> = removed.questions.iter().map(|k| k.id).collect();
-        assert_eq!(interviews, model.interviews_under(&jobs), "{ctx}");
-        assert_eq!(questions, model.questions_under(&jobs), "{ctx}");
-        model.remove_job(target);
-        assert_not_found(
-            jobprep_job_infos::get(db, actor, target),
-            Entity::JobInfo,
-            ctx,
-        );
-        coverage.own_writes += 1;
-    } else {
-        assert_not_found(result, Entity::JobInfo, ctx);
-        if let (Some(o), Some(before)) = (owner, before) {
-            let after = (
-                jobprep_job_infos::get(db, &users[o], target).unwrap().value,
-                jobprep_questions::list_for_job_info(db, &users[o], target)
-                    .unwrap()
-                    .value,
-            );
-            assert_eq!(
-                after, before,
-                "{ctx}: another user's delete touched the row"
-            );
-            coverage.cross_tenant_on_live_rows += 1;
-        }
-    }
-}
-
-/// A read of any job info: only the owner sees it.
-fn get_job_info(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let target = job_target(rng, model);
-    let result = on_executor!(db, in_tx, |ex| jobprep_job_infos::get(ex, actor, target));
-    match model.jobs.get(&target) {
-        Some(job) if job.owner == a => {
-            let row = result.unwrap().value;
-            assert!(job_matches(&row, job, users), "{ctx}: {row:?} vs {job:?}");
-            coverage.own_reads += 1;
-        }
-        other => {
-            coverage.cross_tenant_on_live_rows += usize::from(other.is_some());
-            assert_not_found(result, Entity::JobInfo, ctx);
-        }
-    }
+    run.model.jobs.live.insert(key.id, row);
+    run.coverage.own_writes += 1;
 }
 
 /// The actor's list: exactly their job infos.
 fn list_job_infos(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        model,
-        coverage,
-        ..
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let rows = on_executor!(db, in_tx, |ex| jobprep_job_infos::list_for_user(ex, actor))
-        .unwrap()
-        .value;
-    let ids: BTreeSet<_> = rows.iter().map(|r| r.id).collect();
-    assert_eq!(ids, model.jobs_of(a), "{ctx}");
-    for row in &rows {
-        assert!(
-            job_matches(row, &model.jobs[&row.id], users),
-            "{ctx}: {row:?}"
-        );
-    }
-    let any = on_executor!(db, in_tx, |ex| jobprep_job_infos::user_has_any(ex, actor))
-        .unwrap()
-        .value;
-    assert_eq!(any, !ids.is_empty(), "{ctx}");
-    coverage.own_reads += 1;
-}
-
-/// An interview under any job info: only under the actor's own.
-fn insert_interview(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let target = job_target(rng, model);
-    let form = NewInterview {
-        duration: format!(
-            "{:02}:{:02}:{:02}",
-            rng.below(100),
-            rng.below(60),
-            rng.below(60)
-        ),
-        hume_chat_id: rng.percent(60).then(|| rng.text("chat")),
-    };
-    let owner = model.jobs.get(&target).map(|j| j.owner);
-    let result = on_executor!(db, in_tx, |ex| jobprep_interviews::insert(
-        ex, actor, target, &form
-    ));
-    if owner == Some(a) {
-        let key = result.unwrap();
-        assert_eq!(key.job_info_id, target, "{ctx}");
-        model.interviews.insert(
-            key.id,
-            InterviewModel {
-                job: target,
-                duration: form.duration,
-                chat: form.hume_chat_id,
-                feedback: None,
-            },
-        );
-        coverage.own_writes += 1;
-    } else {
-        coverage.cross_tenant_on_live_rows += usize::from(owner.is_some());
-        assert_not_found(result, Entity::JobInfo, ctx);
-    }
-}
-
-/// An update of any interview: the owner's applies, anyone else's changes nothing.
-fn update_interview(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let target = pick(
-        rng,
-        model.interviews.keys().copied().collect(),
-        &model.gone_interviews,
-        InterviewId::generate,
-    );
-    let changes = InterviewChanges {
-        duration: rng.percent(50).then(|| {
-            format!(
-                "{:02}:{:02}:{:02}",
-                rng.below(100),
-                rng.below(60),
-                rng.below(60)
-            )
-        }),
-        hume_chat_id: match rng.below(3) {
-            0 => None,
-            1 => Some(None),
-            _ => Some(Some(rng.text("rechat"))),
-        },
-        feedback: match rng.below(3) {
-            0 => None,
-            1 => Some(None),
-            _ => Some(Some(rng.text("feedback"))),
-        },
-    };
-    let changes = if changes == InterviewChanges::default() {
-        InterviewChanges {
-            feedback: Some(Some(rng.text("feedback"))),
-            ..changes
-        }
-    } else {
-        changes
-    };
-    let owner = model.interview_owner(target);
-    let before = owner.map(|o| {
-        jobprep_interviews::get(db, &users[o], target)
-            .unwrap()
-            .value
-    });
-    let result = on_executor!(db, in_tx, |ex| jobprep_interviews::update(
-        ex, actor, target, &changes
-    ));
-    if owner == Some(a) {
-        let key = result.unwrap();
-        assert_eq!(key.id, target, "{ctx}");
-        let interview = model.interviews.get_mut(&target).unwrap();
-        if let Some(duration) = changes.duration {
-            interview.duration = duration;
-        }
-        if let Some(chat) = changes.hume_chat_id {
-            interview.chat = chat;
-        }
-        if let Some(feedback) = changes.feedback {
-            interview.feedback = feedback;
-        }
-        coverage.own_writes += 1;
-    } else {
-        assert_not_found(result, Entity::Interview, ctx);
-        if let (Some(o), Some(before)) = (owner, before) {
-            let after = jobprep_interviews::get(db, &users[o], target)
-                .unwrap()
-                .value;
-            assert_eq!(
-                after, before,
-                "{ctx}: another user's update changed the interview"
-            );
-            coverage.cross_tenant_on_live_rows += 1;
-        }
-    }
-}
-
-/// A delete of any interview: the owner's goes, anyone else's stays.
-fn delete_interview(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let target = pick(
-        rng,
-        model.interviews.keys().copied().collect(),
-        &model.gone_interviews,
-        InterviewId::generate,
-    );
-    let owner = model.interview_owner(target);
-    let before = owner.map(|o| {
-        jobprep_interviews::get(db, &users[o], target)
-            .unwrap()
-            .value
-    });
-    let result = on_executor!(db, in_tx, |ex| jobprep_interviews::delete(
-        ex, actor, target
-    ));
-    if owner == Some(a) {
-        assert_eq!(result.unwrap().id, target, "{ctx}");
-        model.interviews.remove(&target);
-        model.gone_interviews.push(target);
-        coverage.own_writes += 1;
-    } else {
-        assert_not_found(result, Entity::Interview, ctx);
-        if let (Some(o), Some(before)) = (owner, before) {
-            let after = jobprep_interviews::get(db, &users[o], target)
-                .unwrap()
-                .value;
-            assert_eq!(
-                after, before,
-                "{ctx}: another user's delete touched the interview"
-            );
-            coverage.cross_tenant_on_live_rows += 1;
-        }
-    }
-}
-
-/// A read of any interview: only the owner sees it.
-fn get_interview(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let target = pick(
-        rng,
-        model.interviews.keys().copied().collect(),
-        &model.gone_interviews,
-        InterviewId::generate,
-    );
-    let result = on_executor!(db, in_tx, |ex| jobprep_interviews::get(ex, actor, target));
-    match model.interview_owner(target) {
-        Some(o) if o == a => {
-            let got = result.unwrap().value;
-            assert!(
-                interview_matches(&got.interview, &model.interviews[&target]),
-                "{ctx}: {got:?}"
-            );
-            assert_eq!(
-                (got.job_info.id, &got.job_info.user_id),
-                (got.interview.job_info_id, actor),
-                "{ctx}"
-            );
-            coverage.own_reads += 1;
-        }
-        other => {
-            coverage.cross_tenant_on_live_rows += usize::from(other.is_some());
-            assert_not_found(result, Entity::Interview, ctx);
-        }
-    }
-}
-
-/// The interviews under any job info, and the actor's count.
-fn list_and_count_interviews(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let target = job_target(rng, model);
-    let rows = on_executor!(db, in_tx, |ex| jobprep_interviews::list_for_job_info(
-        ex, actor, target
-    ))
-    .unwrap()
-    .value;
-    let owner = model.jobs.get(&target).map(|j| j.owner);
-    let expected: BTreeSet<InterviewId> = if owner == Some(a) {
-        model
-            .interviews
-            .iter()
-            .filter(|(_, i)| i.job == target && i.chat.is_some())
-            .map(|(k, _)| *k)
-            .collect()
-    } else {
-        coverage.cross_tenant_on_live_rows += usize::from(owner.is_some());
-        BTreeSet::new()
-    };
-    let ids: BTreeSet<_> = rows.iter().map(|r| r.id).collect();
-    assert_eq!(ids, expected, "{ctx}: interviews listed");
-    for row in &rows {
-        assert!(
-            interview_matches(row, &model.interviews[&row.id]),
-            "{ctx}: {row:?}"
-        );
-    }
-    let count = on_executor!(db, in_tx, |ex| jobprep_interviews::count_for_user(
+    let actor = &run.users[step.actor];
+    let rows = on_executor!(run.db, step.in_tx, |ex| jobprep_job_infos::list_for_user(
         ex, actor
     ))
     .unwrap()
     .value;
-    let jobs = model.jobs_of(a);
-    let expected_count = model
-        .interviews
-        .values()
-        .filter(|i| jobs.contains(&i.job) && i.chat.is_some())
-        .count();
-    assert_eq!(
-        count,
-        i64::try_from(expected_count).unwrap(),
-        "{ctx}: interview count"
-    );
-}
-
-/// Questions, one or in bulk, under any job info: only under the actor's own.
-fn insert_questions(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let difficulties = QuestionDifficulty::ALL;
-    let target = job_target(rng, model);
-    let batch: Vec<NewQuestion> = (0..rng.below(4))
-        .map(|_| {
-            NewQuestion::new(
-                rng.text("question"),
-                difficulties[rng.below(difficulties.len())],
-            )
-        })
-        .collect();
-    let owner = model.jobs.get(&target).map(|j| j.owner);
-    let result = if batch.len() == 1 {
-        on_executor!(db, in_tx, |ex| jobprep_questions::insert(
-            ex, actor, target, &batch[0]
-        ))
-        .map(|k| vec![k])
-    } else {
-        on_executor!(db, in_tx, |ex| jobprep_questions::insert_many(
-            ex, actor, target, &batch
-        ))
-    };
-    if owner == Some(a) {
-        let keys = result.unwrap();
-        assert_eq!(keys.len(), batch.len(), "{ctx}");
-        for (key, question) in keys.into_iter().zip(batch) {
-            assert_eq!(key.job_info_id, target, "{ctx}");
-            model.questions.insert(
-                key.id,
-                QuestionModel {
-                    job: target,
-                    text: question.text,
-                    difficulty: question.difficulty,
-                },
-            );
-        }
-        coverage.own_writes += 1;
-    } else {
-        coverage.cross_tenant_on_live_rows += usize::from(owner.is_some());
-        assert_not_found(result, Entity::JobInfo, ctx);
+    let listed = ids(rows.iter().map(|r| r.id));
+    assert_eq!(listed, run.model.jobs_of(step.actor));
+    for row in &rows {
+        let model = &run.model.jobs.live[&row.id];
+        assert!(job_matches(row, model, &run.users), "{row:?} vs {model:?}");
     }
-}
-
-/// An update of any question: the owner's applies, anyone else's changes nothing.
-fn update_question(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let difficulties = QuestionDifficulty::ALL;
-    let target = pick(
-        rng,
-        model.questions.keys().copied().collect(),
-        &model.gone_questions,
-        QuestionId::generate,
-    );
-    let changes = QuestionChanges {
-        text: rng.percent(70).then(|| rng.text("reworded")),
-        difficulty: rng
-            .percent(50)
-            .then(|| difficulties[rng.below(difficulties.len())]),
-    };
-    let changes = if changes == QuestionChanges::default() {
-        QuestionChanges {
-            text: Some(rng.text("reworded")),
-            ..changes
-        }
-    } else {
-        changes
-    };
-    let owner = model.question_owner(target);
-    let before = owner.map(|o| jobprep_questions::get(db, &users[o], target).unwrap().value);
-    let result = on_executor!(db, in_tx, |ex| jobprep_questions::update(
-        ex, actor, target, &changes
-    ));
-    if owner == Some(a) {
-        assert_eq!(result.unwrap().id, target, "{ctx}");
-        let question = model.questions.get_mut(&target).unwrap();
-        if let Some(text) = changes.text {
-            question.text = text;
-        }
-        if let Some(difficulty) = changes.difficulty {
-            question.difficulty = difficulty;
-        }
-        coverage.own_writes += 1;
-    } else {
-        assert_not_found(result, Entity::Question, ctx);
-        if let (Some(o), Some(before)) = (owner, before) {
-            let after = jobprep_questions::get(db, &users[o], target).unwrap().value;
-            assert_eq!(
-                after, before,
-                "{ctx}: another user's update changed the question"
-            );
-            coverage.cross_tenant_on_live_rows += 1;
-        }
-    }
-}
-
-/// A delete of any question: the owner's goes, anyone else's stays.
-fn delete_question(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let target = pick(
-        rng,
-        model.questions.keys().copied().collect(),
-        &model.gone_questions,
-        QuestionId::generate,
-    );
-    let owner = model.question_owner(target);
-    let before = owner.map(|o| jobprep_questions::get(db, &users[o], target).unwrap().value);
-    let result = on_executor!(db, in_tx, |ex| jobprep_questions::delete(ex, actor, target));
-    if owner == Some(a) {
-        assert_eq!(result.unwrap().id, target, "{ctx}");
-        model.questions.remove(&target);
-        model.gone_questions.push(target);
-        coverage.own_writes += 1;
-    } else {
-        assert_not_found(result, Entity::Question, ctx);
-        if let (Some(o), Some(before)) = (owner, before) {
-            let after = jobprep_questions::get(db, &users[o], target).unwrap().value;
-            assert_eq!(
-                after, before,
-                "{ctx}: another user's delete touched the question"
-            );
-            coverage.cross_tenant_on_live_rows += 1;
-        }
-    }
-}
-
-/// A read of any question: only the owner sees it.
-fn get_question(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let target = pick(
-        rng,
-        model.questions.keys().copied().collect(),
-        &model.gone_questions,
-        QuestionId::generate,
-    );
-    let result = on_executor!(db, in_tx, |ex| jobprep_questions::get(ex, actor, target));
-    match model.question_owner(target) {
-        Some(o) if o == a => {
-            let got = result.unwrap().value;
-            assert!(
-                question_matches(&got.question, &model.questions[&target]),
-                "{ctx}: {got:?}"
-            );
-            assert_eq!(
-                (got.job_info.id, &got.job_info.user_id),
-                (got.question.job_info_id, actor),
-                "{ctx}"
-            );
-            coverage.own_reads += 1;
-        }
-        other => {
-            coverage.cross_tenant_on_live_rows += usize::from(other.is_some());
-            assert_not_found(result, Entity::Question, ctx);
-        }
-    }
-}
-
-/// The questions under any job info, and the actor's count.
-fn list_and_count_questions(run: &mut Run<'_>, step: &Step) {
-    let Run {
-        db,
-        users,
-        rng,
-        model,
-        coverage,
-    } = run;
-    let db: &Db = db;
-    let a = step.actor;
-    let actor = &users[step.actor];
-    let in_tx = step.in_tx;
-    let ctx = &step.ctx;
-    let target = job_target(rng, model);
-    let rows = on_executor!(db, in_tx, |ex| jobprep_questions::list_for_job_info(
-        ex, actor, target
+    let any = on_executor!(run.db, step.in_tx, |ex| jobprep_job_infos::user_has_any(
+        ex, actor
     ))
     .unwrap()
     .value;
-    let owner = model.jobs.get(&target).map(|j| j.owner);
-    let expected = if owner == Some(a) {
-        model.questions_under(&BTreeSet::from([target]))
+    assert_eq!(any, !listed.is_empty());
+    run.coverage.own_reads += 1;
+}
+
+/// A read of any row: only its owner sees it, as modelled; anyone else gets `NotFound`.
+fn get<K: Owned>(run: &mut Run<'_>, step: &Step) {
+    let target = K::table(&run.model).target(&mut run.rng, K::fresh_id);
+    let actor = &run.users[step.actor];
+    let result = on_executor!(run.db, step.in_tx, |ex| K::get(ex, actor, target));
+    match K::owner(&run.model, target) {
+        Some(owner) if owner == step.actor => {
+            let got = result.unwrap();
+            let row = &K::table(&run.model).live[&target];
+            assert!(
+                K::got_matches(&got, row, actor, &run.users),
+                "{got:?} vs {row:?}"
+            );
+            run.coverage.own_reads += 1;
+        }
+        owner => {
+            run.coverage.cross_tenant_on_live_rows += usize::from(owner.is_some());
+            assert_not_found(result, K::ENTITY);
+        }
+    }
+}
+
+/// An update of any row: the owner's applies; anyone else's is `NotFound` and changes
+/// nothing under the row's job info.
+fn update<K: Owned>(run: &mut Run<'_>, step: &Step) {
+    let target = K::table(&run.model).target(&mut run.rng, K::fresh_id);
+    let changes = K::random_changes(&mut run.rng);
+    let owner = K::owner(&run.model, target);
+    let before = run.foreign_subtree(K::job_of(&run.model, target), step.actor);
+    let actor = &run.users[step.actor];
+    let result = on_executor!(run.db, step.in_tx, |ex| K::update(
+        ex, actor, target, &changes
+    ));
+    if owner == Some(step.actor) {
+        assert_eq!(result.unwrap(), K::key(&run.model, &run.users, target));
+        K::apply(
+            changes,
+            K::table_mut(&mut run.model).live.get_mut(&target).unwrap(),
+        );
+        run.coverage.own_writes += 1;
     } else {
-        coverage.cross_tenant_on_live_rows += usize::from(owner.is_some());
+        assert_not_found(result, K::ENTITY);
+        unchanged(run, before);
+    }
+}
+
+/// A delete of any row: the owner's goes, with exactly its modelled cascade; anyone
+/// else's is `NotFound` and changes nothing under the row's job info.
+fn delete<K: Owned>(run: &mut Run<'_>, step: &Step) {
+    let target = K::table(&run.model).target(&mut run.rng, K::fresh_id);
+    let owner = K::owner(&run.model, target);
+    let before = run.foreign_subtree(K::job_of(&run.model, target), step.actor);
+    let actor = &run.users[step.actor];
+    let result = on_executor!(run.db, step.in_tx, |ex| K::delete(ex, actor, target));
+    if owner == Some(step.actor) {
+        let removed = result.unwrap();
+        assert_eq!(
+            K::removed_key(&removed),
+            &K::key(&run.model, &run.users, target)
+        );
+        K::forget(&mut run.model, target, &removed);
+        assert_not_found(K::get(run.db, actor, target), K::ENTITY);
+        run.coverage.own_writes += 1;
+    } else {
+        assert_not_found(result, K::ENTITY);
+        unchanged(run, before);
+    }
+}
+
+/// After another user's refused write: the subtree it aimed at reads as before.
+fn unchanged(run: &mut Run<'_>, before: Option<(JobInfoId, Subtree)>) {
+    if let Some((job, before)) = before {
+        let owner = run.model.job_owner(job).unwrap();
+        let after = run.subtree(owner, job);
+        assert_eq!(after, before, "another user's write changed a row");
+        run.coverage.cross_tenant_on_live_rows += 1;
+    }
+}
+
+/// Children under any job info: only under the actor's own; under anyone else's (or a
+/// missing one) `NotFound` for the job info, and nothing written.
+fn insert<K: Child>(run: &mut Run<'_>, step: &Step) {
+    let job = run.model.jobs.target(&mut run.rng, JobInfoId::generate);
+    let forms = K::random_forms(&mut run.rng);
+    let owner = run.model.job_owner(job);
+    let before = run.foreign_subtree(Some(job), step.actor);
+    let actor = &run.users[step.actor];
+    let result = on_executor!(run.db, step.in_tx, |ex| K::insert(ex, actor, job, &forms));
+    if owner == Some(step.actor) {
+        let keys = result.unwrap();
+        assert_eq!(keys.len(), forms.len());
+        for (key, form) in keys.iter().zip(forms) {
+            let id = K::key_id(key);
+            K::table_mut(&mut run.model)
+                .live
+                .insert(id, K::model_of(job, form));
+            assert_eq!(
+                key,
+                &K::key(&run.model, &run.users, id),
+                "the key names the job info"
+            );
+        }
+        run.coverage.own_writes += 1;
+    } else {
+        assert_not_found(result, Entity::JobInfo);
+        unchanged(run, before);
+    }
+}
+
+/// The children under any job info (the actor's own only), and the actor's count.
+fn list_and_count<K: Child>(run: &mut Run<'_>, step: &Step) {
+    let job = run.model.jobs.target(&mut run.rng, JobInfoId::generate);
+    let actor = &run.users[step.actor];
+    let rows = on_executor!(run.db, step.in_tx, |ex| K::list(ex, actor, job)).unwrap();
+    let owner = run.model.job_owner(job);
+    let listed = |jobs: &BTreeSet<JobInfoId>| -> BTreeSet<K::Id> {
+        let rows = K::table(&run.model).live.iter();
+        rows.filter(|(_, row)| jobs.contains(&K::parent(row)) && K::listed(row))
+            .map(|(id, _)| *id)
+            .collect()
+    };
+    let expected = if owner == Some(step.actor) {
+        listed(&BTreeSet::from([job]))
+    } else {
+        run.coverage.cross_tenant_on_live_rows += usize::from(owner.is_some());
         BTreeSet::new()
     };
-    let ids: BTreeSet<_> = rows.iter().map(|r| r.id).collect();
-    assert_eq!(ids, expected, "{ctx}: questions listed");
+    assert_eq!(ids(rows.iter().map(K::row_id)), expected, "listed");
     for row in &rows {
-        assert!(
-            question_matches(row, &model.questions[&row.id]),
-            "{ctx}: {row:?}"
-        );
+        let model = &K::table(&run.model).live[&K::row_id(row)];
+        assert!(K::row_matches(row, model), "{row:?} vs {model:?}");
     }
-    let count = on_executor!(db, in_tx, |ex| jobprep_questions::count_for_user(ex, actor))
-        .unwrap()
-        .value;
-    let expected_count = model.questions_under(&model.jobs_of(a)).len();
-    assert_eq!(
-        count,
-        i64::try_from(expected_count).unwrap(),
-        "{ctx}: question count"
-    );
+    let count = on_executor!(run.db, step.in_tx, |ex| K::count(ex, actor)).unwrap();
+    let expected = listed(&run.model.jobs_of(step.actor)).len();
+    assert_eq!(count, i64::try_from(expected).unwrap(), "counted");
 }
 
 backend_tests! {

@@ -1,22 +1,5 @@
-//! The test harness: the same test on both backends, each run in a database of its own.
-//!
-//! - SQLite: a fresh file in a temporary folder.
-//! - PostgreSQL: a fresh database cloned from a migrated template (built once per
-//!   migration set, under an advisory lock, so parallel test binaries share it), dropped
-//!   when the test ends. Databases left by crashed runs are dropped on the next run.
-//!
-//! The server comes from `TEST_DATABASE_URL` (default
-//! `postgres://postgres@127.0.0.1:5432/postgres`). When it is unreachable the PostgreSQL
-//! half of each test is skipped with one line on stderr per test binary, unless
-//! `JOBPREP_REQUIRE_POSTGRES=1`, which makes it a failure.
-//!
-//! ```text
-//! jobprep_testing::backend_tests! {
-//!     fn upsert_is_idempotent(t) {
-//!         // `t: &TestDb`, run once on SQLite and once on PostgreSQL
-//!     }
-//! }
-//! ```
+#![doc = include_str!("../README.md")]
+#![warn(missing_docs)]
 #![allow(clippy::print_stderr, clippy::unwrap_used, clippy::panic)]
 
 use std::collections::hash_map::DefaultHasher;
@@ -33,7 +16,18 @@ use diesel::Connection as _;
 pub use jobprep_repo::Backend;
 use jobprep_repo::{Db, DbConfig, RecordingSink};
 
-/// Instantiates each test once per backend: `mod name { fn sqlite(); fn postgres(); }`.
+/// Runs each test once per backend, each time in a database of its own.
+///
+/// Two forms, which may not be mixed in one invocation:
+///
+/// - `fn name(t) { body }`: the body is the test, `t` a `&TestDb`.
+/// - `name, other_name`: each names a function `fn name(t: &TestDb)` of the enclosing
+///   module, so that rustfmt formats its body (it leaves macro bodies alone).
+///
+/// Either form expands to `mod name { #[test] fn sqlite(); #[test] fn postgres(); }`
+/// (test names `name::sqlite`, `name::postgres`); attributes and doc comments before a
+/// name go on that module. The PostgreSQL half returns early, passing, when the server
+/// is unreachable and `JOBPREP_REQUIRE_POSTGRES` is not `1` (see [`TestDb::new`]).
 #[macro_export]
 macro_rules! backend_tests {
     ($($(#[$meta:meta])* fn $name:ident($t:ident) $body:block)*) => {
@@ -61,13 +55,39 @@ macro_rules! backend_tests {
             }
         )*
     };
+    ($($(#[$meta:meta])* $name:ident),+ $(,)?) => {
+        $(
+            $(#[$meta])*
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name(
+                        &$crate::TestDb::new($crate::Backend::Sqlite)
+                            .expect("SQLite is always available"),
+                    );
+                }
+
+                #[test]
+                fn postgres() {
+                    if let Some(test_db) = $crate::TestDb::new($crate::Backend::Postgres) {
+                        super::$name(&test_db);
+                    }
+                }
+            }
+        )+
+    };
 }
 
-/// A migrated database of its own for one test, with a recording tag sink.
+/// A database of its own for one test, dropped (PostgreSQL) or deleted (SQLite) when
+/// the value is.
 pub struct TestDb {
+    /// A handle on the database whose tag sink is [`TestDb::sink`]; give a service
+    /// under test [`TestDb::url`] instead when it builds its own `Db`.
     pub db: Db,
+    /// Every cache tag [`TestDb::db`] reported, in commit order, until taken.
     pub sink: RecordingSink,
-    /// The URL the test database answers on (contains no password by default).
+    /// The URL the test database answers on: a PostgreSQL URL, or a SQLite file's path.
+    /// It holds a password only when `TEST_DATABASE_URL` does.
     pub url: String,
     _cleanup: Cleanup,
 }
@@ -94,7 +114,9 @@ impl Drop for Cleanup {
     }
 }
 
-/// The PostgreSQL server tests use.
+/// The PostgreSQL server tests create their databases on: `TEST_DATABASE_URL`, default
+/// `postgres://postgres@127.0.0.1:5432/postgres`. Its user needs the right to create
+/// databases.
 pub fn postgres_admin_url() -> String {
     std::env::var("TEST_DATABASE_URL")
         .ok()
@@ -109,13 +131,18 @@ fn require_postgres() -> bool {
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl TestDb {
-    /// A migrated database on `backend`; `None` when PostgreSQL is unreachable and not
-    /// required (the skip is reported once per test binary).
+    /// A database on `backend` with jobprep's migrations applied: on PostgreSQL a clone
+    /// of the migrated template (built on first use), on SQLite a new file, migrated.
+    ///
+    /// `None` when PostgreSQL is unreachable and `JOBPREP_REQUIRE_POSTGRES` is not `1`:
+    /// the caller returns, and one line per test binary on stderr says why. With
+    /// `JOBPREP_REQUIRE_POSTGRES=1` this panics instead. SQLite always answers `Some`.
     pub fn new(backend: Backend) -> Option<TestDb> {
         Self::create(backend, true)
     }
 
-    /// An empty database (no migrations applied) on `backend`.
+    /// An empty database on `backend`: no migrations applied, for tests of migrating
+    /// or adopting a schema. `None` as for [`TestDb::new`].
     pub fn empty(backend: Backend) -> Option<TestDb> {
         Self::create(backend, false)
     }
@@ -181,6 +208,7 @@ impl TestDb {
         })
     }
 
+    /// The backend this database runs on.
     pub fn backend(&self) -> Backend {
         self.db.backend()
     }
@@ -201,7 +229,7 @@ impl TestDb {
     }
 }
 
-/// `admin_url` with its database name replaced by `name`.
+/// `admin_url` with its database name replaced by `name` (panics on a malformed URL).
 pub fn database_url(admin_url: &str, name: &str) -> String {
     DbConfig::parse(admin_url)
         .and_then(|config| config.url.with_database(name))
@@ -325,18 +353,13 @@ fn migrations_fingerprint() -> u64 {
 mod fixtures {
     use std::collections::BTreeSet;
 
-    use super::TestDb;
     use jobprep_repo::job_infos::NewJobInfo;
     use jobprep_repo::{users, Db, Entity, Error, Executor, ExperienceLevel, UserId};
 
-    /// Creates a user below the use cases (so no cache tags are reported) and returns
-    /// its id; the email is made from the id's letters and digits.
-    pub fn user(t: &TestDb, id: &str) -> UserId {
-        user_on(&t.db, id)
-    }
-
-    /// [`user`] on any handle.
-    pub fn user_on(db: &Db, id: &str) -> UserId {
+    /// Creates the user `id` on `db` below the use cases (so the sink records no tags)
+    /// and returns its id; the email is made from the id's letters and digits. Panics
+    /// when `id` is not a valid user id.
+    pub fn user(db: &Db, id: &str) -> UserId {
         let id = UserId::new(id).expect("a valid user id");
         let local: String = id
             .as_str()
@@ -367,27 +390,18 @@ mod fixtures {
             .collect()
     }
 
-    /// Whether `result` is `NotFound` for `entity`.
-    pub fn is_not_found<T: std::fmt::Debug>(
-        result: jobprep_repo::Result<T>,
-        entity: Entity,
-    ) -> bool {
-        matches!(result, Err(Error::NotFound { entity: e }) if e == entity)
-    }
-
-    /// Fails the test unless `result` is `NotFound` for `entity`.
-    pub fn assert_not_found<T: std::fmt::Debug>(
-        result: jobprep_repo::Result<T>,
-        entity: Entity,
-        context: &str,
-    ) {
+    /// Fails the test, at the caller's line, unless `result` is `NotFound` for `entity`.
+    #[track_caller]
+    pub fn assert_not_found<T: std::fmt::Debug>(result: jobprep_repo::Result<T>, entity: Entity) {
         assert!(
             matches!(result, Err(Error::NotFound { entity: e }) if e == entity),
-            "{context}: expected {entity} not found, got {result:?}"
+            "expected {entity} not found, got {result:?}"
         );
     }
 
-    /// The field of an `InvalidInput`, `None` for `Ok`; any other error fails the test.
+    /// The field an `InvalidInput` names, `None` for `Ok`; any other error fails the
+    /// test. Compare with `Some("field")` to require a refusal.
+    #[track_caller]
     pub fn refused_field<T: std::fmt::Debug>(
         result: &jobprep_repo::Result<T>,
     ) -> Option<&'static str> {
@@ -399,7 +413,7 @@ mod fixtures {
     }
 
     /// Joins `handle`, failing the test (instead of hanging) when it has not finished
-    /// within `limit`.
+    /// within `limit`; `what` names it in the failure.
     pub fn join_within<T>(
         handle: std::thread::JoinHandle<T>,
         limit: std::time::Duration,
@@ -419,24 +433,13 @@ mod fixtures {
         }
     }
 
-    /// The field an `InvalidInput` names; panics on any other outcome.
-    pub fn invalid_field<T: std::fmt::Debug>(result: jobprep_repo::Result<T>) -> &'static str {
-        match result {
-            Err(Error::InvalidInput { field, .. }) => field,
-            other => panic!("expected InvalidInput, got {other:?}"),
-        }
-    }
-
     /// Long enough for the clock to move past a stored timestamp (microseconds).
     pub fn pause() {
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
 }
 
-pub use fixtures::{
-    assert_not_found, invalid_field, is_not_found, job_form, join_within, pause, refused_field,
-    tag_set, user, user_on,
-};
+pub use fixtures::{assert_not_found, job_form, join_within, pause, refused_field, tag_set, user};
 
 /// Runs `future` to completion on a fresh single-threaded runtime, for tests of the
 /// async facade (feature `tokio`) written as plain `#[test]`s.

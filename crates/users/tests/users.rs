@@ -9,7 +9,7 @@ use jobprep_job_infos::{ExperienceLevel, NewJobInfo};
 use jobprep_questions::{NewQuestion, QuestionDifficulty};
 use jobprep_repo::{ConstraintKind, Entity, Error, JobInfoId};
 use jobprep_testing::backend_tests;
-use jobprep_testing::{invalid_field, is_not_found, pause, tag_set, TestDb};
+use jobprep_testing::{assert_not_found, pause, refused_field, tag_set, TestDb};
 use jobprep_users::{NewUser, User, UserId};
 
 fn uid(id: &str) -> UserId {
@@ -184,7 +184,8 @@ backend_tests! {
         assert_eq!(t.sink.take_sorted(), user_tags(&gone.id));
         assert!(is_missing(t, &gone.id));
 
-        assert!(is_not_found(jobprep_users::delete(&t.db, &gone.id), Entity::User), "a second delete finds nothing");
+        // A second delete finds nothing.
+        assert_not_found(jobprep_users::delete(&t.db, &gone.id), Entity::User);
         assert!(t.sink.take().is_empty(), "deleting nothing reports nothing");
     }
 
@@ -303,7 +304,7 @@ backend_tests! {
             assert!(row.updated_at >= row.created_at);
             // Exactly one row: deleting it once removes it, a second time finds nothing.
             jobprep_users::delete(&t.db, &row.id).unwrap();
-            assert!(is_not_found(jobprep_users::delete(&t.db, &row.id), Entity::User));
+            assert_not_found(jobprep_users::delete(&t.db, &row.id), Entity::User);
         }
         let batches = t.sink.take();
         assert_eq!(batches.len(), THREADS * USERS + USERS, "one batch per committed write");
@@ -326,20 +327,20 @@ backend_tests! {
             (base().with_image_url("https://x.co/\0"), "imageUrl"),
         ];
         for (new, field) in cases {
-            assert_eq!(invalid_field(jobprep_users::upsert(&t.db, &new)), field, "{new:?}");
+            assert_eq!(refused_field(&jobprep_users::upsert(&t.db, &new)), Some(field), "{new:?}");
         }
         assert!(is_missing(t, &id), "nothing was written");
         assert!(t.sink.take().is_empty());
 
         // Ids are checked when they are made.
-        assert_eq!(invalid_field(UserId::new("a".repeat(256))), "userId");
-        assert_eq!(invalid_field(UserId::new("")), "userId");
-        assert_eq!(invalid_field(UserId::new("user\0x")), "userId");
+        assert_eq!(refused_field(&UserId::new("a".repeat(256))), Some("userId"));
+        assert_eq!(refused_field(&UserId::new("")), Some("userId"));
+        assert_eq!(refused_field(&UserId::new("user\0x")), Some("userId"));
 
         // An invalid change to an existing user leaves it as it was.
         let before = user(t, "user_valid");
         let bad = NewUser { email: "nope".into(), ..base() };
-        assert_eq!(invalid_field(jobprep_users::upsert(&t.db, &bad)), "email");
+        assert_eq!(refused_field(&jobprep_users::upsert(&t.db, &bad)), Some("email"));
         assert_eq!(stored(t, &id), before);
         assert!(t.sink.take().is_empty());
     }
@@ -499,7 +500,7 @@ backend_tests! {
             (base().with_provider_timestamps(at("2025-01-01T00:00:00Z"), chrono::DateTime::from_timestamp(253_402_300_800, 0).unwrap()), "updatedAt"),
         ];
         for (new, field) in cases {
-            assert_eq!(invalid_field(jobprep_users::upsert(&t.db, &new)), field, "{new:?}");
+            assert_eq!(refused_field(&jobprep_users::upsert(&t.db, &new)), Some(field), "{new:?}");
         }
         // Within one microsecond, updatedAt "before" createdAt is the same stored instant.
         let same = base().with_provider_timestamps(at("2025-01-01T00:00:00.000000900Z"), at("2025-01-01T00:00:00.000000100Z"));
@@ -508,7 +509,7 @@ backend_tests! {
         assert_eq!(t.sink.take_sorted(), user_tags(&row.id), "only the accepted upsert reported");
         jobprep_users::delete(&t.db, &row.id).unwrap();
         let refused = base().with_provider_timestamps(at("2025-01-02T00:00:00Z"), at("2025-01-01T00:00:00Z"));
-        assert_eq!(invalid_field(jobprep_users::upsert(&t.db, &refused)), "updatedAt");
+        assert_eq!(refused_field(&jobprep_users::upsert(&t.db, &refused)), Some("updatedAt"));
         assert!(is_missing(t, &uid("user_bad")), "a refused upsert writes nothing");
     }
 
