@@ -1,4 +1,5 @@
-//! Who a request acts for: the development header, the session check a real service writes, and the webhook's Svix signature.
+//! Who a request acts for: the development header, the session check a real service
+//! writes, and the webhook's Svix signature.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

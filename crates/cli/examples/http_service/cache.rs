@@ -1,4 +1,5 @@
-//! The read cache: answers kept under their cache tags, invalidated by this process's writes and by the cache feed.
+//! The read cache: answers kept under their cache tags, invalidated by this process's
+//! writes and by the cache feed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

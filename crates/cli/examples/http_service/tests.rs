@@ -1,8 +1,8 @@
-//! The service end to end, on both backends: it listens on a
-//! loopback port of its own and a real HTTP client (ureq, 10 s timeouts) walks the
-//! product flow, checks ownership and error answers, then sends concurrent requests;
-//! webhooks are signed here, from Svix's documented scheme, and forged ones change
-//! nothing.
+//! The service end to end, on both backends: it listens on a loopback port of its own
+//! and a real HTTP client (ureq, 10 s timeouts) walks the product flow, checks
+//! ownership and error answers, then sends concurrent requests; webhooks are signed
+//! here, from Svix's documented scheme, and forged ones change nothing. This file holds
+//! the harness; `tests/` one file per concern.
 //!
 //! This is how a service that uses jobprep tests its handlers with `jobprep-testing`
 //! (see docs/testing.md): each test is a function of a `TestDb`, a migrated database of

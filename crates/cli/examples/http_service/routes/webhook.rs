@@ -1,4 +1,5 @@
-//! `POST /webhooks/auth`: the auth provider's user events, mapped as the original app maps them.
+//! `POST /webhooks/auth`: the auth provider's user events, mapped as the original app
+//! maps them.
 
 use crate::auth::{tag_safe_user_id, Auth};
 use crate::errors::ApiError;
