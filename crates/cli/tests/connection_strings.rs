@@ -4,7 +4,7 @@
 
 use std::process::Command;
 
-use jobprep_testing::{postgres_admin_url, Backend, TestDb};
+use jobprep_testing::TestDb;
 
 fn jobprep_in(dir: &std::path::Path, url: &str, args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_jobprep"))
@@ -19,12 +19,10 @@ fn jobprep_in(dir: &std::path::Path, url: &str, args: &[&str]) -> std::process::
 
 #[test]
 fn postgres_keyword_value_strings_and_multi_host_urls_reach_the_server() {
-    let Some(t) = TestDb::new(Backend::Postgres) else {
+    // The strings below name this machine's server.
+    let Some(t) = TestDb::on_default_postgres() else {
         return;
     };
-    if !postgres_admin_url().contains("@127.0.0.1:5432") {
-        return; // the strings below name this machine's server
-    }
     let db = t
         .url
         .split('?')

@@ -5,34 +5,29 @@
 
 use jobprep_interviews::asynch::{self, AsyncDb};
 use jobprep_interviews::{InterviewChanges, NewInterview, UserId};
-use jobprep_repo::{job_infos, users, Error, Executor, ExperienceLevel};
-use jobprep_testing::backend_tests;
+use jobprep_repo::Error;
 use jobprep_testing::block_on;
+use jobprep_testing::{backend_tests, job_info, user};
 
 backend_tests! {
     fn async_use_cases_match_the_sync_ones(t) {
         let db = AsyncDb::from(t.db.clone());
-        let owner = UserId::new("user_async").unwrap();
-        let job = t.db.write(|conn, _| {
-            users::upsert(conn, &users::NewUser::new(owner.clone(), "Ada", "ada@example.com"))?;
-            let job = job_infos::NewJobInfo::new("SRE", ExperienceLevel::Junior, "On call");
-            job_infos::insert(conn, &owner, &job)
-        })
-        .unwrap();
+        let owner = user(&t.db, "user_async");
+        let job = job_info(&t.db, &owner, "SRE");
         let stranger = UserId::new("user_stranger").unwrap();
         block_on(async {
-            let key = asynch::insert(&db, owner.clone(), job.id, NewInterview::new()).await.unwrap();
+            let key = asynch::insert(&db, owner.clone(), job, NewInterview::new()).await.unwrap();
             let id = key.id;
             assert_eq!(
                 t.sink.take_sorted(),
                 [
                     "global:interviews".to_owned(),
                     format!("id:{id}:interviews"),
-                    format!("jobInfo:{}:interviews", job.id),
+                    format!("jobInfo:{}:interviews", job),
                 ]
             );
             // Only interviews with a chat id are listed and counted.
-            assert!(asynch::list_for_job_info(&db, owner.clone(), job.id).await.unwrap().value.is_empty());
+            assert!(asynch::list_for_job_info(&db, owner.clone(), job).await.unwrap().value.is_empty());
             let changes = InterviewChanges {
                 hume_chat_id: Some(Some("chat_1".into())),
                 duration: Some("00:10:00".into()),
@@ -44,8 +39,8 @@ backend_tests! {
             let read = asynch::get(&db, owner.clone(), id).await.unwrap();
             assert_eq!(read, jobprep_interviews::get(&t.db, &owner, id).unwrap());
             assert_eq!(read.value.interview.feedback.as_deref(), Some("Good"));
-            let list = asynch::list_for_job_info(&db, owner.clone(), job.id).await.unwrap();
-            assert_eq!(list, jobprep_interviews::list_for_job_info(&t.db, &owner, job.id).unwrap());
+            let list = asynch::list_for_job_info(&db, owner.clone(), job).await.unwrap();
+            assert_eq!(list, jobprep_interviews::list_for_job_info(&t.db, &owner, job).unwrap());
             assert_eq!(list.value, [read.value.interview]);
 
             let bad = InterviewChanges {
@@ -64,8 +59,8 @@ backend_tests! {
 
             t.sink.take();
             let with_chat = NewInterview::new().with_hume_chat_id("chat_2");
-            asynch::insert_within_quota(&db, owner.clone(), job.id, with_chat, 1).await.unwrap();
-            let pending = asynch::insert_within_quota(&db, owner.clone(), job.id, NewInterview::new(), 1).await.unwrap();
+            asynch::insert_within_quota(&db, owner.clone(), job, with_chat, 1).await.unwrap();
+            let pending = asynch::insert_within_quota(&db, owner.clone(), job, NewInterview::new(), 1).await.unwrap();
             assert_eq!(t.sink.take().len(), 2, "one batch per write");
             let chat = InterviewChanges { hume_chat_id: Some(Some("chat_3".into())), ..Default::default() };
             let err = asynch::update_within_quota(&db, owner.clone(), pending.id, chat, 1).await.unwrap_err();

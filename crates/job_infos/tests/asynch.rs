@@ -5,16 +5,14 @@
 
 use jobprep_job_infos::asynch::{self, AsyncDb};
 use jobprep_job_infos::{ExperienceLevel, JobInfoChanges, NewJobInfo, UserId};
-use jobprep_repo::{users, Error, Executor};
-use jobprep_testing::backend_tests;
+use jobprep_repo::Error;
 use jobprep_testing::block_on;
+use jobprep_testing::{backend_tests, user};
 
 backend_tests! {
     fn async_use_cases_match_the_sync_ones(t) {
         let db = AsyncDb::from(t.db.clone());
-        let owner = UserId::new("user_async").unwrap();
-        let new = users::NewUser::new(owner.clone(), "Ada", "ada@example.com");
-        t.db.write(|conn, _| users::upsert(conn, &new)).unwrap();
+        let owner = user(&t.db, "user_async");
         let stranger = UserId::new("user_stranger").unwrap();
         block_on(async {
             let job = NewJobInfo::new("SRE", ExperienceLevel::Senior, "On call");

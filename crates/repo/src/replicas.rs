@@ -203,6 +203,24 @@ impl Replica {
         u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
     }
 
+    /// The answer of one of the router's own queries on `conn`; on an error, the
+    /// connection's outcome is noted (a broken one leaves the pool) and the replica is
+    /// marked down.
+    fn checked<T>(
+        &self,
+        conn: &mut Connection,
+        query: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Option<T> {
+        match query(conn) {
+            Ok(answer) => Some(answer),
+            Err(error) => {
+                conn.note_outcome::<()>(&Err(error));
+                self.mark_down();
+                None
+            }
+        }
+    }
+
     fn mark_down(&self) {
         self.healthy.store(false, Ordering::Relaxed);
         self.next_check_ms.store(
@@ -269,40 +287,25 @@ impl Replica {
             return None;
         };
         if check {
-            match replay_status(&mut conn) {
-                Ok(status) => {
-                    let lag = Duration::from_millis(u64::try_from(status.lag_ms).unwrap_or(0));
-                    self.lag_ms.store(Self::millis(lag), Ordering::Relaxed);
-                    if let Ok(replayed) = status.replayed.parse() {
-                        self.note_replayed(replayed);
-                    }
-                    let healthy = status.in_recovery && lag <= max_lag;
-                    self.healthy.store(healthy, Ordering::Relaxed);
-                    if !healthy {
-                        return None;
-                    }
-                }
-                Err(error) => {
-                    conn.note_outcome::<()>(&Err(error));
-                    self.mark_down();
-                    return None;
-                }
+            let status = self.checked(&mut conn, replay_status)?;
+            let lag = Duration::from_millis(u64::try_from(status.lag_ms).unwrap_or(0));
+            self.lag_ms.store(Self::millis(lag), Ordering::Relaxed);
+            if let Ok(replayed) = status.replayed.parse() {
+                self.note_replayed(replayed);
+            }
+            let healthy = status.in_recovery && lag <= max_lag;
+            self.healthy.store(healthy, Ordering::Relaxed);
+            if !healthy {
+                return None;
             }
         }
         if let Some(position) = position {
             if self.replayed().is_none_or(|replayed| replayed < position) {
-                match replayed_past(&mut conn, position) {
-                    Ok((caught_up, replayed)) => {
-                        self.note_replayed(replayed);
-                        if !caught_up {
-                            return None;
-                        }
-                    }
-                    Err(error) => {
-                        conn.note_outcome::<()>(&Err(error));
-                        self.mark_down();
-                        return None;
-                    }
+                let (caught_up, replayed) =
+                    self.checked(&mut conn, |conn| replayed_past(conn, position))?;
+                self.note_replayed(replayed);
+                if !caught_up {
+                    return None;
                 }
             }
         }

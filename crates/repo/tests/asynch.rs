@@ -1,5 +1,5 @@
 //! The async facade (feature `tokio`) on both backends: calls reach the database from
-//! the blocking pool, panics become errors, and the runtime is never blocked.
+//! the handle's worker threads, panics become errors, and the runtime is never blocked.
 #![cfg(feature = "tokio")]
 #![allow(clippy::unwrap_used, clippy::panic)]
 

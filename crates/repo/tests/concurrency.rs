@@ -20,6 +20,30 @@ fn writer_of(text: &str, prefix: &str) -> (usize, usize) {
     (thread.parse().unwrap(), round.parse().unwrap())
 }
 
+/// Runs `work(thread)` on `threads` threads that start together; their results in
+/// thread order, each joined with a deadline (`what` names them in a failure).
+fn at_once<T: Send + 'static>(
+    threads: usize,
+    what: &str,
+    work: impl Fn(usize) -> T + Send + Sync + 'static,
+) -> Vec<T> {
+    let barrier = Arc::new(Barrier::new(threads));
+    let work = Arc::new(work);
+    let handles: Vec<_> = (0..threads)
+        .map(|thread| {
+            let (barrier, work) = (barrier.clone(), work.clone());
+            std::thread::spawn(move || {
+                barrier.wait();
+                work(thread)
+            })
+        })
+        .collect();
+    handles
+        .into_iter()
+        .map(|handle| join_within(handle, Duration::from_secs(60), what))
+        .collect()
+}
+
 backend_tests! {
     fn concurrent_updates_of_one_interview_end_in_one_writers_state(t) {
         const THREADS: usize = 6;
@@ -27,50 +51,44 @@ backend_tests! {
         let owner = user(&t.db, "user_interviewer");
         let job = jobprep_job_infos::insert(&t.db, &owner, &new_job("Contended")).unwrap();
         let interview = jobprep_interviews::insert(&t.db, &owner, job.id, &NewInterview::new()).unwrap();
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let handles: Vec<_> = (0..THREADS)
-            .map(|thread| {
-                let (db, owner, barrier) = (t.db.clone(), owner.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    let mut errors = Vec::new();
-                    for round in 0..ROUNDS {
-                        let duration = format!("{thread:02}:{round:02}:00");
-                        let chat = format!("chat {thread}/{round}");
-                        let feedback = format!("feedback {thread}/{round}");
-                        // Odd threads split their write in two statements in one
-                        // transaction: a torn row would show if isolation failed.
-                        let result = if thread % 2 == 0 {
-                            jobprep_interviews::update(&db, &owner, interview.id, &InterviewChanges {
-                                duration: Some(duration),
-                                hume_chat_id: Some(Some(chat)),
-                                feedback: Some(Some(feedback)),
-                            })
-                        } else {
-                            db.transaction(|tx| {
-                                jobprep_interviews::update(tx, &owner, interview.id, &InterviewChanges {
-                                    duration: Some(duration),
-                                    ..Default::default()
-                                })?;
-                                jobprep_interviews::update(tx, &owner, interview.id, &InterviewChanges {
-                                    hume_chat_id: Some(Some(chat)),
-                                    feedback: Some(Some(feedback)),
-                                    ..Default::default()
-                                })
-                            })
-                        };
-                        if let Err(error) = result {
-                            errors.push(format!("thread {thread} round {round}: {error:?}"));
-                        }
-                    }
-                    errors
-                })
-            })
-            .collect();
-        let errors: Vec<String> = handles
-            .into_iter()
-            .flat_map(|h| join_within(h, Duration::from_secs(60), "interview writer"))
-            .collect();
+        let (db, writer) = (t.db.clone(), owner.clone());
+        let errors: Vec<String> = at_once(THREADS, "interview writer", move |thread| {
+            let owner = &writer;
+            let mut errors = Vec::new();
+            for round in 0..ROUNDS {
+                let duration = format!("{thread:02}:{round:02}:00");
+                let chat = format!("chat {thread}/{round}");
+                let feedback = format!("feedback {thread}/{round}");
+                // Odd threads split their write in two statements in one
+                // transaction: a torn row would show if isolation failed.
+                let result = if thread % 2 == 0 {
+                    jobprep_interviews::update(&db, &owner, interview.id, &InterviewChanges {
+                        duration: Some(duration),
+                        hume_chat_id: Some(Some(chat)),
+                        feedback: Some(Some(feedback)),
+                    })
+                } else {
+                    db.transaction(|tx| {
+                        jobprep_interviews::update(tx, &owner, interview.id, &InterviewChanges {
+                            duration: Some(duration),
+                            ..Default::default()
+                        })?;
+                        jobprep_interviews::update(tx, &owner, interview.id, &InterviewChanges {
+                            hume_chat_id: Some(Some(chat)),
+                            feedback: Some(Some(feedback)),
+                            ..Default::default()
+                        })
+                    })
+                };
+                if let Err(error) = result {
+                    errors.push(format!("thread {thread} round {round}: {error:?}"));
+                }
+            }
+            errors
+        })
+        .into_iter()
+        .flatten()
+        .collect();
         assert!(errors.is_empty(), "{errors:#?}");
 
         let row = jobprep_interviews::get(&t.db, &owner, interview.id).unwrap().value.interview;
@@ -91,60 +109,54 @@ backend_tests! {
         let owner = user(&t.db, "user_bulk");
         let job = jobprep_job_infos::insert(&t.db, &owner, &new_job("Bulk")).unwrap();
         let other_job = jobprep_job_infos::insert(&t.db, &owner, &new_job("Bystander")).unwrap();
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let handles: Vec<_> = (0..THREADS)
-            .map(|thread| {
-                let (db, owner, barrier) = (t.db.clone(), owner.clone(), barrier.clone());
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    let mut acknowledged = BTreeMap::new();
-                    let mut errors = Vec::new();
-                    for round in 0..ROUNDS {
-                        let n = 1 + (thread * 7 + round * 13) % 40;
-                        let batch: Vec<NewQuestion> = (0..n)
-                            .map(|i| NewQuestion::new(format!("t{thread} r{round} q{i}"), QuestionDifficulty::Medium))
-                            .collect();
-                        // Every other round reads, then writes, in one transaction: on
-                        // SQLite this is where BEGIN IMMEDIATE matters.
-                        let result = if round % 2 == 0 {
-                            jobprep_questions::insert_many(&db, &owner, job.id, &batch)
-                        } else {
-                            db.transaction(|tx| {
-                                let before = jobprep_questions::list_for_job_info(tx, &owner, job.id)?.value.len();
-                                let keys = jobprep_questions::insert_many(tx, &owner, job.id, &batch)?;
-                                let after = jobprep_questions::list_for_job_info(tx, &owner, job.id)?.value.len();
-                                // SQLite's writers are serialized (BEGIN IMMEDIATE): nobody
-                                // else adds rows meanwhile. PostgreSQL's READ COMMITTED
-                                // shows each statement the rows committed so far: never
-                                // fewer.
-                                let consistent = match db.backend() {
-                                    Backend::Sqlite => after == before + keys.len(),
-                                    Backend::Postgres => after >= before + keys.len(),
-                                };
-                                if !consistent {
-                                    return Err(Error::Config(format!("saw {before} then {after} rows after adding {}", keys.len())));
-                                }
-                                Ok(keys)
-                            })
+        let (db, writer) = (t.db.clone(), owner.clone());
+        let results = at_once(THREADS, "bulk inserter", move |thread| {
+            let owner = &writer;
+            let mut acknowledged = BTreeMap::new();
+            let mut errors = Vec::new();
+            for round in 0..ROUNDS {
+                let n = 1 + (thread * 7 + round * 13) % 40;
+                let batch: Vec<NewQuestion> = (0..n)
+                    .map(|i| NewQuestion::new(format!("t{thread} r{round} q{i}"), QuestionDifficulty::Medium))
+                    .collect();
+                // Every other round reads, then writes, in one transaction: on
+                // SQLite this is where BEGIN IMMEDIATE matters.
+                let result = if round % 2 == 0 {
+                    jobprep_questions::insert_many(&db, &owner, job.id, &batch)
+                } else {
+                    db.transaction(|tx| {
+                        let before = jobprep_questions::list_for_job_info(tx, &owner, job.id)?.value.len();
+                        let keys = jobprep_questions::insert_many(tx, &owner, job.id, &batch)?;
+                        let after = jobprep_questions::list_for_job_info(tx, &owner, job.id)?.value.len();
+                        // SQLite's writers are serialized (BEGIN IMMEDIATE): nobody
+                        // else adds rows meanwhile. PostgreSQL's READ COMMITTED
+                        // shows each statement the rows committed so far: never
+                        // fewer.
+                        let consistent = match db.backend() {
+                            Backend::Sqlite => after == before + keys.len(),
+                            Backend::Postgres => after >= before + keys.len(),
                         };
-                        match result {
-                            Ok(keys) => {
-                                assert_eq!(keys.len(), n);
-                                for (key, question) in keys.into_iter().zip(batch) {
-                                    acknowledged.insert(key.id, question.text);
-                                }
-                            }
-                            Err(error) => errors.push(format!("thread {thread} round {round}: {error:?}")),
+                        if !consistent {
+                            return Err(Error::Config(format!("saw {before} then {after} rows after adding {}", keys.len())));
+                        }
+                        Ok(keys)
+                    })
+                };
+                match result {
+                    Ok(keys) => {
+                        assert_eq!(keys.len(), n);
+                        for (key, question) in keys.into_iter().zip(batch) {
+                            acknowledged.insert(key.id, question.text);
                         }
                     }
-                    (acknowledged, errors)
-                })
-            })
-            .collect();
+                    Err(error) => errors.push(format!("thread {thread} round {round}: {error:?}")),
+                }
+            }
+            (acknowledged, errors)
+        });
         let mut acknowledged = BTreeMap::new();
         let mut errors = Vec::new();
-        for handle in handles {
-            let (acked, errs) = join_within(handle, Duration::from_secs(60), "bulk inserter");
+        for (acked, errs) in results {
             acknowledged.extend(acked);
             errors.extend(errs);
         }

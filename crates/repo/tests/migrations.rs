@@ -511,13 +511,20 @@ fn fail_to_build_the_old_chat_index(t: &TestDb) -> String {
     .unwrap_err()
 }
 
-#[test]
-fn postgres_an_index_left_invalid_by_a_failed_build_is_named_and_rebuilt() {
-    let Some(t) = TestDb::new(Backend::Postgres) else {
-        return;
-    };
+/// A migrated PostgreSQL test database holding one row in each table, and its schema
+/// as `describe_schema` reads it; `None` without PostgreSQL.
+fn postgres_with_one_row_each() -> Option<(TestDb, Vec<String>)> {
+    let t = TestDb::new(Backend::Postgres)?;
     let full = t.db.describe_schema().unwrap();
     exec(&t, ONE_ROW_EACH);
+    Some((t, full))
+}
+
+#[test]
+fn postgres_an_index_left_invalid_by_a_failed_build_is_named_and_rebuilt() {
+    let Some((t, full)) = postgres_with_one_row_each() else {
+        return;
+    };
     let error = fail_to_build_the_old_chat_index(&t);
     assert!(error.contains("index row"), "{error}");
     let drift = t.db.check_schema().unwrap();
@@ -545,11 +552,9 @@ fn postgres_an_index_left_invalid_by_a_failed_build_is_named_and_rebuilt() {
 fn postgres_a_migration_whose_index_build_failed_is_not_recorded_as_applied() {
     // The first run of 000006 failed, leaving its index invalid and itself unrecorded;
     // the next run must build the index, not take the invalid one for done.
-    let Some(t) = TestDb::new(Backend::Postgres) else {
+    let Some((t, full)) = postgres_with_one_row_each() else {
         return;
     };
-    let full = t.db.describe_schema().unwrap();
-    exec(&t, ONE_ROW_EACH);
     fail_to_build_the_old_chat_index(&t);
     exec(
         &t,
@@ -759,11 +764,9 @@ fn postgres_adopts_after_a_failed_diesel_migration_run_left_empty_bookkeeping() 
 
 #[test]
 fn postgres_adopts_again_when_push_force_dropped_bookkeeping_and_indexes() {
-    let Some(t) = TestDb::new(Backend::Postgres) else {
+    let Some((t, full)) = postgres_with_one_row_each() else {
         return;
     };
-    let full = t.db.describe_schema().unwrap();
-    exec(&t, ONE_ROW_EACH);
     // What `drizzle-kit push --force` runs when the app's config neither declares our
     // indexes nor filters our table.
     exec(

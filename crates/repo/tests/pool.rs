@@ -41,11 +41,7 @@ backend_tests! {
     }
 
     fn waits_and_timeouts_are_counted(t) {
-        let db = Db::builder(&t.url)
-            .max_size(1)
-            .connection_timeout(Duration::from_millis(200))
-            .build()
-            .unwrap();
+        let db = t.pool_of(1, Duration::from_millis(200));
         db.read(|conn| users::get(conn, &UserId::new("user_none").unwrap())).unwrap_err();
         let before = db.pool_state();
         let inner = db.transaction(|_tx| Ok(db.read(|conn| users::get(conn, &UserId::new("u").unwrap()))));

@@ -6,7 +6,7 @@
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use jobprep_repo::{users, Db, Error, Executor, Result};
+use jobprep_repo::{users, Error, Executor, Result};
 use jobprep_testing::{backend_tests, job_form as new_job, join_within, user};
 
 const POOL_TIMEOUT: Duration = Duration::from_millis(300);
@@ -35,11 +35,7 @@ fn assert_timed_out<T: std::fmt::Debug>(result: &Result<T>, elapsed: Duration, c
 
 backend_tests! {
     fn an_exhausted_pool_times_out_with_unavailable_then_serves_again(t) {
-        let db = Db::builder(&t.url)
-            .max_size(2)
-            .connection_timeout(POOL_TIMEOUT)
-            .build()
-            .unwrap();
+        let db = t.pool_of(2, POOL_TIMEOUT);
         let owner = user(&db, "user_pool");
 
         // Holder 1: inside a transaction that writes; holder 2: inside a read. (Two
@@ -105,11 +101,7 @@ backend_tests! {
     }
 
     fn a_waiting_caller_gets_the_connection_as_soon_as_it_is_returned(t) {
-        let db = Db::builder(&t.url)
-            .max_size(1)
-            .connection_timeout(Duration::from_secs(10))
-            .build()
-            .unwrap();
+        let db = t.pool_of(1, Duration::from_secs(10));
         let owner = user(&db, "user_waiter");
         let (ready_tx, ready_rx) = mpsc::channel::<()>();
         let holder = {
@@ -133,11 +125,7 @@ backend_tests! {
     }
 
     fn a_call_on_the_db_from_inside_its_own_transaction_times_out_instead_of_hanging(t) {
-        let db = Db::builder(&t.url)
-            .max_size(1)
-            .connection_timeout(POOL_TIMEOUT)
-            .build()
-            .unwrap();
+        let db = t.pool_of(1, POOL_TIMEOUT);
         let owner = user(&db, "user_nested");
         let handle = {
             let (db, owner) = (db.clone(), owner.clone());

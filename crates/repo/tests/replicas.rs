@@ -61,6 +61,15 @@ fn eventually(limit: Duration, what: &str, mut ok: impl FnMut() -> bool) {
     panic!("{what} did not happen within {limit:?}");
 }
 
+/// A new user written to the primary, once the replica can read it.
+fn replicated_user(db: &Db, prefix: &str) -> UserId {
+    let user = new_user(db, &unique(prefix));
+    eventually(Duration::from_secs(10), "replication", || {
+        db.read(|c| users::get(c, &user)).is_ok()
+    });
+    user
+}
+
 fn pg_ctl(args: &[&str]) {
     let status = Command::new("runuser")
         .args([
@@ -129,10 +138,7 @@ fn reads_are_served_by_the_replica() {
 fn with_replay_paused_sessions_read_their_writes_and_plain_reads_are_stale() {
     let db = db();
     // Let the replica be checked once while healthy.
-    let warm = new_user(&db, &unique("user_warm"));
-    eventually(Duration::from_secs(10), "replication", || {
-        db.read(|c| users::get(c, &warm)).is_ok()
-    });
+    replicated_user(&db, "user_warm");
 
     let paused = ReplayPaused::pause();
     let session = db.session();
@@ -187,10 +193,7 @@ fn with_replay_paused_sessions_read_their_writes_and_plain_reads_are_stale() {
 #[ignore = "needs the primary and replica of scripts/replicas.sh"]
 fn with_the_replica_stopped_reads_use_the_primary_then_return() {
     let db = db();
-    let user = new_user(&db, &unique("user_failover"));
-    eventually(Duration::from_secs(10), "replication", || {
-        db.read(|c| users::get(c, &user)).is_ok()
-    });
+    let user = replicated_user(&db, "user_failover");
 
     pg_ctl(&["-m", "fast", "stop"]);
     let outage = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {

@@ -208,9 +208,30 @@ impl TestDb {
         })
     }
 
+    /// A migrated PostgreSQL database, when the test server is the default one at
+    /// `127.0.0.1:5432`: for tests whose connection strings spell that host and port
+    /// (socket paths, host lists). `None` otherwise, or without PostgreSQL.
+    pub fn on_default_postgres() -> Option<TestDb> {
+        if !postgres_admin_url().contains("@127.0.0.1:5432/") {
+            return None;
+        }
+        TestDb::new(Backend::Postgres)
+    }
+
     /// The backend this database runs on.
     pub fn backend(&self) -> Backend {
         self.db.backend()
+    }
+
+    /// Another handle on this database with a pool of its own: at most `max_size`
+    /// connections, a caller waiting at most `timeout` for one. For tests of the pool's
+    /// limits; its writes report their tags to no sink.
+    pub fn pool_of(&self, max_size: u32, timeout: std::time::Duration) -> Db {
+        Db::builder(&self.url)
+            .max_size(max_size)
+            .connection_timeout(timeout)
+            .build()
+            .expect("a handle on the test database")
     }
 
     /// Runs `sql` (one or more statements) on a connection of its own, outside jobprep,
@@ -353,8 +374,8 @@ fn migrations_fingerprint() -> u64 {
 mod fixtures {
     use std::collections::BTreeSet;
 
-    use jobprep_repo::job_infos::NewJobInfo;
-    use jobprep_repo::{users, Db, Entity, Error, Executor, ExperienceLevel, UserId};
+    use jobprep_repo::job_infos::{self, NewJobInfo};
+    use jobprep_repo::{users, Db, Entity, Error, Executor, ExperienceLevel, JobInfoId, UserId};
 
     /// Creates the user `id` on `db` below the use cases (so the sink records no tags)
     /// and returns its id; the email is made from the id's letters and digits. Panics
@@ -374,6 +395,14 @@ mod fixtures {
         db.write(|conn, _| users::upsert(conn, &new))
             .expect("create the user");
         id
+    }
+
+    /// Creates a job info of `owner` named `name` (see [`job_form`]) on `db` below the
+    /// use cases (so the sink records no tags) and returns its id.
+    pub fn job_info(db: &Db, owner: &UserId, name: &str) -> JobInfoId {
+        db.write(|conn, _| job_infos::insert(conn, owner, &job_form(name)))
+            .expect("create the job info")
+            .id
     }
 
     /// A job info form named `name`.
@@ -439,7 +468,9 @@ mod fixtures {
     }
 }
 
-pub use fixtures::{assert_not_found, job_form, join_within, pause, refused_field, tag_set, user};
+pub use fixtures::{
+    assert_not_found, job_form, job_info, join_within, pause, refused_field, tag_set, user,
+};
 
 /// Runs `future` to completion on a fresh single-threaded runtime, for tests of the
 /// async facade (feature `tokio`) written as plain `#[test]`s.

@@ -88,6 +88,44 @@ impl Inputs {
     }
 }
 
+/// One call of `op` on `$on`, with `users`, `job_infos`, `interviews` and `questions`
+/// as the caller has them in scope: the feature crates (over a `Db`) or the repository
+/// modules (over a connection). One body for both, so the two runs make the same calls.
+/// Evaluates to the units done (rows for the bulk insert, else 1).
+macro_rules! one_call {
+    ($op:expr, $on:expr, $data:expr, $inputs:expr, $rng:expr) => {{
+        let (user, job) = $data.pick_job($rng);
+        match $op {
+            Operation::GetJobInfo => {
+                job_infos::get($on, user, job)?;
+            }
+            Operation::ListJobInfos => {
+                job_infos::list_for_user($on, user)?;
+            }
+            Operation::ListInterviews => {
+                interviews::list_for_job_info($on, user, job)?;
+            }
+            Operation::CountInterviewsForUser => {
+                interviews::count_for_user($on, user)?;
+            }
+            Operation::UpsertUser => {
+                users::upsert($on, $data.pick_user($rng))?;
+            }
+            Operation::InsertJobInfo => {
+                job_infos::insert($on, user, &$inputs.job)?;
+            }
+            Operation::InsertQuestion => {
+                questions::insert($on, user, job, &$inputs.question)?;
+            }
+            Operation::BulkInsertQuestions => {
+                questions::insert_many($on, user, job, &$inputs.batch)?;
+                return Ok(BULK_ROWS as u64);
+            }
+        }
+        Ok(1)
+    }};
+}
+
 /// One call of `op` through jobprep's use cases; returns the units done (rows for
 /// the bulk insert, else 1).
 pub fn through_jobprep(
@@ -97,35 +135,11 @@ pub fn through_jobprep(
     inputs: &Inputs,
     rng: &mut Rng,
 ) -> Result<u64, Error> {
-    let (user, job) = data.pick_job(rng);
-    match op {
-        Operation::GetJobInfo => {
-            jobprep_job_infos::get(db, user, job)?;
-        }
-        Operation::ListJobInfos => {
-            jobprep_job_infos::list_for_user(db, user)?;
-        }
-        Operation::ListInterviews => {
-            jobprep_interviews::list_for_job_info(db, user, job)?;
-        }
-        Operation::CountInterviewsForUser => {
-            jobprep_interviews::count_for_user(db, user)?;
-        }
-        Operation::UpsertUser => {
-            jobprep_users::upsert(db, data.pick_user(rng))?;
-        }
-        Operation::InsertJobInfo => {
-            jobprep_job_infos::insert(db, user, &inputs.job)?;
-        }
-        Operation::InsertQuestion => {
-            jobprep_questions::insert(db, user, job, &inputs.question)?;
-        }
-        Operation::BulkInsertQuestions => {
-            jobprep_questions::insert_many(db, user, job, &inputs.batch)?;
-            return Ok(BULK_ROWS as u64);
-        }
-    }
-    Ok(1)
+    use jobprep_interviews as interviews;
+    use jobprep_job_infos as job_infos;
+    use jobprep_questions as questions;
+    use jobprep_users as users;
+    one_call!(op, db, data, inputs, rng)
 }
 
 /// One call of `op` as the baseline: the repository function on a bare connection.
@@ -136,35 +150,7 @@ pub fn baseline(
     inputs: &Inputs,
     rng: &mut Rng,
 ) -> Result<u64, Error> {
-    let (user, job) = data.pick_job(rng);
-    match op {
-        Operation::GetJobInfo => {
-            job_infos::get(conn, user, job)?;
-        }
-        Operation::ListJobInfos => {
-            job_infos::list_for_user(conn, user)?;
-        }
-        Operation::ListInterviews => {
-            interviews::list_for_job_info(conn, user, job)?;
-        }
-        Operation::CountInterviewsForUser => {
-            interviews::count_for_user(conn, user)?;
-        }
-        Operation::UpsertUser => {
-            users::upsert(conn, data.pick_user(rng))?;
-        }
-        Operation::InsertJobInfo => {
-            job_infos::insert(conn, user, &inputs.job)?;
-        }
-        Operation::InsertQuestion => {
-            questions::insert(conn, user, job, &inputs.question)?;
-        }
-        Operation::BulkInsertQuestions => {
-            questions::insert_many(conn, user, job, &inputs.batch)?;
-            return Ok(BULK_ROWS as u64);
-        }
-    }
-    Ok(1)
+    one_call!(op, conn, data, inputs, rng)
 }
 
 /// The seed's interviews: held ones, so that lists and counts find them.
