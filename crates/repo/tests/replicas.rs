@@ -243,12 +243,16 @@ fn a_restarted_replica_serves_reads_again_while_the_primary_is_idle() {
     // has replayed past what it has received, and is caught up all the same.
     pg_ctl(&["-m", "immediate", "stop"]);
     pg_ctl(&["-w", "-l", &env("JOBPREP_REPLICA_LOG"), "start"]);
+    // Until its WAL receiver streams again the replica reports no received position,
+    // and its lag is the age of the last replayed write; then it is caught up.
     eventually(
-        Duration::from_secs(10),
-        "reads on the restarted replica",
+        Duration::from_secs(15),
+        "reads on the restarted replica, caught up",
         || {
             let before = replica_reads(&db);
-            db.read(|c| users::get(c, &user)).is_ok() && replica_reads(&db) > before
+            db.read(|c| users::get(c, &user)).is_ok()
+                && replica_reads(&db) > before
+                && db.routing_state().replicas[0].lag_ms == Some(0)
         },
     );
     let state = &db.routing_state().replicas[0];

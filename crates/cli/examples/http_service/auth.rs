@@ -4,7 +4,6 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::errors::ApiError;
 use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use base64::engine::general_purpose::STANDARD as BASE64;
@@ -13,6 +12,8 @@ use hmac::{Hmac, Mac};
 use jobprep_repo::Error;
 use jobprep_users::UserId;
 use sha2::Sha256;
+
+use crate::errors::{ApiError, SignatureError};
 
 /// The request header that names the caller in development mode.
 pub const USER_HEADER: &str = "x-user-id";
@@ -143,30 +144,6 @@ impl std::fmt::Debug for WebhookVerifier {
             .field("key", &"<redacted>")
             .field("tolerance", &self.tolerance)
             .finish()
-    }
-}
-
-/// Why a webhook request is refused; each answers the same 401.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SignatureError {
-    /// A `svix-*` header is missing, or not visible ASCII.
-    MissingHeader(&'static str),
-    /// `svix-timestamp` is not Unix seconds.
-    BadTimestamp,
-    /// `svix-timestamp` is further from the service's clock than the tolerance.
-    Stale,
-    /// No `v1` signature matches.
-    Mismatch,
-}
-
-impl std::fmt::Display for SignatureError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            SignatureError::MissingHeader(name) => write!(f, "no usable {name} header"),
-            SignatureError::BadTimestamp => f.write_str("svix-timestamp is not Unix seconds"),
-            SignatureError::Stale => f.write_str("svix-timestamp is outside the tolerance"),
-            SignatureError::Mismatch => f.write_str("no v1 signature matches"),
-        }
     }
 }
 

@@ -5,14 +5,15 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use crate::errors::ApiError;
-use crate::respond::{json_bytes, tagged_json};
 use axum::body::Bytes;
 use axum::http::HeaderValue;
 use axum::response::Response;
 use jobprep_repo::feed::{FeedEvent, FeedOptions, Listener, StopHandle};
 use jobprep_repo::{CacheTag, Cached, Db, TagSink};
 use serde::Serialize;
+
+use crate::errors::ApiError;
+use crate::respond::{json_bytes, tagged_json};
 
 /// A read's answer as it goes out: the JSON bytes, serialized once, and the cache tags
 /// it depends on. The cache keeps these very bytes, so a hit is byte-identical to the

@@ -1,13 +1,12 @@
 //! Every error a request can end in, and its one HTTP body.
 
-use crate::auth::SignatureError;
-use crate::json::{join_path, last_name};
-use crate::service::{BODY_LIMIT, MAX_QUESTIONS_PER_REQUEST};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jobprep_repo::Error;
 use serde::Serialize;
+
+use crate::limits::{BODY_LIMIT, MAX_QUESTIONS_PER_REQUEST};
 
 /// Everything a request can fail with, and its HTTP answer: every error has the body
 /// [`ErrorBody`].
@@ -219,4 +218,47 @@ fn internal() -> (StatusCode, ErrorBody) {
         StatusCode::INTERNAL_SERVER_ERROR,
         ErrorBody::new("internal error"),
     )
+}
+
+/// Why a webhook request is refused; each answers the same 401.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignatureError {
+    /// A `svix-*` header is missing, or not visible ASCII.
+    MissingHeader(&'static str),
+    /// `svix-timestamp` is not Unix seconds.
+    BadTimestamp,
+    /// `svix-timestamp` is further from the service's clock than the tolerance.
+    Stale,
+    /// No `v1` signature matches.
+    Mismatch,
+}
+
+impl std::fmt::Display for SignatureError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SignatureError::MissingHeader(name) => write!(f, "no usable {name} header"),
+            SignatureError::BadTimestamp => f.write_str("svix-timestamp is not Unix seconds"),
+            SignatureError::Stale => f.write_str("svix-timestamp is outside the tolerance"),
+            SignatureError::Mismatch => f.write_str("no v1 signature matches"),
+        }
+    }
+}
+
+/// `prefix` and then `path`, both JSON paths.
+pub(crate) fn join_path(prefix: &str, path: &str) -> String {
+    if prefix.is_empty() {
+        path.to_owned()
+    } else if path.is_empty() {
+        prefix.to_owned()
+    } else if path.starts_with('[') {
+        format!("{prefix}{path}")
+    } else {
+        format!("{prefix}.{path}")
+    }
+}
+
+/// The last name in a JSON path (`email_address` of `data.email_addresses[0].email_address`).
+pub(crate) fn last_name(path: &str) -> &str {
+    let last = path.rsplit('.').next().unwrap_or(path);
+    last.split('[').next().unwrap_or(last)
 }

@@ -1,8 +1,5 @@
 //! What a handler takes from a request: the acting user, a typed path id, a page, a JSON body.
 
-use crate::auth::{authenticate, Auth};
-use crate::errors::ApiError;
-use crate::json::{from_object, parse_json};
 use axum::body::Bytes;
 use axum::extract::{FromRef, FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
@@ -12,6 +9,10 @@ use jobprep_repo::Error;
 use jobprep_users::UserId;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::auth::{authenticate, Auth};
+use crate::errors::ApiError;
+use crate::json::{from_object, parse_json};
 
 /// The acting user, from [`authenticate`] (401 when it refuses).
 #[derive(Debug)]

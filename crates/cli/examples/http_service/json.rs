@@ -1,9 +1,10 @@
 //! JSON bodies: parsing, objects into forms, and serde's errors in the API's words.
 
-use crate::errors::ApiError;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use serde_json::Value;
+
+use crate::errors::{join_path, last_name, ApiError};
 
 pub(crate) fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     let bytes: &[u8] = if bytes.trim_ascii().is_empty() {
@@ -62,25 +63,6 @@ fn json_path(path: &serde_path_to_error::Path) -> String {
         }
     }
     out
-}
-
-/// `prefix` and then `path`, both JSON paths.
-pub(crate) fn join_path(prefix: &str, path: &str) -> String {
-    if prefix.is_empty() {
-        path.to_owned()
-    } else if path.is_empty() {
-        prefix.to_owned()
-    } else if path.starts_with('[') {
-        format!("{prefix}{path}")
-    } else {
-        format!("{prefix}.{path}")
-    }
-}
-
-/// The last name in a JSON path (`email_address` of `data.email_addresses[0].email_address`).
-pub(crate) fn last_name(path: &str) -> &str {
-    let last = path.rsplit('.').next().unwrap_or(path);
-    last.split('[').next().unwrap_or(last)
 }
 
 /// What kind of JSON value `value` is, for messages.

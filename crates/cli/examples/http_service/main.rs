@@ -25,14 +25,14 @@
 //!   `{"error": "invalid webhook signature"}` and changes nothing. A delivery replayed
 //!   within those 5 minutes is not detected (a service that must refuse replays keeps
 //!   the `svix-id`s it has accepted).
-//! - Every other route acts for the user that [`authenticate`] returns, and this example
-//!   verifies no session: they all answer 401 `{"error": "not authenticated"}` until a
-//!   real service puts its session check there (see that function).
+//! - Every other route acts for the user that `auth::authenticate` returns, and this
+//!   example verifies no session: they all answer 401 `{"error": "not authenticated"}`
+//!   until a real service puts its session check there (see that function).
 //! - `--insecure-dev-auth` (or `JOBPREP_INSECURE_DEV_AUTH=true`) is for development
-//!   only: [`authenticate`] then trusts the `x-user-id` header, so any caller can act
+//!   only: `auth::authenticate` then trusts the `x-user-id` header, so any caller can act
 //!   as any user, and without a secret the webhook is accepted unsigned. The header
 //!   must hold a user id without `,` or whitespace (it goes into `x-cache-tags`, see
-//!   [`tag_safe_user_id`]); another value answers the same 401. The
+//!   `auth::tag_safe_user_id`); another value answers the same 401. The
 //!   service says so on stderr when it starts. Without a secret and without the flag it
 //!   does not start.
 //!
@@ -47,13 +47,14 @@
 //! | `GET`, `PATCH`, `DELETE /job-infos/{id}` | read, change, delete with its interviews and questions |
 //! | `POST`, `GET /job-infos/{id}/interviews` | start one (`{duration?, humeChatId?}`), list a page of those with a chat id |
 //! | `GET`, `PATCH`, `DELETE /interviews/{id}` | read (with its job info), record `humeChatId`/`duration`/`feedback`, delete |
-//! | `POST`, `GET /job-infos/{id}/questions` | add one (`{text, difficulty}`) or a list of 1 to [`MAX_QUESTIONS_PER_REQUEST`] (100) in one transaction, within the question quota; list a page |
+//! | `POST`, `GET /job-infos/{id}/questions` | add one (`{text, difficulty}`) or a list of 1 to `limits::MAX_QUESTIONS_PER_REQUEST` (100) in one transaction, within the question quota; list a page |
 //! | `GET`, `PATCH`, `DELETE /questions/{id}` | read, change, delete |
 //! | `POST /webhooks/auth` | the auth provider's (Clerk's) user events: `user.created` and `user.updated` upsert the user, `user.deleted` deletes it; other types answer 204 |
 //!
 //! The webhook maps the provider's user as the original app's webhook does: the id as
-//! it is (without `,` or whitespace, as for `x-user-id`); the name from `first_name` and `last_name` (the email when both are empty);
-//! the email whose `id` is `primary_email_address_id` (none is a 400); an empty
+//! it is (without `,` or whitespace, as for `x-user-id`); the name from `first_name`
+//! and `last_name` (the email when both are empty); the email whose `id` is
+//! `primary_email_address_id` (none is a 400); an empty
 //! `image_url` as no image; `created_at` and `updated_at` (epoch milliseconds) as the
 //! user's timestamps. It answers 200 with the stored user, or with what the deletion
 //! removed (`null` when the user was already gone, so a redelivered event succeeds).
@@ -66,10 +67,10 @@
 //! as `{}`). Every form is a JSON object, never an array filled in by position; unknown
 //! fields, and `null` for a field that cannot be NULL, are refused, as the library's
 //! forms do. Each user has a question quota (`--question-quota`, default
-//! [`DEFAULT_QUESTION_QUOTA`]); every question is added through the library's
+//! `limits::DEFAULT_QUESTION_QUOTA`); every question is added through the library's
 //! quota-checked insert, a list all or nothing.
 //!
-//! **Errors.** Every error answer has one body, [`ErrorBody`]:
+//! **Errors.** Every error answer has one body, `errors::ErrorBody`:
 //! `{"error": "...", "field": "...", "constraint": "...", "limit": ...}`, where `error`
 //! is always there and the others only when they apply. `field` is the JSON path of
 //! what is to blame (`name`, `[1].text` for an element of a list,
@@ -85,7 +86,7 @@
 //! | 404 | no such row (or another user's), or no such route |
 //! | 405 | the route does not take the method (with `Allow`) |
 //! | 409 | the write conflicts, with `constraint` when the database names one |
-//! | 413 | the body is over [`BODY_LIMIT`] bytes, or a list is over [`MAX_QUESTIONS_PER_REQUEST`] (`field` `""`); `limit` names the limit |
+//! | 413 | the body is over `limits::BODY_LIMIT` bytes, or a list is over `limits::MAX_QUESTIONS_PER_REQUEST` (`field` `""`); `limit` names the limit |
 //! | 415 | the body is not sent as `application/json` |
 //! | 500 | a bug or an unclassified database error (details only in the service's log) |
 //! | 503 | the database is unavailable: retry (`Retry-After: 1`) |
@@ -94,7 +95,7 @@
 //! once), so a hit is byte-identical to its miss.
 //!
 //! **Lists are pages**: `{"items": [...], "next": CURSOR|null}`, at most `?limit=N`
-//! rows (1 to 1,000, default [`DEFAULT_PAGE_SIZE`]), the next page at
+//! rows (1 to 1,000, default `extract::DEFAULT_PAGE_SIZE`), the next page at
 //! `?limit=N&after=CURSOR`; the cursor is the last row's sort key, so rows inserted
 //! meanwhile shift no page.
 //!
@@ -116,6 +117,7 @@ mod cache;
 mod errors;
 mod extract;
 mod json;
+mod limits;
 mod respond;
 mod routes;
 mod service;
@@ -125,10 +127,12 @@ mod tests;
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use crate::auth::{Auth, WEBHOOK_SECRET_ENV};
-use crate::service::{open, serve_with_shutdown, DEFAULT_QUESTION_QUOTA};
 use clap::Parser;
 use tokio::net::TcpListener;
+
+use crate::auth::{Auth, WEBHOOK_SECRET_ENV};
+use crate::limits::DEFAULT_QUESTION_QUOTA;
+use crate::service::{open, serve_with_shutdown};
 
 #[derive(Debug, Parser)]
 #[command(about = "jobprep over HTTP (an example service)")]

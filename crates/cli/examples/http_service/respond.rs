@@ -1,12 +1,13 @@
 //! Successful answers: 201 with a key, 200 with a read's value and its cache tags.
 
-use crate::errors::ApiError;
 use axum::body::Bytes;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jobprep_repo::{CacheTag, Cached};
 use serde::Serialize;
+
+use crate::errors::ApiError;
 
 /// 201 with the new row's key (or keys).
 pub(crate) fn created(value: impl Serialize) -> Response {

@@ -2,9 +2,17 @@
 
 use std::sync::Arc;
 
+use axum::extract::{DefaultBodyLimit, FromRef};
+use axum::routing::{get, post};
+use axum::Router;
+use jobprep_repo::asynch::AsyncDb;
+use jobprep_repo::{Db, DbConfig, TagSink};
+use tokio::net::TcpListener;
+
 use crate::auth::Auth;
 use crate::cache::ReadCache;
 use crate::errors::ApiError;
+use crate::limits::{QuestionQuota, BODY_LIMIT, DEFAULT_QUESTION_QUOTA};
 use crate::routes::interviews::{
     create_interview, delete_interview, get_interview, list_interviews, update_interview,
 };
@@ -16,31 +24,15 @@ use crate::routes::questions::{
 };
 use crate::routes::users::{delete_me, get_me, put_me, usage};
 use crate::routes::webhook::auth_webhook;
-use axum::extract::{DefaultBodyLimit, FromRef};
-use axum::routing::{get, post};
-use axum::Router;
-use jobprep_repo::asynch::AsyncDb;
-use jobprep_repo::{Db, DbConfig, TagSink};
-use tokio::net::TcpListener;
-
-/// can name it).
-pub const BODY_LIMIT: usize = 2 * 1024 * 1024;
-
-/// The most questions one `POST /job-infos/{id}/questions` may add.
-pub const MAX_QUESTIONS_PER_REQUEST: usize = 100;
-
-/// How many questions a user may have when `--question-quota` is not given. This
-/// example knows no plans; a real service takes the limit from the user's plan.
-pub const DEFAULT_QUESTION_QUOTA: u32 = 1000;
 
 /// The service's state: the database, its read cache, how callers are authenticated
 /// and the question quota.
 #[derive(Clone)]
 pub struct Service {
-    pub(crate) db: AsyncDb,
+    db: AsyncDb,
     cache: ReadCache,
     auth: Auth,
-    pub(crate) question_quota: u32,
+    question_quota: u32,
 }
 
 impl std::fmt::Debug for Service {
@@ -63,6 +55,12 @@ impl FromRef<Service> for AsyncDb {
 impl FromRef<Service> for ReadCache {
     fn from_ref(service: &Service) -> ReadCache {
         service.cache.clone()
+    }
+}
+
+impl FromRef<Service> for QuestionQuota {
+    fn from_ref(service: &Service) -> QuestionQuota {
+        QuestionQuota(service.question_quota)
     }
 }
 

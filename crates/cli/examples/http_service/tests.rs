@@ -22,12 +22,10 @@ use jobprep_users::UserId;
 use serde_json::{json, Value};
 use sha2::Sha256;
 
-use crate::auth::{
-    Auth, SignatureError, WebhookVerifier, USER_HEADER, WEBHOOK_SECRET_ENV, WEBHOOK_TOLERANCE,
-};
-use crate::service::{
-    open, serve_with_shutdown, BODY_LIMIT, DEFAULT_QUESTION_QUOTA, MAX_QUESTIONS_PER_REQUEST,
-};
+use crate::auth::{Auth, WebhookVerifier, USER_HEADER, WEBHOOK_SECRET_ENV, WEBHOOK_TOLERANCE};
+use crate::errors::SignatureError;
+use crate::limits::{BODY_LIMIT, DEFAULT_QUESTION_QUOTA, MAX_QUESTIONS_PER_REQUEST};
+use crate::service::{open, serve_with_shutdown};
 
 mod cache;
 mod pages;

@@ -1,9 +1,5 @@
 //! Interviews of a job info, and `/interviews/{id}`.
 
-use crate::errors::ApiError;
-use crate::extract::{Id, JsonBody, Owner, Paging};
-use crate::json::not_null;
-use crate::respond::{cached, created};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -11,6 +7,11 @@ use jobprep_interviews::{asynch as interviews, InterviewChanges, NewInterview};
 use jobprep_repo::asynch::AsyncDb;
 use jobprep_repo::{InterviewId, JobInfoId};
 use serde::Deserialize;
+
+use crate::errors::ApiError;
+use crate::extract::{Id, JsonBody, Owner, Paging};
+use crate::json::not_null;
+use crate::respond::{cached, created};
 
 /// A new interview; the job info comes from the path. As in the library's forms, an
 /// unknown field and `null` for the duration (a column that cannot be NULL) are

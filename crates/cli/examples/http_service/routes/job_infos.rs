@@ -1,15 +1,16 @@
 //! `/job-infos`: the caller's job infos.
 
-use crate::cache::ReadCache;
-use crate::errors::ApiError;
-use crate::extract::{Id, JsonBody, Owner, Paging};
-use crate::respond::created;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use jobprep_job_infos::{asynch as job_infos, JobInfoChanges, NewJobInfo};
 use jobprep_repo::asynch::AsyncDb;
 use jobprep_repo::JobInfoId;
+
+use crate::cache::ReadCache;
+use crate::errors::ApiError;
+use crate::extract::{Id, JsonBody, Owner, Paging};
+use crate::respond::created;
 
 pub(crate) async fn create_job_info(
     State(db): State<AsyncDb>,

@@ -1,10 +1,5 @@
 //! Questions of a job info, and `/questions/{id}`.
 
-use crate::errors::ApiError;
-use crate::extract::{Id, JsonBody, JsonValue, Owner, Paging};
-use crate::json::{from_object, kind};
-use crate::respond::{cached, created};
-use crate::service::{Service, MAX_QUESTIONS_PER_REQUEST};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -13,22 +8,28 @@ use jobprep_repo::asynch::AsyncDb;
 use jobprep_repo::{JobInfoId, QuestionId};
 use serde_json::Value;
 
+use crate::errors::ApiError;
+use crate::extract::{Id, JsonBody, JsonValue, Owner, Paging};
+use crate::json::{from_object, kind};
+use crate::limits::{QuestionQuota, MAX_QUESTIONS_PER_REQUEST};
+use crate::respond::{cached, created};
+
 /// One question (an object) or a list of 1 to [`MAX_QUESTIONS_PER_REQUEST`], within
 /// the user's question quota. A list is written in one transaction, each question
 /// through the library's quota-checked insert (it has no quota-checked bulk insert),
 /// so a list that would go over the quota is refused as a whole.
 pub(crate) async fn create_questions(
-    State(service): State<Service>,
+    State(db): State<AsyncDb>,
+    State(QuestionQuota(quota)): State<QuestionQuota>,
     Owner(me): Owner,
     Id(job_info_id): Id<JobInfoId>,
     JsonValue(body): JsonValue,
 ) -> Result<Response, ApiError> {
-    let quota = service.question_quota;
     let items = match body {
         Value::Array(items) => items,
         body @ Value::Object(_) => {
             let one: NewQuestion = from_object(body)?;
-            let key = questions::insert_within_quota(&service.db, me, job_info_id, one, quota);
+            let key = questions::insert_within_quota(&db, me, job_info_id, one, quota);
             return Ok(created(key.await?));
         }
         other => {
@@ -55,8 +56,7 @@ pub(crate) async fn create_questions(
         question.validate().map_err(ApiError::from).map_err(at(i))?;
         many.push(question);
     }
-    let keys = service
-        .db
+    let keys = db
         .transaction_with_error(move |tx| {
             let mut keys = Vec::with_capacity(many.len());
             for (i, question) in many.iter().enumerate() {

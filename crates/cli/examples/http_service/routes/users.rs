@@ -1,8 +1,5 @@
 //! `/users/me`: the caller's profile and usage.
 
-use crate::errors::ApiError;
-use crate::extract::{JsonBody, Owner};
-use crate::respond::cached;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -12,6 +9,10 @@ use jobprep_repo::asynch::AsyncDb;
 use jobprep_repo::Cached;
 use jobprep_users::{asynch as users, NewUser};
 use serde::{Deserialize, Serialize};
+
+use crate::errors::ApiError;
+use crate::extract::{JsonBody, Owner};
+use crate::respond::cached;
 
 /// The profile the auth provider knows; the id is the caller's.
 #[derive(Debug, Deserialize)]

@@ -1,10 +1,6 @@
 //! `POST /webhooks/auth`: the auth provider's user events, mapped as the original app
 //! maps them.
 
-use crate::auth::{tag_safe_user_id, Auth};
-use crate::errors::ApiError;
-use crate::extract::{require_json, RawBody};
-use crate::json::{from_object, parse_json};
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +11,11 @@ use jobprep_users::{asynch as users, NewUser, UserId};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::auth::{tag_safe_user_id, Auth};
+use crate::errors::ApiError;
+use crate::extract::{require_json, RawBody};
+use crate::json::{from_object, parse_json};
 
 /// An event of the auth provider: `{"type": "user.created", "data": {...}, ...}`.
 #[derive(Debug, Deserialize)]
