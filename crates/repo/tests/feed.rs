@@ -813,3 +813,99 @@ fn sqlite_a_full_queue_turns_into_a_reset_before_newer_batches() {
     assert_eq!(listener.status().resets, 1);
     listener.stop();
 }
+
+/// How many sessions the listeners of the test database hold on the server.
+fn listener_sessions(t: &TestDb) -> i64 {
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut admin = PgConnection::establish(&t.url).unwrap();
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = 'jobprep-cache-feed'",
+    )
+    .get_result::<Count>(&mut admin)
+    .unwrap()
+    .n
+}
+
+/// With `sleep_after`, an idle listener closes its connection (so a scale-to-zero
+/// server may suspend), and a write made while it sleeps is delivered when it wakes:
+/// exactly its tags, no reset, since the changes were still there to read.
+#[test]
+fn postgres_a_sleeping_listener_holds_no_connection_and_misses_nothing() {
+    let Some(t) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
+    t.db.install_cache_feed().unwrap();
+    let owner = user(&t.db, "user_sleepy");
+    let options = FeedOptions {
+        sleep_after: Some(Duration::from_millis(300)),
+        wake_every: Duration::from_secs(2),
+        ..FeedOptions::default()
+    };
+    let mut listener = Listener::start(&t.db, options).unwrap();
+    assert_eq!(listener_sessions(&t), 1);
+    let started = Instant::now();
+    while !listener.status().asleep {
+        assert!(started.elapsed() < PATIENCE, "{:?}", listener.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let started = Instant::now();
+    while listener_sessions(&t) > 0 {
+        assert!(
+            started.elapsed() < PATIENCE,
+            "the sleeping listener's session stays"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let key = jobprep_job_infos::insert(
+        &t.db,
+        &owner,
+        &NewJobInfo::new("Asleep", ExperienceLevel::Junior, "x"),
+    )
+    .unwrap();
+    let expected = tag_set([
+        "global:jobInfos".to_owned(),
+        format!("id:{}:jobInfos", key.id),
+        format!("user:{owner}:jobInfos"),
+    ]);
+    let events = collect(&mut listener, &expected);
+    assert_one_batch(&events, &expected);
+    let status = listener.status();
+    assert_eq!((status.resets, status.reconnects), (0, 0), "{status:?}");
+    assert!(status.sleeps >= 1, "{status:?}");
+
+    // Found nothing on waking: back to sleep, no session again.
+    let started = Instant::now();
+    while listener_sessions(&t) > 0 || !listener.status().asleep {
+        assert!(started.elapsed() < PATIENCE, "{:?}", listener.status());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    listener.stop();
+}
+
+#[test]
+fn a_listener_refuses_a_zero_sleep_or_wake() {
+    let Some(t) = TestDb::new(Backend::Sqlite) else {
+        return;
+    };
+    for options in [
+        FeedOptions {
+            sleep_after: Some(Duration::ZERO),
+            ..FeedOptions::default()
+        },
+        FeedOptions {
+            wake_every: Duration::ZERO,
+            ..FeedOptions::default()
+        },
+    ] {
+        match Listener::start(&t.db, options) {
+            Err(Error::Config(reason)) => assert!(reason.contains("sleep_after"), "{reason}"),
+            other => panic!("expected a configuration error, got {other:?}"),
+        }
+    }
+}

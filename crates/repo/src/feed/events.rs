@@ -54,6 +54,16 @@ pub struct FeedOptions {
     pub min_backoff: Duration,
     /// The longest wait between reconnection attempts (default 5 s).
     pub max_backoff: Duration,
+    /// Let an idle server sleep (PostgreSQL): after this long with no change found,
+    /// the listener closes its connection and sends the server nothing until
+    /// [`wake_every`](Self::wake_every) has passed; then it reconnects and reads what
+    /// committed meanwhile from where it stopped, so nothing is missed, only
+    /// delivered late (a reset when the changes are no longer there to read: trimmed,
+    /// or the server restarted). Default `None`: never sleep. See docs/cache-feed.md
+    /// for what each choice costs a scale-to-zero database.
+    pub sleep_after: Option<Duration>,
+    /// How long a sleeping listener sleeps before it looks again (default 1 hour).
+    pub wake_every: Duration,
 }
 
 impl Default for FeedOptions {
@@ -64,6 +74,8 @@ impl Default for FeedOptions {
             capacity: 1024,
             min_backoff: Duration::from_millis(100),
             max_backoff: Duration::from_secs(5),
+            sleep_after: None,
+            wake_every: Duration::from_secs(60 * 60),
         }
     }
 }
@@ -83,6 +95,11 @@ pub struct FeedStatus {
     pub polls: u64,
     /// Resets yielded so far.
     pub resets: u64,
+    /// Whether the listener is asleep, its connection closed
+    /// ([`FeedOptions::sleep_after`]).
+    pub asleep: bool,
+    /// Times it went to sleep so far.
+    pub sleeps: u64,
     /// The latest failure: a lost connection, a failed reconnect, an unreadable
     /// recorded change, a failed trim.
     pub last_error: Option<String>,

@@ -70,6 +70,12 @@ impl Listener {
                 "cache feed: idle_poll_interval must not be shorter than poll_interval".into(),
             ));
         }
+        if options.sleep_after.is_some_and(|after| after.is_zero()) || options.wake_every.is_zero()
+        {
+            return Err(Error::Config(
+                "cache feed: sleep_after and wake_every must be positive".into(),
+            ));
+        }
         let (tx, events) = mpsc::sync_channel(options.capacity);
         let (shared, worker) = match db.backend() {
             Backend::Sqlite => (subscription::start(db, tx), None),

@@ -47,7 +47,14 @@ pub(super) fn start(
         }
     }
     let url = db.config().url.clone();
-    let (conn, pid, snapshot) = connect(&url)?;
+    let (
+        conn,
+        Start {
+            pid,
+            snapshot,
+            server_started,
+        },
+    ) = connect(&url)?;
     let shared = Shared::new(
         FeedStatus {
             connected: true,
@@ -59,7 +66,7 @@ pub(super) fn start(
     let queue = Queue::new(tx, &shared);
     let worker = std::thread::Builder::new()
         .name("jobprep-cache-feed".into())
-        .spawn(move || Worker::new(url, options, queue, snapshot).run(conn))
+        .spawn(move || Worker::new(url, options, queue, snapshot, server_started).run(conn))
         .map_err(|e| Error::unavailable(format!("cannot start the cache feed thread: {e}")))?;
     Ok((shared, worker))
 }
@@ -84,23 +91,28 @@ struct Start {
     pid: i32,
     #[diesel(sql_type = diesel::sql_types::Text)]
     snapshot: String,
+    /// When the server started: another value after a reconnect means a restart or
+    /// another server, where the changes recorded meanwhile may be gone.
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    server_started: String,
 }
 
 /// Opens the session connection and prepares the poll on it; returns it with its
-/// server pid and the snapshot that later polls start from (what committed before
-/// it is not delivered).
-fn connect(url: &DatabaseUrl) -> Result<(PgConnection, i32, String)> {
+/// server pid, the snapshot that later polls start from (what committed before it is
+/// not delivered) and when the server started.
+fn connect(url: &DatabaseUrl) -> Result<(PgConnection, Start)> {
     let mut conn =
         PgConnection::establish(&session_target(url)).map_err(|e| lost(url, &e, false))?;
     // Prepared once: planning the poll anew cost the server more than running it.
     conn.batch_execute(&format!("PREPARE {POLL}(text) AS {}", poll_sql()))
         .map_err(|e| lost(url, &e, false))?;
     let start: Start = diesel::sql_query(
-        "SELECT pg_backend_pid() AS pid, pg_current_snapshot()::text AS snapshot",
+        "SELECT pg_backend_pid() AS pid, pg_current_snapshot()::text AS snapshot, \
+                pg_postmaster_start_time()::text AS server_started",
     )
     .get_result(&mut conn)
     .map_err(|e| lost(url, &e, false))?;
-    Ok((conn, start.pid, start.snapshot))
+    Ok((conn, start))
 }
 
 /// The name of the prepared poll on the listener's connection.
@@ -157,10 +169,23 @@ struct Worker {
     /// The last event sent was a reset: another before any batch would say nothing
     /// new (a poll that waited out an install can find two reasons for one gap).
     just_reset: bool,
+    /// When the server of the connection started (see [`Start`]).
+    server_started: String,
+    /// When a poll last found a change (or the listener woke up).
+    last_found: Instant,
+    /// Woken from a sleep: the next connection resumes from `snapshot`, and an empty
+    /// poll sends it back to sleep.
+    waking: bool,
 }
 
 impl Worker {
-    fn new(url: DatabaseUrl, options: FeedOptions, queue: Queue, snapshot: String) -> Self {
+    fn new(
+        url: DatabaseUrl,
+        options: FeedOptions,
+        queue: Queue,
+        snapshot: String,
+        server_started: String,
+    ) -> Self {
         Worker {
             wait: options.poll_interval,
             url,
@@ -170,6 +195,9 @@ impl Worker {
             last_trim: Instant::now(),
             horizon_missing: false,
             just_reset: false,
+            server_started,
+            last_found: Instant::now(),
+            waking: false,
         }
     }
 
@@ -194,17 +222,28 @@ impl Worker {
         while !self.stopped() {
             let Some(c) = conn.as_mut() else {
                 match connect(&self.url) {
-                    Ok((c, pid, snapshot)) => {
+                    Ok((c, start)) => {
                         conn = Some(c);
-                        self.snapshot = snapshot;
                         self.wait = self.options.poll_interval;
                         backoff = self.options.min_backoff;
                         {
                             let mut status = self.queue.shared.status();
                             status.connected = true;
-                            status.backend_pid = Some(pid);
-                            status.reconnects += 1;
+                            status.backend_pid = Some(start.pid);
+                            status.asleep = false;
+                            status.reconnects += u64::from(!self.waking);
                         }
+                        // After a sleep, what committed meanwhile is read from where
+                        // the listener stopped, unless the server restarted: a crash
+                        // empties the unlogged table of changes, and a promoted
+                        // standby never had it.
+                        let resume = self.waking && start.server_started == self.server_started;
+                        self.server_started = start.server_started;
+                        if resume {
+                            continue;
+                        }
+                        self.waking = false;
+                        self.snapshot = start.snapshot;
                         // What committed while away is not looked for: reset first.
                         if !self.emit(FeedEvent::Reset) {
                             return;
@@ -219,6 +258,11 @@ impl Worker {
                 continue;
             };
             match self.poll(c) {
+                Ok(true) if self.drowsy() => {
+                    // Closing the connection is what lets the server sleep.
+                    conn = None;
+                    self.fall_asleep();
+                }
                 Ok(true) => self.sleep(self.wait),
                 Ok(false) => return,
                 Err(error) => {
@@ -230,6 +274,28 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Whether the listener should close its connection and sleep: nothing found for
+    /// `sleep_after`, or nothing found on waking up.
+    fn drowsy(&self) -> bool {
+        self.options
+            .sleep_after
+            .is_some_and(|after| self.waking || self.last_found.elapsed() >= after)
+    }
+
+    /// Sleeps `wake_every` with the connection closed (waking early when stopped);
+    /// the next connection resumes where the last poll stopped.
+    fn fall_asleep(&mut self) {
+        {
+            let mut status = self.queue.shared.status();
+            status.connected = false;
+            status.backend_pid = None;
+            status.asleep = true;
+            status.sleeps += 1;
+        }
+        self.sleep(self.options.wake_every);
+        self.waking = true;
     }
 
     /// Sleeps up to `wait`, waking early when stopped.
@@ -287,6 +353,10 @@ impl Worker {
             }
         };
         let found = gap || head.xid.is_some();
+        if found {
+            self.last_found = Instant::now();
+            self.waking = false;
+        }
         self.wait = if found {
             self.options.poll_interval
         } else {
