@@ -53,7 +53,7 @@ backend_tests! {
         let interview = jobprep_interviews::insert(&t.db, &owner, job.id, &NewInterview::new()).unwrap();
         let (db, writer) = (t.db.clone(), owner.clone());
         let errors: Vec<String> = at_once(THREADS, "interview writer", move |thread| {
-            let owner = &writer;
+            let owner = writer.clone();
             let mut errors = Vec::new();
             for round in 0..ROUNDS {
                 let duration = format!("{thread:02}:{round:02}:00");
@@ -111,7 +111,7 @@ backend_tests! {
         let other_job = jobprep_job_infos::insert(&t.db, &owner, &new_job("Bystander")).unwrap();
         let (db, writer) = (t.db.clone(), owner.clone());
         let results = at_once(THREADS, "bulk inserter", move |thread| {
-            let owner = &writer;
+            let owner = writer.clone();
             let mut acknowledged = BTreeMap::new();
             let mut errors = Vec::new();
             for round in 0..ROUNDS {
