@@ -38,31 +38,25 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::{BTreeMap, HashSet};
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use diesel::sql_types::{Bool, Text};
 use jobprep_job_infos::NewJobInfo;
-use jobprep_repo::feed::{FeedEvent, FeedOptions, Listener};
-use jobprep_repo::{Db, Error, ExperienceLevel, JobInfoId, UserId};
+use jobprep_repo::feed::FeedEvent;
+use jobprep_repo::{Db, ExperienceLevel, JobInfoId, UserId};
 use jobprep_schema::job_info;
 use jobprep_users::NewUser;
 
-const WRITERS: usize = 4;
-/// The pool's wait for a connection; every call during the failover is bounded by it.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
-/// What a call may take beyond the connection timeout (one statement on loopback, a
-/// loaded 2-core CI machine).
-const MARGIN: Duration = Duration::from_millis(1500);
+#[path = "support/load.rs"]
+mod load;
+use load::{eventually, secs, shape, Failure, Shared, CONNECTION_TIMEOUT, STEADY, WRITERS};
+
 /// How long every writer may take to succeed again after the kill: the monitor's
 /// detection and promotion (a few seconds as the script configures it) and the pool's
 /// reconnection.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(30);
-/// Load before the kill, after the recovery and after the rejoin.
-const STEADY: Duration = Duration::from_secs(2);
 /// The rejoin (pg_rewind, then streaming) and the router's return to the old primary.
 const REJOIN_LIMIT: Duration = Duration::from_secs(90);
 
@@ -75,15 +69,7 @@ struct FailoverEnv {
 }
 
 fn var(name: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.trim().is_empty())
-        .unwrap_or_else(|| {
-            panic!(
-                "{name} is not set: this test kills PostgreSQL servers and runs only against \
-                 the pg_auto_failover formation of `bash scripts/failover.sh`"
-            )
-        })
+    load::required_var(name, "scripts/failover.sh")
 }
 
 impl FailoverEnv {
@@ -109,17 +95,7 @@ impl FailoverEnv {
 
     /// Runs the helper (`kill NAME`, `start NAME`) and checks it succeeded.
     fn ha(&self, args: &[&str]) {
-        let output = Command::new(&self.ha)
-            .args(args)
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.ha));
-        assert!(
-            output.status.success(),
-            "ha {args:?} failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        load::run_checked(&self.ha, args);
     }
 
     /// What the monitor says: `name reported/assigned` per node, in node order.
@@ -183,27 +159,8 @@ fn caught_up(primary: &str, standby: &str) -> bool {
     matches!((value(&written), value(&replayed)), (Some(w), Some(r)) if r >= w)
 }
 
-#[derive(Debug)]
-struct Failure {
-    retryable: bool,
-    connection_lost: bool,
-    message: String,
-}
-
-#[derive(Debug)]
-struct Call {
-    writer: usize,
-    start: Duration,
-    end: Duration,
-    outcome: Result<JobInfoId, Failure>,
-}
-
-struct Shared {
-    epoch: Instant,
-    stop: AtomicBool,
-    /// Per writer: when its latest successful call ended, in microseconds since `epoch`.
-    last_ok: Vec<AtomicU64>,
-}
+/// One insert, by writer `what`.
+type Call = load::Call<usize, JobInfoId>;
 
 fn job() -> NewJobInfo {
     NewJobInfo::new(
@@ -215,65 +172,12 @@ fn job() -> NewJobInfo {
 
 fn writer(db: Db, w: usize, owner: UserId, shared: Arc<Shared>) -> Vec<Call> {
     let mut calls = Vec::new();
-    while !shared.stop.load(Ordering::Relaxed) {
-        let start = shared.epoch.elapsed();
-        let result = jobprep_job_infos::insert(&db, &owner, &job());
-        let end = shared.epoch.elapsed();
-        if result.is_ok() {
-            shared.last_ok[w].store(end.as_micros() as u64, Ordering::Relaxed);
-        }
-        calls.push(Call {
-            writer: w,
-            start,
-            end,
-            outcome: result.map(|key| key.id).map_err(|e| Failure {
-                retryable: e.is_retryable(),
-                connection_lost: matches!(
-                    e,
-                    Error::Unavailable {
-                        connection_lost: true,
-                        ..
-                    }
-                ),
-                message: e.to_string(),
-            }),
-        });
+    while shared.running() {
+        calls.push(shared.call(w, w, || {
+            jobprep_job_infos::insert(&db, &owner, &job()).map(|key| key.id)
+        }));
     }
     calls
-}
-
-/// Polls `ok` every 50 ms for up to `limit`; whether it held.
-fn eventually(limit: Duration, mut ok: impl FnMut() -> bool) -> bool {
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if ok() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    false
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.3}s", d.as_secs_f64())
-}
-
-/// A message with its numbers blanked, so that the same failure counts once.
-fn shape(message: &str) -> String {
-    let mut out = String::new();
-    let mut in_number = false;
-    for ch in message.lines().next().unwrap_or("").chars() {
-        if ch.is_ascii_digit() {
-            if !in_number {
-                out.push('N');
-            }
-            in_number = true;
-        } else {
-            in_number = false;
-            out.push(ch);
-        }
-    }
-    out
 }
 
 /// What the feed listener delivered, and when.
@@ -304,13 +208,7 @@ fn a_failover_loses_no_acknowledged_write_and_the_same_db_follows_the_new_primar
     db.install_cache_feed().unwrap();
     let replica_reads = |db: &Db, i: usize| db.routing_state().replicas[i].reads;
 
-    let run = format!(
-        "failover-{}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis()
-    );
+    let run = load::run_name("failover");
     let owners: Vec<UserId> = (0..WRITERS)
         .map(|w| {
             let id = UserId::new(format!("{run}-w{w}")).unwrap();
@@ -320,25 +218,13 @@ fn a_failover_loses_no_acknowledged_write_and_the_same_db_follows_the_new_primar
         })
         .collect();
 
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        stop: AtomicBool::new(false),
-        last_ok: (0..WRITERS).map(|_| AtomicU64::new(0)).collect(),
-    });
+    let shared = Shared::new();
 
     // The feed listener runs on the same Db; a thread drains it so that its queue never
     // fills (a full queue would be a reset of its own).
     let marker: Arc<Mutex<Option<String>>> = Arc::default();
     let seen: Arc<Mutex<Vec<(Duration, Seen)>>> = Arc::default();
-    let mut listener = Listener::start(
-        &db,
-        FeedOptions {
-            min_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_millis(500),
-            ..FeedOptions::default()
-        },
-    )
-    .unwrap();
+    let mut listener = load::quick_listener(&db);
     let listener_stop = listener.stop_handle();
     let drain = {
         let (marker, seen, shared) = (marker.clone(), seen.clone(), shared.clone());
@@ -391,12 +277,7 @@ fn a_failover_loses_no_acknowledged_write_and_the_same_db_follows_the_new_primar
         secs(promoted_at - kill_at),
         env.monitor_states()
     );
-    let recovered = eventually(RECOVERY_LIMIT, || {
-        shared
-            .last_ok
-            .iter()
-            .all(|t| Duration::from_micros(t.load(Ordering::Relaxed)) > killed)
-    });
+    let recovered = eventually(RECOVERY_LIMIT, || shared.all_succeeded_after(killed));
     std::thread::sleep(STEADY);
     // Reads while the old primary is down: the new primary is no replica any more.
     for _ in 0..10 {
@@ -416,7 +297,7 @@ fn a_failover_loses_no_acknowledged_write_and_the_same_db_follows_the_new_primar
         env.monitor_states()
     );
     std::thread::sleep(STEADY);
-    shared.stop.store(true, Ordering::Relaxed);
+    shared.stop();
     let calls: Vec<Call> = handles
         .into_iter()
         .flat_map(|h| h.join().unwrap())
@@ -551,22 +432,7 @@ fn a_failover_loses_no_acknowledged_write_and_the_same_db_follows_the_new_primar
     }
 
     // (c) No call blocked longer than the connection timeout plus a margin.
-    let longest = calls.iter().map(|c| c.end - c.start).max().unwrap();
-    println!("  longest call: {}", secs(longest));
-    if longest > CONNECTION_TIMEOUT + MARGIN {
-        failures.push(format!(
-            "(c) a call blocked for {} (limit {})",
-            secs(longest),
-            secs(CONNECTION_TIMEOUT + MARGIN)
-        ));
-    } else {
-        println!(
-            "check (c) no call blocked longer than {} + {}: ok (longest {})",
-            secs(CONNECTION_TIMEOUT),
-            secs(MARGIN),
-            secs(longest)
-        );
-    }
+    load::check_no_call_blocked(&all, &mut failures);
 
     // (d) The same Db recovers by itself: the unavailability window is the longest
     // stretch without an acknowledged write around the kill.
@@ -582,7 +448,7 @@ fn a_failover_loses_no_acknowledged_write_and_the_same_db_follows_the_new_primar
         .map(|w| {
             calls
                 .iter()
-                .find(|c| c.writer == w && c.outcome.is_ok() && c.start > killed)
+                .find(|c| c.what == w && c.outcome.is_ok() && c.start > killed)
                 .map(|c| c.end - kill_at)
         })
         .collect();
@@ -720,8 +586,5 @@ fn a_failover_loses_no_acknowledged_write_and_the_same_db_follows_the_new_primar
         );
     }
 
-    for failure in &failures {
-        println!("check FAILED {failure}");
-    }
-    assert!(failures.is_empty(), "{failures:#?}");
+    load::report(&failures);
 }

@@ -26,29 +26,27 @@
 
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)]
 
-use std::collections::{BTreeMap, HashSet};
-use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+#[path = "support/load.rs"]
+mod load;
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    sync::Arc,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
 
 use diesel::prelude::*;
-use jobprep_repo::job_infos::{self, NewJobInfo};
-use jobprep_repo::users::{self, NewUser};
-use jobprep_repo::{Db, Error, Executor, ExperienceLevel, JobInfoId, UserId};
+use jobprep_repo::{
+    job_infos::{self, NewJobInfo},
+    users::{self, NewUser},
+    Db, Executor, ExperienceLevel, JobInfoId, UserId,
+};
 use jobprep_schema::{job_info, users as users_table};
+use load::{secs, shape, Failure, Shared, CONNECTION_TIMEOUT, STEADY, WRITERS};
 
-const WRITERS: usize = 4;
-/// The pool's wait for a connection; every call during an outage is bounded by it.
-const CONNECTION_TIMEOUT: Duration = Duration::from_secs(2);
-/// What a call may take beyond the connection timeout (one statement on loopback, a
-/// loaded 2-core CI machine).
-const MARGIN: Duration = Duration::from_millis(1500);
 /// How soon after `pg_ctl` reports the server back every writer must succeed again.
 const RECOVERY_LIMIT: Duration = Duration::from_secs(5);
-/// Load before the first restart and after each recovery.
-const STEADY: Duration = Duration::from_secs(2);
 /// The whole test stops by itself after this, whatever happens.
 const WATCHDOG: Duration = Duration::from_secs(150);
 
@@ -60,17 +58,7 @@ struct FaultEnv {
 
 impl FaultEnv {
     fn from_env() -> FaultEnv {
-        let var = |name: &str| {
-            std::env::var(name)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .unwrap_or_else(|| {
-                    panic!(
-                        "{name} is not set: this test restarts a PostgreSQL server and runs \
-                         only against the throwaway cluster of `bash scripts/fault-restart.sh`"
-                    )
-                })
-        };
+        let var = |name| load::required_var(name, "scripts/fault-restart.sh");
         FaultEnv {
             url: var("JOBPREP_FAULT_URL"),
             pgdata: var("JOBPREP_FAULT_PGDATA"),
@@ -80,19 +68,10 @@ impl FaultEnv {
 
     /// Runs `pg_ctl ACTION -D PGDATA ARGS... -w -t 60` (bounded) and checks it succeeded.
     fn pg_ctl(&self, action: &str, args: &[&str]) {
-        let output = Command::new(&self.pgctl)
-            .args([action, "-D", &self.pgdata])
-            .args(args)
-            .args(["-w", "-t", "60"])
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.pgctl));
-        assert!(
-            output.status.success(),
-            "pg_ctl {action} {args:?} failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let mut all = vec![action, "-D", &self.pgdata];
+        all.extend(args);
+        all.extend(["-w", "-t", "60"]);
+        load::run_checked(&self.pgctl, &all);
     }
 
     /// Injects `fault`; returns once the server accepts connections again.
@@ -155,46 +134,13 @@ enum Op {
     Transaction,
 }
 
-#[derive(Debug)]
-struct Failure {
-    kind: &'static str,
-    retryable: bool,
-    message: String,
-}
-
-#[derive(Debug)]
-struct Call {
-    op: Op,
-    start: Duration,
-    end: Duration,
-    outcome: Result<(), Failure>,
-}
+type Call = load::Call<Op, ()>;
 
 #[derive(Debug, Default)]
 struct WriterLog {
     calls: Vec<Call>,
     users: Vec<UserId>,
     jobs: Vec<(JobInfoId, UserId)>,
-}
-
-fn kind(error: &Error) -> &'static str {
-    match error {
-        Error::NotFound { .. } => "NotFound",
-        Error::Conflict { .. } => "Conflict",
-        Error::InvalidInput { .. } => "InvalidInput",
-        Error::Unavailable { .. } => "Unavailable",
-        Error::Migration(_) => "Migration",
-        Error::Config(_) => "Config",
-        Error::Database(_) => "Database",
-        _ => "other",
-    }
-}
-
-struct Shared {
-    epoch: Instant,
-    stop: AtomicBool,
-    /// Per writer: when its latest successful call ended, in microseconds since `epoch`.
-    last_ok: Vec<AtomicU64>,
 }
 
 fn job() -> NewJobInfo {
@@ -210,7 +156,7 @@ fn writer(db: Db, w: usize, run: String, shared: Arc<Shared>) -> WriterLog {
     let mut owner_acked = false;
     let mut log = WriterLog::default();
     let mut i: u64 = 0;
-    while !shared.stop.load(Ordering::Relaxed) {
+    while shared.running() {
         i += 1;
         let fresh_user = || {
             let id = UserId::new(format!("{run}-w{w}-u{i}")).unwrap();
@@ -227,8 +173,7 @@ fn writer(db: Db, w: usize, run: String, shared: Arc<Shared>) -> WriterLog {
             1 => Op::JobInfo,
             _ => Op::Transaction,
         };
-        let start = shared.epoch.elapsed();
-        let result: Result<(), Error> = match op {
+        let call = shared.call(w, op, || match op {
             Op::User if !owner_acked => {
                 let new = NewUser::new(owner.clone(), "Owner", format!("{run}-w{w}@fault.example"));
                 db.write(|c, _| users::upsert(c, &new)).map(|_| {
@@ -257,21 +202,8 @@ fn writer(db: Db, w: usize, run: String, shared: Arc<Shared>) -> WriterLog {
                     log.jobs.extend(jobs.map(|job| (job, id.clone())));
                 })
             }
-        };
-        let end = shared.epoch.elapsed();
-        if result.is_ok() {
-            shared.last_ok[w].store(end.as_micros() as u64, Ordering::Relaxed);
-        }
-        log.calls.push(Call {
-            op,
-            start,
-            end,
-            outcome: result.map_err(|e| Failure {
-                kind: kind(&e),
-                retryable: e.is_retryable(),
-                message: e.to_string(),
-            }),
         });
+        log.calls.push(call);
     }
     log
 }
@@ -293,44 +225,6 @@ impl Outage {
     }
 }
 
-/// Waits until every writer has succeeded after `back`, or `limit` has passed.
-fn wait_for_recovery(shared: &Shared, back: Duration, limit: Duration) {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        let recovered = shared
-            .last_ok
-            .iter()
-            .all(|t| Duration::from_micros(t.load(Ordering::Relaxed)) > back);
-        if recovered {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn secs(d: Duration) -> String {
-    format!("{:.3}s", d.as_secs_f64())
-}
-
-/// A message with its numbers blanked, so that the same failure counts once.
-fn shape(message: &str) -> String {
-    let first_line = message.lines().next().unwrap_or("");
-    let mut out = String::new();
-    let mut in_number = false;
-    for ch in first_line.chars() {
-        if ch.is_ascii_digit() {
-            if !in_number {
-                out.push('N');
-            }
-            in_number = true;
-        } else {
-            in_number = false;
-            out.push(ch);
-        }
-    }
-    out
-}
-
 #[test]
 #[ignore = "restarts a PostgreSQL server: run `bash scripts/fault-restart.sh`, which starts a throwaway one"]
 fn acknowledged_writes_survive_server_restarts_and_the_pool_recovers() {
@@ -347,17 +241,8 @@ fn acknowledged_writes_survive_server_restarts_and_the_pool_recovers() {
         .build()
         .unwrap();
     db.migrate().unwrap();
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let run = format!("fault-{nanos}");
-
-    let shared = Arc::new(Shared {
-        epoch: Instant::now(),
-        stop: AtomicBool::new(false),
-        last_ok: (0..WRITERS).map(|_| AtomicU64::new(0)).collect(),
-    });
+    let run = load::run_name("fault");
+    let shared = Shared::new();
     let handles: Vec<JoinHandle<WriterLog>> = (0..WRITERS)
         .map(|w| {
             let (db, run, shared) = (db.clone(), run.clone(), shared.clone());
@@ -386,10 +271,10 @@ fn acknowledged_writes_survive_server_restarts_and_the_pool_recovers() {
             back,
             until: back + RECOVERY_LIMIT,
         });
-        wait_for_recovery(&shared, back, RECOVERY_LIMIT * 3);
+        load::eventually(RECOVERY_LIMIT * 3, || shared.all_succeeded_after(back));
         std::thread::sleep(STEADY);
     }
-    shared.stop.store(true, Ordering::Relaxed);
+    shared.stop();
 
     let mut failures: Vec<String> = Vec::new();
     let mut logs = Vec::new();
@@ -467,7 +352,7 @@ fn acknowledged_writes_survive_server_restarts_and_the_pool_recovers() {
     );
     // A failed call may still have committed (the connection broke during COMMIT): a
     // user call one user, a job info call one job info, a transaction both of its own.
-    let failed = |op: Op| errors.iter().filter(|(c, _)| c.op == op).count();
+    let failed = |op: Op| errors.iter().filter(|(c, _)| c.what == op).count();
     let (failed_users, failed_jobs, failed_tx) = (
         failed(Op::User),
         failed(Op::JobInfo),
@@ -496,7 +381,7 @@ fn acknowledged_writes_survive_server_restarts_and_the_pool_recovers() {
     let mut by_message: BTreeMap<(&str, String), usize> = BTreeMap::new();
     let mut by_op: BTreeMap<Op, (usize, usize)> = BTreeMap::new();
     for call in &calls {
-        let entry = by_op.entry(call.op).or_default();
+        let entry = by_op.entry(call.what).or_default();
         entry.0 += 1;
         entry.1 += usize::from(call.outcome.is_err());
     }
@@ -537,40 +422,7 @@ fn acknowledged_writes_survive_server_restarts_and_the_pool_recovers() {
     }
 
     // (c) No call blocked longer than the connection timeout plus a margin.
-    let mut durations: Vec<Duration> = calls.iter().map(|c| c.end - c.start).collect();
-    durations.sort();
-    let max = durations.last().copied().unwrap_or_default();
-    let p99 = durations
-        .get(durations.len().saturating_sub(1) * 99 / 100)
-        .copied()
-        .unwrap_or_default();
-    let max_failed = errors
-        .iter()
-        .map(|(c, _)| c.end - c.start)
-        .max()
-        .unwrap_or_default();
-    println!(
-        "  call duration: p99 {}, max {}, longest failed call {}",
-        secs(p99),
-        secs(max),
-        secs(max_failed)
-    );
-    if max > CONNECTION_TIMEOUT + MARGIN {
-        failures.push(format!(
-            "(c) a call blocked for {} (limit {} = connection timeout {} + margin {})",
-            secs(max),
-            secs(CONNECTION_TIMEOUT + MARGIN),
-            secs(CONNECTION_TIMEOUT),
-            secs(MARGIN)
-        ));
-    } else {
-        println!(
-            "check (c) no call blocked longer than {} + {}: ok (max {})",
-            secs(CONNECTION_TIMEOUT),
-            secs(MARGIN),
-            secs(max)
-        );
-    }
+    load::check_no_call_blocked(&calls, &mut failures);
 
     // (d) After each restart, every writer succeeds again within RECOVERY_LIMIT.
     let mut recovery_failures = Vec::new();
@@ -642,11 +494,7 @@ fn acknowledged_writes_survive_server_restarts_and_the_pool_recovers() {
         );
     }
     println!("  pool at the end: {:?}", db.pool_state());
-
-    for failure in &failures {
-        println!("check FAILED {failure}");
-    }
-    assert!(failures.is_empty(), "{failures:#?}");
+    load::report(&failures);
 }
 
 /// The cache feed records changes in an unlogged table, which a crash restart empties:
@@ -655,7 +503,7 @@ fn acknowledged_writes_survive_server_restarts_and_the_pool_recovers() {
 #[test]
 #[ignore = "restarts a PostgreSQL server: run `bash scripts/fault-restart.sh`, which starts a throwaway one"]
 fn a_cache_feed_listener_resets_after_a_crash_restart_and_delivers_again() {
-    use jobprep_repo::feed::{FeedEvent, FeedInstallation, FeedOptions, Listener};
+    use jobprep_repo::feed::{FeedEvent, FeedInstallation, Listener};
 
     let env = FaultEnv::from_env();
     let db = Db::builder(&env.url)
@@ -664,15 +512,7 @@ fn a_cache_feed_listener_resets_after_a_crash_restart_and_delivers_again() {
         .unwrap();
     db.migrate().unwrap();
     db.install_cache_feed().unwrap();
-    let mut listener = Listener::start(
-        &db,
-        FeedOptions {
-            min_backoff: Duration::from_millis(50),
-            max_backoff: Duration::from_millis(500),
-            ..FeedOptions::default()
-        },
-    )
-    .unwrap();
+    let mut listener = load::quick_listener(&db);
     // Waits for a batch holding `tag`; returns what came before it.
     let until_tag = |listener: &mut Listener, tag: &str| {
         let started = Instant::now();
