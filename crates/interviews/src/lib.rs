@@ -21,8 +21,10 @@ pub fn insert(
     interview: &NewInterview,
 ) -> Result<InterviewKey> {
     jobprep_repo::span!("interviews.insert");
-    db.write_tagged(
-        |conn| repo::insert(conn, user_id, job_info_id, interview),
+    // The id is chosen here, so that a run again after a lost answer inserts once.
+    let id = InterviewId::generate();
+    db.write_tagged_idempotent(
+        |conn| repo::insert_with_id(conn, id, user_id, job_info_id, interview),
         cache_rules::interview_write,
     )
 }
@@ -76,7 +78,7 @@ pub fn update(
     changes: &InterviewChanges,
 ) -> Result<InterviewKey> {
     jobprep_repo::span!("interviews.update");
-    db.write_tagged(
+    db.write_tagged_idempotent(
         |conn| repo::update(conn, user_id, id, changes),
         cache_rules::interview_write,
     )

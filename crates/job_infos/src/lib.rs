@@ -15,8 +15,10 @@ pub mod asynch;
 /// Creates a job info for the user. Reports the tags in [the crate's table](crate#cache-tags).
 pub fn insert(db: &impl Executor, user_id: &UserId, job: &NewJobInfo) -> Result<JobInfoKey> {
     jobprep_repo::span!("job_infos.insert");
-    db.write_tagged(
-        |conn| repo::insert(conn, user_id, job),
+    // The id is chosen here, so that a run again after a lost answer inserts once.
+    let id = JobInfoId::generate();
+    db.write_tagged_idempotent(
+        |conn| repo::insert_with_id(conn, id, user_id, job),
         cache_rules::job_info_write,
     )
 }
@@ -30,7 +32,7 @@ pub fn update(
     changes: &JobInfoChanges,
 ) -> Result<JobInfoKey> {
     jobprep_repo::span!("job_infos.update");
-    db.write_tagged(
+    db.write_tagged_idempotent(
         |conn| repo::update(conn, user_id, id, changes),
         cache_rules::job_info_write,
     )

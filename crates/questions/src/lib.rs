@@ -21,8 +21,10 @@ pub fn insert(
     question: &NewQuestion,
 ) -> Result<QuestionKey> {
     jobprep_repo::span!("questions.insert");
-    db.write_tagged(
-        |conn| repo::insert(conn, user_id, job_info_id, question),
+    // The id is chosen here, so that a run again after a lost answer inserts once.
+    let id = QuestionId::generate();
+    db.write_tagged_idempotent(
+        |conn| repo::insert_with_id(conn, id, user_id, job_info_id, question),
         cache_rules::question_write,
     )
 }
@@ -70,7 +72,7 @@ pub fn update(
     changes: &QuestionChanges,
 ) -> Result<QuestionKey> {
     jobprep_repo::span!("questions.update");
-    db.write_tagged(
+    db.write_tagged_idempotent(
         |conn| repo::update(conn, user_id, id, changes),
         cache_rules::question_write,
     )

@@ -23,6 +23,9 @@ pub struct Connection {
     pub(crate) inner: BackendConnection,
     /// Set when an error showed the connection is gone, so the pool drops it.
     lost: bool,
+    /// Set when the current write's transaction ended without a commit: what it wrote
+    /// is gone even if the connection broke, so its outcome is known.
+    nothing_committed: bool,
 }
 
 pub(crate) enum BackendConnection {
@@ -73,20 +76,30 @@ impl Connection {
         &mut self,
         f: impl FnOnce(&mut Connection) -> Result<T, E>,
     ) -> Result<T, E> {
+        let outermost = self.transaction_depth()?.is_none();
         // A connection found gone at BEGIN must not go back to the pool.
         let begun = self.begin();
         self.note_outcome(&begun);
+        if begun.is_err() && outermost {
+            self.nothing_committed = true;
+        }
         begun?;
         match f(self) {
             Ok(value) => {
                 let committed: Result<()> =
                     on_backend!(self, c => AnsiTransactionManager::commit_transaction(c))
                         .map_err(Error::from);
+                // The COMMIT was sent: if its answer never came, it may have committed.
+                let committed = committed.map_err(|e| if outermost { e.in_doubt() } else { e });
                 self.note_outcome(&committed);
                 committed?;
                 Ok(value)
             }
             Err(error) => {
+                if outermost {
+                    // The server rolls back a transaction whose connection is gone.
+                    self.nothing_committed = true;
+                }
                 match on_backend!(self, c => AnsiTransactionManager::rollback_transaction(c)) {
                     // The caller's error explains what happened; a rollback that found
                     // the transaction already gone adds nothing.
@@ -183,6 +196,22 @@ impl Connection {
             self.lost = true;
         }
         closed
+    }
+
+    /// Starts a write on a connection of the pool's own (no caller's transaction).
+    pub(crate) fn start_write(&mut self) {
+        self.nothing_committed = false;
+    }
+
+    /// A write's result as its caller must read it: a connection lost while an
+    /// autocommit statement ran leaves the write's outcome unknown
+    /// ([`Error::OutcomeUnknown`]); one lost inside a transaction that did not commit
+    /// leaves nothing written, a plain retryable [`Error::Unavailable`].
+    pub(crate) fn settle_write<T>(&mut self, result: Result<T>) -> Result<T> {
+        match result {
+            Err(error) if !self.nothing_committed => Err(error.in_doubt()),
+            other => other,
+        }
     }
 
     /// Marks the connection for the pool to drop when `result` shows it is gone.
@@ -355,7 +384,11 @@ fn open(
         }
         inner
     };
-    Ok(Connection { inner, lost: false })
+    Ok(Connection {
+        inner,
+        lost: false,
+        nothing_committed: false,
+    })
 }
 
 /// SQLite's "unable to open database file" names no file: name it, and the folder

@@ -77,14 +77,26 @@ pub enum Error {
 
     /// The database could not be reached in time, the connection was lost, or the
     /// transaction lost a race (serialization failure, deadlock, SQLite busy). Nothing
-    /// of the failed call was committed, unless the connection broke during COMMIT
-    /// itself; retrying is the expected reaction. `connection_lost` tells a connection
-    /// that is gone (server restart, network loss) from a transaction that lost a race.
+    /// of the failed call was committed; retrying is the expected reaction.
+    /// `connection_lost` tells a connection that is gone (server restart, network loss)
+    /// from a transaction that lost a race.
     #[error("database unavailable: {reason}")]
     Unavailable {
         reason: String,
         connection_lost: bool,
     },
+
+    /// The connection broke after a write was sent and before its answer came (an
+    /// autocommit statement, or the COMMIT of a transaction): the write may have been
+    /// committed, or not. Not retryable as such, since a blind retry of a write that
+    /// did commit would apply it twice. The writes that have the same effect when run
+    /// twice (the inserts, upserts and updates of the feature crates, see
+    /// [`Executor::write_idempotent`](crate::Executor::write_idempotent)) settle this
+    /// themselves by running once more on a fresh connection, and answer this only when
+    /// that fails too; for the others, read to find out before writing again
+    /// (`docs/replicas-and-failover.md` says what to do per use case).
+    #[error("outcome unknown: the connection broke before the write's answer came, so it may have been committed ({reason})")]
+    OutcomeUnknown { reason: String },
 
     /// Migrations could not be applied, reverted or adopted.
     #[error("migration failed: {0}")]
@@ -120,8 +132,31 @@ impl Error {
             Error::Unavailable {
                 connection_lost: true,
                 ..
-            }
+            } | Error::OutcomeUnknown { .. }
         )
+    }
+
+    /// Whether this is a unique conflict on `constraint`.
+    pub(crate) fn breaks(&self, constraint: &str) -> bool {
+        matches!(
+            self,
+            Error::Conflict {
+                kind: ConstraintKind::Unique,
+                constraint: Some(name),
+            } if name == constraint
+        )
+    }
+
+    /// For a write whose connection broke after it was sent: the outcome is unknown.
+    /// Other errors pass through.
+    pub(crate) fn in_doubt(self) -> Self {
+        match self {
+            Error::Unavailable {
+                reason,
+                connection_lost: true,
+            } => Error::OutcomeUnknown { reason },
+            other => other,
+        }
     }
 
     /// A retryable failure with the connection still usable.

@@ -30,6 +30,21 @@ pub trait Executor: sealed::Sealed {
         f: impl FnOnce(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
     ) -> Result<T>;
 
+    /// [`Executor::write`] for a write that has the same effect when it runs twice: an
+    /// insert of a row whose id was chosen before (see
+    /// [`job_infos::insert_with_id`](crate::job_infos::insert_with_id)), an upsert, an
+    /// update that sets values. On a [`Db`](crate::Db), a write whose connection broke
+    /// before its answer came ([`Error::OutcomeUnknown`]) runs once more on a fresh
+    /// connection, which settles it: it answers that second run's outcome, or
+    /// `OutcomeUnknown` again if that could not be had either (the server is down).
+    /// Inside a [`Tx`] it is a plain `write`: the transaction's commit decides.
+    fn write_idempotent<T>(
+        &self,
+        f: impl Fn(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
+    ) -> Result<T> {
+        self.write(f)
+    }
+
     /// The backend the calls run on.
     fn backend(&self) -> Backend;
 
@@ -41,6 +56,20 @@ pub trait Executor: sealed::Sealed {
         rule: impl FnOnce(&T) -> Vec<CacheTag>,
     ) -> Result<T> {
         self.write(|conn, tags| {
+            let value = f(conn)?;
+            tags.extend(rule(&value));
+            Ok(value)
+        })
+    }
+
+    /// [`Executor::write_tagged`] for a write that has the same effect when it runs
+    /// twice (see [`Executor::write_idempotent`]).
+    fn write_tagged_idempotent<T>(
+        &self,
+        f: impl Fn(&mut Connection) -> Result<T>,
+        rule: impl Fn(&T) -> Vec<CacheTag>,
+    ) -> Result<T> {
+        self.write_idempotent(|conn, tags| {
             let value = f(conn)?;
             tags.extend(rule(&value));
             Ok(value)

@@ -419,13 +419,34 @@ impl Db {
     ) -> Result<(T, Option<WalPosition>)> {
         let mut tags = Vec::new();
         let mut conn = self.checkout()?;
+        conn.start_write();
         let result = f(&mut conn, &mut tags);
+        let result = conn.settle_write(result);
         conn.note_outcome(&result);
         let value = result?;
         let position = self.position_after_write(&mut conn);
         drop(conn);
         self.publish(tags);
         Ok((value, position))
+    }
+
+    /// [`Db::write_tracked`] for a write that has the same effect when it runs twice:
+    /// one whose outcome is unknown runs once more on a fresh connection (see
+    /// [`Executor::write_idempotent`]).
+    fn write_settled<T>(
+        &self,
+        f: impl Fn(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
+    ) -> Result<(T, Option<WalPosition>)> {
+        match self.write_tracked(&f) {
+            Err(Error::OutcomeUnknown { reason }) => match self.write_tracked(&f) {
+                // The first run's outcome is still unknown.
+                Err(again) if again.is_retryable() || again.is_connection_lost() => {
+                    Err(Error::OutcomeUnknown { reason })
+                }
+                settled => settled,
+            },
+            other => other,
+        }
     }
 
     /// Reads served by the primary and, per replica, health, lag and reads served.
@@ -550,6 +571,15 @@ impl Executor for Session {
         Ok(value)
     }
 
+    fn write_idempotent<T>(
+        &self,
+        f: impl Fn(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
+    ) -> Result<T> {
+        let (value, position) = self.db.write_settled(f)?;
+        self.record(position);
+        Ok(value)
+    }
+
     fn backend(&self) -> Backend {
         self.db.backend()
     }
@@ -565,6 +595,13 @@ impl Executor for Db {
         f: impl FnOnce(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
     ) -> Result<T> {
         self.write_tracked(f).map(|(value, _)| value)
+    }
+
+    fn write_idempotent<T>(
+        &self,
+        f: impl Fn(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
+    ) -> Result<T> {
+        self.write_settled(f).map(|(value, _)| value)
     }
 
     fn backend(&self) -> Backend {

@@ -173,9 +173,28 @@ pub fn insert(
     job_info_id: JobInfoId,
     interview: &NewInterview,
 ) -> Result<InterviewKey> {
+    insert_with_id(
+        conn,
+        InterviewId::generate(),
+        user_id,
+        job_info_id,
+        interview,
+    )
+}
+
+/// [`insert`] with the id chosen before, so that running it twice inserts once: when
+/// the user already has one with `id` (an earlier run committed), it answers that
+/// row's key. What [`Executor::write_idempotent`](crate::Executor::write_idempotent)
+/// needs to settle an insert whose outcome a lost connection left unknown.
+pub fn insert_with_id(
+    conn: &mut Connection,
+    id: InterviewId,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    interview: &NewInterview,
+) -> Result<InterviewKey> {
     interview.validate()?;
     let now = Timestamp::now();
-    let id = InterviewId::generate();
     tenant::insert_child(conn, |conn| {
         Ok(
             on_backend!(conn, c => diesel::insert_into(interviews::table)
@@ -203,6 +222,16 @@ pub fn insert(
         .get_result(c)
         .optional())?,
         )
+    })
+    .or_else(|error| {
+        tenant::done_before(conn, error, "interviews_pkey", |conn| {
+            Ok(on_backend!(conn, c => interviews::table
+                .filter(interviews::id.eq(id))
+                .filter(interviews::job_info_id.eq_any(owned_job_info_ids(user_id)))
+                .select(InterviewKey::as_select())
+                .first(c)
+                .optional())?)
+        })
     })
 }
 

@@ -10,7 +10,7 @@ use crate::interviews::InterviewKey;
 use crate::page::{paged, Cursor, Page, PageRequest};
 use crate::questions::QuestionKey;
 use crate::statements::{ColumnChange, ColumnValue, StableUpdate};
-use crate::tenant::{owned_by, owned_job_infos};
+use crate::tenant::{self, owned_by, owned_job_infos};
 use crate::types::{ExperienceLevel, JobInfoId, Timestamp, UserId};
 use crate::validate;
 
@@ -143,6 +143,19 @@ pub struct RemovedJobInfo {
 
 /// Inserts a job info for `user_id`, who must exist ([`Error::NotFound`] otherwise).
 pub fn insert(conn: &mut Connection, user_id: &UserId, job: &NewJobInfo) -> Result<JobInfoKey> {
+    insert_with_id(conn, JobInfoId::generate(), user_id, job)
+}
+
+/// [`insert`] with the id chosen before, so that running it twice inserts once: when
+/// the user already has a job info with `id` (an earlier run committed), it answers
+/// that row's key. What [`Executor::write_idempotent`](crate::Executor::write_idempotent)
+/// needs to settle an insert whose outcome a lost connection left unknown.
+pub fn insert_with_id(
+    conn: &mut Connection,
+    id: JobInfoId,
+    user_id: &UserId,
+    job: &NewJobInfo,
+) -> Result<JobInfoKey> {
     job.validate()?;
     let now = Timestamp::now();
     // A missing user surfaces as a foreign-key violation, which on PostgreSQL aborts an
@@ -151,7 +164,7 @@ pub fn insert(conn: &mut Connection, user_id: &UserId, job: &NewJobInfo) -> Resu
     conn.guarded(|conn| {
         Ok(on_backend!(conn, c => diesel::insert_into(job_info::table)
         .values((
-            job_info::id.eq(JobInfoId::generate()),
+            job_info::id.eq(id),
             job_info::title.eq(job.title.as_deref()),
             job_info::name.eq(&job.name),
             job_info::experience_level.eq(job.experience_level),
@@ -162,6 +175,15 @@ pub fn insert(conn: &mut Connection, user_id: &UserId, job: &NewJobInfo) -> Resu
         ))
         .returning(JobInfoKey::as_returning())
         .get_result(c))?)
+    })
+    .or_else(|error| {
+        tenant::done_before(conn, error, "job_info_pkey", |conn| {
+            Ok(on_backend!(conn, c => owned_job_infos(user_id)
+                .filter(job_info::id.eq(id))
+                .select(JobInfoKey::as_select())
+                .first(c)
+                .optional())?)
+        })
     })
     .map_err(|error| error.parent_missing(Entity::User))
 }

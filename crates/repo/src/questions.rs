@@ -127,9 +127,22 @@ pub fn insert(
     job_info_id: JobInfoId,
     question: &NewQuestion,
 ) -> Result<QuestionKey> {
+    insert_with_id(conn, QuestionId::generate(), user_id, job_info_id, question)
+}
+
+/// [`insert`] with the id chosen before, so that running it twice inserts once: when
+/// the user already has one with `id` (an earlier run committed), it answers that
+/// row's key. What [`Executor::write_idempotent`](crate::Executor::write_idempotent)
+/// needs to settle an insert whose outcome a lost connection left unknown.
+pub fn insert_with_id(
+    conn: &mut Connection,
+    id: QuestionId,
+    user_id: &UserId,
+    job_info_id: JobInfoId,
+    question: &NewQuestion,
+) -> Result<QuestionKey> {
     question.validate()?;
     let now = Timestamp::now();
-    let id = QuestionId::generate();
     tenant::insert_child(conn, |conn| {
         Ok(on_backend!(conn, c => diesel::insert_into(questions::table)
         .values(
@@ -155,6 +168,16 @@ pub fn insert(
         .returning(QuestionKey::as_returning())
         .get_result(c)
         .optional())?)
+    })
+    .or_else(|error| {
+        tenant::done_before(conn, error, "questions_pkey", |conn| {
+            Ok(on_backend!(conn, c => questions::table
+                .filter(questions::id.eq(id))
+                .filter(questions::job_info_id.eq_any(owned_job_info_ids(user_id)))
+                .select(QuestionKey::as_select())
+                .first(c)
+                .optional())?)
+        })
     })
 }
 

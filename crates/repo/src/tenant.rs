@@ -45,3 +45,19 @@ pub(crate) fn insert_child<T>(
     conn.guarded(|conn| insert(conn)?.ok_or(Error::not_found(Entity::JobInfo)))
         .map_err(|error| error.parent_missing(Entity::JobInfo))
 }
+
+/// For an insert of a row whose id was chosen before it ran: a conflict on the table's
+/// primary key means an earlier run of the same insert committed (the ids are random,
+/// so no other row can hold it). `existing` reads that row's key where `user_id` owns
+/// it: found, the insert is done and answers the key; not found, the conflict stands.
+pub(crate) fn done_before<T>(
+    conn: &mut Connection,
+    error: Error,
+    primary_key: &str,
+    existing: impl FnOnce(&mut Connection) -> Result<Option<T>>,
+) -> Result<T> {
+    if !error.breaks(primary_key) {
+        return Err(error);
+    }
+    existing(conn)?.ok_or(error)
+}

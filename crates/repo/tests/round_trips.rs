@@ -7,33 +7,13 @@
 #[path = "support/round_trips.rs"]
 mod round_trips;
 
-use std::net::ToSocketAddrs;
-use std::time::Duration;
-
 use jobprep_interviews::{InterviewChanges, NewInterview};
 use jobprep_job_infos::{JobInfoChanges, PageRequest};
 use jobprep_questions::{NewQuestion, QuestionDifficulty};
-use jobprep_repo::{Backend, Db, Result};
+use jobprep_repo::{Backend, Result};
 use jobprep_testing::{job_form, TestDb};
 use jobprep_users::{NewUser, UserId};
-use round_trips::RoundTripProxy;
-
-/// A proxy to the test server and a one-connection `Db` through it (TLS off, so the
-/// count is the protocol's alone).
-fn through_proxy(t: &TestDb) -> (RoundTripProxy, Db) {
-    let url = url::Url::parse(&t.url).unwrap();
-    let upstream = (url.host_str().unwrap(), url.port().unwrap_or(5432))
-        .to_socket_addrs()
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = RoundTripProxy::start(upstream, Duration::ZERO);
-    let mut via = url.clone();
-    via.set_host(Some("127.0.0.1")).unwrap();
-    via.set_port(Some(proxy.port())).unwrap();
-    via.set_query(Some("sslmode=disable&jobprep_pool_max_size=1"));
-    (proxy, Db::connect(via.as_str()).unwrap())
-}
+use round_trips::{through_proxy, RoundTripProxy};
 
 /// The round trips of one warm call of `f` (run twice before, so every statement is
 /// prepared and the connection open).

@@ -15,7 +15,8 @@ pub mod asynch;
 /// is the query it runs, for combining several queries in one write of your own.
 pub fn upsert(db: &impl Executor, user: &NewUser) -> Result<User> {
     jobprep_repo::span!("users.upsert");
-    db.write_tagged(
+    // Running it twice has one effect: a lost answer is settled by running it again.
+    db.write_tagged_idempotent(
         |conn| repo::upsert(conn, user),
         |row| cache_rules::user_write(&row.id),
     )

@@ -155,6 +155,15 @@ impl IntoResponse for ApiError {
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                 return response;
             }
+            // The write may have been applied: no Retry-After, the client should
+            // reload before it sends the write again.
+            ApiError::Db(error @ Error::OutcomeUnknown { .. }) => {
+                eprintln!("http_service: 504: {error}");
+                (
+                    StatusCode::GATEWAY_TIMEOUT,
+                    ErrorBody::new("the write may have been applied; reload before trying again"),
+                )
+            }
             ApiError::Db(error) => {
                 // Configuration, migration and unclassified database errors: the
                 // details are for the operator, not the client.

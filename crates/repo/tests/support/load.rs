@@ -73,6 +73,7 @@ impl Failure {
             Error::Conflict { .. } => "Conflict",
             Error::InvalidInput { .. } => "InvalidInput",
             Error::Unavailable { .. } => "Unavailable",
+            Error::OutcomeUnknown { .. } => "OutcomeUnknown",
             Error::Migration(_) => "Migration",
             Error::Config(_) => "Config",
             Error::Database(_) => "Database",

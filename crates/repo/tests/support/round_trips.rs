@@ -4,17 +4,46 @@
 //! it sends again, as libpq does outside pipeline mode, makes one per request, so the
 //! count is deterministic whatever the machine's speed.
 
+#![allow(dead_code)]
+
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+/// A proxy to the test server and a one-connection `Db` through it (TLS off, so the
+/// count is the protocol's alone).
+pub fn through_proxy(t: &jobprep_testing::TestDb) -> (RoundTripProxy, jobprep_repo::Db) {
+    let url = url::Url::parse(&t.url).unwrap();
+    let upstream = (url.host_str().unwrap(), url.port().unwrap_or(5432))
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = RoundTripProxy::start(upstream, Duration::ZERO);
+    let mut via = url.clone();
+    via.set_host(Some("127.0.0.1")).unwrap();
+    via.set_port(Some(proxy.port())).unwrap();
+    via.set_query(Some("sslmode=disable&jobprep_pool_max_size=1"));
+    (proxy, jobprep_repo::Db::connect(via.as_str()).unwrap())
+}
 
 /// The proxy: it listens on an ephemeral loopback port until dropped.
 pub struct RoundTripProxy {
     address: SocketAddr,
     round_trips: Arc<AtomicU64>,
     stop: Arc<AtomicBool>,
+    cut: Arc<Cut>,
+}
+
+/// A one-shot network failure between a request and its answer.
+#[derive(Default)]
+struct Cut {
+    /// The bytes that pick the request to cut after, while armed.
+    armed: Mutex<Option<Vec<u8>>>,
+    /// Answers dropped so far.
+    done: AtomicU64,
 }
 
 impl RoundTripProxy {
@@ -26,13 +55,14 @@ impl RoundTripProxy {
         let address = listener.local_addr().expect("proxy address");
         let round_trips = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
-        let (counter, stopped) = (round_trips.clone(), stop.clone());
+        let cut = Arc::new(Cut::default());
+        let (counter, stopped, cuts) = (round_trips.clone(), stop.clone(), cut.clone());
         std::thread::spawn(move || {
             while !stopped.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((client, _)) => {
                         let server = TcpStream::connect(upstream).expect("reach upstream");
-                        relay(client, server, counter.clone(), delay);
+                        relay(client, server, counter.clone(), cuts.clone(), delay);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(2)),
                 }
@@ -42,11 +72,25 @@ impl RoundTripProxy {
             address,
             round_trips,
             stop,
+            cut,
         }
     }
 
     pub fn port(&self) -> u16 {
         self.address.port()
+    }
+
+    /// Arms a one-shot cut: the next request (a burst of client bytes) that contains
+    /// `pattern` reaches the server, and the server's answer to it is dropped and the
+    /// connection closed both ways, as a network failure between the two would: the
+    /// server ran the request, the client never hears how it ended.
+    pub fn cut_answer_to(&self, pattern: &[u8]) {
+        *self.cut.armed.lock().unwrap() = Some(pattern.to_vec());
+    }
+
+    /// Answers dropped by [`RoundTripProxy::cut_answer_to`] so far.
+    pub fn cuts(&self) -> u64 {
+        self.cut.done.load(Ordering::SeqCst)
     }
 
     /// Round trips so far, over every connection.
@@ -63,13 +107,22 @@ impl Drop for RoundTripProxy {
 
 /// Copies both ways on two threads; the client's side counts a round trip when it
 /// speaks after the server did.
-fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>, delay: Duration) {
+fn relay(
+    client: TcpStream,
+    server: TcpStream,
+    round_trips: Arc<AtomicU64>,
+    cut: Arc<Cut>,
+    delay: Duration,
+) {
     let _ = client.set_nodelay(true);
     let _ = server.set_nodelay(true);
     // true: the server spoke last (or nobody has yet).
     let server_last = Arc::new(AtomicBool::new(true));
+    // Set when this connection sent the request whose answer is to be dropped.
+    let cutting = Arc::new(AtomicBool::new(false));
     let pipe = |mut from: TcpStream, mut to: TcpStream, from_client: bool| {
         let (server_last, round_trips) = (server_last.clone(), round_trips.clone());
+        let (cut, cutting) = (cut.clone(), cutting.clone());
         std::thread::spawn(move || {
             let mut buffer = vec![0u8; 64 * 1024];
             loop {
@@ -81,6 +134,22 @@ fn relay(client: TcpStream, server: TcpStream, round_trips: Arc<AtomicU64>, dela
                     if server_last.swap(false, Ordering::SeqCst) {
                         round_trips.fetch_add(1, Ordering::SeqCst);
                     }
+                    let mut armed = cut.armed.lock().unwrap();
+                    let hit = armed.as_ref().is_some_and(|pattern| {
+                        buffer[..n]
+                            .windows(pattern.len())
+                            .any(|w| w == &pattern[..])
+                    });
+                    if hit {
+                        *armed = None;
+                        cutting.store(true, Ordering::SeqCst);
+                    }
+                } else if cutting.load(Ordering::SeqCst) {
+                    // The answer: dropped, and the connection gone both ways.
+                    cut.done.fetch_add(1, Ordering::SeqCst);
+                    let _ = to.shutdown(Shutdown::Both);
+                    let _ = from.shutdown(Shutdown::Both);
+                    break;
                 } else {
                     server_last.store(true, Ordering::SeqCst);
                 }
