@@ -75,9 +75,12 @@ pub struct DbConfig {
     /// PostgreSQL cancels a statement (or a lock wait) that runs longer than this,
     /// and the call fails with a retryable [`Error::Unavailable`] that says it timed
     /// out (default: none, the server's own setting). Sent as a start-up option, so it
-    /// costs no round trip; a transaction-mode pooler does not forward start-up
-    /// options, so there set it on the role instead (`ALTER ROLE app SET
-    /// statement_timeout = '5s'`), which the pooler's server connections inherit.
+    /// costs no round trip. A transaction-mode pooler does not forward start-up
+    /// options: with [`DbConfig::pooler_safe`] the timeout is set per transaction
+    /// instead (`BEGIN; SET LOCAL statement_timeout`, one round trip), and a call that
+    /// is one statement runs in a transaction of its own, two round trips more. To
+    /// avoid that cost, set it on the role (`ALTER ROLE app SET statement_timeout =
+    /// '5s'`), which the pooler's server connections inherit, and leave this unset.
     pub statement_timeout: Option<Duration>,
 }
 
@@ -236,11 +239,8 @@ impl DbConfig {
             ));
         }
         if self.pooler_safe {
-            return Err(Error::Config(
-                "a transaction-mode pooler does not forward the statement timeout: set it \
-                 on the role instead (ALTER ROLE ... SET statement_timeout = '5s')"
-                    .into(),
-            ));
+            // Set per transaction instead (see `local_timeout_ms`).
+            return Ok(url.clone());
         }
         if url.sets("options") {
             return Err(Error::Config(
@@ -251,6 +251,13 @@ impl DbConfig {
         }
         let ms = timeout.as_millis().max(1);
         Ok(url.with_setting("options", &format!("-c statement_timeout={ms}")))
+    }
+
+    /// The statement timeout in milliseconds when it is set per transaction (`SET
+    /// LOCAL`): in pooler-safe mode, where start-up options do not reach the server.
+    pub(crate) fn local_timeout_ms(&self) -> Option<u128> {
+        let timeout = self.statement_timeout.filter(|_| self.pooler_safe)?;
+        Some(timeout.as_millis().max(1))
     }
 }
 

@@ -26,6 +26,9 @@ pub struct Connection {
     /// Set when the current write's transaction ended without a commit: what it wrote
     /// is gone even if the connection broke, so its outcome is known.
     nothing_committed: bool,
+    /// The statement timeout in milliseconds, when it is set per transaction (`SET
+    /// LOCAL`, through a transaction-mode pooler) rather than as a start-up option.
+    local_timeout_ms: Option<u128>,
 }
 
 pub(crate) enum BackendConnection {
@@ -135,7 +138,16 @@ impl Connection {
 
     fn begin(&mut self) -> Result<()> {
         let depth = self.transaction_depth()?;
+        let local_timeout = self.local_timeout_ms;
         match &mut self.inner {
+            // One round trip: a simple query may hold several statements.
+            BackendConnection::Postgres(c) if depth.is_none() && local_timeout.is_some() => {
+                let ms = local_timeout.unwrap_or_default();
+                AnsiTransactionManager::begin_transaction_sql(
+                    c,
+                    &format!("BEGIN; SET LOCAL statement_timeout = {ms}"),
+                )?
+            }
             BackendConnection::Sqlite(c) if depth.is_none() => {
                 AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")?
             }
@@ -198,6 +210,21 @@ impl Connection {
         closed
     }
 
+    /// Runs `f` where the statement timeout applies. Through a transaction-mode pooler
+    /// it is set per transaction (a pooler does not forward start-up options, and a
+    /// session setting would stay on a server connection other clients share), so a
+    /// call outside a transaction runs in one of its own: two round trips more.
+    pub(crate) fn with_deadline<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        if self.local_timeout_ms.is_some() && self.transaction_depth()?.is_none() {
+            self.transaction(f)
+        } else {
+            f(self)
+        }
+    }
+
     /// Starts a write on a connection of the pool's own (no caller's transaction).
     pub(crate) fn start_write(&mut self) {
         self.nothing_committed = false;
@@ -233,6 +260,7 @@ impl Connection {
 pub(crate) struct ConnectionManager {
     url: DatabaseUrl,
     pooler_safe: bool,
+    local_timeout_ms: Option<u128>,
     /// Shared by the pool's shards.
     outcomes: Arc<ConnectOutcomes>,
     slow_query: std::time::Duration,
@@ -335,7 +363,7 @@ impl r2d2::ManageConnection for ConnectionManager {
 
 impl ConnectionManager {
     fn open(&self) -> std::result::Result<Connection, ConnectError> {
-        open(&self.url, self.pooler_safe, self.slow_query)
+        open(&self.url, self.pooler_safe, self.local_timeout_ms, self.slow_query)
     }
 }
 
@@ -345,6 +373,7 @@ impl ConnectionManager {
 fn open(
     url: &DatabaseUrl,
     pooler_safe: bool,
+    local_timeout_ms: Option<u128>,
     #[cfg_attr(not(feature = "tracing"), allow(unused_variables))] slow_query: std::time::Duration,
 ) -> std::result::Result<Connection, ConnectError> {
     let scrubbed = |e: &dyn std::fmt::Display| ConnectError {
@@ -388,6 +417,7 @@ fn open(
         inner,
         lost: false,
         nothing_committed: false,
+        local_timeout_ms,
     })
 }
 
@@ -416,7 +446,8 @@ impl Connection {
     /// single connection, such as `jobprep bench`'s baseline, which runs the
     /// repository functions on it directly. Services use a [`Db`](crate::Db).
     pub fn establish(config: &DbConfig) -> Result<Connection> {
-        open(&config.url, config.pooler_safe, config.slow_query_threshold).map_err(|error| {
+        let local_timeout = config.local_timeout_ms();
+        open(&config.url, config.pooler_safe, local_timeout, config.slow_query_threshold).map_err(|error| {
             if crate::error::is_permanent_connect_failure(&error.message) {
                 Error::Config(format!("cannot connect to the database: {}", error.message))
             } else {
@@ -437,6 +468,7 @@ pub(crate) fn build_pool(
     let manager = ConnectionManager {
         url: url.clone(),
         pooler_safe: config.pooler_safe,
+        local_timeout_ms: config.local_timeout_ms(),
         outcomes,
         slow_query: config.slow_query_threshold,
     };

@@ -396,7 +396,7 @@ impl Db {
     ) -> Result<T> {
         let replicas = &self.inner.replicas;
         if replicas.is_empty() {
-            return self.with_connection(f);
+            return self.with_connection(|c| c.with_deadline(f));
         }
         if position != Some(WalPosition::UNKNOWN) {
             let start = self.inner.next_replica.fetch_add(1, Ordering::Relaxed);
@@ -410,7 +410,7 @@ impl Db {
             }
         }
         self.inner.primary_reads.fetch_add(1, Ordering::Relaxed);
-        self.with_connection(f)
+        self.with_connection(|c| c.with_deadline(f))
     }
 
     fn write_tracked<T>(
@@ -420,7 +420,7 @@ impl Db {
         let mut tags = Vec::new();
         let mut conn = self.checkout()?;
         conn.start_write();
-        let result = f(&mut conn, &mut tags);
+        let result = conn.with_deadline(|c| f(c, &mut tags));
         let result = conn.settle_write(result);
         conn.note_outcome(&result);
         let value = result?;

@@ -309,7 +309,7 @@ impl Replica {
                 }
             }
         }
-        let result = f(&mut conn);
+        let result = conn.with_deadline(f);
         conn.note_outcome(&result);
         match result {
             Err(error) if error.is_retryable() => {

@@ -520,3 +520,59 @@ fn with_pooler_safe_mode_the_same_interleaving_succeeds() {
     first.unwrap();
     second.unwrap();
 }
+
+/// A statement timeout through the pooler: PgBouncer refuses it as a start-up option,
+/// so jobprep sets it per transaction (`SET LOCAL`). A call stuck behind a lock times
+/// out and says so, and the setting stays with jobprep's transactions: a plain client
+/// through the same pooler, on the same few server connections, sees none.
+#[test]
+#[ignore = "needs a transaction-mode PgBouncer: run `bash scripts/pgbouncer.sh`"]
+fn a_statement_timeout_through_the_pooler_times_out_and_stays_in_its_transaction() {
+    watchdog();
+    let scratch = Scratch::new("deadline");
+    scratch.migrate_directly();
+    let db = Db::builder(&scratch.url)
+        .pooler_safe(true)
+        .statement_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    let me = UserId::new("user_pooler_deadline").unwrap();
+    let new = NewUser::new(me.clone(), "Before", "pooler_deadline@example.com");
+    db.write(|c, _| users::upsert(c, &new)).unwrap();
+
+    let direct =
+        jobprep_testing::database_url(&jobprep_testing::postgres_admin_url(), &scratch.name);
+    let mut holder = PgConnection::establish(&direct).unwrap();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let started = Instant::now();
+    let renamed = NewUser::new(me.clone(), "Renamed", "pooler_deadline@example.com");
+    let error = db.write(|c, _| users::upsert(c, &renamed)).unwrap_err();
+    let waited = started.elapsed();
+    holder.batch_execute("ROLLBACK").unwrap();
+    println!("through the pooler, a call behind a lock failed after {waited:?}: {error}");
+    assert!(error.is_retryable(), "{error:?}");
+    assert!(error.to_string().contains("timed out"), "{error}");
+    assert!(waited < Duration::from_secs(10), "{waited:?}");
+
+    // Many calls, so that they cover every server connection of the pool; then a plain
+    // client reads the session's setting on each of them.
+    for _ in 0..20 {
+        db.read(|c| users::get(c, &me)).unwrap();
+    }
+    let pool_size: usize = env("JOBPREP_PGBOUNCER_POOL_SIZE").parse().unwrap();
+    #[derive(QueryableByName)]
+    struct Setting {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        statement_timeout: String,
+    }
+    for _ in 0..pool_size * 4 {
+        let mut plain = pooler_connection(&scratch.url);
+        let setting: Setting = diesel::sql_query("SHOW statement_timeout")
+            .get_result(&mut plain)
+            .unwrap();
+        assert_eq!(setting.statement_timeout, "0", "jobprep's timeout leaked");
+    }
+    db.write(|c, _| users::upsert(c, &renamed)).unwrap();
+}
