@@ -195,12 +195,12 @@ wait "$sampler" 2>/dev/null || true
 tests_passed=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\1/p' "$work/test.log" | tail -n 1)
 tests_failed=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p' "$work/test.log" | tail -n 1)
 passed=$((passed + ${tests_passed:-0}))
-if [ "$status" -ne 0 ] || [ "${tests_failed:-1}" -ne 0 ] || [ "${tests_passed:-0}" -ne 3 ]; then
+if [ "$status" -ne 0 ] || [ "${tests_failed:-1}" -ne 0 ] || [ "${tests_passed:-0}" -ne 4 ]; then
   failed=$((failed + ${tests_failed:-0}))
   [ "${tests_failed:-0}" -gt 0 ] || failed=$((failed + 1)) # stopped before reporting
   echo "check FAILED cargo test --test pooler (exit $status)"
 else
-  echo "check cargo test --test pooler: ok (3 tests)"
+  echo "check cargo test --test pooler: ok (4 tests)"
 fi
 
 # Pooling exercised: at some moment more clients than server connections on the load
