@@ -102,13 +102,13 @@ chmod 755 "$work/pg_ctl"
 
 "$pgbin/psql" -h 127.0.0.1 -p "$port" -U postgres -qAtc "CREATE DATABASE jobprep_fault" postgres
 
-echo "== cargo test -p jobprep-repo --test fault_restart -- --ignored --nocapture --test-threads=1"
-cargo test -q -p jobprep-repo --test fault_restart --no-run
+echo "== cargo test -p jobprep-repo --features tokio --test fault_restart -- --ignored --nocapture --test-threads=1"
+cargo test -q -p jobprep-repo --features tokio --test fault_restart --no-run
 status=0
 JOBPREP_FAULT_URL="postgres://postgres@127.0.0.1:$port/jobprep_fault" \
 JOBPREP_FAULT_PGDATA="$data" \
 JOBPREP_FAULT_PGCTL="$work/pg_ctl" \
-  timeout -k 10 230 cargo test -q -p jobprep-repo --test fault_restart -- --ignored --nocapture --test-threads=1 \
+  timeout -k 10 230 cargo test -q -p jobprep-repo --features tokio --test fault_restart -- --ignored --nocapture --test-threads=1 \
   2>&1 | tee "$work/test.log" || status=$?
 
 passed=$(grep -cE '^check \(.*: ok' "$work/test.log" || true)

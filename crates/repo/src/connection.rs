@@ -363,7 +363,12 @@ impl r2d2::ManageConnection for ConnectionManager {
 
 impl ConnectionManager {
     fn open(&self) -> std::result::Result<Connection, ConnectError> {
-        open(&self.url, self.pooler_safe, self.local_timeout_ms, self.slow_query)
+        open(
+            &self.url,
+            self.pooler_safe,
+            self.local_timeout_ms,
+            self.slow_query,
+        )
     }
 }
 
@@ -447,7 +452,13 @@ impl Connection {
     /// repository functions on it directly. Services use a [`Db`](crate::Db).
     pub fn establish(config: &DbConfig) -> Result<Connection> {
         let local_timeout = config.local_timeout_ms();
-        open(&config.url, config.pooler_safe, local_timeout, config.slow_query_threshold).map_err(|error| {
+        open(
+            &config.url,
+            config.pooler_safe,
+            local_timeout,
+            config.slow_query_threshold,
+        )
+        .map_err(|error| {
             if crate::error::is_permanent_connect_failure(&error.message) {
                 Error::Config(format!("cannot connect to the database: {}", error.message))
             } else {
@@ -458,6 +469,9 @@ impl Connection {
 }
 
 pub(crate) type Pool = r2d2::Pool<ConnectionManager>;
+
+/// See `build_pool`: r2d2's backoff between attempts is then 0.2 s.
+const R2D2_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(400);
 
 pub(crate) fn build_pool(
     url: &DatabaseUrl,
@@ -475,7 +489,12 @@ pub(crate) fn build_pool(
     r2d2::Pool::builder()
         .max_size(options.max_size)
         .min_idle(Some(options.min_idle))
-        .connection_timeout(options.connection_timeout)
+        // r2d2 retries a failed attempt to open a connection after a backoff capped at
+        // half of its own timeout; callers wait with `ShardedPool`'s (the configured
+        // one). Kept short, a server that refuses is tried again every 0.2 s: a caller
+        // waits at most that long for an attempt made during its call (then fails, see
+        // `ConnectOutcomes`), and a server that is back is found as soon.
+        .connection_timeout(options.connection_timeout.min(R2D2_TIMEOUT))
         .idle_timeout(options.idle_timeout)
         .max_lifetime(options.max_lifetime)
         // A broken connection is detected by the errors it causes (see

@@ -606,3 +606,139 @@ fn a_cache_feed_listener_resets_after_a_crash_restart_and_delivers_again() {
     );
     listener.stop();
 }
+
+/// Starts the stopped server again when dropped, so that a failing check does not
+/// leave the next test without one.
+struct StartOnDrop<'a>(&'a FaultEnv);
+
+impl Drop for StartOnDrop<'_> {
+    fn drop(&mut self) {
+        let log = format!("{}/server.log", self.0.pgdata);
+        self.0.pg_ctl("start", &["-l", &log]);
+    }
+}
+
+/// With the server stopped, every call fails at once and says retryable: nothing
+/// listens, so the pool's connection attempt is refused and ends the caller's wait,
+/// instead of waiting out the connection timeout for a server that is not coming.
+/// Once the server is back, the same `Db` serves again.
+#[test]
+#[ignore = "stops a PostgreSQL server: run `bash scripts/fault-restart.sh`, which starts a throwaway one"]
+fn with_the_server_stopped_every_call_fails_fast_and_retryable() {
+    use jobprep_interviews::NewInterview;
+    use jobprep_questions::{NewQuestion, QuestionDifficulty};
+
+    /// Far below the connection timeout: a refused attempt ends the wait.
+    const FAST: Duration = Duration::from_millis(500);
+    let env = FaultEnv::from_env();
+    let db = Db::builder(&env.url)
+        .max_size(4)
+        .connection_timeout(CONNECTION_TIMEOUT)
+        .build()
+        .unwrap();
+    db.migrate().unwrap();
+    let run = load::run_name("stopped");
+    let me = UserId::new(format!("{run}-u")).unwrap();
+    let new = NewUser::new(me.clone(), "Stopped", format!("{run}@fault.example"));
+    jobprep_users::upsert(&db, &new).unwrap();
+    let parent = jobprep_job_infos::insert(&db, &me, &job()).unwrap().id;
+    let chat = || NewInterview::new().with_hume_chat_id("chat");
+    let question = || NewQuestion::new("Why?", QuestionDifficulty::Easy);
+    type Call<'a> = (&'static str, Box<dyn Fn() -> jobprep_repo::Result<()> + 'a>);
+    let calls: Vec<Call> = vec![
+        (
+            "users::upsert",
+            Box::new(|| jobprep_users::upsert(&db, &new).map(drop)),
+        ),
+        (
+            "users::get",
+            Box::new(|| jobprep_users::get(&db, &me).map(drop)),
+        ),
+        (
+            "job_infos::insert",
+            Box::new(|| jobprep_job_infos::insert(&db, &me, &job()).map(drop)),
+        ),
+        (
+            "job_infos::list_for_user",
+            Box::new(|| jobprep_job_infos::list_for_user(&db, &me).map(drop)),
+        ),
+        (
+            "interviews::insert_within_quota",
+            Box::new(|| {
+                jobprep_interviews::insert_within_quota(&db, &me, parent, &chat(), 10).map(drop)
+            }),
+        ),
+        (
+            "questions::insert_many",
+            Box::new(|| {
+                jobprep_questions::insert_many(&db, &me, parent, &[question(), question()])
+                    .map(drop)
+            }),
+        ),
+        (
+            "questions::count_for_user",
+            Box::new(|| jobprep_questions::count_for_user(&db, &me).map(drop)),
+        ),
+        (
+            "db.transaction",
+            Box::new(|| {
+                db.transaction(|tx| jobprep_questions::insert(tx, &me, parent, &question()))
+                    .map(drop)
+            }),
+        ),
+        (
+            "job_infos::delete",
+            Box::new(|| jobprep_job_infos::delete(&db, &me, parent).map(drop)),
+        ),
+        #[cfg(feature = "tokio")]
+        (
+            "asynch: job_infos::list_for_user",
+            Box::new(|| {
+                let facade = jobprep_repo::asynch::AsyncDb::from(db.clone());
+                let owner = me.clone();
+                jobprep_testing::block_on(
+                    facade.run(move |db| jobprep_job_infos::list_for_user(db, &owner)),
+                )
+                .map(drop)
+            }),
+        ),
+    ];
+    for (name, call) in &calls {
+        call().unwrap_or_else(|e| panic!("{name} before the stop: {e}"));
+    }
+
+    env.pg_ctl("stop", &["-m", "fast"]);
+    let restart = StartOnDrop(&env);
+    let mut failures = Vec::new();
+    let mut longest = Duration::ZERO;
+    for (name, call) in &calls {
+        let started = Instant::now();
+        let result = call();
+        let took = started.elapsed();
+        longest = longest.max(took);
+        match result {
+            Ok(()) => failures.push(format!("{name} succeeded with the server stopped")),
+            Err(e) if !e.is_retryable() => failures.push(format!("{name}: not retryable: {e:?}")),
+            Err(_) if took > FAST => failures.push(format!("{name} took {}", secs(took))),
+            Err(_) => {}
+        }
+    }
+    println!(
+        "  with the server stopped: {} calls failed, each retryable, the longest after {}",
+        calls.len(),
+        secs(longest)
+    );
+    drop(restart);
+    let back = load::eventually(RECOVERY_LIMIT, || jobprep_users::get(&db, &me).is_ok());
+    if !back {
+        failures.push("the same Db did not serve again after the start".into());
+    }
+    if failures.is_empty() {
+        println!(
+            "check (g) with the server stopped every call fails fast and retryable, then serves again: ok ({} calls, longest {})",
+            calls.len(),
+            secs(longest)
+        );
+    }
+    load::report(&failures);
+}
