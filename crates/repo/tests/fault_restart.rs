@@ -37,6 +37,7 @@ use std::{
 };
 
 use diesel::prelude::*;
+use jobprep_repo::feed::FeedEvent;
 use jobprep_repo::{
     job_infos::{self, NewJobInfo},
     users::{self, NewUser},
@@ -505,13 +506,37 @@ fn acknowledged_writes_survive_server_restarts_and_the_pool_recovers() {
     load::report(&failures);
 }
 
+/// Waits for a batch holding `tag`; returns what came before it.
+fn until_tag(listener: &mut jobprep_repo::feed::Listener, tag: &str) -> Vec<FeedEvent> {
+    let started = Instant::now();
+    let mut before = Vec::new();
+    while started.elapsed() < Duration::from_secs(30) {
+        match listener.recv_timeout(Duration::from_millis(100)) {
+            Some(FeedEvent::Tags(tags)) if tags.iter().any(|t| t.as_str() == tag) => {
+                return before;
+            }
+            Some(event) => before.push(event),
+            None => {}
+        }
+    }
+    panic!("{tag} did not arrive within 30 s; got {before:?}");
+}
+
+/// Upserts the user `id`; returns the tag the feed reports for it.
+fn write_user(db: &Db, id: &str) -> String {
+    let id = UserId::new(id).unwrap();
+    let new = NewUser::new(id.clone(), "Feed", format!("{id}@fault.example"));
+    db.write(|c, _| users::upsert(c, &new)).unwrap();
+    format!("id:{id}:users")
+}
+
 /// The cache feed records changes in an unlogged table, which a crash restart empties:
 /// a listener must come back by itself, yield a reset for what it cannot know, and
 /// deliver the writes made after it.
 #[test]
 #[ignore = "restarts a PostgreSQL server: run `bash scripts/fault-restart.sh`, which starts a throwaway one"]
 fn a_cache_feed_listener_resets_after_a_crash_restart_and_delivers_again() {
-    use jobprep_repo::feed::{FeedEvent, FeedInstallation, Listener};
+    use jobprep_repo::feed::{FeedEvent, FeedInstallation};
 
     let env = FaultEnv::from_env();
     let db = Db::builder(&env.url)
@@ -521,32 +546,11 @@ fn a_cache_feed_listener_resets_after_a_crash_restart_and_delivers_again() {
     db.migrate().unwrap();
     db.install_cache_feed().unwrap();
     let mut listener = load::quick_listener(&db);
-    // Waits for a batch holding `tag`; returns what came before it.
-    let until_tag = |listener: &mut Listener, tag: &str| {
-        let started = Instant::now();
-        let mut before = Vec::new();
-        while started.elapsed() < Duration::from_secs(30) {
-            match listener.recv_timeout(Duration::from_millis(100)) {
-                Some(FeedEvent::Tags(tags)) if tags.iter().any(|t| t.as_str() == tag) => {
-                    return before;
-                }
-                Some(event) => before.push(event),
-                None => {}
-            }
-        }
-        panic!("{tag} did not arrive within 30 s; got {before:?}");
-    };
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos();
-    let write = |name: &str| {
-        let id = UserId::new(format!("feed-{name}-{nanos}")).unwrap();
-        let email = format!("feed-{name}-{nanos}@fault.example");
-        let new = NewUser::new(id.clone(), "Feed", email);
-        db.write(|c, _| users::upsert(c, &new)).unwrap();
-        format!("id:{id}:users")
-    };
+    let write = |name: &str| write_user(&db, &format!("feed-{name}-{nanos}"));
 
     let tag = write("before");
     assert!(until_tag(&mut listener, &tag).is_empty());
@@ -741,4 +745,74 @@ fn with_the_server_stopped_every_call_fails_fast_and_retryable() {
         );
     }
     load::report(&failures);
+}
+
+/// A sleeping listener (`FeedOptions::sleep_after`) holds no connection, so it cannot
+/// see the server go: a write made while it sleeps, then a crash that empties the
+/// feed's unlogged table, must not be a silent gap. On waking it compares the server's
+/// start time and yields a reset, then delivers again.
+#[test]
+#[ignore = "restarts a PostgreSQL server: run `bash scripts/fault-restart.sh`, which starts a throwaway one"]
+fn a_sleeping_listener_that_wakes_after_a_crash_restart_yields_a_reset() {
+    use jobprep_repo::feed::{FeedOptions, Listener};
+
+    let env = FaultEnv::from_env();
+    let db = Db::builder(&env.url)
+        .connection_timeout(CONNECTION_TIMEOUT)
+        .build()
+        .unwrap();
+    db.migrate().unwrap();
+    db.install_cache_feed().unwrap();
+    let mut listener = Listener::start(
+        &db,
+        FeedOptions {
+            sleep_after: Some(Duration::from_millis(300)),
+            wake_every: Duration::from_secs(6),
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_millis(500),
+            ..FeedOptions::default()
+        },
+    )
+    .unwrap();
+    let run = load::run_name("sleeper");
+    let tag = write_user(&db, &format!("{run}-before"));
+    assert!(until_tag(&mut listener, &tag).is_empty());
+    assert!(
+        load::eventually(Duration::from_secs(10), || listener.status().asleep),
+        "{:?}",
+        listener.status()
+    );
+
+    // While it sleeps: a write, then a crash that takes the recorded change along.
+    let unseen = write_user(&db, &format!("{run}-asleep"));
+    let start_time_before = env.postmaster_start_time();
+    env.inject(Fault::Restart("immediate"));
+    assert_ne!(start_time_before, env.postmaster_start_time());
+    assert!(
+        listener.status().asleep,
+        "woke too early: {:?}",
+        listener.status()
+    );
+
+    // On waking, before anything else: a reset (the crash emptied what it would read).
+    let first = listener.recv_timeout(Duration::from_secs(20));
+    assert_eq!(
+        first,
+        Some(FeedEvent::Reset),
+        "the first event after waking from a crash restart: {:?}",
+        listener.status()
+    );
+    // Then it delivers again: a write made now arrives at its next wake-up.
+    let after = write_user(&db, &format!("{run}-after"));
+    let before = until_tag(&mut listener, &after);
+    assert!(
+        before.iter().all(|event| *event == FeedEvent::Reset),
+        "nothing but resets before the write made after waking: {before:?}; {unseen} was covered by the first"
+    );
+    println!(
+        "check (h) a sleeping listener that wakes after a crash restart yields a reset, then \
+         delivers again: ok ({} sleeps)",
+        listener.status().sleeps
+    );
+    listener.stop();
 }
