@@ -225,6 +225,19 @@ impl Connection {
         }
     }
 
+    /// Runs `f` with `ms` as the statement timeout of the transactions it begins
+    /// (`SET LOCAL`), whatever the connection's own setting, which is restored after.
+    pub(crate) fn with_local_timeout<T>(
+        &mut self,
+        ms: u128,
+        f: impl FnOnce(&mut Connection) -> T,
+    ) -> T {
+        let saved = self.local_timeout_ms.replace(ms);
+        let result = f(self);
+        self.local_timeout_ms = saved;
+        result
+    }
+
     /// Starts a write on a connection of the pool's own (no caller's transaction).
     pub(crate) fn start_write(&mut self) {
         self.nothing_committed = false;

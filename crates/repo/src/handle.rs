@@ -354,18 +354,76 @@ impl Db {
         self.transaction_tracked(f).map(|(value, _)| value)
     }
 
+    /// [`Db::transaction`] with a statement timeout of its own: PostgreSQL cancels any
+    /// statement in it (a lock wait included) that runs longer than `timeout`, and the
+    /// call fails with a retryable [`Error::Unavailable`] that says it timed out,
+    /// nothing of it written. For the one call that must answer sooner than the
+    /// handle's own [`DbConfig::statement_timeout`] allows; the connection keeps its
+    /// own setting for later calls. Set with the transaction's BEGIN, in the same round
+    /// trip; works through a transaction-mode pooler. PostgreSQL only: on SQLite it is
+    /// [`Error::Config`], and a zero `timeout` is [`Error::InvalidInput`].
+    ///
+    /// ```no_run
+    /// # fn main() -> jobprep_repo::Result<()> {
+    /// use std::time::Duration;
+    /// use jobprep_repo::{users, Db, Executor, UserId};
+    ///
+    /// let db = Db::connect("postgres://app@db.internal/app")?;
+    /// let me = UserId::new("user_1")?;
+    /// let user = db.transaction_within(Duration::from_millis(300), |tx| {
+    ///     tx.read(|conn| users::get(conn, &me))
+    /// })?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn transaction_within<T>(
+        &self,
+        timeout: std::time::Duration,
+        f: impl FnOnce(&Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        if self.backend() == Backend::Sqlite {
+            return Err(Error::Config(
+                "a statement timeout is PostgreSQL's: SQLite statements wait only for \
+                 locks, up to its busy timeout (5 s)"
+                    .into(),
+            ));
+        }
+        if timeout.is_zero() {
+            return Err(Error::invalid("timeout", "must be positive"));
+        }
+        let ms = timeout.as_millis().max(1);
+        self.transaction_on(Some(ms), f).map(|(value, _)| value)
+    }
+
     /// [`Db::transaction`], also returning the WAL position of the commit when the
     /// handle has replicas.
     fn transaction_tracked<T, E: From<Error>>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<(T, Option<WalPosition>), E> {
+        self.transaction_on(None, f)
+    }
+
+    /// Runs the transaction of `f` on a pooled connection, with a statement timeout of
+    /// its own when `timeout_ms` is set; once it committed, records its position and
+    /// publishes its tags.
+    fn transaction_on<T, E: From<Error>>(
+        &self,
+        timeout_ms: Option<u128>,
+        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
+    ) -> std::result::Result<(T, Option<WalPosition>), E> {
         let mut conn = self.checkout()?;
-        let (value, tags) = conn.transaction_with_error(|c| {
-            let tx = Tx::new(c);
-            let value = f(&tx)?;
-            Ok::<_, E>((value, tx.into_pending()))
-        })?;
+        let body = |c: &mut Connection| {
+            c.transaction_with_error(|c| {
+                let tx = Tx::new(c);
+                let value = f(&tx)?;
+                Ok::<_, E>((value, tx.into_pending()))
+            })
+        };
+        let (value, tags) = match timeout_ms {
+            Some(ms) => conn.with_local_timeout(ms, body),
+            None => body(&mut conn),
+        }?;
         let position = self.position_after_write(&mut conn);
         self.publish(tags);
         Ok((value, position))

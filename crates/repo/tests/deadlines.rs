@@ -89,3 +89,56 @@ fn postgres_in_pooler_safe_mode_the_timeout_holds_per_transaction() {
     jobprep_users::upsert(&db, &renamed).unwrap();
     assert_eq!(jobprep_users::get(&db, &me).unwrap().value.name, "Renamed");
 }
+
+backend_tests! {
+    fn a_transaction_with_a_timeout_of_its_own_is_postgres_only_and_positive(t) {
+        let me = user(&t.db, "user_within");
+        let within = t.db.transaction_within(Duration::from_millis(500), |tx| {
+            jobprep_users::get(tx, &me).map(|u| u.value.id)
+        });
+        match t.backend() {
+            Backend::Sqlite => assert!(matches!(within, Err(Error::Config(_))), "{within:?}"),
+            Backend::Postgres => assert_eq!(within.unwrap(), me),
+        }
+        let zero = t.db.transaction_within(Duration::ZERO, |_| Ok(()));
+        assert!(zero.is_err(), "{zero:?}");
+    }
+}
+
+/// The per-call timeout bounds its own transaction only: the same connection, used
+/// next by a call without one, waits for the lock as long as it takes.
+#[test]
+fn postgres_a_transaction_with_a_timeout_of_its_own_times_out_and_the_next_call_waits() {
+    let Some(t) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
+    let me = user(&t.db, "user_within_lock");
+    // One connection, so the second call runs on the connection the first used.
+    let db = Db::builder(&t.url).max_size(1).build().unwrap();
+    let mut holder = diesel::PgConnection::establish(&t.url).unwrap();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    let renamed = NewUser::new(me.clone(), "Renamed", "user_within_lock@example.com");
+    let error = db
+        .transaction_within(Duration::from_millis(200), |tx| {
+            jobprep_users::upsert(tx, &renamed)
+        })
+        .unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+    assert!(error.to_string().contains("timed out"), "{error}");
+
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(600));
+        holder.batch_execute("ROLLBACK").unwrap();
+    });
+    let started = std::time::Instant::now();
+    jobprep_users::upsert(&db, &renamed).unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "{:?}",
+        started.elapsed()
+    );
+    release.join().unwrap();
+    assert_eq!(jobprep_users::get(&db, &me).unwrap().value.name, "Renamed");
+}
