@@ -424,7 +424,7 @@ fn open(
     #[cfg(feature = "tracing")]
     let inner = {
         let mut inner = inner;
-        let timer = crate::observe::QueryTimer::new(slow_query);
+        let timer = crate::observe::QueryTimer::new(slow_query, url.backend());
         match &mut inner {
             BackendConnection::Postgres(c) => c.set_instrumentation(timer),
             BackendConnection::Sqlite(c) => c.set_instrumentation(timer),

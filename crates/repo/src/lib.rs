@@ -72,13 +72,13 @@ where
 }
 
 /// Enters a `tracing` span named after a use case for the rest of the scope (feature
-/// `tracing`); expands to nothing without the feature, so the feature crates can use it
-/// unconditionally.
+/// `tracing`; its fields are in the `observe` module's docs); expands to nothing
+/// without the feature, so the feature crates can use it unconditionally.
 #[cfg(feature = "tracing")]
 #[macro_export]
 macro_rules! span {
     ($name:literal) => {
-        let _jobprep_span = $crate::__tracing::info_span!(target: "jobprep", "jobprep", op = $name).entered();
+        let _jobprep_span = $crate::__UseCaseSpan::enter($name);
     };
 }
 
@@ -91,4 +91,4 @@ macro_rules! span {
 
 #[cfg(feature = "tracing")]
 #[doc(hidden)]
-pub use tracing as __tracing;
+pub use observe::UseCaseSpan as __UseCaseSpan;

@@ -46,6 +46,47 @@ backend_tests! {
     }
 }
 
+backend_tests! {
+    fn each_use_case_span_reports_its_statements_under_opentelemetry_names(t) {
+        let owner = UserId::new("user_counted").unwrap();
+        let new = users::NewUser::new(owner.clone(), "Counted", "counted@example.com");
+        let system = match t.backend() {
+            jobprep_repo::Backend::Postgres => "postgresql",
+            jobprep_repo::Backend::Sqlite => "sqlite",
+        };
+        let upsert = logs_of(|| {
+            jobprep_users::upsert(&t.db, &new).unwrap();
+        });
+        let closed = |logs: &str, op: &str| -> String {
+            logs.lines()
+                .find(|line| line.contains("close") && line.contains(&format!("db.operation.name=\"{op}\"")))
+                .unwrap_or_else(|| panic!("no closed span for {op}: {logs}"))
+                .to_owned()
+        };
+        let line = closed(&upsert, "users.upsert");
+        assert!(line.contains("db.collection.name=\"users\""), "{line}");
+        assert!(line.contains(&format!("db.system.name=\"{system}\"")), "{line}");
+        // One statement: the upsert is one INSERT ... ON CONFLICT.
+        assert!(line.contains("jobprep.statements=1"), "{line}");
+
+        let parent = jobprep_job_infos::insert(&t.db, &owner, &jobprep_testing::job_form("Quota")).unwrap().id;
+        let quota = logs_of(|| {
+            let question = jobprep_questions::NewQuestion::new("Why?", jobprep_questions::QuestionDifficulty::Easy);
+            jobprep_questions::insert_within_quota(&t.db, &owner, parent, &question, 10).unwrap();
+        });
+        let line = closed(&quota, "questions.insert_within_quota");
+        assert!(line.contains("db.collection.name=\"questions\""), "{line}");
+        // Its own transaction: BEGIN, the quota's statements, COMMIT.
+        let sent: u64 = line
+            .split("jobprep.statements=")
+            .nth(1)
+            .and_then(|rest| rest.split(|c: char| !c.is_ascii_digit()).next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no statement count: {line}"));
+        assert!(sent >= 4, "BEGIN, a count, the insert, COMMIT at least: {line}");
+    }
+}
+
 #[test]
 fn connection_urls_and_passwords_are_never_logged() {
     let logs = logs_of(|| {

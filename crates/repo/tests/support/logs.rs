@@ -20,7 +20,8 @@ impl Write for Captured {
     }
 }
 
-/// Every event (DEBUG and above) logged on this thread while `f` runs, as text.
+/// Every event (DEBUG and above) logged on this thread while `f` runs, and a line
+/// for each span as it closes (with the fields recorded on it), as text.
 pub fn logs_of(f: impl FnOnce()) -> String {
     let sink = Captured::default();
     let writer = sink.clone();
@@ -28,6 +29,7 @@ pub fn logs_of(f: impl FnOnce()) -> String {
         .with_max_level(tracing::Level::DEBUG)
         .with_ansi(false)
         .without_time()
+        .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
         .with_writer(move || writer.clone())
         .finish();
     tracing::subscriber::with_default(subscriber, f);
