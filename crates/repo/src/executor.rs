@@ -55,25 +55,17 @@ pub trait Executor: sealed::Sealed {
         f: impl FnOnce(&mut Connection) -> Result<T>,
         rule: impl FnOnce(&T) -> Vec<CacheTag>,
     ) -> Result<T> {
-        self.write(|conn, tags| {
-            let value = f(conn)?;
-            tags.extend(rule(&value));
-            Ok(value)
-        })
+        self.write(|conn, tags| tagged(f, rule, conn, tags))
     }
 
     /// [`Executor::write_tagged`] for a write that has the same effect when it runs
     /// twice (see [`Executor::write_idempotent`]).
-    fn write_tagged_idempotent<T>(
-        &self,
-        f: impl Fn(&mut Connection) -> Result<T>,
-        rule: impl Fn(&T) -> Vec<CacheTag>,
-    ) -> Result<T> {
-        self.write_idempotent(|conn, tags| {
-            let value = f(conn)?;
-            tags.extend(rule(&value));
-            Ok(value)
-        })
+    fn write_tagged_idempotent<T, F, R>(&self, f: F, rule: R) -> Result<T>
+    where
+        F: Fn(&mut Connection) -> Result<T>,
+        R: Fn(&T) -> Vec<CacheTag>,
+    {
+        self.write_idempotent(|conn, tags| tagged(&f, &rule, conn, tags))
     }
 
     /// Runs a repository read and returns it with the tags `rule` gives for it: the
@@ -87,6 +79,18 @@ pub trait Executor: sealed::Sealed {
         let tags = rule(&value);
         Ok(Cached::new(value, tags))
     }
+}
+
+/// Runs `f` and adds the tags `rule` gives for its value.
+fn tagged<T>(
+    f: impl FnOnce(&mut Connection) -> Result<T>,
+    rule: impl FnOnce(&T) -> Vec<CacheTag>,
+    conn: &mut Connection,
+    tags: &mut Vec<CacheTag>,
+) -> Result<T> {
+    let value = f(conn)?;
+    tags.extend(rule(&value));
+    Ok(value)
 }
 
 /// A transaction in progress, handed to the closure of [`Db::transaction`](crate::Db::transaction).

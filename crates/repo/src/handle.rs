@@ -599,6 +599,13 @@ impl Session {
         }
     }
 
+    /// A write's value, its commit position remembered.
+    fn recorded<T>(&self, written: Result<(T, Option<WalPosition>)>) -> Result<T> {
+        let (value, position) = written?;
+        self.record(position);
+        Ok(value)
+    }
+
     /// [`Db::transaction`], remembering the commit's position.
     pub fn transaction<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
         self.transaction_with_error(f)
@@ -624,18 +631,14 @@ impl Executor for Session {
         &self,
         f: impl FnOnce(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
     ) -> Result<T> {
-        let (value, position) = self.db.write_tracked(f)?;
-        self.record(position);
-        Ok(value)
+        self.recorded(self.db.write_tracked(f))
     }
 
     fn write_idempotent<T>(
         &self,
         f: impl Fn(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
     ) -> Result<T> {
-        let (value, position) = self.db.write_settled(f)?;
-        self.record(position);
-        Ok(value)
+        self.recorded(self.db.write_settled(f))
     }
 
     fn backend(&self) -> Backend {

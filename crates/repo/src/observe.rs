@@ -76,7 +76,9 @@ impl UseCaseSpan {
 
 impl Drop for UseCaseSpan {
     fn drop(&mut self) {
-        let sent = STATEMENTS.with(Cell::get).saturating_sub(self.statements_before);
+        let sent = STATEMENTS
+            .with(Cell::get)
+            .saturating_sub(self.statements_before);
         self.span.record("jobprep.statements", sent);
         if sent > 0 {
             self.span.record("db.system.name", SYSTEM.with(Cell::get));

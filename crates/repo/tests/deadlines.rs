@@ -10,6 +10,15 @@ use jobprep_repo::{Backend, Db, Error, UserId};
 use jobprep_testing::{backend_tests, user, TestDb};
 use jobprep_users::NewUser;
 
+/// A connection of its own that holds `users` locked until it rolls back.
+fn lock_users(url: &str) -> diesel::PgConnection {
+    let mut holder = diesel::PgConnection::establish(url).unwrap();
+    holder
+        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    holder
+}
+
 backend_tests! {
     fn a_statement_timeout_that_cannot_take_effect_is_refused(t) {
         let built = Db::builder(&t.url).statement_timeout(Duration::from_millis(500)).build();
@@ -39,10 +48,7 @@ fn postgres_a_call_stuck_behind_a_lock_times_out_and_writes_nothing() {
     // Migrations run without it, and the pool's connections keep it afterwards.
     db.migrate().unwrap();
     let me = user(&t.db, "user_deadline");
-    let mut holder = diesel::PgConnection::establish(&t.url).unwrap();
-    holder
-        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .unwrap();
+    let mut holder = lock_users(&t.url);
     let renamed = NewUser::new(me.clone(), "Renamed", "user_deadline@example.com");
     let error = jobprep_users::upsert(&db, &renamed).unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
@@ -71,10 +77,7 @@ fn postgres_in_pooler_safe_mode_the_timeout_holds_per_transaction() {
         .statement_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    let mut holder = diesel::PgConnection::establish(&t.url).unwrap();
-    holder
-        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .unwrap();
+    let mut holder = lock_users(&t.url);
     let renamed = NewUser::new(me.clone(), "Renamed", "user_local_deadline@example.com");
     let write = jobprep_users::upsert(&db, &renamed).unwrap_err();
     let read = jobprep_users::get(&db, &me).unwrap_err();
@@ -115,10 +118,7 @@ fn postgres_a_transaction_with_a_timeout_of_its_own_times_out_and_the_next_call_
     let me = user(&t.db, "user_within_lock");
     // One connection, so the second call runs on the connection the first used.
     let db = Db::builder(&t.url).max_size(1).build().unwrap();
-    let mut holder = diesel::PgConnection::establish(&t.url).unwrap();
-    holder
-        .batch_execute("BEGIN; LOCK TABLE users IN ACCESS EXCLUSIVE MODE")
-        .unwrap();
+    let mut holder = lock_users(&t.url);
     let renamed = NewUser::new(me.clone(), "Renamed", "user_within_lock@example.com");
     let error = db
         .transaction_within(Duration::from_millis(200), |tx| {

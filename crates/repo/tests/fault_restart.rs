@@ -89,6 +89,17 @@ impl FaultEnv {
         }
     }
 
+    /// A `Db` on the cluster, migrated, with the cache feed installed.
+    fn feed_db(&self) -> Db {
+        let db = Db::builder(&self.url)
+            .connection_timeout(CONNECTION_TIMEOUT)
+            .build()
+            .unwrap();
+        db.migrate().unwrap();
+        db.install_cache_feed().unwrap();
+        db
+    }
+
     /// When the postmaster started: changes on every restart.
     fn postmaster_start_time(&self) -> String {
         let mut conn = diesel::PgConnection::establish(&self.url).unwrap();
@@ -539,12 +550,7 @@ fn a_cache_feed_listener_resets_after_a_crash_restart_and_delivers_again() {
     use jobprep_repo::feed::{FeedEvent, FeedInstallation};
 
     let env = FaultEnv::from_env();
-    let db = Db::builder(&env.url)
-        .connection_timeout(CONNECTION_TIMEOUT)
-        .build()
-        .unwrap();
-    db.migrate().unwrap();
-    db.install_cache_feed().unwrap();
+    let db = env.feed_db();
     let mut listener = load::quick_listener(&db);
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -757,12 +763,7 @@ fn a_sleeping_listener_that_wakes_after_a_crash_restart_yields_a_reset() {
     use jobprep_repo::feed::{FeedOptions, Listener};
 
     let env = FaultEnv::from_env();
-    let db = Db::builder(&env.url)
-        .connection_timeout(CONNECTION_TIMEOUT)
-        .build()
-        .unwrap();
-    db.migrate().unwrap();
-    db.install_cache_feed().unwrap();
+    let db = env.feed_db();
     let mut listener = Listener::start(
         &db,
         FeedOptions {

@@ -11,10 +11,10 @@ mod round_trips;
 
 use jobprep_job_infos::JobInfoChanges;
 use jobprep_questions::{NewQuestion, QuestionDifficulty};
-use jobprep_repo::{job_infos, Backend, Error, Executor, JobInfoId};
+use jobprep_repo::{job_infos, Backend, Db, Error, Executor, JobInfoId, UserId};
 use jobprep_testing::{backend_tests, job_form, job_info, user, TestDb};
 use jobprep_users::NewUser;
-use round_trips::through_proxy;
+use round_trips::{through_proxy, RoundTripProxy};
 
 backend_tests! {
     fn an_insert_with_a_chosen_id_run_twice_inserts_once(t) {
@@ -41,13 +41,20 @@ backend_tests! {
     }
 }
 
+/// On PostgreSQL: a test database, a user `name` in it, and a one-connection `Db`
+/// through a proxy that can drop an answer.
+fn through_a_cutting_proxy(name: &str) -> Option<(TestDb, UserId, RoundTripProxy, Db)> {
+    let t = TestDb::new(Backend::Postgres)?;
+    let me = user(&t.db, name);
+    let (proxy, db) = through_proxy(&t);
+    Some((t, me, proxy, db))
+}
+
 #[test]
 fn postgres_an_insert_whose_answer_is_lost_is_settled_and_inserted_once() {
-    let Some(t) = TestDb::new(Backend::Postgres) else {
+    let Some((t, me, proxy, db)) = through_a_cutting_proxy("user_lost_insert") else {
         return;
     };
-    let me = user(&t.db, "user_lost_insert");
-    let (proxy, db) = through_proxy(&t);
     // A first insert prepares the statement, so the cut request is the execution
     // itself (its parameters carry the name), which commits before the server answers.
     jobprep_job_infos::insert(&db, &me, &job_form("Warm-up")).unwrap();
@@ -80,12 +87,10 @@ fn postgres_an_insert_whose_answer_is_lost_is_settled_and_inserted_once() {
 
 #[test]
 fn postgres_an_upsert_and_an_update_whose_answer_is_lost_are_settled() {
-    let Some(t) = TestDb::new(Backend::Postgres) else {
+    let Some((t, me, proxy, db)) = through_a_cutting_proxy("user_lost_update") else {
         return;
     };
-    let me = user(&t.db, "user_lost_update");
     let job = job_info(&t.db, &me, "Before");
-    let (proxy, db) = through_proxy(&t);
     let renamed = NewUser::new(
         me.clone(),
         "lost-upsert-answer",
@@ -111,11 +116,9 @@ fn postgres_an_upsert_and_an_update_whose_answer_is_lost_are_settled() {
 
 #[test]
 fn postgres_a_lost_commit_is_an_unknown_outcome_and_a_lost_statement_before_it_is_not() {
-    let Some(t) = TestDb::new(Backend::Postgres) else {
+    let Some((t, me, proxy, db)) = through_a_cutting_proxy("user_lost_commit") else {
         return;
     };
-    let me = user(&t.db, "user_lost_commit");
-    let (proxy, db) = through_proxy(&t);
     let names = || -> Vec<String> {
         let jobs = jobprep_job_infos::list_for_user(&t.db, &me).unwrap().value;
         jobs.into_iter().map(|j| j.name).collect()
