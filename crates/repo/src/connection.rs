@@ -129,6 +129,29 @@ impl Connection {
         }
     }
 
+    /// Runs one statement that refuses by writing no row rather than by failing, with
+    /// no savepoint. It can still fail when a concurrent transaction changes a row it
+    /// needs between its snapshot and its constraint check (a parent deleted): inside
+    /// a caller's transaction PostgreSQL has then aborted that transaction, so the
+    /// error is a retryable [`Error::Unavailable`] (retried, the transaction finds the
+    /// parent gone and says so); on SQLite, or outside a transaction, it is as it is.
+    pub(crate) fn in_one_statement<T>(
+        &mut self,
+        f: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        match f(self) {
+            Err(error @ Error::Conflict { .. })
+                if self.backend() == Backend::Postgres && self.transaction_depth()?.is_some() =>
+            {
+                Err(Error::unavailable(format!(
+                    "{error}: a concurrent transaction changed a row this statement needed, \
+                     which aborted the transaction; retry it"
+                )))
+            }
+            other => other,
+        }
+    }
+
     fn transaction_depth(&mut self) -> Result<Option<std::num::NonZeroU32>> {
         Ok(
             on_backend!(self, c => AnsiTransactionManager::transaction_manager_status_mut(c)

@@ -136,17 +136,6 @@ impl Error {
         )
     }
 
-    /// Whether this is a unique conflict on `constraint`.
-    pub(crate) fn breaks(&self, constraint: &str) -> bool {
-        matches!(
-            self,
-            Error::Conflict {
-                kind: ConstraintKind::Unique,
-                constraint: Some(name),
-            } if name == constraint
-        )
-    }
-
     /// For a write whose connection broke after it was sent: the outcome is unknown.
     /// Other errors pass through.
     pub(crate) fn in_doubt(self) -> Self {

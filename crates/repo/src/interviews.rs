@@ -195,9 +195,13 @@ pub fn insert_with_id(
 ) -> Result<InterviewKey> {
     interview.validate()?;
     let now = Timestamp::now();
-    tenant::insert_child(conn, |conn| {
-        Ok(
-            on_backend!(conn, c => diesel::insert_into(interviews::table)
+    tenant::insert_once(
+        conn,
+        Entity::JobInfo,
+        "interviews_pkey",
+        |conn| {
+            Ok(
+                on_backend!(conn, c => diesel::insert_into(interviews::table)
         .values(
             owned_job_infos(user_id)
                 .filter(job_info::id.eq(job_info_id))
@@ -218,21 +222,24 @@ pub fn insert_with_id(
             interviews::created_at,
             interviews::updated_at,
         ))
+        .on_conflict(interviews::id)
+        .do_nothing()
         .returning(InterviewKey::as_returning())
         .get_result(c)
         .optional())?,
-        )
-    })
-    .or_else(|error| {
-        tenant::done_before(conn, error, "interviews_pkey", |conn| {
+            )
+        },
+        |conn| {
             Ok(on_backend!(conn, c => interviews::table
                 .filter(interviews::id.eq(id))
-                .filter(interviews::job_info_id.eq_any(owned_job_info_ids(user_id)))
-                .select(InterviewKey::as_select())
+                .select((
+                    InterviewKey::as_select(),
+                    interviews::job_info_id.eq_any(owned_job_info_ids(user_id)),
+                ))
                 .first(c)
                 .optional())?)
-        })
-    })
+        },
+    )
 }
 
 /// [`insert`], checked against the plan quota: an interview with a chat id counts

@@ -2,7 +2,8 @@
 
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use jobprep_schema::{interviews, job_info, questions};
+use diesel::sql_types::{Nullable, Varchar};
+use jobprep_schema::{interviews, job_info, questions, sql_types, users};
 
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
@@ -158,34 +159,46 @@ pub fn insert_with_id(
 ) -> Result<JobInfoKey> {
     job.validate()?;
     let now = Timestamp::now();
-    // A missing user surfaces as a foreign-key violation, which on PostgreSQL aborts an
-    // enclosing transaction; `guarded` keeps a caller's transaction usable after it
-    // handles the `NotFound`, as on SQLite.
-    conn.guarded(|conn| {
-        Ok(on_backend!(conn, c => diesel::insert_into(job_info::table)
-        .values((
-            job_info::id.eq(id),
-            job_info::title.eq(job.title.as_deref()),
-            job_info::name.eq(&job.name),
-            job_info::experience_level.eq(job.experience_level),
-            job_info::description.eq(&job.description),
-            job_info::user_id.eq(user_id),
-            job_info::created_at.eq(now),
-            job_info::updated_at.eq(now),
-        ))
-        .returning(JobInfoKey::as_returning())
-        .get_result(c))?)
-    })
-    .or_else(|error| {
-        tenant::done_before(conn, error, "job_info_pkey", |conn| {
-            Ok(on_backend!(conn, c => owned_job_infos(user_id)
+    tenant::insert_once(
+        conn,
+        Entity::User,
+        "job_info_pkey",
+        |conn| {
+            Ok(on_backend!(conn, c => diesel::insert_into(job_info::table)
+                .values(users::table.filter(users::id.eq(user_id)).select((
+                    id.into_sql::<sql_types::Uuid>(),
+                    job.title.as_deref().into_sql::<Nullable<Varchar>>(),
+                    job.name.as_str().into_sql::<Varchar>(),
+                    job.experience_level.into_sql::<sql_types::ExperienceLevel>(),
+                    job.description.as_str().into_sql::<Varchar>(),
+                    users::id,
+                    now.into_sql::<sql_types::TimestampWithTimeZone>(),
+                    now.into_sql::<sql_types::TimestampWithTimeZone>(),
+                )))
+                .into_columns((
+                    job_info::id,
+                    job_info::title,
+                    job_info::name,
+                    job_info::experience_level,
+                    job_info::description,
+                    job_info::user_id,
+                    job_info::created_at,
+                    job_info::updated_at,
+                ))
+                .on_conflict(job_info::id)
+                .do_nothing()
+                .returning(JobInfoKey::as_returning())
+                .get_result(c)
+                .optional())?)
+        },
+        |conn| {
+            Ok(on_backend!(conn, c => job_info::table
                 .filter(job_info::id.eq(id))
-                .select(JobInfoKey::as_select())
+                .select((JobInfoKey::as_select(), owned_by(user_id)))
                 .first(c)
                 .optional())?)
-        })
-    })
-    .map_err(|error| error.parent_missing(Entity::User))
+        },
+    )
 }
 
 /// Applies `changes` to the user's job info and refreshes `updatedAt`.

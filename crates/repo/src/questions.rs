@@ -143,8 +143,12 @@ pub fn insert_with_id(
 ) -> Result<QuestionKey> {
     question.validate()?;
     let now = Timestamp::now();
-    tenant::insert_child(conn, |conn| {
-        Ok(on_backend!(conn, c => diesel::insert_into(questions::table)
+    tenant::insert_once(
+        conn,
+        Entity::JobInfo,
+        "questions_pkey",
+        |conn| {
+            Ok(on_backend!(conn, c => diesel::insert_into(questions::table)
         .values(
             owned_job_infos(user_id)
                 .filter(job_info::id.eq(job_info_id))
@@ -165,20 +169,23 @@ pub fn insert_with_id(
             questions::created_at,
             questions::updated_at,
         ))
+        .on_conflict(questions::id)
+        .do_nothing()
         .returning(QuestionKey::as_returning())
         .get_result(c)
         .optional())?)
-    })
-    .or_else(|error| {
-        tenant::done_before(conn, error, "questions_pkey", |conn| {
+        },
+        |conn| {
             Ok(on_backend!(conn, c => questions::table
                 .filter(questions::id.eq(id))
-                .filter(questions::job_info_id.eq_any(owned_job_info_ids(user_id)))
-                .select(QuestionKey::as_select())
+                .select((
+                    QuestionKey::as_select(),
+                    questions::job_info_id.eq_any(owned_job_info_ids(user_id)),
+                ))
                 .first(c)
                 .optional())?)
-        })
-    })
+        },
+    )
 }
 
 /// [`insert`], if the user has fewer than `limit` questions across their job infos
@@ -245,10 +252,11 @@ pub fn insert_many(
         }
         Ok(())
     };
+    // One chunk is one statement, which refuses by writing no row: no savepoint.
     let written = if new_questions.len() > BULK_CHUNK {
         conn.transaction(run)
     } else {
-        conn.guarded(run)
+        conn.in_one_statement(run)
     };
     written.map_err(|error| error.parent_missing(Entity::JobInfo))?;
     Ok(ids

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use jobprep_schema::job_info;
 
 use crate::connection::Connection;
-use crate::error::{Entity, Error, Result};
+use crate::error::{ConstraintKind, Entity, Error, Result};
 use crate::types::UserId;
 
 /// `job_info."userId" = $user`: the owner filter, for queries on `job_info` or joined
@@ -32,32 +32,38 @@ pub(crate) fn owned_job_info_ids(user_id: &UserId) -> OwnedJobInfoIds<'_> {
     owned_job_infos(user_id).select(job_info::id)
 }
 
-/// Runs `insert`, an `INSERT ... SELECT` of a child row (interview, question) from the
-/// user's job info, and says why nothing was written: `None` (the select found no job
-/// info of the user's) and a foreign-key failure (the job info was deleted by another
-/// transaction after the statement found it) are both the documented `NotFound` for
-/// the job info. Inside a caller's transaction the statement gets a savepoint, so a
-/// refusal leaves that transaction usable.
-pub(crate) fn insert_child<T>(
+/// Runs `insert`: one statement that writes its row only where the parent row is there
+/// and the user's (`INSERT ... SELECT` from the parent) and does nothing when a row with
+/// its id exists (`ON CONFLICT (id) DO NOTHING`). So a refusal writes nothing and fails
+/// nothing, and inside a caller's transaction the statement needs no savepoint (two
+/// round trips each on PostgreSQL). When it wrote no row, `existing` reads the row with
+/// its id, and whether the user owns it: the user's, an earlier run of the same insert
+/// committed it (see [`Executor::write_idempotent`](crate::Executor::write_idempotent));
+/// another user's, a `Conflict` on `primary_key` (only a caller choosing ids can make
+/// one); none, the parent is missing or another user's: `NotFound` for `parent`. A
+/// foreign-key
+/// failure means another transaction deleted the parent after this statement found it:
+/// outside a transaction that is `NotFound` too (see [`Connection::in_one_statement`]
+/// for inside one).
+pub(crate) fn insert_once<T>(
     conn: &mut Connection,
-    insert: impl FnOnce(&mut Connection) -> Result<Option<T>>,
-) -> Result<T> {
-    conn.guarded(|conn| insert(conn)?.ok_or(Error::not_found(Entity::JobInfo)))
-        .map_err(|error| error.parent_missing(Entity::JobInfo))
-}
-
-/// For an insert of a row whose id was chosen before it ran: a conflict on the table's
-/// primary key means an earlier run of the same insert committed (the ids are random,
-/// so no other row can hold it). `existing` reads that row's key where `user_id` owns
-/// it: found, the insert is done and answers the key; not found, the conflict stands.
-pub(crate) fn done_before<T>(
-    conn: &mut Connection,
-    error: Error,
+    parent: Entity,
     primary_key: &str,
-    existing: impl FnOnce(&mut Connection) -> Result<Option<T>>,
+    insert: impl FnOnce(&mut Connection) -> Result<Option<T>>,
+    existing: impl FnOnce(&mut Connection) -> Result<Option<(T, bool)>>,
 ) -> Result<T> {
-    if !error.breaks(primary_key) {
-        return Err(error);
+    let inserted = conn
+        .in_one_statement(insert)
+        .map_err(|error| error.parent_missing(parent))?;
+    if let Some(row) = inserted {
+        return Ok(row);
     }
-    existing(conn)?.ok_or(error)
+    match existing(conn)? {
+        Some((row, true)) => Ok(row),
+        Some((_, false)) => Err(Error::Conflict {
+            kind: ConstraintKind::Unique,
+            constraint: Some(primary_key.to_owned()),
+        }),
+        None => Err(Error::not_found(parent)),
+    }
 }

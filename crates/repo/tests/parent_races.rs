@@ -102,3 +102,57 @@ backend_tests! {
         assert_eq!(listed.len(), 1);
     }
 }
+
+/// The race inside a caller's transaction, made certain: another session deletes the
+/// job info and holds its transaction open; our insert's select still sees the job
+/// info, and its foreign-key check waits for that session, which then commits. The
+/// check fails, and PostgreSQL aborts our transaction: the call says so with a
+/// retryable `Unavailable`, and the transaction run again finds the job info gone.
+#[test]
+fn postgres_a_parent_deleted_under_an_insert_in_a_transaction_is_a_retryable_abort() {
+    use diesel::connection::SimpleConnection;
+    use diesel::Connection as _;
+
+    let Some(t) = jobprep_testing::TestDb::new(jobprep_repo::Backend::Postgres) else {
+        return;
+    };
+    let owner = user(&t.db, "user_tx_race");
+    let job = jobprep_job_infos::insert(
+        &t.db,
+        &owner,
+        &NewJobInfo::new("Doomed", ExperienceLevel::Senior, "d"),
+    )
+    .unwrap();
+    let mut deleter = diesel::PgConnection::establish(&t.url).unwrap();
+    deleter
+        .batch_execute(&format!(
+            "BEGIN; DELETE FROM job_info WHERE id = '{}'",
+            job.id
+        ))
+        .unwrap();
+    let commit = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        deleter.batch_execute("COMMIT").unwrap();
+    });
+    let attempt = || {
+        t.db.transaction(|tx| {
+            let question = NewQuestion::new("Why?", QuestionDifficulty::Easy);
+            jobprep_questions::insert(tx, &owner, job.id, &question)
+        })
+    };
+    let raced = attempt();
+    commit.join().unwrap();
+    let error = raced.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+    assert!(error.to_string().contains("retry"), "{error}");
+    let again = attempt();
+    assert!(
+        matches!(
+            again,
+            Err(Error::NotFound {
+                entity: Entity::JobInfo
+            })
+        ),
+        "{again:?}"
+    );
+}

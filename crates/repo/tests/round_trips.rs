@@ -164,12 +164,12 @@ fn postgres_round_trips_per_use_case() {
         ("job_infos::list_page_for_user", 1),
         ("job_infos::update", 1),
         ("interviews::insert", 1),
-        ("interviews::insert_within_quota", 7),
+        ("interviews::insert_within_quota", 5),
         ("interviews::update", 1),
         ("interviews::count_for_user", 1),
         ("questions::insert_many", 1),
-        ("questions::insert_within_quota", 7),
-        ("transaction: job_infos::insert + questions::insert_many", 8),
+        ("questions::insert_within_quota", 5),
+        ("transaction: job_infos::insert + questions::insert_many", 4),
         ("job_infos::delete", 6),
     ];
     assert_eq!(
