@@ -29,6 +29,21 @@ pub struct Connection {
     /// The statement timeout in milliseconds, when it is set per transaction (`SET
     /// LOCAL`, through a transaction-mode pooler) rather than as a start-up option.
     local_timeout_ms: Option<u128>,
+    /// How this connection uses diesel's prepared statement cache (PostgreSQL).
+    statements: Statements,
+}
+
+/// A cached statement costs two round trips the first time (Prepare, then Execute) and
+/// one after; an uncached one is always one (parse, bind and execute sent together), but
+/// planned each time. A new connection serves its first checkout uncached, so that a
+/// cold start's first result needs no separate Prepare; from its second checkout on,
+/// statements are cached, for as long as the connection lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Statements {
+    /// Uncached until the first checkout is over.
+    FirstCheckoutUncached { checked_out: bool },
+    /// As set when the connection was opened: cached, or never (pooler-safe mode).
+    Settled,
 }
 
 pub(crate) enum BackendConnection {
@@ -152,6 +167,19 @@ impl Connection {
         }
     }
 
+    /// [`Connection::in_one_statement`] for a statement only PostgreSQL has (a call
+    /// of jobprep's functions): `None` on SQLite, which takes its own way.
+    pub(crate) fn in_one_postgres_statement<T>(
+        &mut self,
+        f: impl FnOnce(&mut PgConnection) -> diesel::QueryResult<T>,
+    ) -> Option<Result<T>> {
+        self.as_postgres()?;
+        Some(self.in_one_statement(|conn| match conn.as_postgres() {
+            Some(c) => Ok(f(c)?),
+            None => Err(Error::Config("a PostgreSQL statement on SQLite".into())),
+        }))
+    }
+
     fn transaction_depth(&mut self) -> Result<Option<std::num::NonZeroU32>> {
         Ok(
             on_backend!(self, c => AnsiTransactionManager::transaction_manager_status_mut(c)
@@ -221,6 +249,27 @@ impl Connection {
     /// waiting on the socket, and libpq reads them without blocking. Nothing has been
     /// sent on it, so the caller can take another connection and lose nothing. A
     /// connection found closed is marked for the pool to drop.
+    /// Called as the pool hands the connection out: from its second checkout on, a
+    /// new connection caches its prepared statements (see [`Statements`]).
+    pub(crate) fn checked_out(&mut self) {
+        match self.statements {
+            Statements::FirstCheckoutUncached { checked_out: false } => {
+                self.statements = Statements::FirstCheckoutUncached { checked_out: true };
+            }
+            Statements::FirstCheckoutUncached { checked_out: true } => self.cache_statements(),
+            Statements::Settled => {}
+        }
+    }
+
+    fn cache_statements(&mut self) {
+        if let Statements::FirstCheckoutUncached { .. } = self.statements {
+            if let BackendConnection::Postgres(c) = &mut self.inner {
+                c.set_prepared_statement_cache_size(CacheSize::Unbounded);
+            }
+            self.statements = Statements::Settled;
+        }
+    }
+
     pub(crate) fn found_closed(&mut self) -> bool {
         let Some(c) = self.as_postgres() else {
             return false;
@@ -420,14 +469,16 @@ fn open(
     let scrubbed = |e: &dyn std::fmt::Display| ConnectError {
         message: crate::error::one_line(&url.scrub(&e.to_string())),
     };
+    let mut statements = Statements::Settled;
     let inner = match url.backend() {
         Backend::Postgres => {
             let mut conn =
                 PgConnection::establish(url.expose_secret()).map_err(|e| scrubbed(&e))?;
-            if pooler_safe {
-                // Transaction-mode poolers move a session between server
-                // connections, so named prepared statements cannot be reused.
-                conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+            // Transaction-mode poolers move a session between server connections, so
+            // named prepared statements cannot be reused: never cached there.
+            conn.set_prepared_statement_cache_size(CacheSize::Disabled);
+            if !pooler_safe {
+                statements = Statements::FirstCheckoutUncached { checked_out: false };
             }
             BackendConnection::Postgres(conn)
         }
@@ -459,6 +510,7 @@ fn open(
         lost: false,
         nothing_committed: false,
         local_timeout_ms,
+        statements,
     })
 }
 
@@ -485,10 +537,11 @@ impl Connection {
     /// One connection of its own, outside any pool, with the settings pooled
     /// connections get (see [`DbConfig`]). For tools that must measure or drive a
     /// single connection, such as `jobprep bench`'s baseline, which runs the
-    /// repository functions on it directly. Services use a [`Db`](crate::Db).
+    /// repository functions on it directly. Services use a [`Db`](crate::Db). It
+    /// caches its prepared statements from its first call.
     pub fn establish(config: &DbConfig) -> Result<Connection> {
         let local_timeout = config.local_timeout_ms();
-        open(
+        let mut conn = open(
             &config.url,
             config.pooler_safe,
             local_timeout,
@@ -500,7 +553,9 @@ impl Connection {
             } else {
                 Error::unavailable(error.message)
             }
-        })
+        })?;
+        conn.cache_statements();
+        Ok(conn)
     }
 }
 

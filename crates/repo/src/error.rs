@@ -254,6 +254,15 @@ fn classify_database_error(
         _ if is_transient_message(message) => {
             Some(Error::unavailable_from_message(message.to_owned()))
         }
+        // A database migrated by an older version: no retry helps, a migration does.
+        _ if message.contains("does not exist")
+            && (message.contains("function jobprep.")
+                || message.contains("schema \"jobprep\"")) =>
+        {
+            Some(Error::Config(format!(
+                "{message}: this database lacks jobprep's functions; run `jobprep migrate`"
+            )))
+        }
         _ => None,
     }
 }

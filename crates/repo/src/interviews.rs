@@ -182,6 +182,61 @@ pub fn insert(
     )
 }
 
+/// `INSERT INTO interviews ... SELECT ... FROM <parent> ON CONFLICT (id) DO NOTHING`:
+/// the row, under the job info `parent` selects, or nothing.
+macro_rules! insert_statement {
+    ($parent:expr, $id:expr, $interview:expr, $now:expr) => {
+        diesel::insert_into(interviews::table)
+            .values(
+                $parent.select((
+                    $id.into_sql::<sql_types::Uuid>(),
+                    job_info::id,
+                    $interview.duration.as_str().into_sql::<Varchar>(),
+                    $interview
+                        .hume_chat_id
+                        .as_deref()
+                        .into_sql::<Nullable<Varchar>>(),
+                    $now.into_sql::<sql_types::TimestampWithTimeZone>(),
+                    $now.into_sql::<sql_types::TimestampWithTimeZone>(),
+                )),
+            )
+            .into_columns((
+                interviews::id,
+                interviews::job_info_id,
+                interviews::duration,
+                interviews::hume_chat_id,
+                interviews::created_at,
+                interviews::updated_at,
+            ))
+            .on_conflict(interviews::id)
+            .do_nothing()
+    };
+}
+
+/// `UPDATE interviews SET <changes> WHERE <filter> RETURNING <returning>`, one text
+/// whichever fields change (see the `statements` module).
+macro_rules! update_statement {
+    ($changes:expr, $filter:expr, $returning:expr) => {
+        StableUpdate {
+            table: interviews::table,
+            set: (
+                ColumnChange::new(interviews::duration, $changes.duration.as_deref()),
+                ColumnChange::nullable(
+                    interviews::hume_chat_id,
+                    $changes.hume_chat_id.as_ref().map(|c| c.as_deref()),
+                ),
+                ColumnChange::nullable(
+                    interviews::feedback,
+                    $changes.feedback.as_ref().map(|f| f.as_deref()),
+                ),
+                ColumnValue::new(interviews::updated_at, Timestamp::now()),
+            ),
+            filter: $filter,
+            returning: $returning,
+        }
+    };
+}
+
 /// [`insert`] with the id chosen before, so that running it twice inserts once: when
 /// the user already has one with `id` (an earlier run committed), it answers that
 /// row's key. What [`Executor::write_idempotent`](crate::Executor::write_idempotent)
@@ -200,34 +255,13 @@ pub fn insert_with_id(
         Entity::JobInfo,
         "interviews_pkey",
         |conn| {
-            Ok(
-                on_backend!(conn, c => diesel::insert_into(interviews::table)
-        .values(
-            owned_job_infos(user_id)
-                .filter(job_info::id.eq(job_info_id))
-                .select((
-                    id.into_sql::<sql_types::Uuid>(),
-                    job_info::id,
-                    interview.duration.as_str().into_sql::<Varchar>(),
-                    interview.hume_chat_id.as_deref().into_sql::<Nullable<Varchar>>(),
-                    now.into_sql::<sql_types::TimestampWithTimeZone>(),
-                    now.into_sql::<sql_types::TimestampWithTimeZone>(),
-                )),
-        )
-        .into_columns((
-            interviews::id,
-            interviews::job_info_id,
-            interviews::duration,
-            interviews::hume_chat_id,
-            interviews::created_at,
-            interviews::updated_at,
-        ))
-        .on_conflict(interviews::id)
-        .do_nothing()
-        .returning(InterviewKey::as_returning())
-        .get_result(c)
-        .optional())?,
+            Ok(on_backend!(conn, c => insert_statement!(
+                owned_job_infos(user_id).filter(job_info::id.eq(job_info_id)),
+                id, interview, now
             )
+            .returning(InterviewKey::as_returning())
+            .get_result(c)
+            .optional())?)
         },
         |conn| {
             Ok(on_backend!(conn, c => interviews::table
@@ -261,14 +295,40 @@ pub fn insert_within_quota(
     if interview.hume_chat_id.is_none() {
         return insert(conn, user_id, job_info_id, interview);
     }
-    quota::within(
-        conn,
-        user_id,
+    let id = InterviewId::generate();
+    let now = Timestamp::now();
+    let statement = quota::AfterTurn {
+        turn: quota::InterviewsTurn {
+            user_id,
+            interview: None,
+        },
+        write: insert_statement!(
+            owned_job_infos(user_id)
+                .filter(job_info::id.eq(job_info_id))
+                .filter(quota::WithinQuota::new(limit)),
+            id,
+            interview,
+            now
+        )
+        .returning(interviews::job_info_id),
+    };
+    let Some(loaded) = conn.in_one_postgres_statement(|c| statement.get_result(c)) else {
+        return quota::within(
+            conn,
+            Entity::Interview,
+            limit,
+            |c| count_for_user(c, user_id).map(Some),
+            |c| insert_with_id(c, id, user_id, job_info_id, interview),
+        );
+    };
+    let loaded = loaded.map_err(|error| error.parent_missing(Entity::JobInfo))?;
+    let job_info_id = quota::settle(
+        loaded,
         Entity::Interview,
         limit,
-        |c| count_for_user(c, user_id).map(Some),
-        |c| insert(c, user_id, job_info_id, interview),
-    )
+        Error::not_found(Entity::JobInfo),
+    )?;
+    Ok(InterviewKey { id, job_info_id })
 }
 
 /// [`update`], checked against the plan quota when it makes the interview count:
@@ -288,24 +348,46 @@ pub fn update_within_quota(
     if !matches!(changes.hume_chat_id, Some(Some(_))) {
         return update(conn, user_id, id, changes);
     }
-    quota::within(
-        conn,
-        user_id,
+    let statement = quota::AfterTurn {
+        turn: quota::InterviewsTurn {
+            user_id,
+            interview: Some(id),
+        },
+        write: update_statement!(
+            changes,
+            interviews::id
+                .eq(id)
+                .and(interviews::job_info_id.eq_any(owned_job_info_ids(user_id)))
+                .and(quota::WithinQuota::new(limit)),
+            interviews::job_info_id
+        ),
+    };
+    let Some(loaded) = conn.in_one_postgres_statement(|c| statement.get_result(c)) else {
+        return quota::within(
+            conn,
+            Entity::Interview,
+            limit,
+            |c| {
+                // Checked after the user's turn began, so a concurrent quota-checked write
+                // cannot give the interview its chat id in between.
+                let current = get(c, user_id, id)?;
+                if current.interview.hume_chat_id.is_some() {
+                    // Already counted: changing its chat id uses no more quota.
+                    Ok(None)
+                } else {
+                    count_for_user(c, user_id).map(Some)
+                }
+            },
+            |c| update(c, user_id, id, changes),
+        );
+    };
+    let job_info_id = quota::settle(
+        loaded?,
         Entity::Interview,
         limit,
-        |c| {
-            // Checked after the user's turn began, so a concurrent quota-checked write
-            // cannot give the interview its chat id in between.
-            let current = get(c, user_id, id)?;
-            if current.interview.hume_chat_id.is_some() {
-                // Already counted: changing its chat id uses no more quota.
-                Ok(None)
-            } else {
-                count_for_user(c, user_id).map(Some)
-            }
-        },
-        |c| update(c, user_id, id, changes),
-    )
+        Error::not_found(Entity::Interview),
+    )?;
+    Ok(InterviewKey { id, job_info_id })
 }
 
 /// Applies `changes` to the user's interview and refreshes `updatedAt`.
@@ -316,26 +398,13 @@ pub fn update(
     changes: &InterviewChanges,
 ) -> Result<InterviewKey> {
     changes.validate()?;
-    // One statement text whichever fields change (see the `statements` module).
-    let update = StableUpdate {
-        table: interviews::table,
-        set: (
-            ColumnChange::new(interviews::duration, changes.duration.as_deref()),
-            ColumnChange::nullable(
-                interviews::hume_chat_id,
-                changes.hume_chat_id.as_ref().map(|c| c.as_deref()),
-            ),
-            ColumnChange::nullable(
-                interviews::feedback,
-                changes.feedback.as_ref().map(|f| f.as_deref()),
-            ),
-            ColumnValue::new(interviews::updated_at, Timestamp::now()),
-        ),
-        filter: interviews::id
+    let update = update_statement!(
+        changes,
+        interviews::id
             .eq(id)
             .and(interviews::job_info_id.eq_any(owned_job_info_ids(user_id))),
-        returning: (interviews::id, interviews::job_info_id),
-    };
+        (interviews::id, interviews::job_info_id)
+    );
     on_backend!(conn, c => update.get_result(c).optional())?
         .ok_or(Error::not_found(Entity::Interview))
 }

@@ -5,6 +5,7 @@ use diesel::prelude::*;
 use diesel::sql_types::{Nullable, Varchar};
 use jobprep_schema::{interviews, job_info, questions, sql_types, users};
 
+use crate::cascade;
 use crate::connection::{on_backend, Connection};
 use crate::error::{Entity, Error, Result};
 use crate::interviews::InterviewKey;
@@ -281,17 +282,32 @@ pub fn user_has_any(conn: &mut Connection, user_id: &UserId) -> Result<bool> {
 
 /// Deletes the user's job info and, by cascade, its interviews and questions.
 pub fn delete(conn: &mut Connection, user_id: &UserId, id: JobInfoId) -> Result<RemovedJobInfo> {
-    conn.transaction(|conn| {
-        // Lock the job info first on PostgreSQL, so no interview or question can be
-        // added between listing the cascade and deleting (SQLite's BEGIN IMMEDIATE
-        // already keeps other writers out).
-        if let Some(c) = conn.as_postgres() {
-            owned_job_infos(user_id)
-                .filter(job_info::id.eq(id))
-                .select(job_info::id)
-                .for_update()
-                .execute(c)?;
+    // PostgreSQL: one statement (see the `cascade` module).
+    let statement = cascade::DeleteJobInfo { user_id, id };
+    if let Some(rows) = conn.in_one_postgres_statement(|c| statement.load(c)) {
+        let removed = cascade::Removed::sort(rows?)?;
+        if removed.job_infos.is_empty() {
+            return Err(Error::not_found(Entity::JobInfo));
         }
+        return Ok(RemovedJobInfo {
+            key: JobInfoKey {
+                id,
+                user_id: user_id.clone(),
+            },
+            interviews: removed
+                .interviews
+                .into_iter()
+                .map(|(id, job_info_id)| InterviewKey { id, job_info_id })
+                .collect(),
+            questions: removed
+                .questions
+                .into_iter()
+                .map(|(id, job_info_id)| QuestionKey { id, job_info_id })
+                .collect(),
+        });
+    }
+    // SQLite: BEGIN IMMEDIATE keeps other writers out while the cascade is listed.
+    conn.transaction(|conn| {
         let interviews = on_backend!(conn, c => interviews::table
             .filter(interviews::job_info_id.eq(id))
             .select(InterviewKey::as_select())

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod cascade;
 mod config;
 mod connection;
 mod conninfo;

@@ -174,7 +174,11 @@ impl ShardedPool {
 
 /// `conn`, unless the server closed it while it sat idle (then it is dropped).
 fn live(mut conn: Pooled) -> Option<Pooled> {
-    (!conn.found_closed()).then_some(conn)
+    if conn.found_closed() {
+        return None;
+    }
+    conn.checked_out();
+    Some(conn)
 }
 
 fn has_room(shard: &r2d2::Pool<ConnectionManager>) -> bool {

@@ -130,6 +130,35 @@ pub fn insert(
     insert_with_id(conn, QuestionId::generate(), user_id, job_info_id, question)
 }
 
+/// `INSERT INTO questions ... SELECT ... FROM <parent> ON CONFLICT (id) DO NOTHING`:
+/// the row, under the job info `parent` selects, or nothing.
+macro_rules! insert_statement {
+    ($parent:expr, $id:expr, $question:expr, $now:expr) => {
+        diesel::insert_into(questions::table)
+            .values(
+                $parent.select((
+                    $id.into_sql::<sql_types::Uuid>(),
+                    job_info::id,
+                    $question.text.as_str().into_sql::<Varchar>(),
+                    $question
+                        .difficulty
+                        .into_sql::<sql_types::QuestionDifficulty>(),
+                    $now.into_sql::<sql_types::TimestampWithTimeZone>(),
+                    $now.into_sql::<sql_types::TimestampWithTimeZone>(),
+                )),
+            )
+            .into_columns((
+                questions::id,
+                questions::job_info_id,
+                questions::text,
+                questions::difficulty,
+                questions::created_at,
+                questions::updated_at,
+            ))
+            .on_conflict(questions::id)
+            .do_nothing()
+    };
+}
 /// [`insert`] with the id chosen before, so that running it twice inserts once: when
 /// the user already has one with `id` (an earlier run committed), it answers that
 /// row's key. What [`Executor::write_idempotent`](crate::Executor::write_idempotent)
@@ -148,32 +177,13 @@ pub fn insert_with_id(
         Entity::JobInfo,
         "questions_pkey",
         |conn| {
-            Ok(on_backend!(conn, c => diesel::insert_into(questions::table)
-        .values(
-            owned_job_infos(user_id)
-                .filter(job_info::id.eq(job_info_id))
-                .select((
-                    id.into_sql::<sql_types::Uuid>(),
-                    job_info::id,
-                    question.text.as_str().into_sql::<Varchar>(),
-                    question.difficulty.into_sql::<sql_types::QuestionDifficulty>(),
-                    now.into_sql::<sql_types::TimestampWithTimeZone>(),
-                    now.into_sql::<sql_types::TimestampWithTimeZone>(),
-                )),
-        )
-        .into_columns((
-            questions::id,
-            questions::job_info_id,
-            questions::text,
-            questions::difficulty,
-            questions::created_at,
-            questions::updated_at,
-        ))
-        .on_conflict(questions::id)
-        .do_nothing()
-        .returning(QuestionKey::as_returning())
-        .get_result(c)
-        .optional())?)
+            Ok(on_backend!(conn, c => insert_statement!(
+                owned_job_infos(user_id).filter(job_info::id.eq(job_info_id)),
+                id, question, now
+            )
+            .returning(QuestionKey::as_returning())
+            .get_result(c)
+            .optional())?)
         },
         |conn| {
             Ok(on_backend!(conn, c => questions::table
@@ -193,6 +203,7 @@ pub fn insert_with_id(
 /// nothing is written. The count and the insert are one atomic step: concurrent
 /// quota-checked writes of the same user take turns (see the `quota` module), so
 /// they never overshoot `limit`. The quota is checked before the job info's owner.
+/// One statement on PostgreSQL.
 pub fn insert_within_quota(
     conn: &mut Connection,
     user_id: &UserId,
@@ -201,14 +212,37 @@ pub fn insert_within_quota(
     limit: u32,
 ) -> Result<QuestionKey> {
     question.validate()?;
-    quota::within(
-        conn,
-        user_id,
+    let id = QuestionId::generate();
+    let now = Timestamp::now();
+    let statement = quota::AfterTurn {
+        turn: quota::QuestionsTurn { user_id },
+        write: insert_statement!(
+            owned_job_infos(user_id)
+                .filter(job_info::id.eq(job_info_id))
+                .filter(quota::WithinQuota::new(limit)),
+            id,
+            question,
+            now
+        )
+        .returning(questions::job_info_id),
+    };
+    let Some(loaded) = conn.in_one_postgres_statement(|c| statement.get_result(c)) else {
+        return quota::within(
+            conn,
+            Entity::Question,
+            limit,
+            |c| count_for_user(c, user_id).map(Some),
+            |c| insert_with_id(c, id, user_id, job_info_id, question),
+        );
+    };
+    let loaded = loaded.map_err(|error| error.parent_missing(Entity::JobInfo))?;
+    let job_info_id = quota::settle(
+        loaded,
         Entity::Question,
         limit,
-        |c| count_for_user(c, user_id).map(Some),
-        |c| insert(c, user_id, job_info_id, question),
-    )
+        Error::not_found(Entity::JobInfo),
+    )?;
+    Ok(QuestionKey { id, job_info_id })
 }
 
 /// Rows per statement: 3 parameters a row keeps a chunk under SQLite's 32,766 and

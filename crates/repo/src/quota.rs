@@ -2,57 +2,172 @@
 //!
 //! Counting first and writing afterwards in separate statements lets concurrent
 //! requests of one user all see the same count and all write, overshooting the plan.
-//! Here the writes of one user are serialized before the count, inside a transaction
-//! (a savepoint within a caller's), so each count sees every write that came before.
+//! Here the writes of one user are serialized before the count, so each count sees
+//! every write that came before.
+//!
+//! PostgreSQL: one statement, one round trip ([`AfterTurn`]). A function of jobprep's
+//! own schema (migration `2026-12-03-000007_jobprep_functions`) takes the user's turn
+//! and counts; it must be a function because its count, run after the lock, takes a
+//! fresh snapshot, where a plain statement's would predate the lock's previous holder.
+//! The write, in the same statement, is filtered by [`WithinQuota`].
+//!
+//! SQLite: [`within`], the turn and count as statements inside a transaction.
 
+use diesel::expression::{is_aggregate, AppearsOnTable, SelectableExpression, ValidGrouping};
+use diesel::pg::Pg;
 use diesel::prelude::*;
-use jobprep_schema::users;
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::sql_types::{BigInt, Bool, IntoNullable, Nullable, Text};
+use jobprep_schema::sql_types;
 
 use crate::connection::Connection;
 use crate::error::{Entity, Error, Result};
-use crate::types::UserId;
+use crate::types::{InterviewId, UserId};
+
+/// `WITH turn AS MATERIALIZED (SELECT <turn> AS used), written AS (<write>)
+/// SELECT turn.used, written.* FROM turn LEFT JOIN written ON true`: the turn is taken
+/// (and the count made) exactly once, whether or not the write finds its row, so the
+/// quota is checked first; `write` returns one column and filters by [`WithinQuota`].
+/// Loads `(used, written)`: `used` is NULL when the write uses no quota.
+#[derive(QueryId)]
+pub(crate) struct AfterTurn<T, W> {
+    pub(crate) turn: T,
+    pub(crate) write: W,
+}
+
+impl<T: QueryFragment<Pg>, W: QueryFragment<Pg>> QueryFragment<Pg> for AfterTurn<T, W> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("WITH turn AS MATERIALIZED (SELECT ");
+        self.turn.walk_ast(out.reborrow())?;
+        out.push_sql(" AS used), written AS (");
+        self.write.walk_ast(out.reborrow())?;
+        out.push_sql(") SELECT turn.used, written.* FROM turn LEFT JOIN written ON true");
+        Ok(())
+    }
+}
+
+impl<T, W: Query> Query for AfterTurn<T, W>
+where
+    W::SqlType: IntoNullable,
+{
+    type SqlType = (Nullable<BigInt>, <W::SqlType as IntoNullable>::Nullable);
+}
+
+impl<T, W, Conn> RunQueryDsl<Conn> for AfterTurn<T, W> {}
+
+/// `jobprep.questions_used_after_turn($user)`: the user's turn, then their questions.
+pub(crate) struct QuestionsTurn<'a> {
+    pub(crate) user_id: &'a UserId,
+}
+
+impl QueryId for QuestionsTurn<'_> {
+    type QueryId = QuestionsTurn<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for QuestionsTurn<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("jobprep.questions_used_after_turn(");
+        out.push_bind_param::<Text, _>(self.user_id)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// `jobprep.interviews_used_after_turn($user, $interview)`: the user's turn, then
+/// their interviews with a chat id; NULL when `interview` already counts or is not the
+/// user's.
+pub(crate) struct InterviewsTurn<'a> {
+    pub(crate) user_id: &'a UserId,
+    pub(crate) interview: Option<InterviewId>,
+}
+
+impl QueryId for InterviewsTurn<'_> {
+    type QueryId = InterviewsTurn<'static>;
+    const HAS_STATIC_QUERY_ID: bool = true;
+}
+
+impl QueryFragment<Pg> for InterviewsTurn<'_> {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("jobprep.interviews_used_after_turn(");
+        out.push_bind_param::<Text, _>(self.user_id)?;
+        out.push_sql(", ");
+        out.push_bind_param::<Nullable<sql_types::Uuid>, _>(&self.interview)?;
+        out.push_sql(")");
+        Ok(())
+    }
+}
+
+/// `COALESCE((SELECT used FROM turn) < $limit, true)`: the filter of an
+/// [`AfterTurn`]'s write.
+#[derive(Debug, Clone, Copy, QueryId)]
+pub(crate) struct WithinQuota {
+    limit: i64,
+}
+
+impl WithinQuota {
+    pub(crate) fn new(limit: u32) -> Self {
+        WithinQuota {
+            limit: i64::from(limit),
+        }
+    }
+}
+
+impl Expression for WithinQuota {
+    type SqlType = Bool;
+}
+
+impl<QS> AppearsOnTable<QS> for WithinQuota {}
+
+impl<QS> SelectableExpression<QS> for WithinQuota {}
+
+impl<GB> ValidGrouping<GB> for WithinQuota {
+    type IsAggregate = is_aggregate::Never;
+}
+
+impl QueryFragment<Pg> for WithinQuota {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql("COALESCE((SELECT used FROM turn) < ");
+        out.push_bind_param::<BigInt, _>(&self.limit)?;
+        out.push_sql(", true)");
+        Ok(())
+    }
+}
+
+/// What an [`AfterTurn`] loaded, as the use case's answer: the written row's column,
+/// else [`Error::QuotaExceeded`] when the count was at `limit`, else `not_found`.
+pub(crate) fn settle<R>(
+    (used, written): (Option<i64>, Option<R>),
+    entity: Entity,
+    limit: u32,
+    not_found: Error,
+) -> Result<R> {
+    match written {
+        Some(row) => Ok(row),
+        None if used.is_some_and(|used| used >= i64::from(limit)) => {
+            Err(Error::QuotaExceeded { entity, limit })
+        }
+        None => Err(not_found),
+    }
+}
 
 /// Runs `write` if the count of what the user already has is below `limit`, else fails
-/// with [`Error::QuotaExceeded`] without writing; the user's other quota-checked writes
-/// wait meanwhile. `count` gives `None` when this particular write uses no quota.
+/// with [`Error::QuotaExceeded`] without writing. `count` gives `None` when this
+/// particular write uses no quota. SQLite's way (PostgreSQL's is [`AfterTurn`]): in a
+/// transaction, whose outermost level began with `BEGIN IMMEDIATE` and so holds the
+/// database's only write lock, so the user's other writes wait and the count sees every
+/// commit. Within a caller's transaction it is a savepoint.
 pub(crate) fn within<T>(
     conn: &mut Connection,
-    user_id: &UserId,
     entity: Entity,
     limit: u32,
     count: impl FnOnce(&mut Connection) -> Result<Option<i64>>,
     write: impl FnOnce(&mut Connection) -> Result<T>,
 ) -> Result<T> {
     conn.transaction(|conn| {
-        serialize_user(conn, user_id)?;
         if count(conn)?.is_some_and(|used| used >= i64::from(limit)) {
             return Err(Error::QuotaExceeded { entity, limit });
         }
         write(conn)
     })
-}
-
-/// Makes the user's quota-checked writes take turns until the transaction ends.
-///
-/// SQLite: nothing to do; the outermost transaction began with `BEGIN IMMEDIATE`, so
-/// it already holds the database's only write lock, and its reads see every commit.
-///
-/// PostgreSQL: a no-op `UPDATE` of the user's row. It waits for the transaction that
-/// last locked the row. At READ COMMITTED (the default, and how jobprep begins
-/// transactions) each later statement takes a fresh snapshot, so the count that
-/// follows sees what the previous holder committed. A `SELECT ... FOR UPDATE` would do
-/// as much there, but at REPEATABLE READ or SERIALIZABLE (a server or role default,
-/// or a caller's choice) the snapshot may predate the previous holder's commit and
-/// the count would be stale; updating the row makes PostgreSQL refuse that case with
-/// a serialization failure instead, which is `Error::Unavailable` and retried safely.
-/// The row lock is the weaker `FOR NO KEY UPDATE` kind (no key column changes), so
-/// foreign-key checks of concurrent job info inserts are not blocked. A missing user
-/// locks nothing and owns nothing, so the count is 0 and the write finds no job info.
-fn serialize_user(conn: &mut Connection, user_id: &UserId) -> Result<()> {
-    if let Some(c) = conn.as_postgres() {
-        diesel::update(users::table.find(user_id))
-            .set(users::updated_at.eq(users::updated_at))
-            .execute(c)?;
-    }
-    Ok(())
 }

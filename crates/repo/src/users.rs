@@ -7,6 +7,7 @@ use diesel::serialize::ToSql;
 use diesel::sql_types::{Bool, HasSqlType, Nullable, Text};
 use jobprep_schema::{interviews, questions, sql_types, users};
 
+use crate::cascade;
 use crate::config::Backend;
 use crate::connection::{on_backend, Connection};
 use crate::error::{ConstraintKind, Entity, Error, Result};
@@ -313,18 +314,37 @@ pub fn get(conn: &mut Connection, id: &UserId) -> Result<User> {
 /// Deletes the user and, by cascade, their job infos, interviews and questions.
 /// [`Error::NotFound`] when there is no such user, as for every other delete.
 pub fn delete(conn: &mut Connection, id: &UserId) -> Result<RemovedUser> {
-    conn.transaction(|conn| {
-        // On PostgreSQL, lock the user and their job infos first so no child row can
-        // be added between listing the cascade and deleting (SQLite's BEGIN IMMEDIATE
-        // already excludes other writers).
-        if let Some(c) = conn.as_postgres() {
-            users::table
-                .find(id)
-                .select(users::id)
-                .for_update()
-                .load::<UserId>(c)?;
-            owned_job_info_ids(id).for_update().execute(c)?;
+    // PostgreSQL: one statement (see the `cascade` module).
+    let statement = cascade::DeleteUser { user_id: id };
+    if let Some(rows) = conn.in_one_postgres_statement(|c| statement.load(c)) {
+        let removed = cascade::Removed::sort(rows?)?;
+        if !removed.user {
+            return Err(Error::not_found(Entity::User));
         }
+        return Ok(RemovedUser {
+            id: id.clone(),
+            job_infos: removed
+                .job_infos
+                .into_iter()
+                .map(|job_info_id| JobInfoKey {
+                    id: job_info_id,
+                    user_id: id.clone(),
+                })
+                .collect(),
+            interviews: removed
+                .interviews
+                .into_iter()
+                .map(|(id, job_info_id)| InterviewKey { id, job_info_id })
+                .collect(),
+            questions: removed
+                .questions
+                .into_iter()
+                .map(|(id, job_info_id)| QuestionKey { id, job_info_id })
+                .collect(),
+        });
+    }
+    // SQLite: BEGIN IMMEDIATE keeps other writers out while the cascade is listed.
+    conn.transaction(|conn| {
         let job_infos = on_backend!(conn, c => owned_job_infos(id)
             .select(JobInfoKey::as_select())
             .load(c))?;

@@ -89,9 +89,9 @@ pub(super) fn index_name(line: &str) -> &str {
 }
 
 /// The object a schema line describes, by name: the table of a column or constraint
-/// (`column users.id ...`), the type, the table (SQLite) or the index.
+/// (`column users.id ...`), the type, the table (SQLite), the index or the function.
 pub(super) fn object_of(line: &str) -> &str {
-    if line.starts_with("index ") {
+    if line.starts_with("index ") || line.starts_with("function ") {
         return index_name(line);
     }
     let object = line.split_whitespace().nth(1).unwrap_or(line);
@@ -130,9 +130,9 @@ pub(super) fn drop_changed_indexes(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-/// Recreates our indexes that are recorded as applied but gone (`drizzle-kit push`
-/// drops indexes its schema does not declare, [`drop_changed_indexes`] those it
-/// redefined). Every migration after the baseline is idempotent (`IF NOT EXISTS`, see
+/// Recreates our indexes and functions that are recorded as applied but gone
+/// (`drizzle-kit push` drops indexes its schema does not declare, [`drop_changed_indexes`]
+/// those it redefined; someone may drop the `jobprep` schema). Every migration after the baseline is idempotent (`IF NOT EXISTS`, see
 /// migrations/README.md), so running the applied ones again restores exactly what is
 /// missing. Returns the restored index names.
 pub(super) fn restore_indexes(conn: &mut Connection) -> Result<Vec<String>> {
@@ -141,11 +141,17 @@ pub(super) fn restore_indexes(conn: &mut Connection) -> Result<Vec<String>> {
     // Only what is gone: an index still found under its name would not change.
     let missing: Vec<&str> = expected_schema(backend)
         .into_iter()
-        .filter(|line| line.starts_with("index ") && !found.iter().any(|f| f == line))
         .filter(|line| {
-            !found
-                .iter()
-                .any(|f| f.starts_with("index ") && index_name(f) == index_name(line))
+            (line.starts_with("index ") || line.starts_with("function "))
+                && !found.iter().any(|f| f == line)
+        })
+        // A function is replaced as written (`CREATE OR REPLACE`) even when one of its
+        // name is there.
+        .filter(|line| {
+            line.starts_with("function ")
+                || !found
+                    .iter()
+                    .any(|f| f.starts_with("index ") && index_name(f) == index_name(line))
         })
         .collect();
     if missing.is_empty() {
@@ -314,6 +320,12 @@ SELECT line FROM (
     JOIN pg_namespace n ON n.oid = c.relnamespace
     WHERE n.nspname = current_schema() AND c.relname <> '__diesel_schema_migrations'
       AND NOT EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.oid)
+  UNION ALL
+    SELECT 'function jobprep.' || p.proname || ': (' || pg_get_function_arguments(p.oid)
+        || ') returns ' || pg_get_function_result(p.oid) || ' body md5 ' || md5(p.prosrc)
+    FROM pg_proc p
+    JOIN pg_namespace n ON n.oid = p.pronamespace
+    WHERE n.nspname = 'jobprep'
 ) described
 ORDER BY line
 "#;
