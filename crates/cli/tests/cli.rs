@@ -169,7 +169,13 @@ backend_tests! {
         let check = jobprep(&t.url, &["migrate", "check"]);
         assert_eq!(check.status.code(), Some(1));
         let report = stdout(&check);
-        assert_eq!(report.lines().count(), 6, "3 pending migrations and their 3 indexes: {report}");
+        // 000007 installs PostgreSQL's four functions; on SQLite it is empty.
+        let functions = if t.backend() == jobprep_repo::Backend::Postgres { 4 } else { 0 };
+        assert_eq!(
+            report.lines().count(),
+            3 + 2 + functions,
+            "3 pending migrations, the indexes of 000005 and 000006, 000007's functions: {report}"
+        );
         assert!(report.lines().all(|line| line.ends_with("(jobprep migrate repairs this)")), "{report}");
         assert!(jobprep(&t.url, &["migrate"]).status.success());
         assert!(jobprep(&t.url, &["migrate", "check"]).status.success());
@@ -208,18 +214,18 @@ backend_tests! {
         let fresh = TestDb::empty(t.backend()).unwrap();
         let applied = jobprep(&fresh.url, &["migrate"]);
         assert!(applied.status.success(), "{}", stderr(&applied));
-        assert_eq!(stdout(&applied).matches("applied ").count(), 6, "{}", stdout(&applied));
+        assert_eq!(stdout(&applied).matches("applied ").count(), 7, "{}", stdout(&applied));
         assert_eq!(stdout(&jobprep(&fresh.url, &["migrate"])).trim(), "no pending migrations");
         let status = stdout(&jobprep(&fresh.url, &["migrate", "status"]));
-        assert_eq!(status.matches("applied ").count(), 6, "{status}");
+        assert_eq!(status.matches("applied ").count(), 7, "{status}");
         let reverted = jobprep(&fresh.url, &["migrate", "revert"]);
-        assert!(stdout(&reverted).starts_with("reverted 2026-11-26-000006_interviews_job_info_chat_idx"), "{}", stdout(&reverted));
+        assert!(stdout(&reverted).starts_with("reverted 2026-12-03-000007_jobprep_functions"), "{}", stdout(&reverted));
         let status = stdout(&jobprep(&fresh.url, &["migrate", "status"]));
-        assert!(status.contains("pending  2026-11-26-000006"), "{status}");
+        assert!(status.contains("pending  2026-12-03-000007"), "{status}");
     }
 
     fn migrate_revert_stops_at_the_baseline_and_drop_app_schema_is_named(t) {
-        for _ in 0..5 {
+        for _ in 0..6 {
             assert!(stdout(&jobprep(&t.url, &["migrate", "revert"])).starts_with("reverted "));
         }
         let refused = jobprep(&t.url, &["migrate", "revert"]);
@@ -242,14 +248,26 @@ backend_tests! {
         let ok = jobprep(&t.url, &["migrate", "check"]);
         assert!(ok.status.success(), "{}{}", stdout(&ok), stderr(&ok));
         assert_eq!(stdout(&ok).trim(), "the database matches what jobprep expects");
-        assert!(stdout(&jobprep(&t.url, &["migrate", "revert"])).starts_with("reverted "));
+        for _ in 0..2 {
+            assert!(stdout(&jobprep(&t.url, &["migrate", "revert"])).starts_with("reverted "));
+        }
         let drift = jobprep(&t.url, &["migrate", "check"]);
         assert_eq!(drift.status.code(), Some(1));
         let report = stdout(&drift);
         assert!(report.contains("pending migration: 2026-11-26-000006_interviews_job_info_chat_idx  (jobprep migrate repairs this)"), "{report}");
         assert!(report.contains("expected, not found: index "), "{report}");
         assert!(report.contains("interviews_jobInfoId_humeChatId_idx"), "{report}");
-        assert_eq!(stderr(&drift).trim(), "jobprep: 2 difference(s) from what jobprep expects");
+        // 000007: PostgreSQL's four functions, nothing on SQLite.
+        let differences = if t.backend() == jobprep_repo::Backend::Postgres {
+            assert!(report.contains("expected, not found: function jobprep.delete_user: "), "{report}");
+            3 + 4
+        } else {
+            3
+        };
+        assert_eq!(
+            stderr(&drift).trim(),
+            format!("jobprep: {differences} difference(s) from what jobprep expects")
+        );
         assert!(jobprep(&t.url, &["migrate"]).status.success());
         assert!(jobprep(&t.url, &["migrate", "check"]).status.success());
     }

@@ -167,17 +167,27 @@ impl Connection {
         }
     }
 
-    /// [`Connection::in_one_statement`] for a statement only PostgreSQL has (a call
-    /// of jobprep's functions): `None` on SQLite, which takes its own way.
+    /// [`Connection::in_one_statement`] for a statement only PostgreSQL has, a call of
+    /// jobprep's functions. `None` means: take the statement-by-statement way. That is
+    /// SQLite's, and PostgreSQL's where the functions are missing outside a transaction
+    /// (a database not yet migrated to this version: the failed autocommit statement
+    /// left nothing behind). Inside a transaction the failure has aborted it, so it is
+    /// returned, a configuration error naming `jobprep migrate`.
     pub(crate) fn in_one_postgres_statement<T>(
         &mut self,
         f: impl FnOnce(&mut PgConnection) -> diesel::QueryResult<T>,
     ) -> Option<Result<T>> {
-        self.as_postgres()?;
-        Some(self.in_one_statement(|conn| match conn.as_postgres() {
-            Some(c) => Ok(f(c)?),
-            None => Err(Error::Config("a PostgreSQL statement on SQLite".into())),
-        }))
+        let c = self.as_postgres()?;
+        match f(c) {
+            Err(error) if crate::error::is_missing_functions(&error) => {
+                match self.transaction_depth() {
+                    Ok(None) => None,
+                    Ok(Some(_)) => Some(Err(error.into())),
+                    Err(depth_error) => Some(Err(depth_error)),
+                }
+            }
+            outcome => Some(self.in_one_statement(|_| Ok(outcome?))),
+        }
     }
 
     fn transaction_depth(&mut self) -> Result<Option<std::num::NonZeroU32>> {

@@ -267,6 +267,19 @@ fn classify_database_error(
     }
 }
 
+/// PostgreSQL's answer to a call of jobprep's functions where migration 000007 has not
+/// run (or its schema was dropped).
+fn names_missing_functions(message: &str) -> bool {
+    message.contains("does not exist")
+        && (message.contains("function jobprep.") || message.contains("schema \"jobprep\""))
+}
+
+/// Whether `error` is PostgreSQL's refusal of a call of jobprep's functions because
+/// they are not installed.
+pub(crate) fn is_missing_functions(error: &DieselError) -> bool {
+    matches!(error, DieselError::DatabaseError(_, info) if names_missing_functions(info.message()))
+}
+
 /// Errors that diesel reports as `Unknown` but that mean "try again": SQLite's busy
 /// and locked states, PostgreSQL deadlocks, and servers shutting down or restarting.
 fn is_transient_message(message: &str) -> bool {

@@ -315,6 +315,7 @@ pub fn insert_within_quota(
     let Some(loaded) = conn.in_one_postgres_statement(|c| statement.get_result(c)) else {
         return quota::within(
             conn,
+            user_id,
             Entity::Interview,
             limit,
             |c| count_for_user(c, user_id).map(Some),
@@ -365,6 +366,7 @@ pub fn update_within_quota(
     let Some(loaded) = conn.in_one_postgres_statement(|c| statement.get_result(c)) else {
         return quota::within(
             conn,
+            user_id,
             Entity::Interview,
             limit,
             |c| {

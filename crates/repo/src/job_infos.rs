@@ -306,8 +306,18 @@ pub fn delete(conn: &mut Connection, user_id: &UserId, id: JobInfoId) -> Result<
                 .collect(),
         });
     }
-    // SQLite: BEGIN IMMEDIATE keeps other writers out while the cascade is listed.
+    // Statement by statement: SQLite, or PostgreSQL without jobprep's functions.
     conn.transaction(|conn| {
+        // Lock the job info first on PostgreSQL, so no interview or question can be
+        // added between listing the cascade and deleting (SQLite's BEGIN IMMEDIATE
+        // already keeps other writers out).
+        if let Some(c) = conn.as_postgres() {
+            owned_job_infos(user_id)
+                .filter(job_info::id.eq(id))
+                .select(job_info::id)
+                .for_update()
+                .execute(c)?;
+        }
         let interviews = on_backend!(conn, c => interviews::table
             .filter(interviews::job_info_id.eq(id))
             .select(InterviewKey::as_select())

@@ -229,6 +229,7 @@ pub fn insert_within_quota(
     let Some(loaded) = conn.in_one_postgres_statement(|c| statement.get_result(c)) else {
         return quota::within(
             conn,
+            user_id,
             Entity::Question,
             limit,
             |c| count_for_user(c, user_id).map(Some),

@@ -11,14 +11,15 @@
 //! fresh snapshot, where a plain statement's would predate the lock's previous holder.
 //! The write, in the same statement, is filtered by [`WithinQuota`].
 //!
-//! SQLite: [`within`], the turn and count as statements inside a transaction.
+//! SQLite, and PostgreSQL without the functions (a database not yet migrated to this
+//! version): [`within`], the turn and count as statements inside a transaction.
 
 use diesel::expression::{is_aggregate, AppearsOnTable, SelectableExpression, ValidGrouping};
 use diesel::pg::Pg;
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::sql_types::{BigInt, Bool, IntoNullable, Nullable, Text};
-use jobprep_schema::sql_types;
+use jobprep_schema::{sql_types, users};
 
 use crate::connection::Connection;
 use crate::error::{Entity, Error, Result};
@@ -153,21 +154,39 @@ pub(crate) fn settle<R>(
 
 /// Runs `write` if the count of what the user already has is below `limit`, else fails
 /// with [`Error::QuotaExceeded`] without writing. `count` gives `None` when this
-/// particular write uses no quota. SQLite's way (PostgreSQL's is [`AfterTurn`]): in a
-/// transaction, whose outermost level began with `BEGIN IMMEDIATE` and so holds the
-/// database's only write lock, so the user's other writes wait and the count sees every
-/// commit. Within a caller's transaction it is a savepoint.
+/// particular write uses no quota. Statement by statement, in a transaction (a
+/// savepoint within a caller's): SQLite's way, and PostgreSQL's where jobprep's
+/// functions are missing (a database not yet migrated to this version).
 pub(crate) fn within<T>(
     conn: &mut Connection,
+    user_id: &UserId,
     entity: Entity,
     limit: u32,
     count: impl FnOnce(&mut Connection) -> Result<Option<i64>>,
     write: impl FnOnce(&mut Connection) -> Result<T>,
 ) -> Result<T> {
     conn.transaction(|conn| {
+        serialize_user(conn, user_id)?;
         if count(conn)?.is_some_and(|used| used >= i64::from(limit)) {
             return Err(Error::QuotaExceeded { entity, limit });
         }
         write(conn)
     })
+}
+
+/// Makes the user's quota-checked writes take turns until the transaction ends.
+///
+/// SQLite: nothing to do; the outermost transaction began with `BEGIN IMMEDIATE`, so
+/// it already holds the database's only write lock, and its reads see every commit.
+///
+/// PostgreSQL: what `jobprep.*_used_after_turn` does (see migration 000007 for why an
+/// update), as a statement of its own: at READ COMMITTED the count that follows takes
+/// a fresh snapshot.
+fn serialize_user(conn: &mut Connection, user_id: &UserId) -> Result<()> {
+    if let Some(c) = conn.as_postgres() {
+        diesel::update(users::table.find(user_id))
+            .set(users::updated_at.eq(users::updated_at))
+            .execute(c)?;
+    }
+    Ok(())
 }

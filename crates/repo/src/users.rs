@@ -343,8 +343,19 @@ pub fn delete(conn: &mut Connection, id: &UserId) -> Result<RemovedUser> {
                 .collect(),
         });
     }
-    // SQLite: BEGIN IMMEDIATE keeps other writers out while the cascade is listed.
+    // Statement by statement: SQLite, or PostgreSQL without jobprep's functions.
     conn.transaction(|conn| {
+        // On PostgreSQL, lock the user and their job infos first so no child row can
+        // be added between listing the cascade and deleting (SQLite's BEGIN IMMEDIATE
+        // already excludes other writers).
+        if let Some(c) = conn.as_postgres() {
+            users::table
+                .find(id)
+                .select(users::id)
+                .for_update()
+                .load::<UserId>(c)?;
+            owned_job_info_ids(id).for_update().execute(c)?;
+        }
         let job_infos = on_backend!(conn, c => owned_job_infos(id)
             .select(JobInfoKey::as_select())
             .load(c))?;

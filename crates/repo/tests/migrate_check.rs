@@ -9,8 +9,8 @@ use jobprep_testing::{backend_tests, TestDb};
 
 fn the_empty_item(backend: Backend) -> Drift {
     Drift::Empty(match backend {
-        Backend::Postgres => "`jobprep migrate` creates the app's schema and jobprep's indexes, \
-                              with their bookkeeping and drizzle's journal"
+        Backend::Postgres => "`jobprep migrate` creates the app's schema and jobprep's indexes \
+                              and functions, with their bookkeeping and drizzle's journal"
             .into(),
         Backend::Sqlite => {
             "`jobprep migrate` creates the app's schema and jobprep's indexes, with their \
@@ -31,7 +31,7 @@ backend_tests! {
             other => panic!("{other:?}"),
         }));
         let report = fresh.db.migrate().unwrap();
-        assert_eq!(report.applied.len(), 6, "{report:?}");
+        assert_eq!(report.applied.len(), 7, "{report:?}");
         assert_eq!(fresh.db.check_schema().unwrap(), Vec::new());
     }
 
@@ -45,7 +45,7 @@ backend_tests! {
         ).unwrap();
         assert_eq!(fresh.db.check_schema().unwrap(), vec![the_empty_item(t.backend())]);
         let report = fresh.db.migrate().unwrap();
-        assert!(!report.adopted && report.applied.len() == 6, "{report:?}");
+        assert!(!report.adopted && report.applied.len() == 7, "{report:?}");
         assert_eq!(fresh.db.check_schema().unwrap(), Vec::new());
     }
 
@@ -64,15 +64,22 @@ backend_tests! {
     }
 
     fn a_partly_migrated_database_marks_what_the_pending_migrations_create(t) {
-        for _ in 0..3 {
+        // 000007 to 000004: three indexes, and PostgreSQL's four functions.
+        for _ in 0..4 {
             assert!(t.db.revert_last_migration().unwrap().is_some());
         }
         let drift = t.db.check_schema().unwrap();
         let pending = drift.iter().filter(|d| matches!(d, Drift::Pending(_))).count();
         let missing = drift.iter().filter(|d| matches!(d, Drift::Missing(line) if line.starts_with("index "))).count();
-        assert_eq!((pending, missing, drift.len()), (3, 3, 6), "{drift:#?}");
+        let functions = drift.iter().filter(|d| matches!(d, Drift::Missing(line) if line.starts_with("function jobprep."))).count();
+        let expected_functions = if t.backend() == Backend::Postgres { 4 } else { 0 };
+        assert_eq!(
+            (pending, missing, functions, drift.len()),
+            (4, 3, expected_functions, 7 + expected_functions),
+            "{drift:#?}"
+        );
         assert!(drift.iter().all(Drift::repaired_by_migrate), "{drift:#?}");
-        assert_eq!(t.db.migrate().unwrap().applied.len(), 3);
+        assert_eq!(t.db.migrate().unwrap().applied.len(), 4);
         assert_eq!(t.db.check_schema().unwrap(), Vec::new());
     }
 

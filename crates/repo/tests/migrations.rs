@@ -7,7 +7,7 @@ use jobprep_repo::{migrations, Backend, Db, Error};
 use jobprep_testing::{backend_tests, TestDb};
 
 /// The migrations of each backend: the app's baseline and jobprep's indexes after it.
-const ALL: usize = 6;
+const ALL: usize = 7;
 const AFTER_BASELINE: usize = ALL - 1;
 
 fn applied(db: &Db) -> Vec<String> {
@@ -36,10 +36,12 @@ backend_tests! {
         let full = db.describe_schema().unwrap();
         assert!(full.iter().any(|l| l.contains("job_info_userId_updatedAt_idx")), "{full:#?}");
         let mut shapes = vec![full.clone()];
+        let mut names = Vec::new();
         let error = loop {
             match db.revert_last_migration() {
                 Ok(Some(name)) => {
                     assert!(!name.is_empty());
+                    names.push(name);
                     shapes.push(db.describe_schema().unwrap());
                 }
                 Ok(None) => panic!("the baseline was reverted: {shapes:#?}"),
@@ -47,9 +49,14 @@ backend_tests! {
             }
         };
         assert_eq!(shapes.len(), ALL, "the additive migrations reverted one by one");
-        // Each step changed the schema: no migration is a silent no-op.
-        for pair in shapes.windows(2) {
-            assert_ne!(pair[0], pair[1]);
+        // Each step changed the schema: no migration is a silent no-op, but for the
+        // SQLite twin of one that installs PostgreSQL functions.
+        for (pair, name) in shapes.windows(2).zip(&names) {
+            if t.backend() == Backend::Sqlite && name.ends_with("_jobprep_functions") {
+                assert_eq!(pair[0], pair[1], "{name}");
+            } else {
+                assert_ne!(pair[0], pair[1], "{name}");
+            }
         }
         assert_eq!(applied(db), vec![BASELINE.to_string()]);
         db.migrate().unwrap();
@@ -407,7 +414,7 @@ fn original_app_database() -> Option<TestDb> {
 }
 
 #[test]
-fn postgres_fresh_migration_is_the_original_apps_schema_plus_indexes() {
+fn postgres_fresh_migration_is_the_original_apps_schema_plus_indexes_and_our_functions() {
     let (Some(ours), Some(theirs)) = (TestDb::new(Backend::Postgres), original_app_database())
     else {
         return;
@@ -417,10 +424,14 @@ fn postgres_fresh_migration_is_the_original_apps_schema_plus_indexes() {
     let extra: Vec<&String> = ours.iter().filter(|l| !theirs.contains(l)).collect();
     let missing: Vec<&String> = theirs.iter().filter(|l| !ours.contains(l)).collect();
     assert!(missing.is_empty(), "missing from ours: {missing:#?}");
-    assert_eq!(extra.len(), AFTER_BASELINE, "{extra:#?}");
+    // Five indexes on the app's tables, four functions in jobprep's own schema.
+    let (indexes, others): (Vec<&String>, Vec<&String>) =
+        extra.iter().partition(|l| l.starts_with("index "));
+    assert_eq!(indexes.len(), 5, "{extra:#?}");
+    assert_eq!(others.len(), 4, "{extra:#?}");
     assert!(
-        extra.iter().all(|l| l.starts_with("index ")),
-        "only indexes are added: {extra:#?}"
+        others.iter().all(|l| l.starts_with("function jobprep.")),
+        "only indexes and jobprep's functions are added: {extra:#?}"
     );
     let baseline: Vec<&str> = migrations::POSTGRES_BASELINE.lines().collect();
     for line in &baseline {
@@ -838,4 +849,62 @@ fn postgres_migrate_restores_a_dropped_journal_and_check_names_it() {
     );
     assert_eq!(drizzle_journal(&t.url), the_apps_history());
     assert_eq!(t.db.check_schema().unwrap(), Vec::new());
+}
+
+/// A database not yet migrated to this version (no `jobprep` schema): the use cases
+/// that call its functions take the statement-by-statement way and still answer the
+/// same, outside a transaction; inside one, where the failed call aborted the
+/// transaction, they say to run `jobprep migrate`.
+#[test]
+fn postgres_without_jobprep_functions_the_locking_use_cases_still_work() {
+    use jobprep_interviews::{InterviewChanges, NewInterview};
+    use jobprep_questions::{NewQuestion, QuestionDifficulty};
+    let Some(t) = TestDb::new(Backend::Postgres) else {
+        return;
+    };
+    let owner = jobprep_testing::user(&t.db, "user_unmigrated");
+    let job = jobprep_job_infos::insert(&t.db, &owner, &jobprep_testing::job_form("Old")).unwrap();
+    exec(&t, "DROP SCHEMA jobprep CASCADE");
+    let question = || NewQuestion::new("Why?", QuestionDifficulty::Easy);
+    let asked =
+        jobprep_questions::insert_within_quota(&t.db, &owner, job.id, &question(), 1).unwrap();
+    let refused = jobprep_questions::insert_within_quota(&t.db, &owner, job.id, &question(), 1);
+    assert!(
+        matches!(refused, Err(Error::QuotaExceeded { limit: 1, .. })),
+        "{refused:?}"
+    );
+    let chat = NewInterview::new().with_hume_chat_id("chat");
+    let interview =
+        jobprep_interviews::insert_within_quota(&t.db, &owner, job.id, &chat, 1).unwrap();
+    let plain = jobprep_interviews::insert(&t.db, &owner, job.id, &NewInterview::new()).unwrap();
+    let second_chat = InterviewChanges {
+        hume_chat_id: Some(Some("second".into())),
+        ..Default::default()
+    };
+    let refused = jobprep_interviews::update_within_quota(&t.db, &owner, plain.id, &second_chat, 1);
+    assert!(
+        matches!(refused, Err(Error::QuotaExceeded { limit: 1, .. })),
+        "{refused:?}"
+    );
+
+    let in_transaction = t.db.transaction(|tx| {
+        jobprep_questions::insert_within_quota(tx, &owner, job.id, &question(), 10)
+    });
+    match in_transaction {
+        Err(Error::Config(message)) => assert!(message.contains("jobprep migrate"), "{message}"),
+        other => panic!("expected a configuration error, got {other:?}"),
+    }
+
+    let removed = jobprep_job_infos::delete(&t.db, &owner, job.id).unwrap();
+    assert_eq!(removed.questions.len(), 1, "{removed:?}");
+    assert_eq!(removed.questions[0].id, asked.id);
+    assert_eq!(removed.interviews.len(), 2, "{removed:?}");
+    assert!(removed.interviews.iter().any(|i| i.id == interview.id));
+    let gone = jobprep_users::delete(&t.db, &owner).unwrap();
+    assert_eq!(gone.id, owner);
+
+    // `jobprep migrate` puts the functions back.
+    let report = t.db.migrate().unwrap();
+    assert_eq!(report.repaired.len(), 4, "{report:?}");
+    assert!(t.db.check_schema().unwrap().is_empty());
 }

@@ -51,14 +51,15 @@ pub enum Drift {
 
 impl Drift {
     /// Whether `jobprep migrate` ([`Db::migrate`](crate::Db::migrate)) repairs it:
-    /// bookkeeping, pending migrations, our missing, changed or invalid indexes and the
-    /// journal. A changed or missing column, type or constraint, and anything unexpected,
+    /// bookkeeping, pending migrations, our missing, changed or invalid indexes, our
+    /// missing functions and the journal. A changed or missing column, type or constraint, and anything unexpected,
     /// is the app's schema: reported, never touched.
     pub fn repaired_by_migrate(&self) -> bool {
         match self {
             Drift::Bookkeeping(_) | Drift::Pending(_) | Drift::Journal(_) | Drift::Empty(_) => true,
             Drift::Changed { .. } => true,
-            Drift::Missing(line) => line.starts_with("index "),
+            // Our indexes and functions: migrate runs their migrations again.
+            Drift::Missing(line) => line.starts_with("index ") || line.starts_with("function "),
             Drift::Unexpected(_) => false,
         }
     }
@@ -208,7 +209,8 @@ pub(super) fn check_schema(conn: &mut Connection) -> Result<Vec<Drift>> {
         if !found.iter().any(|line| ours(line)) {
             drift.push(Drift::Empty(match backend {
                 Backend::Postgres => "`jobprep migrate` creates the app's schema and jobprep's \
-                                      indexes, with their bookkeeping and drizzle's journal"
+                                      indexes and functions, with their bookkeeping and \
+                                      drizzle's journal"
                     .into(),
                 Backend::Sqlite => "`jobprep migrate` creates the app's schema and jobprep's \
                                     indexes, with their bookkeeping"
