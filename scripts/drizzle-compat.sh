@@ -219,7 +219,7 @@ echo "== 3. jobprep adopts what drizzle-kit migrate made"
 theirs=$(new_db theirs)
 if kit_migrate "$theirs" "$bare_config" "$work/bare-migrations" && seed "$theirs" &&
   "$jobprep" --database-url "$theirs" migrate >"$work/adopt.out" && grep -q '^adopted' "$work/adopt.out" &&
-  [ "$(grep -c '^applied' "$work/adopt.out")" = 5 ] && clean "$theirs" &&
+  [ "$(grep -c '^applied' "$work/adopt.out")" = 6 ] && clean "$theirs" &&
   [ "$(schema "$theirs")" = "$before" ] && [ "$(rows "$theirs")" = 1,1,1,1 ]; then
   pass "jobprep migrate adopted drizzle-kit migrate's database and added its indexes"
 else fail "adoption of drizzle-kit migrate's database"; cat "$work/migrate.out" "$work/adopt.out" "$work/check.out"; fi
@@ -267,9 +267,9 @@ echo "== 5. revert never drops the app's tables"
 n=0
 while "$jobprep" --database-url "$created" migrate revert >/dev/null 2>"$work/revert.err"; do
   n=$((n + 1))
-  [ $n -le 5 ] || break
+  [ $n -le 6 ] || break
 done
-if [ $n = 5 ] && grep -q 'refusing to revert the baseline' "$work/revert.err" &&
+if [ $n = 6 ] && grep -q 'refusing to revert the baseline' "$work/revert.err" &&
   [ "$(rows "$created")" = 1,1,1,1 ] &&
   ! "$jobprep" --database-url "$created" migrate drop-app-schema 2>"$work/drop.err" &&
   grep -q 'holds rows' "$work/drop.err" && grep -q '__drizzle_migrations" exists' "$work/drop.err" &&

@@ -475,6 +475,9 @@ fn same_read_on_two_server_connections(
         .build()
         .unwrap();
     let read = || client.read(|c| users::get(c, &alice)).map(|_| ());
+    // A new connection's first checkout runs its statements unprepared; from the second
+    // on they are prepared and cached, which is what this interleaving is about.
+    read().unwrap();
 
     // All server connections but one (call it X) are held: the first read runs on X.
     let first_holders: Vec<Holder> = (1..servers)

@@ -52,8 +52,8 @@ pub enum Drift {
 impl Drift {
     /// Whether `jobprep migrate` ([`Db::migrate`](crate::Db::migrate)) repairs it:
     /// bookkeeping, pending migrations, our missing, changed or invalid indexes, our
-    /// missing functions and the journal. A changed or missing column, type or constraint, and anything unexpected,
-    /// is the app's schema: reported, never touched.
+    /// missing functions and the journal. A changed or missing column, type or
+    /// constraint, and anything unexpected, is the app's schema: reported, never touched.
     pub fn repaired_by_migrate(&self) -> bool {
         match self {
             Drift::Bookkeeping(_) | Drift::Pending(_) | Drift::Journal(_) | Drift::Empty(_) => true,
