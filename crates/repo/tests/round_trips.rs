@@ -1,7 +1,8 @@
-//! Round trips per use case on PostgreSQL, counted by a proxy between jobprep and the
-//! server: over a network each one costs a full network round trip, so these counts,
-//! not loopback throughput, set a request's latency (BENCHMARKS.md, "Round trips").
-//! Counts are deterministic; no time is measured here.
+//! Round trips per use case on PostgreSQL, counted by the project's latency proxy
+//! (`scripts/latency-proxy.py`, adding 0.5 ms each way) between jobprep and the server:
+//! over a network each one costs a full network round trip, so these counts, not
+//! loopback throughput, set a request's latency (BENCHMARKS.md, "Round trips"). Counts
+//! are deterministic, delay or not; no time is measured here.
 #![allow(clippy::unwrap_used)]
 
 #[path = "support/round_trips.rs"]
@@ -13,11 +14,14 @@ use jobprep_questions::{NewQuestion, QuestionDifficulty};
 use jobprep_repo::{Backend, Result};
 use jobprep_testing::{job_form, TestDb};
 use jobprep_users::{NewUser, UserId};
-use round_trips::{through_proxy, RoundTripProxy};
+use round_trips::{through_script_proxy, ScriptProxy};
+
+/// Added each way: enough that an answer cannot overtake the count.
+const DELAY_MS: f64 = 0.5;
 
 /// The round trips of one warm call of `f` (run twice before, so every statement is
 /// prepared and the connection open).
-fn warm<T>(proxy: &RoundTripProxy, mut f: impl FnMut() -> Result<T>) -> u64 {
+fn warm<T>(proxy: &ScriptProxy, mut f: impl FnMut() -> Result<T>) -> u64 {
     f().unwrap();
     f().unwrap();
     let before = proxy.round_trips();
@@ -30,16 +34,16 @@ fn postgres_round_trips_per_use_case() {
     let Some(t) = TestDb::new(Backend::Postgres) else {
         return;
     };
-    let (proxy, db) = through_proxy(&t);
+    let (proxy, db) = through_script_proxy(&t, DELAY_MS);
 
     // A cold start: a new handle's first call opens its connection.
     let me = UserId::new("user_rtt").unwrap();
     jobprep_users::upsert(&db, &NewUser::new(me.clone(), "R", "rtt@example.com")).unwrap();
-    let (cold_proxy, cold_db) = through_proxy(&t);
+    let (cold_proxy, cold_db) = through_script_proxy(&t, DELAY_MS);
     jobprep_users::get(&cold_db, &me).unwrap();
     let cold = cold_proxy.round_trips();
     // A cold write of an enum column: no type lookup (the enums are sent untyped).
-    let (cold_proxy, cold_db) = through_proxy(&t);
+    let (cold_proxy, cold_db) = through_script_proxy(&t, DELAY_MS);
     jobprep_job_infos::insert(&cold_db, &me, &job_form("Cold")).unwrap();
     let cold_enum_write = cold_proxy.round_trips();
 

@@ -170,3 +170,89 @@ fn relay(
     pipe(client_reader, server, true);
     pipe(server_reader, client, false);
 }
+
+/// `scripts/latency-proxy.py`, the project's latency proxy, run by `python3` in front
+/// of the test server: it adds `delay_ms` each way and counts round trips. Killed on
+/// drop.
+pub struct ScriptProxy {
+    child: std::process::Child,
+    port: u16,
+    count_file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl ScriptProxy {
+    pub fn start(upstream: SocketAddr, delay_ms: f64) -> ScriptProxy {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("a folder for the count");
+        let count_file = dir.path().join("round-trips");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../scripts/latency-proxy.py"
+        );
+        let mut child = std::process::Command::new("python3")
+            .arg(script)
+            .arg("--upstream")
+            .arg(upstream.to_string())
+            .args(["--port", "0", "--delay-ms", &delay_ms.to_string()])
+            .arg("--count-file")
+            .arg(&count_file)
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("python3 runs scripts/latency-proxy.py");
+        let mut first = String::new();
+        let stdout = child.stdout.take().expect("the proxy's stdout");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("the proxy says where it listens");
+        let port = first
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("not a `listening` line: {first:?}"));
+        ScriptProxy {
+            child,
+            port,
+            count_file,
+            _dir: dir,
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Round trips so far, over every connection (the proxy writes the count before it
+    /// forwards the burst that made it, so a call that returned is counted).
+    pub fn round_trips(&self) -> u64 {
+        let text = std::fs::read_to_string(&self.count_file).expect("the proxy's count");
+        text.trim().parse().expect("a count")
+    }
+}
+
+impl Drop for ScriptProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// [`through_proxy`] through `scripts/latency-proxy.py`, adding `delay_ms` each way.
+pub fn through_script_proxy(
+    t: &jobprep_testing::TestDb,
+    delay_ms: f64,
+) -> (ScriptProxy, jobprep_repo::Db) {
+    let url = url::Url::parse(&t.url).unwrap();
+    let upstream = (url.host_str().unwrap(), url.port().unwrap_or(5432))
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = ScriptProxy::start(upstream, delay_ms);
+    let mut via = url.clone();
+    via.set_host(Some("127.0.0.1")).unwrap();
+    via.set_port(Some(proxy.port())).unwrap();
+    via.set_query(Some("sslmode=disable&jobprep_pool_max_size=1"));
+    (proxy, jobprep_repo::Db::connect(via.as_str()).unwrap())
+}
