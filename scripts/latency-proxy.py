@@ -57,7 +57,7 @@ async def forward(reader, writer, delay, on_chunk):
             data = await reader.read(65536)
             if not data:
                 break
-            on_chunk()
+            on_chunk(data)
             queue.put_nowait((loop.time() + delay, data))
     except ConnectionError:
         pass
@@ -82,6 +82,8 @@ async def main():
     if args.delay_ms < 0:
         parser.error("--delay-ms must not be negative")
     delay = args.delay_ms / 1000.0
+    # LATENCY_PROXY_TRACE=1: each round trip's first client bytes on stderr.
+    trace = bool(os.environ.get("LATENCY_PROXY_TRACE"))
     round_trips = RoundTrips(args.count_file)
     if args.count_file:
         round_trips.count = -1
@@ -96,12 +98,14 @@ async def main():
             return
         server_last = [True]
 
-        def from_client():
+        def from_client(data):
             if server_last[0]:
                 server_last[0] = False
                 round_trips.one_more()
+                if trace:
+                    print(f"round trip {round_trips.count}: {data[:60]!r}", file=sys.stderr, flush=True)
 
-        def from_server():
+        def from_server(_data):
             server_last[0] = True
 
         await asyncio.gather(

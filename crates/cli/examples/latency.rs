@@ -36,7 +36,11 @@ fn run(url: &str, calls: usize) -> Result<()> {
         .first()
         .map(|j| j.id)
         .ok_or_else(|| jobprep_repo::Error::Config("lat_user has no job info".into()))?;
-    let role = NewJobInfo::new("Latency", ExperienceLevel::MidLevel, "A job for the benchmark");
+    let role = NewJobInfo::new(
+        "Latency",
+        ExperienceLevel::MidLevel,
+        "A job for the benchmark",
+    );
     let question = NewQuestion::new("How do you size a pool?", QuestionDifficulty::Medium);
 
     report("get_job_info", calls, || {
@@ -55,7 +59,9 @@ fn run(url: &str, calls: usize) -> Result<()> {
         .collect();
     report("delete_job_info", calls, || match doomed.pop() {
         Some(id) => jobprep_job_infos::delete(&db, &doomed_owner, id).map(drop),
-        None => Err(jobprep_repo::Error::Config("too few doomed job infos".into())),
+        None => Err(jobprep_repo::Error::Config(
+            "too few doomed job infos".into(),
+        )),
     })?;
     Ok(())
 }

@@ -123,9 +123,13 @@ impl ShardedPool {
                         .ok()
                 }
                 // Our connection is being opened: asking again would open another.
+                // (`try_get` hands out a checked-out connection: not one for `live`.)
                 Some(_) => {
                     std::thread::sleep(remaining.min(SLICE));
-                    self.try_get()
+                    if let Some(conn) = self.try_get() {
+                        return Ok(conn);
+                    }
+                    None
                 }
                 // Every shard full: wait for a connection to come back, going round.
                 None => self.shards[(home + attempt) % count]

@@ -14,7 +14,7 @@ use jobprep_questions::{NewQuestion, QuestionDifficulty};
 use jobprep_repo::{Backend, Result};
 use jobprep_testing::{job_form, TestDb};
 use jobprep_users::{NewUser, UserId};
-use round_trips::{through_script_proxy, ScriptProxy};
+use round_trips::{through_script_proxy, through_script_proxy_with, ScriptProxy};
 
 /// Added each way: enough that an answer cannot overtake the count.
 const DELAY_MS: f64 = 0.5;
@@ -46,6 +46,10 @@ fn postgres_round_trips_per_use_case() {
     let (cold_proxy, cold_db) = through_script_proxy(&t, DELAY_MS);
     jobprep_job_infos::insert(&cold_db, &me, &job_form("Cold")).unwrap();
     let cold_enum_write = cold_proxy.round_trips();
+    // With TLS: what its handshake adds to a cold start.
+    let (cold_proxy, cold_db) = through_script_proxy_with(&t, DELAY_MS, "sslmode=require");
+    jobprep_users::get(&cold_db, &me).unwrap();
+    let cold_tls = cold_proxy.round_trips();
 
     let job = jobprep_job_infos::insert(&db, &me, &job_form("Backend")).unwrap();
     let chat = || NewInterview::new().with_hume_chat_id("chat");
@@ -195,7 +199,8 @@ fn postgres_round_trips_per_use_case() {
         .map(|(case, n)| format!("{n:>3}  {case}"))
         .collect();
     println!(
-        "cold start (new Db): users::get {cold}, job_infos::insert {cold_enum_write}\n{}",
+        "cold start (new Db): users::get {cold}, job_infos::insert {cold_enum_write}, \
+         users::get with TLS {cold_tls}\n{}",
         table.join("\n")
     );
     // One round trip per warm use case; a transaction of k calls is k + 2 (BEGIN, the
@@ -228,4 +233,8 @@ fn postgres_round_trips_per_use_case() {
     // Start-up, diesel's two SETs, then the first statement, unprepared: no separate
     // Prepare on a new connection's first checkout.
     assert_eq!((cold, cold_enum_write), (4, 4), "cold starts");
+    // TLS adds 3 here: the SSLRequest, the ClientHello, and a second ClientHello after
+    // the server's HelloRetryRequest (the client offers a key share the server does not
+    // take); the client's Finished travels with the start-up message.
+    assert_eq!(cold_tls, 7, "cold start with TLS");
 }

@@ -243,6 +243,15 @@ pub fn through_script_proxy(
     t: &jobprep_testing::TestDb,
     delay_ms: f64,
 ) -> (ScriptProxy, jobprep_repo::Db) {
+    through_script_proxy_with(t, delay_ms, "sslmode=disable")
+}
+
+/// [`through_script_proxy`] with the connection options `query` (`sslmode=...`).
+pub fn through_script_proxy_with(
+    t: &jobprep_testing::TestDb,
+    delay_ms: f64,
+    query: &str,
+) -> (ScriptProxy, jobprep_repo::Db) {
     let url = url::Url::parse(&t.url).unwrap();
     let upstream = (url.host_str().unwrap(), url.port().unwrap_or(5432))
         .to_socket_addrs()
@@ -253,6 +262,6 @@ pub fn through_script_proxy(
     let mut via = url.clone();
     via.set_host(Some("127.0.0.1")).unwrap();
     via.set_port(Some(proxy.port())).unwrap();
-    via.set_query(Some("sslmode=disable&jobprep_pool_max_size=1"));
+    via.set_query(Some(&format!("{query}&jobprep_pool_max_size=1")));
     (proxy, jobprep_repo::Db::connect(via.as_str()).unwrap())
 }
