@@ -195,7 +195,7 @@ wait "$sampler" 2>/dev/null || true
 tests_passed=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\1/p' "$work/test.log" | tail -n 1)
 tests_failed=$(sed -n 's/^test result: .* \([0-9]*\) passed; \([0-9]*\) failed.*/\2/p' "$work/test.log" | tail -n 1)
 passed=$((passed + ${tests_passed:-0}))
-if [ "$status" -ne 0 ] || [ "${tests_failed:-1}" -ne 0 ] || [ "${tests_passed:-0}" -ne 4 ]; then
+if [ "$status" -ne 0 ] || [ "${tests_failed:-1}" -ne 0 ] || [ "${tests_passed:-0}" -ne 5 ]; then
   failed=$((failed + ${tests_failed:-0}))
   [ "${tests_failed:-0}" -gt 0 ] || failed=$((failed + 1)) # stopped before reporting
   echo "check FAILED cargo test --test pooler (exit $status)"

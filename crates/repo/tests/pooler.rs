@@ -579,3 +579,68 @@ fn a_statement_timeout_through_the_pooler_times_out_and_stays_in_its_transaction
     }
     db.write(|c, _| users::upsert(c, &renamed)).unwrap();
 }
+
+#[path = "support/round_trips.rs"]
+mod round_trips;
+
+/// Round trips through the pooler in pooler-safe mode, counted by the project's latency
+/// proxy in front of PgBouncer: statements are never prepared by name there, so each
+/// goes out as parse, bind and execute together, and every use case stays one round
+/// trip, the locking ones included (their functions run inside one statement).
+#[test]
+#[ignore = "needs a transaction-mode PgBouncer: run `bash scripts/pgbouncer.sh`"]
+fn through_the_pooler_every_use_case_is_one_round_trip() {
+    use std::net::ToSocketAddrs;
+    watchdog();
+    let scratch = Scratch::new("round_trips");
+    scratch.migrate_directly();
+    let pooler = url::Url::parse(&scratch.url).unwrap();
+    let upstream = (pooler.host_str().unwrap(), pooler.port().unwrap_or(5432))
+        .to_socket_addrs()
+        .unwrap()
+        .next()
+        .unwrap();
+    let proxy = round_trips::ScriptProxy::start(upstream, 0.5);
+    let mut via = pooler.clone();
+    via.set_host(Some("127.0.0.1")).unwrap();
+    via.set_port(Some(proxy.port())).unwrap();
+    via.set_query(Some("sslmode=disable"));
+    let db = Db::builder(via.as_str())
+        .pooler_safe(true)
+        .max_size(1)
+        .build()
+        .unwrap();
+    let me = UserId::new("user_pooler_rtt").unwrap();
+    let warm = |f: &mut dyn FnMut() -> jobprep_repo::Result<()>| -> u64 {
+        f().unwrap();
+        f().unwrap();
+        let before = proxy.round_trips();
+        f().unwrap();
+        proxy.round_trips() - before
+    };
+    let form = NewUser::new(me.clone(), "P", "p@pooler.example");
+    let upserted = warm(&mut || jobprep_users::upsert(&db, &form).map(drop));
+    let got = warm(&mut || jobprep_users::get(&db, &me).map(drop));
+    let job = jobprep_job_infos::insert(&db, &me, &new_job("Pooler")).unwrap();
+    let question =
+        jobprep_questions::NewQuestion::new("Why?", jobprep_questions::QuestionDifficulty::Easy);
+    let quota = warm(&mut || {
+        jobprep_questions::insert_within_quota(&db, &me, job.id, &question, 1000).map(drop)
+    });
+    let doomed: Vec<JobInfoId> = (0..3)
+        .map(|_| {
+            jobprep_job_infos::insert(&db, &me, &new_job("Doomed"))
+                .unwrap()
+                .id
+        })
+        .collect();
+    let mut next = doomed.into_iter();
+    let deleted = warm(&mut || {
+        let id = next.next().unwrap();
+        jobprep_job_infos::delete(&db, &me, id).map(drop)
+    });
+    println!(
+        "through the pooler: upsert {upserted}, get {got}, quota insert {quota}, delete {deleted}"
+    );
+    assert_eq!((upserted, got, quota, deleted), (1, 1, 1, 1));
+}
