@@ -101,10 +101,10 @@ results="$work/results.jsonl"
 for rtt in $rtts; do
   calls=$(calls_at "$rtt")
   python3 scripts/latency-proxy.py --upstream 127.0.0.1:5432 --port 0 \
-    --delay-ms "$(python3 -c "print($rtt / 2)")" > "$work/proxy.out" &
+    --delay-ms "$(python3 -c "print($rtt / 2)")" > "$work/proxy-$rtt.out" &
   proxy_pid=$!
-  for _ in $(seq 50); do grep -q listening "$work/proxy.out" 2>/dev/null && break; sleep 0.1; done
-  port=$(sed -n 's/^listening 127.0.0.1://p' "$work/proxy.out")
+  for _ in $(seq 50); do grep -q listening "$work/proxy-$rtt.out" 2>/dev/null && break; sleep 0.1; done
+  port=$(sed -n 's/^listening 127.0.0.1://p' "$work/proxy-$rtt.out")
   [ -n "$port" ] || { echo "the latency proxy did not start"; exit 1; }
   via="postgresql://postgres@127.0.0.1:$port/$db?sslmode=disable"
   echo "== $rtt ms RTT, $calls calls per use case"
