@@ -25,6 +25,14 @@ if ! grep -q '"feed_on_ops":[0-9].*"latency_samples":300' <<<"$last"; then
   exit 1
 fi
 echo "bench --cache-feed on postgres: throughput off and on, and 300 latency samples"
+# The listener by its own URL (here the same server): it must find the scratch database.
+last=$(target/debug/jobprep --database-url "$admin" bench --cache-feed --seconds 0.4 --json \
+  --listener-database-url "$admin" 2>/dev/null | tail -n 1)
+if ! grep -q '"feed_on_ops":[0-9].*"latency_samples":300' <<<"$last"; then
+  echo "bench --cache-feed --listener-database-url on postgres: no result in: $last"
+  exit 1
+fi
+echo "bench --cache-feed with the listener's own URL: measured"
 if [ "$(scratch)" != "$before" ]; then
   echo "bench left a scratch database behind: $(scratch)"
   exit 1

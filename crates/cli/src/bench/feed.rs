@@ -43,11 +43,27 @@ struct FeedReport {
     latency_samples: usize,
 }
 
-pub fn run(base: DbConfig, seconds: f64, clients: usize, json: bool) -> Result<(), CliError> {
+pub fn run(
+    base: DbConfig,
+    seconds: f64,
+    clients: usize,
+    json: bool,
+    listener_url: Option<&str>,
+) -> Result<(), CliError> {
     let scratch = Scratch::create(&base)?;
     let mut config = scratch.config.clone();
     config.pool.max_size = u32::try_from(clients).unwrap_or(u32::MAX).max(1);
     let db = Db::from_config(config, Arc::new(NoopSink))?;
+    // The listener's own route to the scratch database, when given.
+    let listener_db = match listener_url {
+        Some(url) => {
+            let mut config = DbConfig::parse(url)?;
+            config.url = config.url.with_database(scratch.database_name())?;
+            Some(Db::from_config(config, Arc::new(NoopSink))?)
+        }
+        None => None,
+    };
+    let listen_on = listener_db.as_ref().unwrap_or(&db);
     if db.backend() != Backend::Postgres {
         return Err(CliError::Refused(
             "bench --cache-feed measures the PostgreSQL triggers; give a postgres:// URL".into(),
@@ -74,7 +90,7 @@ pub fn run(base: DbConfig, seconds: f64, clients: usize, json: bool) -> Result<(
         for on_side in [round % 2 == 1, round % 2 == 0] {
             if on_side {
                 db.install_cache_feed()?;
-                let listener = Listener::start(&db, FeedOptions::default())?;
+                let listener = Listener::start(listen_on, FeedOptions::default())?;
                 let stop = listener.stop_handle();
                 let drain = std::thread::spawn(move || listener.count());
                 let (n, took) = writes(&db, &users, &job, half)?;
@@ -93,7 +109,7 @@ pub fn run(base: DbConfig, seconds: f64, clients: usize, json: bool) -> Result<(
     db.install_cache_feed()?;
     let rate = |(n, took): (u64, Duration)| n as f64 / took.as_secs_f64().max(f64::EPSILON);
 
-    let mut listener = Listener::start(&db, FeedOptions::default())?;
+    let mut listener = Listener::start(listen_on, FeedOptions::default())?;
     let mut latencies = Vec::with_capacity(LATENCY_SAMPLES);
     let mut rng = Rng::for_client(0);
     let longest = FeedOptions::default().idle_poll_interval / 2;
@@ -153,6 +169,7 @@ pub fn run(base: DbConfig, seconds: f64, clients: usize, json: bool) -> Result<(
             report.latency_samples
         );
     }
+    drop(listener_db);
     drop(db);
     drop(scratch);
     Ok(())

@@ -53,6 +53,11 @@ pub struct BenchArgs {
     /// triggers off and on, and commit-to-listener latency.
     #[arg(long)]
     cache_feed: bool,
+    /// With `--cache-feed`: the URL the listener connects with, the same server by
+    /// another route (for example directly, while the writers go through a latency
+    /// proxy); its database is replaced by the scratch database.
+    #[arg(long, requires = "cache_feed")]
+    listener_database_url: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -119,7 +124,13 @@ pub fn run(base: DbConfig, args: BenchArgs) -> Result<(), CliError> {
         ));
     }
     if args.cache_feed {
-        return feed::run(base, args.seconds, args.clients, args.json);
+        return feed::run(
+            base,
+            args.seconds,
+            args.clients,
+            args.json,
+            args.listener_database_url.as_deref(),
+        );
     }
     let scratch = if args.existing {
         Scratch::existing(&base)?

@@ -19,6 +19,11 @@ pub struct Scratch {
 }
 
 impl Scratch {
+    /// The scratch database's name (empty for `--existing`).
+    pub fn database_name(&self) -> &str {
+        &self.name
+    }
+
     pub fn create(base: &DbConfig) -> Result<Scratch, CliError> {
         let name = format!("jobprep_bench_{}", std::process::id());
         match base.url.backend() {
