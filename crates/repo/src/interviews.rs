@@ -164,6 +164,13 @@ pub struct InterviewKey {
     pub job_info_id: JobInfoId,
 }
 
+/// (id, job info): a row the cascade removed (see the `cascade` module).
+impl From<(InterviewId, JobInfoId)> for InterviewKey {
+    fn from((id, job_info_id): (InterviewId, JobInfoId)) -> Self {
+        InterviewKey { id, job_info_id }
+    }
+}
+
 /// Inserts an interview under a job info the user owns, in one statement
 /// (`INSERT ... SELECT` from the owned job info): another user's job info is
 /// [`Error::NotFound`].

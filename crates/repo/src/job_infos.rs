@@ -294,16 +294,8 @@ pub fn delete(conn: &mut Connection, user_id: &UserId, id: JobInfoId) -> Result<
                 id,
                 user_id: user_id.clone(),
             },
-            interviews: removed
-                .interviews
-                .into_iter()
-                .map(|(id, job_info_id)| InterviewKey { id, job_info_id })
-                .collect(),
-            questions: removed
-                .questions
-                .into_iter()
-                .map(|(id, job_info_id)| QuestionKey { id, job_info_id })
-                .collect(),
+            interviews: removed.interviews.into_iter().map(Into::into).collect(),
+            questions: removed.questions.into_iter().map(Into::into).collect(),
         });
     }
     // Statement by statement: SQLite, or PostgreSQL without jobprep's functions.

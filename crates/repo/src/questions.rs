@@ -119,6 +119,13 @@ pub struct QuestionKey {
     pub job_info_id: JobInfoId,
 }
 
+/// (id, job info): a row the cascade removed (see the `cascade` module).
+impl From<(QuestionId, JobInfoId)> for QuestionKey {
+    fn from((id, job_info_id): (QuestionId, JobInfoId)) -> Self {
+        QuestionKey { id, job_info_id }
+    }
+}
+
 /// Inserts a question under a job info the user owns, in one statement: another
 /// user's job info is [`Error::NotFound`].
 pub fn insert(

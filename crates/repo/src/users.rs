@@ -331,16 +331,8 @@ pub fn delete(conn: &mut Connection, id: &UserId) -> Result<RemovedUser> {
                     user_id: id.clone(),
                 })
                 .collect(),
-            interviews: removed
-                .interviews
-                .into_iter()
-                .map(|(id, job_info_id)| InterviewKey { id, job_info_id })
-                .collect(),
-            questions: removed
-                .questions
-                .into_iter()
-                .map(|(id, job_info_id)| QuestionKey { id, job_info_id })
-                .collect(),
+            interviews: removed.interviews.into_iter().map(Into::into).collect(),
+            questions: removed.questions.into_iter().map(Into::into).collect(),
         });
     }
     // Statement by statement: SQLite, or PostgreSQL without jobprep's functions.

@@ -590,21 +590,12 @@ mod round_trips;
 #[test]
 #[ignore = "needs a transaction-mode PgBouncer: run `bash scripts/pgbouncer.sh`"]
 fn through_the_pooler_every_use_case_is_one_round_trip() {
-    use std::net::ToSocketAddrs;
     watchdog();
     let scratch = Scratch::new("round_trips");
     scratch.migrate_directly();
     let pooler = url::Url::parse(&scratch.url).unwrap();
-    let upstream = (pooler.host_str().unwrap(), pooler.port().unwrap_or(5432))
-        .to_socket_addrs()
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = round_trips::ScriptProxy::start(upstream, 0.5);
-    let mut via = pooler.clone();
-    via.set_host(Some("127.0.0.1")).unwrap();
-    via.set_port(Some(proxy.port())).unwrap();
-    via.set_query(Some("sslmode=disable"));
+    let proxy = round_trips::ScriptProxy::start(round_trips::upstream_of(&pooler), 0.5);
+    let via = round_trips::via_port(&pooler, proxy.port(), "sslmode=disable");
     let db = Db::builder(via.as_str())
         .pooler_safe(true)
         .max_size(1)

@@ -16,17 +16,31 @@ use std::time::Duration;
 /// count is the protocol's alone).
 pub fn through_proxy(t: &jobprep_testing::TestDb) -> (RoundTripProxy, jobprep_repo::Db) {
     let url = url::Url::parse(&t.url).unwrap();
-    let upstream = (url.host_str().unwrap(), url.port().unwrap_or(5432))
+    let proxy = RoundTripProxy::start(upstream_of(&url), Duration::ZERO);
+    let via = via_port(
+        &url,
+        proxy.port(),
+        "sslmode=disable&jobprep_pool_max_size=1",
+    );
+    (proxy, jobprep_repo::Db::connect(via.as_str()).unwrap())
+}
+
+/// The server a PostgreSQL URL names.
+pub fn upstream_of(url: &url::Url) -> SocketAddr {
+    (url.host_str().unwrap(), url.port().unwrap_or(5432))
         .to_socket_addrs()
         .unwrap()
         .next()
-        .unwrap();
-    let proxy = RoundTripProxy::start(upstream, Duration::ZERO);
+        .unwrap()
+}
+
+/// `url` pointed at a proxy on loopback `port`, with the connection options `query`.
+pub fn via_port(url: &url::Url, port: u16, query: &str) -> url::Url {
     let mut via = url.clone();
     via.set_host(Some("127.0.0.1")).unwrap();
-    via.set_port(Some(proxy.port())).unwrap();
-    via.set_query(Some("sslmode=disable&jobprep_pool_max_size=1"));
-    (proxy, jobprep_repo::Db::connect(via.as_str()).unwrap())
+    via.set_port(Some(port)).unwrap();
+    via.set_query(Some(query));
+    via
 }
 
 /// The proxy: it listens on an ephemeral loopback port until dropped.
@@ -253,15 +267,11 @@ pub fn through_script_proxy_with(
     query: &str,
 ) -> (ScriptProxy, jobprep_repo::Db) {
     let url = url::Url::parse(&t.url).unwrap();
-    let upstream = (url.host_str().unwrap(), url.port().unwrap_or(5432))
-        .to_socket_addrs()
-        .unwrap()
-        .next()
-        .unwrap();
-    let proxy = ScriptProxy::start(upstream, delay_ms);
-    let mut via = url.clone();
-    via.set_host(Some("127.0.0.1")).unwrap();
-    via.set_port(Some(proxy.port())).unwrap();
-    via.set_query(Some(&format!("{query}&jobprep_pool_max_size=1")));
+    let proxy = ScriptProxy::start(upstream_of(&url), delay_ms);
+    let via = via_port(
+        &url,
+        proxy.port(),
+        &format!("{query}&jobprep_pool_max_size=1"),
+    );
     (proxy, jobprep_repo::Db::connect(via.as_str()).unwrap())
 }
