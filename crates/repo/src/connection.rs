@@ -253,12 +253,6 @@ impl Connection {
         Ok(())
     }
 
-    /// Whether the server closed this connection while it sat idle in the pool (an idle
-    /// timeout, a suspended compute, `pg_terminate_backend`, a restart), found without
-    /// a round trip: the server's last message and the end of the stream are already
-    /// waiting on the socket, and libpq reads them without blocking. Nothing has been
-    /// sent on it, so the caller can take another connection and lose nothing. A
-    /// connection found closed is marked for the pool to drop.
     /// Called as the pool hands the connection out: from its second checkout on, a
     /// new connection caches its prepared statements (see [`Statements`]).
     pub(crate) fn checked_out(&mut self) {
@@ -280,6 +274,12 @@ impl Connection {
         }
     }
 
+    /// Whether the server closed this connection while it sat idle in the pool (an idle
+    /// timeout, a suspended compute, `pg_terminate_backend`, a restart), found without
+    /// a round trip: the server's last message and the end of the stream are already
+    /// waiting on the socket, and libpq reads them without blocking. Nothing has been
+    /// sent on it, so the caller can take another connection and lose nothing. A
+    /// connection found closed is marked for the pool to drop.
     pub(crate) fn found_closed(&mut self) -> bool {
         let Some(c) = self.as_postgres() else {
             return false;
@@ -484,8 +484,9 @@ fn open(
         Backend::Postgres => {
             let mut conn =
                 PgConnection::establish(url.expose_secret()).map_err(|e| scrubbed(&e))?;
-            // Transaction-mode poolers move a session between server connections, so
-            // named prepared statements cannot be reused: never cached there.
+            // Uncached at first (see `Statements`). In pooler-safe mode for good:
+            // transaction-mode poolers move a session between server connections, so
+            // named prepared statements cannot be reused.
             conn.set_prepared_statement_cache_size(CacheSize::Disabled);
             if !pooler_safe {
                 statements = Statements::FirstCheckoutUncached { checked_out: false };
