@@ -319,22 +319,23 @@ pub fn insert_within_quota(
         )
         .returning(interviews::job_info_id),
     };
-    let Some(loaded) = conn.in_one_postgres_statement(|c| statement.get_result(c)) else {
-        return quota::within(
-            conn,
-            user_id,
-            Entity::Interview,
-            limit,
-            |c| count_for_user(c, user_id).map(Some),
-            |c| insert_with_id(c, id, user_id, job_info_id, interview),
-        );
-    };
-    let loaded = loaded.map_err(|error| error.parent_missing(Entity::JobInfo))?;
-    let job_info_id = quota::settle(
-        loaded,
+    let job_info_id = quota::write_checked(
+        conn,
+        statement,
         Entity::Interview,
         limit,
-        Error::not_found(Entity::JobInfo),
+        Entity::JobInfo,
+        |conn| {
+            quota::within(
+                conn,
+                user_id,
+                Entity::Interview,
+                limit,
+                |c| count_for_user(c, user_id).map(Some),
+                |c| insert_with_id(c, id, user_id, job_info_id, interview),
+            )
+            .map(|key| key.job_info_id)
+        },
     )?;
     Ok(InterviewKey { id, job_info_id })
 }
@@ -370,31 +371,33 @@ pub fn update_within_quota(
             interviews::job_info_id
         ),
     };
-    let Some(loaded) = conn.in_one_postgres_statement(|c| statement.get_result(c)) else {
-        return quota::within(
-            conn,
-            user_id,
-            Entity::Interview,
-            limit,
-            |c| {
-                // Checked after the user's turn began, so a concurrent quota-checked write
-                // cannot give the interview its chat id in between.
-                let current = get(c, user_id, id)?;
-                if current.interview.hume_chat_id.is_some() {
-                    // Already counted: changing its chat id uses no more quota.
-                    Ok(None)
-                } else {
-                    count_for_user(c, user_id).map(Some)
-                }
-            },
-            |c| update(c, user_id, id, changes),
-        );
-    };
-    let job_info_id = quota::settle(
-        loaded?,
+    let job_info_id = quota::write_checked(
+        conn,
+        statement,
         Entity::Interview,
         limit,
-        Error::not_found(Entity::Interview),
+        Entity::Interview,
+        |conn| {
+            quota::within(
+                conn,
+                user_id,
+                Entity::Interview,
+                limit,
+                |c| {
+                    // Checked after the user's turn began, so a concurrent quota-checked write
+                    // cannot give the interview its chat id in between.
+                    let current = get(c, user_id, id)?;
+                    if current.interview.hume_chat_id.is_some() {
+                        // Already counted: changing its chat id uses no more quota.
+                        Ok(None)
+                    } else {
+                        count_for_user(c, user_id).map(Some)
+                    }
+                },
+                |c| update(c, user_id, id, changes),
+            )
+            .map(|key| key.job_info_id)
+        },
     )?;
     Ok(InterviewKey { id, job_info_id })
 }

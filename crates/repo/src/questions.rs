@@ -233,22 +233,23 @@ pub fn insert_within_quota(
         )
         .returning(questions::job_info_id),
     };
-    let Some(loaded) = conn.in_one_postgres_statement(|c| statement.get_result(c)) else {
-        return quota::within(
-            conn,
-            user_id,
-            Entity::Question,
-            limit,
-            |c| count_for_user(c, user_id).map(Some),
-            |c| insert_with_id(c, id, user_id, job_info_id, question),
-        );
-    };
-    let loaded = loaded.map_err(|error| error.parent_missing(Entity::JobInfo))?;
-    let job_info_id = quota::settle(
-        loaded,
+    let job_info_id = quota::write_checked(
+        conn,
+        statement,
         Entity::Question,
         limit,
-        Error::not_found(Entity::JobInfo),
+        Entity::JobInfo,
+        |conn| {
+            quota::within(
+                conn,
+                user_id,
+                Entity::Question,
+                limit,
+                |c| count_for_user(c, user_id).map(Some),
+                |c| insert_with_id(c, id, user_id, job_info_id, question),
+            )
+            .map(|key| key.job_info_id)
+        },
     )?;
     Ok(QuestionKey { id, job_info_id })
 }

@@ -15,15 +15,16 @@
 //! version): [`within`], the turn and count as statements inside a transaction.
 
 use diesel::expression::{is_aggregate, AppearsOnTable, SelectableExpression, ValidGrouping};
-use diesel::pg::Pg;
+use diesel::pg::{Pg, PgConnection};
 use diesel::prelude::*;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_dsl::LoadQuery;
 use diesel::sql_types::{BigInt, Bool, IntoNullable, Nullable, Text};
 use jobprep_schema::{sql_types, users};
 
 use crate::connection::Connection;
 use crate::error::{Entity, Error, Result};
-use crate::types::{InterviewId, UserId};
+use crate::types::{InterviewId, JobInfoId, UserId};
 
 /// `WITH turn AS MATERIALIZED (SELECT <turn> AS used), written AS (<write>)
 /// SELECT turn.used, written.* FROM turn LEFT JOIN written ON true`: the turn is taken
@@ -135,20 +136,33 @@ impl QueryFragment<Pg> for WithinQuota {
     }
 }
 
-/// What an [`AfterTurn`] loaded, as the use case's answer: the written row's column,
-/// else [`Error::QuotaExceeded`] when the count was at `limit`, else `not_found`.
-pub(crate) fn settle<R>(
-    (used, written): (Option<i64>, Option<R>),
+/// Runs a quota-checked write: `statement` (an [`AfterTurn`] whose write returns the
+/// row's job info) in one statement on PostgreSQL, else `statement_by_statement` (SQLite,
+/// or the functions missing; see [`Connection::in_one_postgres_statement`]). Answers
+/// the written row's job info; [`Error::QuotaExceeded`] when the count was at `limit`;
+/// else `NotFound` for `missing`, also when a concurrent delete removed it (a
+/// foreign-key failure).
+pub(crate) fn write_checked<'q, S>(
+    conn: &mut Connection,
+    statement: S,
     entity: Entity,
     limit: u32,
-    not_found: Error,
-) -> Result<R> {
+    missing: Entity,
+    statement_by_statement: impl FnOnce(&mut Connection) -> Result<JobInfoId>,
+) -> Result<JobInfoId>
+where
+    S: LoadQuery<'q, PgConnection, (Option<i64>, Option<JobInfoId>)>,
+{
+    let Some(loaded) = conn.in_one_postgres_statement(|c| statement.get_result(c)) else {
+        return statement_by_statement(conn);
+    };
+    let (used, written) = loaded.map_err(|error| error.parent_missing(missing))?;
     match written {
-        Some(row) => Ok(row),
+        Some(job_info_id) => Ok(job_info_id),
         None if used.is_some_and(|used| used >= i64::from(limit)) => {
             Err(Error::QuotaExceeded { entity, limit })
         }
-        None => Err(not_found),
+        None => Err(Error::not_found(missing)),
     }
 }
 
