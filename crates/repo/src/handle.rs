@@ -8,7 +8,7 @@ use crate::connection::Connection;
 use crate::error::{Error, Result};
 use crate::executor::{sealed, Executor, Tx};
 use crate::pool::{Pooled, ShardedPool};
-use crate::replicas::{self, Replica, RoutingState, WalPosition};
+use crate::replicas::{self, Replica, RoutingState, WalPosition, WriteMark};
 use crate::tags::{CacheTag, NoopSink, TagSink};
 
 /// The handle services keep: cheap to clone (an `Arc`), safe to share across threads,
@@ -36,8 +36,8 @@ struct DbInner {
     replicas: Vec<Replica>,
     next_replica: AtomicUsize,
     primary_reads: AtomicU64,
-    /// The WAL position of the latest write made through this handle (0: none yet).
-    last_write: AtomicU64,
+    /// Where the writes made through this handle are in the WAL (with replicas).
+    written: WriteMark,
     sink: Arc<dyn TagSink>,
     /// Checkouts that found no idle connection and had to wait (or open one).
     waits: AtomicU64,
@@ -249,7 +249,7 @@ impl Db {
                 replicas,
                 next_replica: AtomicUsize::new(0),
                 primary_reads: AtomicU64::new(0),
-                last_write: AtomicU64::new(0),
+                written: WriteMark::default(),
                 sink,
                 waits: AtomicU64::new(0),
                 timeouts: AtomicU64::new(0),
@@ -308,7 +308,7 @@ impl Db {
     /// # }
     /// ```
     pub fn transaction<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        self.transaction_tracked(f).map(|(value, _)| value)
+        self.transaction_on(None, None, f)
     }
 
     /// [`Db::transaction`] for a closure with your own error type `E`: returning any
@@ -351,7 +351,7 @@ impl Db {
         &self,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        self.transaction_tracked(f).map(|(value, _)| value)
+        self.transaction_on(None, None, f)
     }
 
     /// [`Db::transaction`] with a statement timeout of its own: PostgreSQL cancels any
@@ -381,6 +381,11 @@ impl Db {
         timeout: std::time::Duration,
         f: impl FnOnce(&Tx<'_>) -> Result<T>,
     ) -> Result<T> {
+        self.transaction_on(None, Some(self.timeout_ms(timeout)?), f)
+    }
+
+    /// `timeout` as a transaction's own statement timeout, in ms, where there is one.
+    fn timeout_ms(&self, timeout: std::time::Duration) -> Result<u128> {
         if self.backend() == Backend::Sqlite {
             return Err(Error::Config(
                 "a statement timeout is PostgreSQL's: SQLite statements wait only for \
@@ -391,27 +396,18 @@ impl Db {
         if timeout.is_zero() {
             return Err(Error::invalid("timeout", "must be positive"));
         }
-        let ms = timeout.as_millis().max(1);
-        self.transaction_on(Some(ms), f).map(|(value, _)| value)
-    }
-
-    /// [`Db::transaction`], also returning the WAL position of the commit when the
-    /// handle has replicas.
-    fn transaction_tracked<T, E: From<Error>>(
-        &self,
-        f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
-    ) -> std::result::Result<(T, Option<WalPosition>), E> {
-        self.transaction_on(None, f)
+        Ok(timeout.as_millis().max(1))
     }
 
     /// Runs the transaction of `f` on a pooled connection, with a statement timeout of
-    /// its own when `timeout_ms` is set; once it committed, records its position and
-    /// publishes its tags.
+    /// its own when `timeout_ms` is set; once it committed, counts it on the handle and
+    /// on `session`'s mark, and publishes its tags.
     fn transaction_on<T, E: From<Error>>(
         &self,
+        session: Option<&WriteMark>,
         timeout_ms: Option<u128>,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
-    ) -> std::result::Result<(T, Option<WalPosition>), E> {
+    ) -> std::result::Result<T, E> {
         let mut conn = self.checkout()?;
         let body = |c: &mut Connection| {
             c.transaction_with_error(|c| {
@@ -424,25 +420,28 @@ impl Db {
             Some(ms) => conn.with_local_timeout(ms, body),
             None => body(&mut conn),
         }?;
-        let position = self.position_after_write(&mut conn);
+        drop(conn);
+        self.note_written(session);
         self.publish(tags);
-        Ok((value, position))
+        Ok(value)
     }
 
-    /// After a committed write, with replicas: the primary's WAL position, which is at
-    /// or past the commit. If it cannot be read, the write still stands; the position
-    /// is then "unknown", which sends a session's reads to the primary.
-    fn position_after_write(&self, conn: &mut Connection) -> Option<WalPosition> {
+    /// After a committed write, with replicas: counts it on the handle and on the
+    /// session's mark. No round trip: the WAL position is asked for when a read or a
+    /// caller needs it (see [`WriteMark`]).
+    fn note_written(&self, session: Option<&WriteMark>) {
         if self.inner.replicas.is_empty() {
-            return None;
+            return;
         }
-        let position = replicas::current_position(conn);
-        conn.note_outcome(&position);
-        let position = position.unwrap_or(WalPosition::UNKNOWN);
-        self.inner
-            .last_write
-            .fetch_max(position.as_u64(), Ordering::Relaxed);
-        Some(position)
+        self.inner.written.note_write();
+        if let Some(mark) = session {
+            mark.note_write();
+        }
+    }
+
+    /// The primary's WAL position now: at or past every write acknowledged before.
+    fn current_position(&self) -> Result<WalPosition> {
+        self.with_connection(replicas::current_position)
     }
 
     /// Runs a read on a replica fit for it (round-robin over the healthy ones, caught
@@ -471,10 +470,13 @@ impl Db {
         self.with_connection(|c| c.with_deadline(f))
     }
 
+    /// A write on the primary; once it committed, counts it on the handle and on
+    /// `session`'s mark, and publishes its tags.
     fn write_tracked<T>(
         &self,
+        session: Option<&WriteMark>,
         f: impl FnOnce(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
-    ) -> Result<(T, Option<WalPosition>)> {
+    ) -> Result<T> {
         let mut tags = Vec::new();
         let mut conn = self.checkout()?;
         conn.start_write();
@@ -482,10 +484,10 @@ impl Db {
         let result = conn.settle_write(result);
         conn.note_outcome(&result);
         let value = result?;
-        let position = self.position_after_write(&mut conn);
         drop(conn);
+        self.note_written(session);
         self.publish(tags);
-        Ok((value, position))
+        Ok(value)
     }
 
     /// [`Db::write_tracked`] for a write that has the same effect when it runs twice:
@@ -493,10 +495,11 @@ impl Db {
     /// [`Executor::write_idempotent`]).
     fn write_settled<T>(
         &self,
+        session: Option<&WriteMark>,
         f: impl Fn(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
-    ) -> Result<(T, Option<WalPosition>)> {
-        match self.write_tracked(&f) {
-            Err(Error::OutcomeUnknown { reason }) => match self.write_tracked(&f) {
+    ) -> Result<T> {
+        match self.write_tracked(session, &f) {
+            Err(Error::OutcomeUnknown { reason }) => match self.write_tracked(session, &f) {
                 // The first run's outcome is still unknown.
                 Err(again) if again.is_retryable() || again.is_connection_lost() => {
                     Err(Error::OutcomeUnknown { reason })
@@ -515,12 +518,12 @@ impl Db {
         }
     }
 
-    /// The WAL position of the latest write made through this handle (with replicas).
+    /// A WAL position at or past every write made through this handle, with replicas
+    /// (`None` without, or before the first write). The first call after a write asks
+    /// the primary (one round trip); when that fails the answer is the highest
+    /// position, which only the primary is taken to have reached.
     pub fn last_write_position(&self) -> Option<WalPosition> {
-        match self.inner.last_write.load(Ordering::Relaxed) {
-            0 => None,
-            position => Some(WalPosition::from_u64(position)),
-        }
+        self.inner.written.resolve(|| self.current_position())
     }
 
     /// A session: reads through it see every write made through it (read-your-writes),
@@ -534,7 +537,7 @@ impl Db {
     pub fn session_at(&self, position: Option<WalPosition>) -> Session {
         Session {
             db: self.clone(),
-            position: AtomicU64::new(position.map_or(0, WalPosition::as_u64)),
+            written: WriteMark::at(position),
         }
     }
 
@@ -572,73 +575,72 @@ impl Db {
 impl sealed::Sealed for Db {}
 impl sealed::Sealed for Session {}
 
-/// A [`Db`] that remembers the WAL position of its latest write, so that its reads,
-/// wherever they are routed, see that write (read-your-writes). Without replicas it
-/// behaves exactly like the `Db`. Make one per request or per user; carry
-/// [`Session::position`] across requests to keep a user's reads consistent.
+/// A [`Db`] whose reads, wherever they are routed, see every write made through it
+/// (read-your-writes). Without replicas it behaves exactly like the `Db`. Make one per
+/// request or per user; carry [`Session::position`] across requests to keep a user's
+/// reads consistent.
+///
+/// A write through a session costs what it costs on the `Db`: its WAL position is not
+/// read after it. The session's next read goes to the primary, which has the write; a
+/// read after that, or [`Session::position`], asks the primary for its position once
+/// (one round trip), and from then on replicas that have replayed past it serve.
 #[derive(Debug)]
 pub struct Session {
     db: Db,
-    /// 0: nothing to wait for.
-    position: AtomicU64,
+    written: WriteMark,
 }
 
 impl Session {
-    /// The position reads of this session must have reached, if any.
+    /// A WAL position at or past every write this session made or was started at
+    /// (`None`: nothing to wait for). The first call after a write asks the primary
+    /// (one round trip); when that fails the answer is the highest position, which
+    /// sends reads that carry it to the primary.
     pub fn position(&self) -> Option<WalPosition> {
-        match self.position.load(Ordering::Relaxed) {
-            0 => None,
-            position => Some(WalPosition::from_u64(position)),
-        }
+        self.written.resolve(|| self.db.current_position())
     }
 
-    fn record(&self, position: Option<WalPosition>) {
-        if let Some(position) = position {
-            self.position
-                .fetch_max(position.as_u64(), Ordering::Relaxed);
-        }
-    }
-
-    /// A write's value, its commit position remembered.
-    fn recorded<T>(&self, written: Result<(T, Option<WalPosition>)>) -> Result<T> {
-        let (value, position) = written?;
-        self.record(position);
-        Ok(value)
-    }
-
-    /// [`Db::transaction`], remembering the commit's position.
+    /// [`Db::transaction`], through this session.
     pub fn transaction<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        self.transaction_with_error(f)
+        self.db.transaction_on(Some(&self.written), None, f)
     }
 
-    /// [`Db::transaction_with_error`], remembering the commit's position.
+    /// [`Db::transaction_with_error`], through this session.
     pub fn transaction_with_error<T, E: From<Error>>(
         &self,
         f: impl FnOnce(&Tx<'_>) -> std::result::Result<T, E>,
     ) -> std::result::Result<T, E> {
-        let (value, position) = self.db.transaction_tracked(f)?;
-        self.record(position);
-        Ok(value)
+        self.db.transaction_on(Some(&self.written), None, f)
+    }
+
+    /// [`Db::transaction_within`], through this session.
+    pub fn transaction_within<T>(
+        &self,
+        timeout: std::time::Duration,
+        f: impl FnOnce(&Tx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let ms = self.db.timeout_ms(timeout)?;
+        self.db.transaction_on(Some(&self.written), Some(ms), f)
     }
 }
 
 impl Executor for Session {
     fn read<T>(&self, f: impl Fn(&mut Connection) -> Result<T>) -> Result<T> {
-        self.db.read_routed(self.position(), f)
+        let target = self.written.read_target(|| self.db.current_position());
+        self.db.read_routed(target, f)
     }
 
     fn write<T>(
         &self,
         f: impl FnOnce(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
     ) -> Result<T> {
-        self.recorded(self.db.write_tracked(f))
+        self.db.write_tracked(Some(&self.written), f)
     }
 
     fn write_idempotent<T>(
         &self,
         f: impl Fn(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
     ) -> Result<T> {
-        self.recorded(self.db.write_settled(f))
+        self.db.write_settled(Some(&self.written), f)
     }
 
     fn backend(&self) -> Backend {
@@ -655,14 +657,14 @@ impl Executor for Db {
         &self,
         f: impl FnOnce(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
     ) -> Result<T> {
-        self.write_tracked(f).map(|(value, _)| value)
+        self.write_tracked(None, f)
     }
 
     fn write_idempotent<T>(
         &self,
         f: impl Fn(&mut Connection, &mut Vec<CacheTag>) -> Result<T>,
     ) -> Result<T> {
-        self.write_settled(f).map(|(value, _)| value)
+        self.write_settled(None, f)
     }
 
     fn backend(&self) -> Backend {

@@ -6,12 +6,13 @@
 //!
 //! - **Consistency.** A read made on the `Db` itself may be stale by the replica's lag
 //!   (at most the configured `max_replica_lag`, default 5 s, or the replica is skipped).
-//!   For read-your-writes, read through a [`Session`](crate::Session): it remembers the WAL position of
-//!   its latest write (PostgreSQL LSN), and its reads go to a replica only if that
-//!   replica has replayed past it (`pg_last_wal_replay_lsn()`), otherwise to the
-//!   primary. The position can be carried across requests ([`WalPosition`] prints and
-//!   parses as `16/B374D848`), the way large PostgreSQL deployments keep sessions
-//!   sticky by LSN.
+//!   For read-your-writes, read through a [`Session`](crate::Session): its reads go to a
+//!   replica only if that replica has replayed past its writes' WAL position
+//!   (PostgreSQL LSN, `pg_last_wal_replay_lsn()`), otherwise to the primary. A write
+//!   does not read its position (it stays one round trip); the session asks for it
+//!   when it is needed ([`WriteMark`]). The position can be carried across requests
+//!   ([`WalPosition`] prints and parses as `16/B374D848`), the way large PostgreSQL
+//!   deployments keep sessions sticky by LSN.
 //! - **Failures.** A replica that cannot be reached, errors, is not in recovery, or lags
 //!   beyond the bound is skipped and retried after a pause; its reads go to the primary.
 //!   A read never fails because of a replica while the primary is up.
@@ -46,14 +47,6 @@ impl WalPosition {
     /// A write whose position could not be read: nothing but the primary is known to
     /// have it.
     pub(crate) const UNKNOWN: WalPosition = WalPosition(u64::MAX);
-
-    pub(crate) fn as_u64(self) -> u64 {
-        self.0
-    }
-
-    pub(crate) fn from_u64(position: u64) -> Self {
-        WalPosition(position)
-    }
 }
 
 impl fmt::Display for WalPosition {
@@ -79,6 +72,86 @@ impl serde::Serialize for WalPosition {
         serializer: S,
     ) -> std::result::Result<S::Ok, S::Error> {
         serializer.collect_str(self)
+    }
+}
+
+/// Where a writer's writes (a `Db`'s or a `Session`'s) are in the WAL, learned lazily. A
+/// write only counts itself, so it stays one round trip; the primary is asked for its
+/// position when someone needs it. Any position read after a write was acknowledged is
+/// at or past that write's commit, so one question covers every write counted before it.
+#[derive(Debug, Default)]
+pub(crate) struct WriteMark {
+    /// At or past the commits of the first `covered` writes (0: none).
+    position: AtomicU64,
+    /// Writes acknowledged.
+    writes: AtomicU64,
+    /// Writes that `position` covers.
+    covered: AtomicU64,
+    /// Reads since the latest write that `position` does not cover yet.
+    reads_behind: AtomicU64,
+}
+
+impl WriteMark {
+    /// A mark that must reach `position` (carried over from an earlier request).
+    pub(crate) fn at(position: Option<WalPosition>) -> Self {
+        let mark = WriteMark::default();
+        if let Some(position) = position {
+            mark.position.store(position.0, Ordering::SeqCst);
+        }
+        mark
+    }
+
+    /// Counts a write the primary acknowledged.
+    pub(crate) fn note_write(&self) {
+        self.reads_behind.store(0, Ordering::SeqCst);
+        self.writes.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn known(&self) -> Option<WalPosition> {
+        match self.position.load(Ordering::SeqCst) {
+            0 => None,
+            position => Some(WalPosition(position)),
+        }
+    }
+
+    /// The position covering every write counted so far, asked of the primary with
+    /// `current` when a write is not covered yet. When it cannot be read, the answer is
+    /// [`WalPosition::UNKNOWN`] (only the primary is known to have the writes), and the
+    /// next call asks again.
+    pub(crate) fn resolve(
+        &self,
+        current: impl FnOnce() -> Result<WalPosition>,
+    ) -> Option<WalPosition> {
+        let writes = self.writes.load(Ordering::SeqCst);
+        if self.covered.load(Ordering::SeqCst) >= writes {
+            return self.known();
+        }
+        match current() {
+            Ok(position) => {
+                // `position` first: a reader that sees the writes covered sees it too.
+                self.position.fetch_max(position.0, Ordering::SeqCst);
+                self.covered.fetch_max(writes, Ordering::SeqCst);
+                self.known()
+            }
+            Err(_) => Some(WalPosition::UNKNOWN),
+        }
+    }
+
+    /// The position a read must reach. The first read after an uncovered write goes to
+    /// the primary ([`WalPosition::UNKNOWN`]), which has the write, at no extra cost;
+    /// a later one asks for the position once, so that replicas serve again.
+    pub(crate) fn read_target(
+        &self,
+        current: impl FnOnce() -> Result<WalPosition>,
+    ) -> Option<WalPosition> {
+        let writes = self.writes.load(Ordering::SeqCst);
+        if self.covered.load(Ordering::SeqCst) >= writes {
+            return self.known();
+        }
+        if self.reads_behind.fetch_add(1, Ordering::SeqCst) == 0 {
+            return Some(WalPosition::UNKNOWN);
+        }
+        self.resolve(current)
     }
 }
 
@@ -321,5 +394,50 @@ impl Replica {
                 Some(other)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    #[test]
+    fn a_write_mark_asks_for_the_position_once_per_uncovered_write() {
+        let mark = WriteMark::at(None);
+        let asked = Cell::new(0);
+        let asked = &asked;
+        let current = |at: u64| {
+            move || {
+                asked.set(asked.get() + 1);
+                Ok(WalPosition(at))
+            }
+        };
+        assert_eq!(mark.read_target(current(1)), None, "nothing written");
+        mark.note_write();
+        assert_eq!(
+            mark.read_target(current(5)),
+            Some(WalPosition::UNKNOWN),
+            "the first read after a write: the primary, nothing asked"
+        );
+        assert_eq!(asked.get(), 0);
+        assert_eq!(mark.read_target(current(5)), Some(WalPosition(5)));
+        assert_eq!(mark.resolve(current(9)), Some(WalPosition(5)), "covered");
+        assert_eq!(asked.get(), 1);
+        mark.note_write();
+        assert_eq!(mark.resolve(current(7)), Some(WalPosition(7)));
+        assert_eq!(asked.get(), 2);
+    }
+
+    #[test]
+    fn a_position_that_cannot_be_read_sends_reads_to_the_primary_and_is_asked_again() {
+        let mark = WriteMark::at(Some(WalPosition(3)));
+        assert_eq!(mark.resolve(|| unreachable!()), Some(WalPosition(3)));
+        mark.note_write();
+        let down = || Err(Error::unavailable("the primary is restarting"));
+        assert_eq!(mark.resolve(down), Some(WalPosition::UNKNOWN));
+        assert_eq!(mark.read_target(down), Some(WalPosition::UNKNOWN));
+        assert_eq!(mark.read_target(down), Some(WalPosition::UNKNOWN));
+        assert_eq!(mark.resolve(|| Ok(WalPosition(8))), Some(WalPosition(8)));
     }
 }

@@ -9,6 +9,9 @@ use diesel::connection::SimpleConnection;
 use diesel::{Connection as _, PgConnection};
 use jobprep_repo::{users, Db, Error, Executor, UserId};
 
+#[path = "support/round_trips.rs"]
+mod round_trips;
+
 fn env(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| panic!("{name} is not set: run scripts/replicas.sh"))
 }
@@ -186,6 +189,91 @@ fn with_replay_paused_sessions_read_their_writes_and_plain_reads_are_stale() {
             let before = replica_reads(&db);
             session.read(|c| users::get(c, &fresh)).is_ok() && replica_reads(&db) == before + 1
         },
+    );
+}
+
+/// What `call` answers, and the round trips it made through `proxy`.
+fn trips<T>(proxy: &round_trips::RoundTripProxy, call: impl FnOnce() -> T) -> (u64, T) {
+    let before = proxy.round_trips();
+    let value = call();
+    (proxy.round_trips() - before, value)
+}
+
+/// Round trips to the primary, counted by a proxy in front of it (the replica is reached
+/// directly). A write stays one round trip with replicas: its WAL position is asked for
+/// only when a read or a caller needs it, and then once.
+#[test]
+#[ignore = "needs the primary and replica of scripts/replicas.sh"]
+fn with_replicas_a_write_is_one_round_trip_and_its_position_is_asked_once() {
+    let primary = url::Url::parse(&env("JOBPREP_PRIMARY_URL")).unwrap();
+    let proxy =
+        round_trips::RoundTripProxy::start(round_trips::upstream_of(&primary), Duration::ZERO);
+    let via = round_trips::via_port(
+        &primary,
+        proxy.port(),
+        "sslmode=disable&jobprep_pool_max_size=1",
+    );
+    let db = Db::builder(via.as_str())
+        .replica(&env("JOBPREP_REPLICA_URL"))
+        .max_replica_lag(Duration::from_secs(120))
+        .build()
+        .unwrap();
+    db.migrate().unwrap();
+    let user = replicated_user(&db, "user_trips");
+    let renamed =
+        |name: &str| users::NewUser::new(user.clone(), name, format!("{user}@replica.example"));
+
+    // Warm: the primary's connection has prepared the upsert and the read.
+    let warm = db.session();
+    warm.write(|c, _| users::upsert(c, &renamed("Warm")))
+        .unwrap();
+    warm.read(|c| users::get(c, &user)).unwrap();
+
+    // Through the Db: the write is one; its position is asked once, when wanted.
+    let (sent, _) = trips(&proxy, || {
+        db.write(|c, _| users::upsert(c, &renamed("Through the Db")))
+            .unwrap()
+    });
+    assert_eq!(sent, 1, "a write through the Db");
+    let (sent, position) = trips(&proxy, || db.last_write_position());
+    assert_eq!(sent, 1, "the handle's position, asked");
+    assert!(position.is_some());
+    let (sent, again) = trips(&proxy, || db.last_write_position());
+    assert_eq!((sent, again), (0, position), "and known from then on");
+
+    // Through a session, with replay paused so that only the primary has the write.
+    let paused = ReplayPaused::pause();
+    let session = db.session();
+    let read = || session.read(|c| users::get(c, &user)).unwrap().name;
+    let (sent, _) = trips(&proxy, || {
+        session
+            .write(|c, _| users::upsert(c, &renamed("Through a session")))
+            .unwrap()
+    });
+    assert_eq!(sent, 1, "a write through a session");
+    let primary_before = db.routing_state().primary_reads;
+    let (sent, name) = trips(&proxy, read);
+    assert_eq!(
+        (sent, name.as_str()),
+        (1, "Through a session"),
+        "its next read: on the primary, which has the write"
+    );
+    let (sent, name) = trips(&proxy, read);
+    assert_eq!(
+        (sent, name.as_str()),
+        (2, "Through a session"),
+        "the read after: the position once, then the primary (the replica is behind)"
+    );
+    assert_eq!(db.routing_state().primary_reads, primary_before + 2);
+    let (sent, carried) = trips(&proxy, || session.position());
+    assert_eq!(sent, 0, "the session's position is known now");
+    assert!(carried > position, "{carried:?} after {position:?}");
+
+    drop(paused);
+    eventually(
+        Duration::from_secs(10),
+        "the session's reads served by the replica, nothing sent to the primary",
+        || trips(&proxy, read) == (0, "Through a session".to_string()),
     );
 }
 
