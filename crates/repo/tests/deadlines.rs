@@ -106,6 +106,28 @@ backend_tests! {
         let zero = t.db.transaction_within(Duration::ZERO, |_| Ok(()));
         assert!(zero.is_err(), "{zero:?}");
     }
+
+    fn a_session_runs_a_transaction_with_a_timeout_of_its_own_as_the_db_does(t) {
+        let me = user(&t.db, "user_session_within");
+        let session = t.db.session();
+        let renamed = NewUser::new(me.clone(), "Within", "user_session_within@example.com");
+        let within = session.transaction_within(Duration::from_millis(500), |tx| {
+            jobprep_users::upsert(tx, &renamed).map(|u| u.name)
+        });
+        match t.backend() {
+            Backend::Sqlite => assert!(matches!(within, Err(Error::Config(_))), "{within:?}"),
+            Backend::Postgres => {
+                assert_eq!(within.unwrap(), "Within");
+                assert_eq!(jobprep_users::get(&session, &me).unwrap().value.name, "Within");
+            }
+        }
+        let zero = session.transaction_within(Duration::ZERO, |_| Ok(()));
+        let expected_zero = match t.backend() {
+            Backend::Sqlite => matches!(zero, Err(Error::Config(_))),
+            Backend::Postgres => matches!(zero, Err(Error::InvalidInput { .. })),
+        };
+        assert!(expected_zero, "{zero:?}");
+    }
 }
 
 /// The per-call timeout bounds its own transaction only: the same connection, used
