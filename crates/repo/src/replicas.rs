@@ -10,7 +10,7 @@
 //!   replica only if that replica has replayed past its writes' WAL position
 //!   (PostgreSQL LSN, `pg_last_wal_replay_lsn()`), otherwise to the primary. A write
 //!   does not read its position (it stays one round trip); the session asks for it
-//!   when it is needed ([`WriteMark`]). The position can be carried across requests
+//!   when it is needed (see [`Session`](crate::Session)). The position can be carried across requests
 //!   ([`WalPosition`] prints and parses as `16/B374D848`), the way large PostgreSQL
 //!   deployments keep sessions sticky by LSN.
 //! - **Failures.** A replica that cannot be reached, errors, is not in recovery, or lags
