@@ -107,6 +107,12 @@ impl WriteMark {
         self.writes.fetch_add(1, Ordering::SeqCst);
     }
 
+    /// The writes counted so far, when `position` does not cover them all.
+    fn uncovered(&self) -> Option<u64> {
+        let writes = self.writes.load(Ordering::SeqCst);
+        (self.covered.load(Ordering::SeqCst) < writes).then_some(writes)
+    }
+
     fn known(&self) -> Option<WalPosition> {
         match self.position.load(Ordering::SeqCst) {
             0 => None,
@@ -122,10 +128,9 @@ impl WriteMark {
         &self,
         current: impl FnOnce() -> Result<WalPosition>,
     ) -> Option<WalPosition> {
-        let writes = self.writes.load(Ordering::SeqCst);
-        if self.covered.load(Ordering::SeqCst) >= writes {
+        let Some(writes) = self.uncovered() else {
             return self.known();
-        }
+        };
         match current() {
             Ok(position) => {
                 // `position` first: a reader that sees the writes covered sees it too.
@@ -144,8 +149,7 @@ impl WriteMark {
         &self,
         current: impl FnOnce() -> Result<WalPosition>,
     ) -> Option<WalPosition> {
-        let writes = self.writes.load(Ordering::SeqCst);
-        if self.covered.load(Ordering::SeqCst) >= writes {
+        if self.uncovered().is_none() {
             return self.known();
         }
         if self.reads_behind.fetch_add(1, Ordering::SeqCst) == 0 {
