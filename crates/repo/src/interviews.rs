@@ -319,23 +319,17 @@ pub fn insert_within_quota(
         )
         .returning(interviews::job_info_id),
     };
-    let job_info_id = quota::write_checked(
+    let quota = quota::Quota {
+        user_id,
+        entity: Entity::Interview,
+        limit,
+    };
+    let job_info_id = quota.write_checked(
         conn,
         statement,
-        Entity::Interview,
-        limit,
         Entity::JobInfo,
-        |conn| {
-            quota::within(
-                conn,
-                user_id,
-                Entity::Interview,
-                limit,
-                |c| count_for_user(c, user_id).map(Some),
-                |c| insert_with_id(c, id, user_id, job_info_id, interview),
-            )
-            .map(|key| key.job_info_id)
-        },
+        |c| count_for_user(c, user_id).map(Some),
+        |c| insert_with_id(c, id, user_id, job_info_id, interview).map(|key| key.job_info_id),
     )?;
     Ok(InterviewKey { id, job_info_id })
 }
@@ -371,33 +365,27 @@ pub fn update_within_quota(
             interviews::job_info_id
         ),
     };
-    let job_info_id = quota::write_checked(
+    let quota = quota::Quota {
+        user_id,
+        entity: Entity::Interview,
+        limit,
+    };
+    let job_info_id = quota.write_checked(
         conn,
         statement,
         Entity::Interview,
-        limit,
-        Entity::Interview,
-        |conn| {
-            quota::within(
-                conn,
-                user_id,
-                Entity::Interview,
-                limit,
-                |c| {
-                    // Checked after the user's turn began, so a concurrent quota-checked write
-                    // cannot give the interview its chat id in between.
-                    let current = get(c, user_id, id)?;
-                    if current.interview.hume_chat_id.is_some() {
-                        // Already counted: changing its chat id uses no more quota.
-                        Ok(None)
-                    } else {
-                        count_for_user(c, user_id).map(Some)
-                    }
-                },
-                |c| update(c, user_id, id, changes),
-            )
-            .map(|key| key.job_info_id)
+        |c| {
+            // Checked after the user's turn began, so a concurrent quota-checked write
+            // cannot give the interview its chat id in between.
+            let current = get(c, user_id, id)?;
+            if current.interview.hume_chat_id.is_some() {
+                // Already counted: changing its chat id uses no more quota.
+                Ok(None)
+            } else {
+                count_for_user(c, user_id).map(Some)
+            }
         },
+        |c| update(c, user_id, id, changes).map(|key| key.job_info_id),
     )?;
     Ok(InterviewKey { id, job_info_id })
 }

@@ -233,23 +233,17 @@ pub fn insert_within_quota(
         )
         .returning(questions::job_info_id),
     };
-    let job_info_id = quota::write_checked(
+    let quota = quota::Quota {
+        user_id,
+        entity: Entity::Question,
+        limit,
+    };
+    let job_info_id = quota.write_checked(
         conn,
         statement,
-        Entity::Question,
-        limit,
         Entity::JobInfo,
-        |conn| {
-            quota::within(
-                conn,
-                user_id,
-                Entity::Question,
-                limit,
-                |c| count_for_user(c, user_id).map(Some),
-                |c| insert_with_id(c, id, user_id, job_info_id, question),
-            )
-            .map(|key| key.job_info_id)
-        },
+        |c| count_for_user(c, user_id).map(Some),
+        |c| insert_with_id(c, id, user_id, job_info_id, question).map(|key| key.job_info_id),
     )?;
     Ok(QuestionKey { id, job_info_id })
 }

@@ -12,7 +12,8 @@
 //! The write, in the same statement, is filtered by [`WithinQuota`].
 //!
 //! SQLite, and PostgreSQL without the functions (a database not yet migrated to this
-//! version): [`within`], the turn and count as statements inside a transaction.
+//! version): [`Quota::write_checked`] takes the turn and counts as statements inside a
+//! transaction.
 
 use diesel::expression::{is_aggregate, AppearsOnTable, SelectableExpression, ValidGrouping};
 use diesel::pg::{Pg, PgConnection};
@@ -136,56 +137,74 @@ impl QueryFragment<Pg> for WithinQuota {
     }
 }
 
-/// Runs a quota-checked write: `statement` (an [`AfterTurn`] whose write returns the
-/// row's job info) in one statement on PostgreSQL, else `statement_by_statement` (SQLite,
-/// or the functions missing; see [`Connection::in_one_postgres_statement`]). Answers
-/// the written row's job info; [`Error::QuotaExceeded`] when the count was at `limit`;
-/// else `NotFound` for `missing`, also when a concurrent delete removed it (a
-/// foreign-key failure).
-pub(crate) fn write_checked<'q, S>(
-    conn: &mut Connection,
-    statement: S,
-    entity: Entity,
-    limit: u32,
-    missing: Entity,
-    statement_by_statement: impl FnOnce(&mut Connection) -> Result<JobInfoId>,
-) -> Result<JobInfoId>
-where
-    S: LoadQuery<'q, PgConnection, (Option<i64>, Option<JobInfoId>)>,
-{
-    let Some(loaded) = conn.in_one_postgres_statement(|c| statement.get_result(c)) else {
-        return statement_by_statement(conn);
-    };
-    let (used, written) = loaded.map_err(|error| error.parent_missing(missing))?;
-    match written {
-        Some(job_info_id) => Ok(job_info_id),
-        None if used.is_some_and(|used| used >= i64::from(limit)) => {
-            Err(Error::QuotaExceeded { entity, limit })
-        }
-        None => Err(Error::not_found(missing)),
-    }
+/// One user's plan quota for one kind of row: what a quota-checked write is checked
+/// against.
+pub(crate) struct Quota<'a> {
+    pub(crate) user_id: &'a UserId,
+    pub(crate) entity: Entity,
+    pub(crate) limit: u32,
 }
 
-/// Runs `write` if the count of what the user already has is below `limit`, else fails
-/// with [`Error::QuotaExceeded`] without writing. `count` gives `None` when this
-/// particular write uses no quota. Statement by statement, in a transaction (a
-/// savepoint within a caller's): SQLite's way, and PostgreSQL's where jobprep's
-/// functions are missing (a database not yet migrated to this version).
-pub(crate) fn within<T>(
-    conn: &mut Connection,
-    user_id: &UserId,
-    entity: Entity,
-    limit: u32,
-    count: impl FnOnce(&mut Connection) -> Result<Option<i64>>,
-    write: impl FnOnce(&mut Connection) -> Result<T>,
-) -> Result<T> {
-    conn.transaction(|conn| {
-        serialize_user(conn, user_id)?;
-        if count(conn)?.is_some_and(|used| used >= i64::from(limit)) {
-            return Err(Error::QuotaExceeded { entity, limit });
+impl Quota<'_> {
+    /// Runs a quota-checked write: `statement` (an [`AfterTurn`] whose write returns
+    /// the row's job info) in one statement on PostgreSQL; else statement by
+    /// statement (SQLite, or the functions missing; see
+    /// [`Connection::in_one_postgres_statement`]), where `count` gives what the user
+    /// already has (`None`: this write uses no quota) and `write` writes. Answers the
+    /// written row's job info; [`Error::QuotaExceeded`] when the count was at the
+    /// limit; else `NotFound` for `missing`, also when a concurrent delete removed it
+    /// (a foreign-key failure).
+    pub(crate) fn write_checked<'q, S>(
+        &self,
+        conn: &mut Connection,
+        statement: S,
+        missing: Entity,
+        count: impl FnOnce(&mut Connection) -> Result<Option<i64>>,
+        write: impl FnOnce(&mut Connection) -> Result<JobInfoId>,
+    ) -> Result<JobInfoId>
+    where
+        S: LoadQuery<'q, PgConnection, (Option<i64>, Option<JobInfoId>)>,
+    {
+        let Some(loaded) = conn.in_one_postgres_statement(|c| statement.get_result(c)) else {
+            return self.statement_by_statement(conn, count, write);
+        };
+        let (used, written) = loaded.map_err(|error| error.parent_missing(missing))?;
+        match written {
+            Some(job_info_id) => Ok(job_info_id),
+            None if used.is_some_and(|used| self.reached(used)) => Err(self.exceeded()),
+            None => Err(Error::not_found(missing)),
         }
-        write(conn)
-    })
+    }
+
+    /// Runs `write` if `count` is below the limit, else fails with
+    /// [`Error::QuotaExceeded`] without writing. In a transaction (a savepoint within a
+    /// caller's): SQLite's way, and PostgreSQL's where jobprep's functions are missing
+    /// (a database not yet migrated to this version).
+    fn statement_by_statement<T>(
+        &self,
+        conn: &mut Connection,
+        count: impl FnOnce(&mut Connection) -> Result<Option<i64>>,
+        write: impl FnOnce(&mut Connection) -> Result<T>,
+    ) -> Result<T> {
+        conn.transaction(|conn| {
+            serialize_user(conn, self.user_id)?;
+            if count(conn)?.is_some_and(|used| self.reached(used)) {
+                return Err(self.exceeded());
+            }
+            write(conn)
+        })
+    }
+
+    fn reached(&self, used: i64) -> bool {
+        used >= i64::from(self.limit)
+    }
+
+    fn exceeded(&self) -> Error {
+        Error::QuotaExceeded {
+            entity: self.entity,
+            limit: self.limit,
+        }
+    }
 }
 
 /// Makes the user's quota-checked writes take turns until the transaction ends.
